@@ -1,0 +1,273 @@
+"""The scheduler actor: the Ray shell around ``core.Scheduler``.
+
+One named, detached actor (``scheduler`` in namespace ``trainq``). Its public methods take
+and return plain dicts, so any Ray driver can call them through
+``ray.get_actor("scheduler", namespace="trainq")``. It acts on the core's decisions: starts
+and kills runner actors, watches them, and runs the housekeeping loop. When Ray restarts it,
+``__init__`` rebuilds the core from the store and re-attaches to runners still alive before
+any call is served.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import ray
+
+from . import raycompat
+from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
+from .core import Scheduler
+from .events import EventLog
+from .jobs import Attempt, Job
+from .policy import Resources
+from .states import JobStatus
+from .store import SQLiteStore
+
+logger = logging.getLogger("trainq.scheduler")
+
+
+class RayCluster:
+    """The cluster's size from Ray; an autoscaling cluster declares its maximum in settings."""
+
+    def __init__(self, max_resources: str = "") -> None:
+        self._max = {k: float(v) for k, v in json.loads(max_resources).items()} if max_resources else None
+
+    def capacity(self) -> Resources:
+        return {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+
+    def max_capacity(self) -> Resources:
+        return dict(self._max) if self._max is not None else self.capacity()
+
+    def nodes(self) -> list[Resources]:
+        if self._max is not None:
+            return []  # node types of an autoscaling cluster are the autoscaler's business
+        return [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
+
+    def request(self, bundles: list[Resources]) -> None:
+        if self._max is None:
+            return
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=bundles)
+
+
+class RayLauncher:
+    """Starts runner actors on the head node, finds them by name, kills them."""
+
+    def __init__(self, settings: Settings, watch: Any) -> None:
+        self.settings = settings
+        self._watch = watch
+
+    def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
+        from .runner import Runner
+
+        runtime_env = dict(job.spec.get("runtime_env") or {})
+        if _has_local_dirs(runtime_env):
+            runtime_env = raycompat.upload_local_dirs(runtime_env)
+        handle = ray.remote(Runner).options(
+            name=runner_name(job.job_id, attempt.attempt), namespace=NAMESPACE, lifetime="detached",
+            num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0,
+            runtime_env=runtime_env or None,
+        ).remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
+                 attempt.resumed_from, self.settings.report_poll_s)
+        handle.start.remote()
+        self._watch(job.job_id, attempt.attempt, handle)
+
+    def request_pause(self, job_id: str, attempt: int) -> None:
+        handle = self.find(job_id, attempt)
+        if handle is not None:
+            handle.request_pause.remote()
+
+    def stop(self, job_id: str, attempt: int) -> None:
+        handle = self.find(job_id, attempt)
+        if handle is not None:
+            # Ray Train's controller and workers are owned by the runner and die with it;
+            # Ray's PlacementGroupCleaner then frees the run's resources.
+            ray.kill(handle, no_restart=True)
+
+    def find(self, job_id: str, attempt: int) -> Any:
+        try:
+            return ray.get_actor(runner_name(job_id, attempt), namespace=NAMESPACE)
+        except ValueError:
+            return None
+
+    def alive(self) -> dict[tuple[str, int], Any]:
+        """Every runner actor alive now, by (job_id, attempt)."""
+        found = {}
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            key = parse_runner_name(entry["name"]) if entry["namespace"] == NAMESPACE else None
+            if key is not None:
+                handle = self.find(*key)
+                if handle is not None:
+                    found[key] = handle
+        return found
+
+
+def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
+    paths = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
+    return any(isinstance(p, str) and "://" not in p for p in paths if p)
+
+
+class SchedulerActor:
+    """See the module docstring. Created by ``ensure_scheduler``."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = Settings(**settings)
+        self.log = EventLog()
+        self.launcher = RayLauncher(self.settings, self._watch_later)
+        self.core = Scheduler(SQLiteStore(self.settings.db_path), self.launcher,
+                              RayCluster(self.settings.max_resources),
+                              storage_root=self.settings.storage_root)
+        self.core.listeners.append(self.log.append)
+        self._metrics = _make_metrics()
+        if self._metrics is not None:
+            self.core.listeners.append(self._metrics.observe)
+        self._watches: dict[tuple[str, int], Any] = {}
+        self._to_watch: list[tuple[str, int, Any]] = []
+        self._loop: asyncio.Task[None] | None = None
+        # Recovery happens before the first call is served: Ray runs __init__ to completion first.
+        alive = self.launcher.alive()
+        for (job_id, attempt), handle in alive.items():
+            self._watch_later(job_id, attempt, handle)
+        self.core.recover(set(alive))
+        self.started_at = time.time()
+
+    # -- public API: plain dicts in and out ---------------------------------------------------------
+    async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        self._tend()
+        return self.core.submit(spec)
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        self._tend()
+        return self.core.get(job_id)
+
+    async def list(self, status: Any = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        self._tend()
+        return self.core.list(status, limit, offset)
+
+    async def count(self, status: Any = None) -> int:
+        self._tend()
+        return self.core.count(status)
+
+    async def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        self._tend()
+        return self.core.queue_jobs(limit, offset)
+
+    async def pause(self, job_id: str, deadline_s: float | None = None) -> dict[str, Any]:
+        self._tend()
+        return self.core.pause(job_id, deadline_s)
+
+    async def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
+        self._tend()
+        return self.core.resume(job_id, checkpoint_path)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        self._tend()
+        return self.core.cancel(job_id)
+
+    async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        self._tend()
+        return self.core.checkpoints(job_id)
+
+    async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        self._tend()
+        return self.core.reports(job_id, after_id, limit)
+
+    async def history(self, job_id: str) -> dict[str, Any]:
+        self._tend()
+        return self.core.history(job_id)
+
+    async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
+        """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
+        self._tend()
+        return await self.log.wait(after, job_id, min(timeout_s, 60.0))
+
+    async def health(self) -> dict[str, Any]:
+        self._tend()
+        return {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
+                "queued": len(self.core.queue), "active": len(self.core.allocated),
+                "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
+                "db_path": self.settings.db_path}
+
+    async def runner_event(self, event: dict[str, Any]) -> None:
+        """Runners deliver ``started``/``report``/``exit`` events here (idempotent)."""
+        self._tend()
+        self.core.on_runner_event(event)
+
+    # -- acting on the core's decisions ----------------------------------------------------------------
+    def _tend(self) -> None:
+        """Start the housekeeping loop and pending watches (they need the running event loop)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
+        while self._to_watch:
+            job_id, attempt, handle = self._to_watch.pop()
+            self._watches[(job_id, attempt)] = asyncio.get_running_loop().create_task(
+                self._watch(job_id, attempt, handle))
+
+    def _watch_later(self, job_id: str, attempt: int, handle: Any) -> None:
+        self._to_watch.append((job_id, attempt, handle))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # in __init__: the first call starts it
+        self._tend()
+
+    async def _watch(self, job_id: str, attempt: int, handle: Any) -> None:
+        """Wait for a runner to finish; if it dies without a word, tell the core."""
+        try:
+            await handle.wait.remote()
+        except ray.exceptions.RayActorError as e:
+            self.core.on_runner_lost(job_id, attempt, f"runner actor died: {type(e).__name__}")
+        else:
+            ray.kill(handle, no_restart=True)  # its exit event was delivered; free the name
+        finally:
+            self._watches.pop((job_id, attempt), None)
+
+    async def _housekeeping(self) -> None:
+        last_gauges = 0.0
+        while True:
+            try:
+                self.core.tick()
+                if time.time() - last_gauges > 5:
+                    last_gauges = time.time()
+                    self._record_gauges()
+            except Exception:  # keep ticking; a failed tick is logged, not fatal
+                logger.exception("scheduler tick failed")
+            await asyncio.sleep(self.settings.tick_s)
+
+    def _record_gauges(self) -> None:
+        if self._metrics is None:
+            return
+        counts = {s: self.core.store.count_jobs([s]) for s in JobStatus}
+        self._metrics.snapshot(counts, len(self.core.queue))
+
+
+def _make_metrics() -> Any:
+    try:
+        from .metrics import SchedulerMetrics
+
+        return SchedulerMetrics()
+    except Exception:  # metrics are for the dashboard; never fail the scheduler over them
+        logger.exception("metrics disabled")
+        return None
+
+
+def ensure_scheduler(settings: Settings | None = None) -> Any:
+    """Create the scheduler actor if it does not exist yet; return its handle.
+
+    An existing actor keeps the settings it was created with.
+    """
+    settings = settings or Settings()
+    try:
+        return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+    except ValueError:
+        pass
+    return ray.remote(SchedulerActor).options(
+        name=SCHEDULER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, max_task_retries=-1, num_cpus=0, resources={HEAD_RESOURCE: 0.001},
+        max_concurrency=1000,
+    ).remote(settings.with_overrides().to_dict())

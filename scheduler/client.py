@@ -1,0 +1,103 @@
+"""The Python client: ``client = scheduler.connect()``, then the same verbs as everywhere."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .config import NAMESPACE, Settings
+from .errors import TrainqError
+from .states import STOPPED, JobStatus
+
+
+def connect(address: str | None = None, *, storage_root: str | None = None, db_path: str | None = None,
+            **ray_init_kwargs: Any) -> "Client":
+    """Connect to Ray (or start a local Ray when no cluster runs) and ensure the scheduler actor.
+
+    ``address`` is passed to ``ray.init`` ("auto", "ray://...", or None: an existing local
+    cluster if there is one, else a new one inside this process). ``storage_root`` and
+    ``db_path`` only matter when this call creates the scheduler actor.
+    """
+    import ray
+
+    from .actor import ensure_scheduler
+
+    if not ray.is_initialized():
+        ray.init(address=address, namespace=NAMESPACE, **ray_init_kwargs)
+    settings = Settings().with_overrides(storage_root=storage_root, db_path=db_path)
+    return Client(ensure_scheduler(settings))
+
+
+class Client:
+    """Typed wrapper over the scheduler actor's handle; errors come back as trainq's own types."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        import ray
+
+        try:
+            return ray.get(getattr(self.handle, method).remote(*args, **kwargs))
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, TrainqError):
+                raise e.cause from None
+            raise
+
+    def submit(self, spec: dict[str, Any] | Any) -> dict[str, Any]:
+        """Queue a job; returns it (``status`` queued, or pending if it started at once)."""
+        if hasattr(spec, "model_dump"):
+            spec = spec.model_dump(exclude_none=True)
+        return self._call("submit", spec)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """One job."""
+        return self._call("get", job_id)
+
+    def list(self, status: str | list[str] | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """Jobs newest first, optionally filtered by status."""
+        return self._call("list", status, limit, offset)
+
+    def queue(self) -> list[dict[str, Any]]:
+        """The queued jobs in the order they will start."""
+        return self._call("queue")
+
+    def pause(self, job_id: str, deadline_s: float | None = None) -> dict[str, Any]:
+        """Pause a job; a running one stops right after its next checkpoint report."""
+        return self._call("pause", job_id, deadline_s)
+
+    def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
+        """Queue a paused, failed or cancelled job again from a recorded checkpoint."""
+        return self._call("resume", job_id, checkpoint_path)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job, stopping it if it runs."""
+        return self._call("cancel", job_id)
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """Every checkpoint the job recorded, newest first."""
+        return self._call("checkpoints", job_id)
+
+    def reports(self, job_id: str) -> list[dict[str, Any]]:
+        """Every metrics report of the job, oldest first."""
+        return self._call("reports", job_id)
+
+    def history(self, job_id: str) -> dict[str, Any]:
+        """The job's transitions and attempts."""
+        return self._call("history", job_id)
+
+    def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
+             poll_s: float = 0.2) -> dict[str, Any]:
+        """Block until the job reaches ``status`` (default: any stopped state); returns it."""
+        wanted = {status} if isinstance(status, str) else status or {s.value for s in STOPPED}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if job["status"] in wanted:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is {job['status']} after {timeout_s}s, not {sorted(wanted)}")
+            time.sleep(poll_s)
+
+
+__all__ = ["Client", "JobStatus", "connect"]

@@ -1,0 +1,59 @@
+"""Names and settings shared by the actor, the runners and the clients."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+NAMESPACE = "trainq"
+SCHEDULER_NAME = "scheduler"
+RUNNER_PREFIX = "runner"
+#: Ray's own head-node marker resource; a sliver of it pins an actor to the head node.
+HEAD_RESOURCE = "node:__internal_head__"
+
+
+def runner_name(job_id: str, attempt: int) -> str:
+    """The named-actor name of one attempt's runner (found again by name after a restart)."""
+    return f"{RUNNER_PREFIX}:{job_id}:{attempt}"
+
+
+def parse_runner_name(name: str) -> tuple[str, int] | None:
+    """The (job_id, attempt) of a runner's actor name, or None for other actors."""
+    parts = name.split(":")
+    if len(parts) != 3 or parts[0] != RUNNER_PREFIX or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+def trainq_home() -> Path:
+    """``$TRAINQ_HOME``, by default ``~/.trainq``."""
+    return Path(os.environ.get("TRAINQ_HOME") or Path.home() / ".trainq")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the scheduler actor is created with (and re-created with when Ray restarts it)."""
+
+    storage_root: str = field(default_factory=lambda: os.environ.get("TRAINQ_STORAGE") or str(trainq_home() / "storage"))
+    db_path: str = field(default_factory=lambda: os.environ.get("TRAINQ_DB") or str(trainq_home() / "trainq.db"))
+    #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
+    #: lower means faster pauses and quicker notice of a finished run. Ray's default is 2.0 s.
+    report_poll_s: float = float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5"))
+    #: Seconds between the scheduler's housekeeping ticks (deadlines, admission, autoscaler hints).
+    tick_s: float = float(os.environ.get("TRAINQ_TICK_S", "1.0"))
+    #: JSON of the most resources the cluster can grow to, for autoscaling clusters (e.g.
+    #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
+    max_resources: str = os.environ.get("TRAINQ_MAX_RESOURCES", "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        """A copy with the non-None overrides applied; local paths are made absolute."""
+        values = {**self.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+        for key in ("storage_root", "db_path"):
+            if "://" not in values[key]:
+                values[key] = os.path.abspath(os.path.expanduser(values[key]))
+        return Settings(**values)

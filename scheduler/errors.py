@@ -1,0 +1,114 @@
+"""One error hierarchy for trainq.
+
+Every error carries structured fields and a ``code`` that the HTTP layer maps to a status
+(see ``api/errors.py``, the only place that does). The errors pickle with their fields intact,
+so they survive crossing a Ray actor boundary and clients can catch the same types.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class TrainqError(Exception):
+    """Base of every error trainq raises on purpose."""
+
+    code = "error"
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def __reduce__(self):  # keep fields when pickled across actors
+        return (_rebuild, (type(self), self.message, self.fields))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The error as the JSON body every interface returns."""
+        return {"error": self.code, "message": self.message, **self.fields}
+
+
+def _rebuild(cls: type[TrainqError], message: str, fields: dict[str, Any]) -> TrainqError:
+    err = cls.__new__(cls)
+    TrainqError.__init__(err, message, **fields)
+    return err
+
+
+class JobNotFound(TrainqError):
+    """No job has this id."""
+
+    code = "not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job with id {job_id!r}", job_id=job_id)
+
+
+class IllegalTransition(TrainqError):
+    """The transition table forbids this change of state."""
+
+    code = "conflict"
+
+    def __init__(self, job_id: str, current: str, target: str, action: str) -> None:
+        super().__init__(
+            f"cannot {action} job {job_id!r}: it is {current}"
+            f" and a {current} job cannot become {target}",
+            job_id=job_id,
+            status=current,
+            target=target,
+            action=action,
+        )
+
+
+class InvalidSpec(TrainqError):
+    """A job spec (or another input) is malformed; ``field`` names what is wrong."""
+
+    code = "invalid"
+
+    def __init__(self, message: str, field: str | None = None, **fields: Any) -> None:
+        super().__init__(message, field=field, **fields)
+
+
+class DoesNotFit(InvalidSpec):
+    """The job asks for more than this cluster can ever give."""
+
+    def __init__(self, requested: dict[str, float], available: dict[str, float]) -> None:
+        short = {
+            k: v for k, v in requested.items() if v > available.get(k, 0.0) + 1e-9
+        }
+        super().__init__(
+            f"job can never fit on this cluster: it asks for {_fmt(requested)}"
+            f" but the cluster has at most {_fmt(available)} (short of {_fmt(short)})",
+            field="resources_per_worker",
+            requested=requested,
+            available=available,
+        )
+
+
+class CheckpointRefused(InvalidSpec):
+    """A resume named a checkpoint this job did not record."""
+
+    def __init__(self, job_id: str, path: str, why: str) -> None:
+        super().__init__(
+            f"checkpoint_path {path!r} refused for job {job_id!r}: {why}",
+            field="checkpoint_path",
+            job_id=job_id,
+            checkpoint_path=path,
+        )
+
+
+class Unauthorized(TrainqError):
+    """A request without the configured API token."""
+
+    code = "unauthorized"
+
+
+class NotReady(TrainqError):
+    """The service cannot answer yet (e.g. no scheduler actor reachable)."""
+
+    code = "unavailable"
+
+
+def _fmt(resources: dict[str, float]) -> str:
+    if not resources:
+        return "nothing"
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))

@@ -1,0 +1,63 @@
+"""An in-memory, numbered log of what happened, for live streams (SSE) to follow.
+
+Every event gets the next sequence number. A reader asks for events after the last number
+it saw and waits until there are some. ``epoch`` changes when the scheduler actor restarts,
+so a reader knows to fetch the current state again instead of trusting its position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import uuid
+from typing import Any
+
+
+class EventLog:
+    """A bounded ring of recent events with a wake-up for waiting readers."""
+
+    def __init__(self, capacity: int = 10_000) -> None:
+        self.epoch = uuid.uuid4().hex[:8]
+        self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
+        self._next = 1
+        self._changed: asyncio.Event | None = None
+
+    @property
+    def last_seq(self) -> int:
+        return self._next - 1
+
+    def append(self, event: dict[str, Any]) -> None:
+        """Record an event (called synchronously by the scheduler core's listeners)."""
+        self._events.append({"seq": self._next, **event})
+        self._next += 1
+        if self._changed is not None:
+            self._changed.set()
+
+    def since(self, after: int, job_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events numbered above ``after`` (optionally of one job), oldest first."""
+        out = []
+        for event in self._events:
+            if event["seq"] > after and (job_id is None or event.get("job_id") == job_id):
+                out.append(event)
+                if len(out) >= limit:
+                    break
+        return out
+
+    async def wait(self, after: int, job_id: str | None, timeout_s: float) -> dict[str, Any]:
+        """Events after ``after``, waiting up to ``timeout_s`` for the first one."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            events = self.since(after, job_id)
+            remaining = deadline - loop.time()
+            if events or remaining <= 0:
+                oldest = self._events[0]["seq"] if self._events else self._next
+                return {"epoch": self.epoch, "events": events, "last_seq": self.last_seq,
+                        "truncated": after + 1 < oldest}
+            if self._changed is None:
+                self._changed = asyncio.Event()
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass

@@ -1,0 +1,133 @@
+"""The job record: a plain dataclass inside; ``to_dict`` is its public, JSON-ready form."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from .states import JobStatus
+
+#: Metrics keys read as a step counter, in order of preference.
+STEP_KEYS = ("global_step", "step", "iteration", "training_iteration", "epoch")
+
+
+def new_job_id() -> str:
+    """A short, URL-safe, unique job id."""
+    return "job_" + uuid.uuid4().hex[:12]
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as an ISO 8601 UTC string (None stays None)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def step_of(metrics: dict[str, Any] | None) -> int | None:
+    """The step counter a report carries, if any (see STEP_KEYS)."""
+    if not metrics:
+        return None
+    for key in STEP_KEYS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return int(value)
+    return None
+
+
+@dataclass
+class Job:
+    """One job across all its attempts. Only ``core.Scheduler._transition`` changes ``status``."""
+
+    job_id: str
+    name: str
+    spec: dict[str, Any]
+    priority: int
+    seq: int  # submission order; the queue's tie-breaker, kept across pauses
+    status: JobStatus = JobStatus.QUEUED
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    paused_at: float | None = None
+    attempt: int = 0
+    checkpoint_path: str | None = None  # latest recorded
+    resume_from: str | None = None  # what the next attempt starts from
+    metrics: dict[str, Any] | None = None  # latest report (rank 0)
+    error: str | None = None
+    warning: str | None = None
+    lost_work: dict[str, Any] | None = None  # of the latest stop
+    pause_requested_at: float | None = None
+    pause_deadline_at: float | None = None
+
+    def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
+        """The job as every API returns it (timestamps ISO 8601, status a lowercase string)."""
+        d = dataclasses.asdict(self)
+        d["status"] = self.status.value
+        for key in ("created_at", "updated_at", "started_at", "finished_at", "paused_at",
+                    "pause_requested_at", "pause_deadline_at"):
+            d[key] = iso(d[key])
+        d.pop("seq")
+        d["queue_position"] = queue_position if self.status is JobStatus.QUEUED else None
+        return d
+
+
+@dataclass(frozen=True)
+class Report:
+    """One ``ray.train.report`` as the scheduler recorded it."""
+
+    job_id: str
+    attempt: int
+    seq: int
+    at: float
+    metrics: dict[str, Any]
+    checkpoint_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["at"] = iso(self.at)
+        return d
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One recorded change of state."""
+
+    job_id: str
+    from_status: JobStatus | None
+    to_status: JobStatus
+    at: float
+    reason: str
+    attempt: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "from_status": self.from_status.value if self.from_status else None,
+            "to_status": self.to_status.value,
+            "at": iso(self.at),
+            "reason": self.reason,
+            "attempt": self.attempt,
+        }
+
+
+@dataclass
+class Attempt:
+    """One run of a job: what it started from and how it ended."""
+
+    job_id: str
+    attempt: int
+    started_at: float
+    resumed_from: str | None = None
+    run_name: str = ""
+    ended_at: float | None = None
+    outcome: str | None = None
+    lost_work: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["started_at"], d["ended_at"] = iso(self.started_at), iso(self.ended_at)
+        return d

@@ -1,0 +1,69 @@
+"""Every use of Ray's private APIs, in one small module.
+
+Each function here has a test in ``tests/test_raycompat.py`` that runs against the installed
+Ray, so an upgrade that breaks one fails loudly there instead of quietly in a user's run.
+Tested with Ray 2.60.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+def seed_checkpoint(path: str | None) -> None:
+    """Make plain ``ray.train.get_checkpoint()`` return ``path`` in this worker.
+
+    Ray Train V2 has no "initial checkpoint" option, and a fresh run name starts empty. Each
+    trainq attempt is a fresh run, so its wrapper seeds the worker's train context with the
+    checkpoint trainq chose. A checkpoint Ray already has for this run (a worker-group retry
+    after a report) wins, as it would without trainq.
+    """
+    if not path:
+        return
+    from ray.train import Checkpoint
+    from ray.train.v2._internal.execution.context import get_train_context
+
+    context = get_train_context()
+    with context.report_order_condition:
+        if context.checkpoint is None:
+            context.checkpoint = Checkpoint(path)
+
+
+def upload_local_dirs(runtime_env: dict[str, Any]) -> dict[str, Any]:
+    """Upload a local ``working_dir``/``py_modules`` to the cluster and return URIs instead.
+
+    Ray accepts local folders only at the job level; an actor's ``runtime_env`` needs URIs.
+    This is what ``ray job submit`` does. Content-addressed: the same folder uploads once.
+    """
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
+    from ray._private.runtime_env.working_dir import upload_working_dir_if_needed
+
+    env = dict(runtime_env)
+    env = upload_working_dir_if_needed(env, include_gitignore=True, logger=logger)
+    env = upload_py_modules_if_needed(env, include_gitignore=True, logger=logger)
+    return env
+
+
+def started_callback(on_started: Callable[[], None]) -> Any:
+    """A Ray Train callback that calls ``on_started`` in the controller once workers train.
+
+    There is no public hook for "workers are up"; the worker-group callback is internal.
+    """
+    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+
+    class _Started(WorkerGroupCallback):
+        def after_worker_group_training_start(self, worker_group: Any) -> None:
+            on_started()
+
+    return _Started()
+
+
+def current_controller() -> Any:
+    """The handle of the Ray Train controller actor this code runs in (from a callback)."""
+    import ray
+
+    return ray.get_runtime_context().current_actor

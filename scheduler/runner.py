@@ -1,0 +1,221 @@
+"""The runner: one named, detached actor per attempt, which owns that attempt's ``fit()``.
+
+It outlives a scheduler restart (Ray Train's controller fate-shares with whoever calls
+``fit()``, so that must not be the scheduler). It relays every report to the scheduler in
+order, with retries, and stops the run right after a checkpoint report once a pause was
+requested: the report callback runs in Ray Train's controller and asks it to abort.
+
+Hard stops (cancel, a pause deadline, a pause while starting) are the scheduler's: it kills
+the runner, and the controller and workers die with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ray
+from ray.train import UserCallback
+
+from . import raycompat, workloads
+from . import train as train_helpers
+from .config import NAMESPACE, SCHEDULER_NAME, runner_name
+from .spec import JobSpec
+
+logger = logging.getLogger("trainq.runner")
+
+
+def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
+    """Import ``"package.module:function"``, with an error that says what could not be found."""
+    module_name, _, func_name = entrypoint.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise ImportError(f"cannot import module {module_name!r} of entrypoint {entrypoint!r}:"
+                          f" {type(e).__name__}: {e} (is it in the job's runtime_env working_dir"
+                          " or py_modules?)") from e
+    try:
+        return getattr(module, func_name)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
+
+
+def checkpoint_uri(checkpoint: Any) -> str:
+    """A checkpoint's location as a path (local) or a URI (``s3://...``)."""
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
+
+
+def describe_failure(exc: BaseException) -> str:
+    """``Type: message`` of what really failed, looking through Ray Train's wrappers."""
+    worker_failures = getattr(exc, "worker_failures", None)
+    if worker_failures:
+        rank, err = min(worker_failures.items())
+        return f"{_describe(err)} (worker rank {rank})"
+    controller_failure = getattr(exc, "controller_failure", None)
+    if controller_failure is not None:
+        return _describe(controller_failure)
+    return _describe(exc)
+
+
+def _describe(err: BaseException) -> str:
+    cause = getattr(err, "cause", None) or err
+    message = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {message[-1] if message else ''}".strip()
+
+
+class ReportRelay(UserCallback):
+    """Runs in Ray Train's controller: hands each report to the runner, aborts when told."""
+
+    def __init__(self, runner: str) -> None:
+        self.runner = runner
+
+    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
+        runner = ray.get_actor(self.runner, namespace=NAMESPACE)
+        path = checkpoint_uri(checkpoint) if checkpoint is not None else None
+        stop = ray.get(runner.on_report.remote(metrics[0] if metrics else {}, path, time.time()))
+        if stop:
+            # The checkpoint is persisted and registered; end the run here, gracefully.
+            raycompat.current_controller().abort.remote()
+
+
+def _tell_started(runner: str) -> None:
+    ray.get_actor(runner, namespace=NAMESPACE).on_started.remote()
+
+
+class Runner:
+    """One attempt of one job. Created by the scheduler's launcher; see module docstring."""
+
+    def __init__(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str,
+                 run_name: str, resume_from: str | None, report_poll_s: float) -> None:
+        self.job_id, self.attempt = job_id, attempt
+        self.spec = JobSpec.model_validate(spec)
+        self.run_root, self.run_name, self.resume_from = run_root, run_name, resume_from
+        self.name = runner_name(job_id, attempt)
+        self.pause_at: float | None = None
+        self.stopped_for_pause = False
+        self.seq = 0
+        self.exit_event: dict[str, Any] | None = None
+        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
+        self._scheduler: Any = None
+        self._outbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._done: asyncio.Event | None = None
+
+    # -- called by the scheduler ------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the attempt (idempotent)."""
+        if self._tasks:
+            return
+        self._outbox, self._done = asyncio.Queue(), asyncio.Event()
+        self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._run())]
+
+    async def wait(self) -> dict[str, Any]:
+        """Return the exit event once the attempt ended and every event was delivered."""
+        await self.start()
+        assert self._done is not None
+        await self._done.wait()
+        assert self.exit_event is not None
+        return self.exit_event
+
+    async def request_pause(self) -> None:
+        """Stop right after the next checkpoint report (idempotent)."""
+        if self.pause_at is None:
+            self.pause_at = time.time()
+
+    async def pause_requested(self) -> bool:
+        """Asked by ``scheduler.train.pause_requested()`` on rank 0."""
+        return self.pause_at is not None
+
+    # -- called from Ray Train's controller -------------------------------------------------------
+    async def on_started(self) -> None:
+        self._emit({"kind": "started"})
+
+    async def on_report(self, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
+        """Relay a report; True tells the controller to stop the run now (a pause)."""
+        self.seq += 1
+        self._emit({"kind": "report", "seq": self.seq, "metrics": metrics,
+                    "checkpoint_path": checkpoint_path, "at": at})
+        if checkpoint_path and self.pause_at is not None:
+            self.stopped_for_pause = True
+            return True
+        return False
+
+    # -- internals --------------------------------------------------------------------------------
+    async def _run(self) -> None:
+        event: dict[str, Any] = {"kind": "exit"}
+        try:
+            trainer = self._build_trainer()
+            result = await asyncio.to_thread(trainer.fit)
+            final = checkpoint_uri(result.checkpoint) if result.checkpoint is not None else None
+            event.update(outcome="paused" if self.stopped_for_pause else "completed", checkpoint_path=final)
+        except BaseException as e:  # noqa: BLE001 - every way a run can end is reported
+            if self.stopped_for_pause:
+                event.update(outcome="paused")  # our own abort, right after the checkpoint
+            else:
+                logger.exception("attempt %s of %s failed", self.attempt, self.job_id)
+                event.update(outcome="failed", error=describe_failure(e))
+        event["at"] = time.time()
+        self.exit_event = {**event, "job_id": self.job_id, "attempt": self.attempt}
+        self._emit(event)
+        assert self._outbox is not None and self._done is not None
+        await self._outbox.join()
+        self._done.set()
+
+    def _build_trainer(self) -> Any:
+        from ray.train import FailureConfig, RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        spec = self.spec
+        entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
+        train_loop = train_helpers.wrap(load_entrypoint(entrypoint), self.name, self.resume_from)
+        return TorchTrainer(
+            train_loop,
+            train_loop_config=dict(spec.config),
+            scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
+                                         resources_per_worker=spec.resources_per_worker),
+            run_config=RunConfig(
+                name=self.run_name,
+                storage_path=self.run_root,
+                failure_config=FailureConfig(max_failures=spec.max_failures),
+                callbacks=[ReportRelay(self.name),
+                           raycompat.started_callback(functools.partial(_tell_started, self.name))],
+            ),
+        )
+
+    def _emit(self, event: dict[str, Any]) -> None:
+        assert self._outbox is not None
+        self._outbox.put_nowait({**event, "job_id": self.job_id, "attempt": self.attempt})
+
+    async def _pump(self) -> None:
+        """Deliver events to the scheduler one at a time, in order, until each is accepted."""
+        assert self._outbox is not None
+        while True:
+            event = await self._outbox.get()
+            await self._deliver(event)
+            self._outbox.task_done()
+
+    async def _deliver(self, event: dict[str, Any]) -> None:
+        delay_s = 0.1
+        while True:
+            try:
+                if self._scheduler is None:
+                    self._scheduler = ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+                await self._scheduler.runner_event.remote(event)
+                return
+            except (ray.exceptions.RayActorError, ValueError) as e:
+                # The scheduler is restarting (or briefly unnamed); the event waits for it.
+                logger.warning("scheduler unreachable (%s); retrying in %.1fs", e, delay_s)
+                self._scheduler = None
+            except ray.exceptions.RayTaskError:
+                # The scheduler rejected the event: a bug, not an outage. Retrying cannot help.
+                logger.exception("scheduler rejected event %s", event)
+                return
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 5.0)

@@ -1,0 +1,358 @@
+"""The durable registry: jobs, their transitions, reports, checkpoints and attempts.
+
+``Store`` is the interface the core depends on; ``SQLiteStore`` is the embedded default
+(one file on the head node, WAL). Every write commits before it returns, so a caller that
+heard "done" can rely on it surviving a crash of the process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
+
+from .jobs import Attempt, Job, Report, Transition
+from .states import JobStatus
+
+_JSON_FIELDS = ("spec", "metrics", "lost_work")
+_JOB_COLUMNS = (
+    "job_id", "seq", "name", "status", "priority", "spec", "created_at", "updated_at",
+    "started_at", "finished_at", "paused_at", "attempt", "checkpoint_path", "resume_from",
+    "metrics", "error", "warning", "lost_work", "pause_requested_at", "pause_deadline_at",
+)
+
+# Numbered migrations: index i brings the schema from version i to i + 1. Append only.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL UNIQUE,
+        name TEXT NOT NULL,
+        status TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        spec TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL, finished_at REAL, paused_at REAL,
+        attempt INTEGER NOT NULL DEFAULT 0,
+        checkpoint_path TEXT, resume_from TEXT,
+        metrics TEXT, error TEXT, warning TEXT, lost_work TEXT,
+        pause_requested_at REAL, pause_deadline_at REAL
+    );
+    CREATE INDEX jobs_by_status ON jobs (status, seq);
+    CREATE TABLE transitions (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        from_status TEXT, to_status TEXT NOT NULL,
+        at REAL NOT NULL, reason TEXT NOT NULL, attempt INTEGER NOT NULL
+    );
+    CREATE INDEX transitions_by_job ON transitions (job_id, id);
+    CREATE TABLE reports (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        attempt INTEGER NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
+        metrics TEXT NOT NULL, checkpoint_path TEXT,
+        UNIQUE (job_id, attempt, seq)
+    );
+    CREATE TABLE checkpoints (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        attempt INTEGER NOT NULL, path TEXT NOT NULL, metrics TEXT NOT NULL, at REAL NOT NULL,
+        UNIQUE (job_id, path)
+    );
+    CREATE TABLE attempts (
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        attempt INTEGER NOT NULL, started_at REAL NOT NULL, resumed_from TEXT, run_name TEXT NOT NULL,
+        ended_at REAL, outcome TEXT, lost_work TEXT, extra TEXT NOT NULL DEFAULT '{}',
+        PRIMARY KEY (job_id, attempt)
+    );
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Store(Protocol):
+    """What the scheduler core needs from durable storage."""
+
+    def insert_job(self, job: Job, transition: Transition) -> Job: ...
+    def get_job(self, job_id: str) -> Job | None: ...
+    def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[Job]: ...
+    def count_jobs(self, statuses: Iterable[JobStatus] | None = None) -> int: ...
+    def transition(self, job_id: str, expected: JobStatus, transition: Transition,
+                   changes: dict[str, Any]) -> Job | None: ...
+    def update_job(self, job_id: str, changes: dict[str, Any]) -> None: ...
+    def record_report(self, report: Report) -> bool: ...
+    def reports(self, job_id: str, attempt: int | None = None, after_id: int = 0,
+                limit: int | None = None) -> list[Report]: ...
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]: ...
+    def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None: ...
+    def transitions(self, job_id: str) -> list[Transition]: ...
+    def save_attempt(self, attempt: Attempt) -> None: ...
+    def get_attempt(self, job_id: str, attempt: int) -> Attempt | None: ...
+    def attempts(self, job_id: str) -> list[Attempt]: ...
+
+
+class SQLiteStore:
+    """SQLite in WAL mode, synchronous=FULL: a commit is on disk before the call returns."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        if path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        # The actor serialises calls, but a lock keeps a stray thread from interleaving a transaction.
+        self._lock = threading.RLock()
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    # -- schema -------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} has schema version {version}, newer than this trainq"
+                    f" ({SCHEMA_VERSION}); upgrade trainq"
+                )
+            for i in range(version, SCHEMA_VERSION):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in _statements(MIGRATIONS[i]):
+                        self._db.execute(statement)
+                    self._db.execute(f"PRAGMA user_version={i + 1}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    @property
+    def schema_version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def insert_job(self, job: Job, transition: Transition) -> Job:
+        """Insert a new job and its first transition in one commit; assigns ``job.seq``."""
+        with self._lock, self._tx():
+            job.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
+            row = _job_row(job)
+            cols = ", ".join(row)
+            self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})",
+                             tuple(row.values()))
+            self._insert_transition(transition)
+        return job
+
+    def get_job(self, job_id: str) -> Job | None:
+        row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return _job_from(row) if row else None
+
+    def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[Job]:
+        """Jobs newest first, optionally only those in ``statuses``."""
+        where, args = _status_filter(statuses)
+        sql = f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
+        rows = self._db.execute(sql, (*args, -1 if limit is None else limit, offset)).fetchall()
+        return [_job_from(r) for r in rows]
+
+    def count_jobs(self, statuses: Iterable[JobStatus] | None = None) -> int:
+        where, args = _status_filter(statuses)
+        return int(self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0])
+
+    def transition(self, job_id: str, expected: JobStatus, transition: Transition,
+                   changes: dict[str, Any]) -> Job | None:
+        """Compare-and-set: move the job to ``transition.to_status`` only if it is ``expected``.
+
+        Returns the updated job, or None when the job was not in ``expected`` (nothing written).
+        """
+        row = _job_row_partial(changes)
+        row["status"] = transition.to_status.value
+        row["updated_at"] = transition.at
+        sets = ", ".join(f"{k} = ?" for k in row)
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                f"UPDATE jobs SET {sets} WHERE job_id = ? AND status = ?",
+                (*row.values(), job_id, expected.value),
+            )
+            if cur.rowcount != 1:
+                return None
+            self._insert_transition(transition)
+        return self.get_job(job_id)
+
+    def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
+        """Change fields other than ``status`` (which only ``transition`` writes)."""
+        if "status" in changes:
+            raise ValueError("status changes go through transition()")
+        row = _job_row_partial(changes)
+        if not row:
+            return
+        with self._lock, self._tx():
+            self._db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in row)} WHERE job_id = ?",
+                             (*row.values(), job_id))
+
+    def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]:
+        """Every job in one of ``statuses``, in submission order."""
+        where, args = _status_filter(statuses)
+        return [_job_from(r) for r in self._db.execute(f"SELECT * FROM jobs {where} ORDER BY seq", args)]
+
+    # -- reports and checkpoints ----------------------------------------------------------------
+    def record_report(self, report: Report) -> bool:
+        """Record a report (and its checkpoint) and make it the job's latest, in one commit.
+
+        Idempotent: a report already recorded (same job, attempt, seq) changes nothing and
+        returns False, so a runner may safely resend after a scheduler restart.
+        """
+        metrics = json.dumps(report.metrics, default=str)
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "INSERT OR IGNORE INTO reports (job_id, attempt, seq, at, metrics, checkpoint_path)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (report.job_id, report.attempt, report.seq, report.at, metrics, report.checkpoint_path),
+            )
+            if cur.rowcount != 1:
+                return False
+            if report.checkpoint_path:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO checkpoints (job_id, attempt, path, metrics, at) VALUES (?, ?, ?, ?, ?)",
+                    (report.job_id, report.attempt, report.checkpoint_path, metrics, report.at),
+                )
+                self._db.execute("UPDATE jobs SET metrics = ?, checkpoint_path = ? WHERE job_id = ?",
+                                 (metrics, report.checkpoint_path, report.job_id))
+            else:
+                self._db.execute("UPDATE jobs SET metrics = ? WHERE job_id = ?", (metrics, report.job_id))
+        return True
+
+    def reports(self, job_id: str, attempt: int | None = None, after_id: int = 0,
+                limit: int | None = None) -> list[Report]:
+        """Reports in the order they were recorded."""
+        sql = "SELECT * FROM reports WHERE job_id = ? AND id > ?"
+        args: list[Any] = [job_id, after_id]
+        if attempt is not None:
+            sql += " AND attempt = ?"
+            args.append(attempt)
+        sql += " ORDER BY id LIMIT ?"
+        args.append(-1 if limit is None else limit)
+        return [
+            Report(r["job_id"], r["attempt"], r["seq"], r["at"], json.loads(r["metrics"]), r["checkpoint_path"])
+            for r in self._db.execute(sql, args)
+        ]
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """Every checkpoint the job recorded, newest first."""
+        rows = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY id DESC", (job_id,))
+        return [_checkpoint(r) for r in rows]
+
+    def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ? AND path = ?", (job_id, path)).fetchone()
+        return _checkpoint(row) if row else None
+
+    def transitions(self, job_id: str) -> list[Transition]:
+        rows = self._db.execute("SELECT * FROM transitions WHERE job_id = ? ORDER BY id", (job_id,))
+        return [
+            Transition(r["job_id"], JobStatus(r["from_status"]) if r["from_status"] else None,
+                       JobStatus(r["to_status"]), r["at"], r["reason"], r["attempt"])
+            for r in rows
+        ]
+
+    # -- attempts -----------------------------------------------------------------------------
+    def save_attempt(self, attempt: Attempt) -> None:
+        with self._lock, self._tx():
+            self._db.execute(
+                "INSERT OR REPLACE INTO attempts (job_id, attempt, started_at, resumed_from, run_name,"
+                " ended_at, outcome, lost_work, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (attempt.job_id, attempt.attempt, attempt.started_at, attempt.resumed_from, attempt.run_name,
+                 attempt.ended_at, attempt.outcome,
+                 None if attempt.lost_work is None else json.dumps(attempt.lost_work),
+                 json.dumps(attempt.extra)),
+            )
+
+    def get_attempt(self, job_id: str, attempt: int) -> Attempt | None:
+        row = self._db.execute("SELECT * FROM attempts WHERE job_id = ? AND attempt = ?", (job_id, attempt)).fetchone()
+        return _attempt(row) if row else None
+
+    def attempts(self, job_id: str) -> list[Attempt]:
+        rows = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))
+        return [_attempt(r) for r in rows]
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _insert_transition(self, t: Transition) -> None:
+        self._db.execute(
+            "INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt) VALUES (?, ?, ?, ?, ?, ?)",
+            (t.job_id, t.from_status.value if t.from_status else None, t.to_status.value, t.at, t.reason, t.attempt),
+        )
+
+    def _tx(self) -> "_Tx":
+        return _Tx(self._db)
+
+
+class _Tx:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _status_filter(statuses: Iterable[JobStatus] | None) -> tuple[str, Sequence[str]]:
+    if statuses is None:
+        return "", ()
+    values = [JobStatus(s).value for s in statuses]
+    if not values:
+        return "WHERE 0", ()
+    return f"WHERE status IN ({', '.join('?' * len(values))})", values
+
+
+def _job_row(job: Job) -> dict[str, Any]:
+    row = {col: getattr(job, col) for col in _JOB_COLUMNS}
+    row["status"] = job.status.value
+    for key in _JSON_FIELDS:
+        row[key] = None if row[key] is None else json.dumps(row[key], default=str)
+    return row
+
+
+def _job_row_partial(changes: dict[str, Any]) -> dict[str, Any]:
+    unknown = set(changes) - set(_JOB_COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown job fields {sorted(unknown)}")
+    return {k: (json.dumps(v, default=str) if k in _JSON_FIELDS and v is not None else v)
+            for k, v in changes.items()}
+
+
+def _job_from(row: sqlite3.Row) -> Job:
+    data = {col: row[col] for col in _JOB_COLUMNS}
+    for key in _JSON_FIELDS:
+        if data[key] is not None:
+            data[key] = json.loads(data[key])
+    data["status"] = JobStatus(data["status"])
+    return Job(**data)
+
+
+def _checkpoint(row: sqlite3.Row) -> dict[str, Any]:
+    return {"job_id": row["job_id"], "attempt": row["attempt"], "path": row["path"],
+            "metrics": json.loads(row["metrics"]), "at": row["at"]}
+
+
+def _attempt(row: sqlite3.Row) -> Attempt:
+    return Attempt(
+        job_id=row["job_id"], attempt=row["attempt"], started_at=row["started_at"],
+        resumed_from=row["resumed_from"], run_name=row["run_name"], ended_at=row["ended_at"],
+        outcome=row["outcome"], lost_work=json.loads(row["lost_work"]) if row["lost_work"] else None,
+        extra=json.loads(row["extra"]),
+    )

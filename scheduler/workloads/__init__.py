@@ -1,0 +1,39 @@
+"""Built-in workloads, selected by a job spec's ``workload`` field instead of an ``entrypoint``.
+
+Each workload names its train-loop function and a light config validator; validation runs at
+submit in the scheduler, so it must not import torch or transformers.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import InvalidSpec
+
+#: workload name -> (train-loop entrypoint, validator "module:function")
+WORKLOADS: dict[str, tuple[str, str]] = {}
+
+
+def names() -> list[str]:
+    """The built-in workload names."""
+    return sorted(WORKLOADS)
+
+
+def entrypoint_of(workload: str) -> str:
+    """The ``module:function`` train loop of a built-in workload."""
+    try:
+        return WORKLOADS[workload][0]
+    except KeyError:
+        raise InvalidSpec(
+            f"unknown workload {workload!r}; built-in workloads: {names() or 'none'}", field="workload"
+        ) from None
+
+
+def validate(workload: str, config: dict[str, Any]) -> dict[str, Any]:
+    """Check a workload's config at submit; returns it normalised, or raises InvalidSpec."""
+    entrypoint_of(workload)
+    module, func = WORKLOADS[workload][1].split(":")
+    validator: Callable[[dict[str, Any]], dict[str, Any]] = getattr(importlib.import_module(module), func)
+    return validator(config)

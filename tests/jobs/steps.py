@@ -1,0 +1,51 @@
+"""Tiny train functions for the tests: they log every step they execute to a file.
+
+``config``: total (steps), every (checkpoint every k steps), step_s (sleep per step),
+log (a file each rank 0 step is appended to), cooperative (use pause_requested()),
+fail_at (raise at that step), ignore_checkpoint (start from 0 regardless).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+import ray.train
+
+import scheduler.train
+
+
+def _save(step: int) -> ray.train.Checkpoint:
+    d = tempfile.mkdtemp()
+    with open(os.path.join(d, "state.json"), "w") as f:
+        json.dump({"step": step}, f)
+    return ray.train.Checkpoint.from_directory(d)
+
+
+def count_steps(config: dict) -> None:
+    """Counts steps; checkpoints every ``every`` steps (and on pause, when cooperative)."""
+    start = 0
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None and not config.get("ignore_checkpoint"):
+        with checkpoint.as_directory() as d:
+            with open(os.path.join(d, "state.json")) as f:
+                start = json.load(f)["step"] + 1
+    rank = ray.train.get_context().get_world_rank()
+    total, every = int(config.get("total", 10)), int(config.get("every", 2))
+    for step in range(start, total):
+        time.sleep(float(config.get("step_s", 0.05)))
+        if config.get("fail_at") == step:
+            raise RuntimeError(f"boom at step {step}")
+        if rank == 0 and config.get("log"):
+            with open(config["log"], "a") as f:
+                f.write(f"{step}\n")
+        pause = scheduler.train.pause_requested() if config.get("cooperative") else False
+        last = step == total - 1
+        if pause or last or (step + 1) % every == 0:
+            ray.train.report({"step": step}, checkpoint=_save(step) if rank == 0 else None)
+        else:
+            ray.train.report({"step": step})
+        if pause:
+            return
