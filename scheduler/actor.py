@@ -58,9 +58,10 @@ class RayCluster:
 class RayLauncher:
     """Starts runner actors on the head node, finds them by name, kills them."""
 
-    def __init__(self, settings: Settings, watch: Any) -> None:
+    def __init__(self, settings: Settings, watch: Any, spawn: Any) -> None:
         self.settings = settings
         self._watch = watch
+        self._spawn = spawn
 
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         from .runner import Runner
@@ -85,9 +86,16 @@ class RayLauncher:
     def stop(self, job_id: str, attempt: int) -> None:
         handle = self.find(job_id, attempt)
         if handle is not None:
-            # Ray Train's controller and workers are owned by the runner and die with it;
-            # Ray's PlacementGroupCleaner then frees the run's resources.
-            ray.kill(handle, no_restart=True)
+            self._spawn(self._stop(handle))
+
+    async def _stop(self, handle: Any) -> None:
+        # Graceful first: the controller shuts its workers down and frees the placement group.
+        # Then the kill, which also takes the controller and workers down if abort hung.
+        try:
+            await asyncio.wait_for(handle.abort.remote(), timeout=60)
+        except Exception as e:  # noqa: BLE001 - dead, hung or gone: the kill below settles it
+            logger.warning("graceful abort of a runner failed (%s); killing it", e)
+        ray.kill(handle, no_restart=True)
 
     def find(self, job_id: str, attempt: int) -> Any:
         try:
@@ -118,7 +126,7 @@ class SchedulerActor:
     def __init__(self, settings: dict[str, Any]) -> None:
         self.settings = Settings(**settings)
         self.log = EventLog()
-        self.launcher = RayLauncher(self.settings, self._watch_later)
+        self.launcher = RayLauncher(self.settings, self._watch_later, self._spawn)
         self.core = Scheduler(SQLiteStore(self.settings.db_path), self.launcher,
                               RayCluster(self.settings.max_resources),
                               storage_root=self.settings.storage_root)
@@ -126,8 +134,8 @@ class SchedulerActor:
         self._metrics = _make_metrics()
         if self._metrics is not None:
             self.core.listeners.append(self._metrics.observe)
-        self._watches: dict[tuple[str, int], Any] = {}
-        self._to_watch: list[tuple[str, int, Any]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._deferred: list[Any] = []
         self._loop: asyncio.Task[None] | None = None
         # Recovery happens before the first call is served: Ray runs __init__ to completion first.
         alive = self.launcher.alive()
@@ -200,21 +208,25 @@ class SchedulerActor:
 
     # -- acting on the core's decisions ----------------------------------------------------------------
     def _tend(self) -> None:
-        """Start the housekeeping loop and pending watches (they need the running event loop)."""
+        """Start the housekeeping loop and deferred work (they need the running event loop)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
-        while self._to_watch:
-            job_id, attempt, handle = self._to_watch.pop()
-            self._watches[(job_id, attempt)] = asyncio.get_running_loop().create_task(
-                self._watch(job_id, attempt, handle))
+        while self._deferred:
+            self._spawn(self._deferred.pop(0))
+
+    def _spawn(self, coro: Any) -> None:
+        """Run a coroutine in the background (deferred until the loop runs, in __init__)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._deferred.append(coro)
+            return
+        task = loop.create_task(coro)
+        self._tasks.add(task)  # keep a reference until done, or asyncio may drop it
+        task.add_done_callback(self._tasks.discard)
 
     def _watch_later(self, job_id: str, attempt: int, handle: Any) -> None:
-        self._to_watch.append((job_id, attempt, handle))
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # in __init__: the first call starts it
-        self._tend()
+        self._spawn(self._watch(job_id, attempt, handle))
 
     async def _watch(self, job_id: str, attempt: int, handle: Any) -> None:
         """Wait for a runner to finish; if it dies without a word, tell the core."""
@@ -224,8 +236,6 @@ class SchedulerActor:
             self.core.on_runner_lost(job_id, attempt, f"runner actor died: {type(e).__name__}")
         else:
             ray.kill(handle, no_restart=True)  # its exit event was delivered; free the name
-        finally:
-            self._watches.pop((job_id, attempt), None)
 
     async def _housekeeping(self) -> None:
         last_gauges = 0.0

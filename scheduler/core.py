@@ -344,6 +344,9 @@ class Scheduler:
             # The scheduler already settled this attempt (cancel, deadline); keep its accounting.
             self._end_attempt(job, None, at, attempt=attempt)
             return
+        if job.status is S.PENDING and outcome != "failed":
+            # It trained, so it ran, even if its "started" word never arrived.
+            job = self._transition(job, S.RUNNING, "start", "finished before its start was reported")
         if outcome == "paused" and job.status is S.PAUSING:
             job = self._transition(job, S.PAUSED, "pause", "stopped right after a checkpoint report",
                                    paused_at=at)

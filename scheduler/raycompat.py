@@ -48,18 +48,23 @@ def upload_local_dirs(runtime_env: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
-def started_callback(on_started: Callable[[], None]) -> Any:
-    """A Ray Train callback that calls ``on_started`` in the controller once workers train.
+def lifecycle_callback(on_controller_start: Callable[[Any], None], on_training_start: Callable[[], None]) -> Any:
+    """A Ray Train callback that runs in the controller and reports two moments.
 
-    There is no public hook for "workers are up"; the worker-group callback is internal.
+    ``on_controller_start(controller_handle)`` when the controller starts (so the runner can
+    ask it to abort later), and ``on_training_start()`` once the workers train. Ray has no
+    public hooks for either; the controller and worker-group callbacks are internal.
     """
-    from ray.train.v2._internal.execution.callback import WorkerGroupCallback
+    from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 
-    class _Started(WorkerGroupCallback):
+    class _Lifecycle(ControllerCallback, WorkerGroupCallback):
+        def after_controller_start(self, train_run_context: Any) -> None:
+            on_controller_start(current_controller())
+
         def after_worker_group_training_start(self, worker_group: Any) -> None:
-            on_started()
+            on_training_start()
 
-    return _Started()
+    return _Lifecycle()
 
 
 def current_controller() -> Any:

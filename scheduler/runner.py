@@ -5,8 +5,10 @@ It outlives a scheduler restart (Ray Train's controller fate-shares with whoever
 order, with retries, and stops the run right after a checkpoint report once a pause was
 requested: the report callback runs in Ray Train's controller and asks it to abort.
 
-Hard stops (cancel, a pause deadline, a pause while starting) are the scheduler's: it kills
-the runner, and the controller and workers die with it.
+Hard stops (cancel, a pause deadline, a pause while starting) come from the scheduler as
+``abort()``: the runner asks the controller to abort, so Ray Train shuts the workers down and
+frees the placement group itself; the scheduler then kills the runner. (Killing first would
+leave the freeing to Ray's PlacementGroupCleaner, which needs the dashboard's State API.)
 """
 
 from __future__ import annotations
@@ -85,6 +87,10 @@ class ReportRelay(UserCallback):
             raycompat.current_controller().abort.remote()
 
 
+def _tell_controller(runner: str, controller: Any) -> None:
+    ray.get(ray.get_actor(runner, namespace=NAMESPACE).attach_controller.remote(controller))
+
+
 def _tell_started(runner: str) -> None:
     ray.get_actor(runner, namespace=NAMESPACE).on_started.remote()
 
@@ -100,6 +106,8 @@ class Runner:
         self.name = runner_name(job_id, attempt)
         self.pause_at: float | None = None
         self.stopped_for_pause = False
+        self.aborting = False
+        self._controller: Any = None
         self.seq = 0
         self.exit_event: dict[str, Any] | None = None
         os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
@@ -133,6 +141,30 @@ class Runner:
         """Asked by ``scheduler.train.pause_requested()`` on rank 0."""
         return self.pause_at is not None
 
+    async def abort(self, timeout_s: float = 30.0) -> None:
+        """Stop the run now and wait (bounded) until Ray Train has released its resources."""
+        self.aborting = True
+        await self._abort_controller()
+        if self._done is not None:
+            try:
+                await asyncio.wait_for(self._done.wait(), timeout_s)
+            except asyncio.TimeoutError:
+                logger.warning("run of %s did not end %ss after abort", self.job_id, timeout_s)
+
+    async def attach_controller(self, controller: Any) -> None:
+        """Ray Train's controller, from the lifecycle callback, so ``abort`` can reach it."""
+        self._controller = controller
+        if self.aborting:
+            await self._abort_controller()
+
+    async def _abort_controller(self) -> None:
+        if self._controller is None:
+            return  # not started yet: attach_controller aborts it on arrival
+        try:
+            await self._controller.abort.remote()
+        except ray.exceptions.RayActorError:
+            pass  # abort ends the controller; its death is the answer
+
     # -- called from Ray Train's controller -------------------------------------------------------
     async def on_started(self) -> None:
         self._emit({"kind": "started"})
@@ -158,6 +190,8 @@ class Runner:
         except BaseException as e:  # noqa: BLE001 - every way a run can end is reported
             if self.stopped_for_pause:
                 event.update(outcome="paused")  # our own abort, right after the checkpoint
+            elif self.aborting:
+                event.update(outcome="stopped")  # the scheduler stopped it and already said why
             else:
                 logger.exception("attempt %s of %s failed", self.attempt, self.job_id)
                 event.update(outcome="failed", error=describe_failure(e))
@@ -184,8 +218,9 @@ class Runner:
                 name=self.run_name,
                 storage_path=self.run_root,
                 failure_config=FailureConfig(max_failures=spec.max_failures),
-                callbacks=[ReportRelay(self.name),
-                           raycompat.started_callback(functools.partial(_tell_started, self.name))],
+                callbacks=[ReportRelay(self.name), raycompat.lifecycle_callback(
+                    functools.partial(_tell_controller, self.name),
+                    functools.partial(_tell_started, self.name))],
             ),
         )
 

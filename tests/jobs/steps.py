@@ -2,7 +2,7 @@
 
 ``config``: total (steps), every (checkpoint every k steps), step_s (sleep per step),
 log (a file each rank 0 step is appended to), cooperative (use pause_requested()),
-fail_at (raise at that step), ignore_checkpoint (start from 0 regardless).
+fail_at (raise at that step; only once if fail_once names a marker file), ignore_checkpoint (start from 0 regardless).
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def count_steps(config: dict) -> None:
     for step in range(start, total):
         time.sleep(float(config.get("step_s", 0.05)))
         if config.get("fail_at") == step:
-            raise RuntimeError(f"boom at step {step}")
+            marker = config.get("fail_once")
+            if not marker or not os.path.exists(marker):
+                if marker:
+                    open(marker, "w").close()
+                raise RuntimeError(f"boom at step {step}")
         if rank == 0 and config.get("log"):
             with open(config["log"], "a") as f:
                 f.write(f"{step}\n")

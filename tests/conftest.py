@@ -1,0 +1,108 @@
+"""Fixtures. Pure-core tests use fakes; Ray tests share one local Ray for the whole session."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from scheduler.core import Scheduler
+from scheduler.store import SQLiteStore
+
+sys.path.insert(0, str(Path(__file__).parent))
+from fakes import FakeClock, FakeCluster, FakeLauncher  # noqa: E402
+
+JOBS_DIR = str(Path(__file__).parent / "jobs")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[SQLiteStore]:
+    s = SQLiteStore(str(tmp_path / "trainq.db"))
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def make_core(tmp_path: Path) -> Iterator[Callable[..., Scheduler]]:
+    """Factory: a core over a temp SQLite file with a fake launcher, cluster and clock."""
+    stores: list[SQLiteStore] = []
+
+    def make(cluster: FakeCluster | None = None, launcher: FakeLauncher | None = None,
+             clock: FakeClock | None = None, db: str = "trainq.db") -> Scheduler:
+        store = SQLiteStore(str(tmp_path / db))
+        stores.append(store)
+        return Scheduler(store, launcher or FakeLauncher(), cluster or FakeCluster(),
+                         storage_root=str(tmp_path / "storage"), clock=clock or FakeClock())
+
+    yield make
+    for s in stores:
+        s.close()
+
+
+def spec(**overrides: object) -> dict:
+    """A valid spec for the step-counting test job."""
+    base: dict = {"entrypoint": "steps:count_steps", "num_workers": 1}
+    base.update(overrides)
+    return base
+
+
+# -- real Ray ----------------------------------------------------------------------------------
+RAY_CPUS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """One local Ray (2 logical CPUs) for the whole test session."""
+    import ray
+
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # With the dashboard, as deployed: Ray Train's PlacementGroupCleaner relies on its State API.
+    ray.init(num_cpus=RAY_CPUS, include_dashboard=True, namespace="trainq",
+             configure_logging=False, log_to_driver=False)
+    root = tmp_path_factory.mktemp("trainq")
+    yield {"storage_root": str(root / "storage"), "db_path": str(root / "trainq.db")}
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def client(ray_cluster: dict):
+    """The scheduler actor on the shared Ray, through the Python client."""
+    import scheduler
+
+    return scheduler.connect(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"])
+
+
+@pytest.fixture
+def tq(client, tmp_path: Path):
+    """The client, with a helper to build step-counting jobs; cancels what a test left running."""
+    submitted: list[str] = []
+
+    class Helper:
+        c = client
+        log_dir = tmp_path
+
+        def steps_spec(self, name: str = "steps", **config: object) -> dict:
+            config.setdefault("log", str(tmp_path / f"{name}.log"))
+            extra = {k: config.pop(k) for k in ("num_workers", "priority", "max_failures") if k in config}
+            return {"name": name, "entrypoint": "steps:count_steps", "config": config,
+                    "runtime_env": {"working_dir": JOBS_DIR}, "num_workers": 1, **extra}
+
+        def submit(self, spec: dict) -> dict:
+            job = client.submit(spec)
+            submitted.append(job["job_id"])
+            return job
+
+        def steps_run(self, name: str = "steps") -> list[int]:
+            path = tmp_path / f"{name}.log"
+            return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+    yield Helper()
+    for job_id in submitted:
+        try:
+            if client.get(job_id)["status"] in ("queued", "pending", "running", "pausing", "paused"):
+                client.cancel(job_id)
+        except Exception:
+            pass

@@ -1,0 +1,79 @@
+"""Fakes for the pure core: a launcher that records, a cluster of fixed size, a manual clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from scheduler.jobs import Attempt, Job
+
+
+@dataclass
+class FakeLauncher:
+    launched: list[tuple[str, int, str | None]] = field(default_factory=list)
+    pauses: list[tuple[str, int]] = field(default_factory=list)
+    stops: list[tuple[str, int]] = field(default_factory=list)
+    fail_launch: bool = False
+
+    def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
+        if self.fail_launch:
+            raise RuntimeError("no runner for you")
+        self.launched.append((job.job_id, attempt.attempt, attempt.resumed_from))
+
+    def request_pause(self, job_id: str, attempt: int) -> None:
+        self.pauses.append((job_id, attempt))
+
+    def stop(self, job_id: str, attempt: int) -> None:
+        self.stops.append((job_id, attempt))
+
+
+@dataclass
+class FakeCluster:
+    total: dict[str, float] = field(default_factory=lambda: {"CPU": 4.0})
+    maximum: dict[str, float] | None = None
+    node_sizes: list[dict[str, float]] = field(default_factory=list)
+    requests: list[list[dict[str, float]]] = field(default_factory=list)
+
+    def capacity(self) -> dict[str, float]:
+        return dict(self.total)
+
+    def max_capacity(self) -> dict[str, float]:
+        return dict(self.maximum or self.total)
+
+    def nodes(self) -> list[dict[str, float]]:
+        return list(self.node_sizes)
+
+    def request(self, bundles: list[dict[str, float]]) -> None:
+        self.requests.append(bundles)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_800_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class RunnerSim:
+    """Sends a runner's events to the core, numbering reports as a runner does."""
+
+    def __init__(self, core: Any, job_id: str, attempt: int) -> None:
+        self.core, self.job_id, self.attempt, self.seq = core, job_id, attempt, 0
+
+    def started(self) -> None:
+        self.core.on_runner_event({"kind": "started", "job_id": self.job_id, "attempt": self.attempt})
+
+    def report(self, step: int, checkpoint: str | None = None) -> None:
+        self.seq += 1
+        self.core.on_runner_event({"kind": "report", "job_id": self.job_id, "attempt": self.attempt,
+                                   "seq": self.seq, "at": self.core.clock(), "metrics": {"step": step},
+                                   "checkpoint_path": checkpoint})
+
+    def exit(self, outcome: str, error: str | None = None, checkpoint: str | None = None) -> None:
+        self.core.on_runner_event({"kind": "exit", "job_id": self.job_id, "attempt": self.attempt,
+                                   "outcome": outcome, "error": error, "checkpoint_path": checkpoint,
+                                   "at": self.core.clock()})

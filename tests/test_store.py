@@ -1,0 +1,83 @@
+"""The SQLite store on a temp file."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from scheduler.jobs import Attempt, Job, Report, Transition
+from scheduler.states import JobStatus
+from scheduler.store import SCHEMA_VERSION, SQLiteStore
+
+
+def _job(job_id: str = "job_1") -> Job:
+    return Job(job_id=job_id, name="n", spec={"entrypoint": "m:f"}, priority=3, seq=0,
+               created_at=10.0, updated_at=10.0)
+
+
+def test_survives_reopen(tmp_path) -> None:
+    path = str(tmp_path / "db.sqlite")
+    s = SQLiteStore(path)
+    s.insert_job(_job(), Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    s.transition("job_1", JobStatus.QUEUED, Transition("job_1", JobStatus.QUEUED, JobStatus.PENDING, 11.0, "go", 1),
+                 {"attempt": 1})
+    s.record_report(Report("job_1", 1, 1, 12.0, {"step": 4}, "/ck/1"))
+    s.save_attempt(Attempt("job_1", 1, 11.0, run_name="attempt-1"))
+    s.close()
+
+    s = SQLiteStore(path)
+    job = s.get_job("job_1")
+    assert job.status is JobStatus.PENDING and job.attempt == 1 and job.priority == 3
+    assert job.checkpoint_path == "/ck/1" and job.metrics == {"step": 4}
+    assert [t.to_status for t in s.transitions("job_1")] == [JobStatus.QUEUED, JobStatus.PENDING]
+    assert s.checkpoints("job_1")[0]["path"] == "/ck/1"
+    assert s.get_attempt("job_1", 1).run_name == "attempt-1"
+    assert s.schema_version == SCHEMA_VERSION
+    s.close()
+
+
+def test_compare_and_set_writes_nothing_on_mismatch(store) -> None:
+    store.insert_job(_job(), Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    t = Transition("job_1", JobStatus.RUNNING, JobStatus.COMPLETED, 11.0, "x", 0)
+    assert store.transition("job_1", JobStatus.RUNNING, t, {"finished_at": 11.0}) is None
+    job = store.get_job("job_1")
+    assert job.status is JobStatus.QUEUED and job.finished_at is None
+    assert len(store.transitions("job_1")) == 1
+
+
+def test_reports_are_idempotent_and_ordered(store) -> None:
+    store.insert_job(_job(), Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    assert store.record_report(Report("job_1", 1, 1, 1.0, {"step": 0}))
+    assert store.record_report(Report("job_1", 1, 2, 2.0, {"step": 1}, "/ck/a"))
+    assert not store.record_report(Report("job_1", 1, 2, 2.0, {"step": 1}, "/ck/a"))  # a resend
+    assert store.record_report(Report("job_1", 2, 1, 3.0, {"step": 2}, "/ck/b"))
+    assert [r.metrics["step"] for r in store.reports("job_1")] == [0, 1, 2]
+    assert [c["path"] for c in store.checkpoints("job_1")] == ["/ck/b", "/ck/a"]
+    assert store.get_job("job_1").checkpoint_path == "/ck/b"
+
+
+def test_status_only_through_transition(store) -> None:
+    store.insert_job(_job(), Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    with pytest.raises(ValueError):
+        store.update_job("job_1", {"status": "running"})
+
+
+def test_newer_schema_is_refused(tmp_path) -> None:
+    path = str(tmp_path / "db.sqlite")
+    SQLiteStore(path).close()
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="newer than this trainq"):
+        SQLiteStore(path)
+
+
+def test_list_filters_and_pages(store) -> None:
+    for i in range(5):
+        job = _job(f"job_{i}")
+        store.insert_job(job, Transition(job.job_id, None, JobStatus.QUEUED, 10.0, "s", 0))
+    assert [j.job_id for j in store.list_jobs(limit=2)] == ["job_4", "job_3"]
+    assert [j.job_id for j in store.list_jobs(limit=2, offset=2)] == ["job_2", "job_1"]
+    assert store.count_jobs([JobStatus.QUEUED]) == 5 and store.count_jobs([JobStatus.RUNNING]) == 0
