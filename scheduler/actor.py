@@ -21,6 +21,7 @@ import ray
 from . import raycompat
 from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
 from .core import Scheduler
+from .errors import JobNotFound
 from .events import EventLog
 from .jobs import Attempt, Job
 from .policy import Resources
@@ -120,29 +121,21 @@ def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
     return any(isinstance(p, str) and "://" not in p for p in paths if p)
 
 
-class SchedulerActor:
-    """See the module docstring. Created by ``ensure_scheduler``."""
+class SchedulerService:
+    """The scheduler's public API over a core and an event log, with no Ray in it.
 
-    def __init__(self, settings: dict[str, Any]) -> None:
-        self.settings = Settings(**settings)
+    ``SchedulerActor`` is this plus Ray; tests and the API's TestClient use it directly.
+    """
+
+    def __init__(self, core: Scheduler, settings: Settings) -> None:
+        self.core = core
+        self.settings = settings
         self.log = EventLog()
-        self.launcher = RayLauncher(self.settings, self._watch_later, self._spawn)
-        self.core = Scheduler(SQLiteStore(self.settings.db_path), self.launcher,
-                              RayCluster(self.settings.max_resources),
-                              storage_root=self.settings.storage_root)
         self.core.listeners.append(self.log.append)
-        self._metrics = _make_metrics()
-        if self._metrics is not None:
-            self.core.listeners.append(self._metrics.observe)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._deferred: list[Any] = []
-        self._loop: asyncio.Task[None] | None = None
-        # Recovery happens before the first call is served: Ray runs __init__ to completion first.
-        alive = self.launcher.alive()
-        for (job_id, attempt), handle in alive.items():
-            self._watch_later(job_id, attempt, handle)
-        self.core.recover(set(alive))
         self.started_at = time.time()
+
+    def _tend(self) -> None:
+        """Hook run at the start of every call (the actor starts its background work here)."""
 
     # -- public API: plain dicts in and out ---------------------------------------------------------
     async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
@@ -189,6 +182,16 @@ class SchedulerActor:
         self._tend()
         return self.core.history(job_id)
 
+    async def logs(self, job_id: str, attempt: int | None = None, tail: int = 200) -> dict[str, Any]:
+        """The last lines of each log (runner, every worker rank) of one attempt (default: latest)."""
+        self._tend()
+        from .logs import read_logs
+
+        job = self.core.store.get_job(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        return read_logs(self.core.job_root(job), attempt or job.attempt, tail)
+
     async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
         self._tend()
@@ -205,6 +208,29 @@ class SchedulerActor:
         """Runners deliver ``started``/``report``/``exit`` events here (idempotent)."""
         self._tend()
         self.core.on_runner_event(event)
+
+
+
+class SchedulerActor(SchedulerService):
+    """See the module docstring. Created by ``ensure_scheduler``."""
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        config = Settings(**settings)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._deferred: list[Any] = []
+        self._loop: asyncio.Task[None] | None = None
+        self.launcher = RayLauncher(config, self._watch_later, self._spawn)
+        core = Scheduler(SQLiteStore(config.db_path), self.launcher, RayCluster(config.max_resources),
+                         storage_root=config.storage_root)
+        super().__init__(core, config)
+        self._metrics = _make_metrics()
+        if self._metrics is not None:
+            self.core.listeners.append(self._metrics.observe)
+        # Recovery happens before the first call is served: Ray runs __init__ to completion first.
+        alive = self.launcher.alive()
+        for (job_id, attempt), handle in alive.items():
+            self._watch_later(job_id, attempt, handle)
+        self.core.recover(set(alive))
 
     # -- acting on the core's decisions ----------------------------------------------------------------
     def _tend(self) -> None:

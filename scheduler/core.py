@@ -335,8 +335,10 @@ class Scheduler:
         if job.status is S.PENDING:
             job = self._transition(job, S.RUNNING, "start", "first report received")
         self._verify_resume(job, report)
+        event = {"type": "report", **report.to_dict()}
+        event["report_seq"] = event.pop("seq")  # "seq" is the event log's own numbering
         for listener in self.listeners:
-            listener({"type": "report", **report.to_dict()})
+            listener(event)
 
     def _on_exit(self, job: Job, attempt: int, event: Mapping[str, Any]) -> None:
         outcome, at = event["outcome"], float(event.get("at") or self.clock())

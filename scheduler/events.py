@@ -28,7 +28,7 @@ class EventLog:
 
     def append(self, event: dict[str, Any]) -> None:
         """Record an event (called synchronously by the scheduler core's listeners)."""
-        self._events.append({"seq": self._next, **event})
+        self._events.append({**event, "seq": self._next})  # the log's number wins
         self._next += 1
         if self._changed is not None:
             self._changed.set()

@@ -25,7 +25,7 @@ from typing import Any
 import ray
 from ray.train import UserCallback
 
-from . import raycompat, workloads
+from . import logs, raycompat, workloads
 from . import train as train_helpers
 from .config import NAMESPACE, SCHEDULER_NAME, runner_name
 from .spec import JobSpec
@@ -85,6 +85,10 @@ class ReportRelay(UserCallback):
         if stop:
             # The checkpoint is persisted and registered; end the run here, gracefully.
             raycompat.current_controller().abort.remote()
+
+
+def _join(root: str, name: str) -> str:
+    return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(root, name)
 
 
 def _tell_controller(runner: str, controller: Any) -> None:
@@ -182,6 +186,7 @@ class Runner:
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
         event: dict[str, Any] = {"kind": "exit"}
+        logs.tee_output(_join(self.run_root, self.run_name), "runner")
         try:
             trainer = self._build_trainer()
             result = await asyncio.to_thread(trainer.fit)
@@ -208,7 +213,8 @@ class Runner:
 
         spec = self.spec
         entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
-        train_loop = train_helpers.wrap(load_entrypoint(entrypoint), self.name, self.resume_from)
+        attempt_dir = _join(self.run_root, self.run_name)
+        train_loop = train_helpers.wrap(load_entrypoint(entrypoint), self.name, self.resume_from, attempt_dir)
         return TorchTrainer(
             train_loop,
             train_loop_config=dict(spec.config),

@@ -62,18 +62,24 @@ def _runner_handle() -> Any:
     return _runner
 
 
-def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None) -> Callable[[dict[str, Any]], Any]:
+def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
+         attempt_dir: str | None = None) -> Callable[[dict[str, Any]], Any]:
     """The train-loop function trainq hands to ``TorchTrainer``.
 
     It runs in every worker: it tells ``pause_requested()`` which runner to ask, makes
     ``ray.train.get_checkpoint()`` return ``resume_from`` when Ray has no checkpoint of its
-    own for this run, then calls the user's function as Ray would (with or without config).
+    own for this run, tees the worker's output into the attempt's logs, then calls the
+    user's function as Ray would (with or without config).
     """
     takes_config = len(inspect.signature(train_fn).parameters) > 0
 
     def trainq_train_loop(config: dict[str, Any]) -> Any:
-        from . import raycompat
+        import ray.train
 
+        from . import logs, raycompat
+
+        if attempt_dir:
+            logs.tee_output(attempt_dir, f"rank-{ray.train.get_context().get_world_rank()}")
         os.environ[RUNNER_ENV] = runner
         raycompat.seed_checkpoint(resume_from)
         return train_fn(config) if takes_config else train_fn()

@@ -1,0 +1,27 @@
+"""The app factory: ``create_app(backend)``; ``trainq serve`` feeds it the scheduler actor."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from . import errors, routes
+from .auth import configured_token
+from .backend import Backend
+
+_UNSET = object()
+
+
+def create_app(backend: Backend, token: str | None | object = _UNSET) -> FastAPI:
+    """The FastAPI app over ``backend``; ``token`` defaults to the configured one (or none)."""
+    app = FastAPI(
+        title="trainq",
+        version="0.1.0",
+        description="Queue, pause and resume Ray Train jobs. Errors: 404 unknown job, 409 illegal "
+                    "transition, 422 invalid input, 401 missing token.",
+    )
+    app.state.backend = backend
+    app.state.token = configured_token() if token is _UNSET else token
+    errors.install(app)
+    app.include_router(routes.health_router)
+    app.include_router(routes.router)
+    return app

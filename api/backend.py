@@ -1,0 +1,42 @@
+"""How the API reaches the scheduler: the actor's own methods, awaited without blocking."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from scheduler.errors import NotReady, TrainqError
+
+
+class Backend(Protocol):
+    """The scheduler actor's public methods, as awaitables returning plain dicts."""
+
+    async def call(self, method: str, *args: Any) -> Any: ...
+
+
+class ActorBackend:
+    """Calls the scheduler actor; its typed errors come back as themselves."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def call(self, method: str, *args: Any) -> Any:
+        import ray
+
+        try:
+            return await getattr(self.handle, method).remote(*args)
+        except ray.exceptions.RayTaskError as e:
+            if isinstance(e.cause, TrainqError):
+                raise e.cause from None
+            raise
+        except ray.exceptions.RayActorError as e:
+            raise NotReady(f"the scheduler actor is unavailable ({type(e).__name__}); try again shortly") from None
+
+
+class ServiceBackend:
+    """Calls a ``SchedulerService`` in this process (tests, benchmarks, embedded use)."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    async def call(self, method: str, *args: Any) -> Any:
+        return await getattr(self.service, method)(*args)

@@ -1,0 +1,123 @@
+"""The HTTP routes: thin, one per verb; the scheduler decides, errors map in api/errors.py."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from scheduler.spec import JobSpec
+from scheduler.states import JobStatus
+
+from . import schemas, stream
+from .auth import require_token
+from .backend import Backend
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": schemas.ErrorBody, "description": "missing or wrong token (when one is configured)"},
+    404: {"model": schemas.ErrorBody, "description": "unknown job"},
+    409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this"},
+    422: {"model": schemas.ErrorBody, "description": "invalid input; `field` names it"},
+}
+router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"],
+                   responses=_ERRORS)
+health_router = APIRouter(tags=["health"])
+
+
+def _backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+BackendDep = Annotated[Backend, Depends(_backend)]
+JobId = Annotated[str, "job id"]
+
+
+@router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
+async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep) -> Any:
+    return await backend.call("submit", spec.model_dump(mode="json"))
+
+
+@router.get("/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
+async def list_jobs(
+    backend: BackendDep,
+    status: Annotated[list[JobStatus] | None, Query(description="repeat to filter by several")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Any:
+    statuses = [s.value for s in status] if status else None
+    jobs = await backend.call("list", statuses, limit, offset)
+    total = await backend.call("count", statuses)
+    return {"jobs": jobs, "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
+async def get_job(job_id: JobId, backend: BackendDep) -> Any:
+    return await backend.call("get", job_id)
+
+
+@router.get("/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
+async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1)] = None,
+                offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+    return await backend.call("queue", limit, offset)
+
+
+@router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
+async def pause(job_id: JobId, backend: BackendDep,
+                deadline_s: Annotated[float | None, Query(gt=0, description="stop anyway after this long")] = None) -> Any:
+    return await backend.call("pause", job_id, deadline_s)
+
+
+@router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
+async def resume(job_id: JobId, backend: BackendDep,
+                 checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None) -> Any:
+    return await backend.call("resume", job_id, checkpoint_path)
+
+
+@router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
+async def cancel(job_id: JobId, backend: BackendDep) -> Any:
+    return await backend.call("cancel", job_id)
+
+
+@router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],
+            summary="Every checkpoint the job recorded, newest first")
+async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
+    return await backend.call("checkpoints", job_id)
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],
+            summary="Metrics history: every report, oldest first")
+async def metrics(job_id: JobId, backend: BackendDep, after_id: Annotated[int, Query(ge=0)] = 0,
+                  limit: Annotated[int | None, Query(ge=1)] = None) -> Any:
+    return await backend.call("reports", job_id, after_id, limit)
+
+
+@router.get("/jobs/{job_id}/history", response_model=schemas.History,
+            summary="State transitions and attempts")
+async def history(job_id: JobId, backend: BackendDep) -> Any:
+    return await backend.call("history", job_id)
+
+
+@router.get("/jobs/{job_id}/logs", response_model=schemas.Logs,
+            summary="The last lines of the runner's and every worker's output")
+async def logs(job_id: JobId, backend: BackendDep, attempt: Annotated[int | None, Query(ge=1)] = None,
+               tail: Annotated[int, Query(ge=1, le=10_000)] = 200) -> Any:
+    return await backend.call("logs", job_id, attempt, tail)
+
+
+@router.get("/jobs/{job_id}/events", summary="Live stream (SSE) of one job's state changes and reports")
+async def job_events(job_id: JobId, backend: BackendDep) -> StreamingResponse:
+    await backend.call("get", job_id)  # 404 before the stream starts
+    return StreamingResponse(stream.follow(backend, job_id), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.get("/events", summary="Live stream (SSE) of every job's state changes and reports")
+async def all_events(backend: BackendDep) -> StreamingResponse:
+    return StreamingResponse(stream.follow(backend, None), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@health_router.get("/health", response_model=schemas.Health, summary="Liveness, no token needed")
+async def health(backend: BackendDep) -> Any:
+    return await backend.call("health")

@@ -1,0 +1,143 @@
+"""Response models: the public shape of everything the API returns.
+
+The request body of a submit is ``scheduler.spec.JobSpec`` itself, the one spec model that
+HTTP, Python and the CLI share.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from scheduler.spec import JobSpec
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class LostWork(_Out):
+    reports: int
+    seconds: float
+    steps: int | None = None
+    since_checkpoint: str | None = None
+
+
+class JobPublic(_Out):
+    """A job as every route returns it."""
+
+    job_id: str
+    name: str
+    status: str
+    spec: JobSpec
+    priority: int
+    queue_position: int | None
+    created_at: str
+    updated_at: str
+    started_at: str | None
+    finished_at: str | None
+    paused_at: str | None
+    attempt: int
+    checkpoint_path: str | None
+    resume_from: str | None
+    metrics: dict[str, Any] | None
+    error: str | None
+    warning: str | None
+    lost_work: LostWork | None
+    pause_requested_at: str | None
+    pause_deadline_at: str | None
+
+
+class JobList(_Out):
+    jobs: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class PauseResponse(_Out):
+    """The seed's pause response, plus ``status``."""
+
+    success: bool
+    job_id: str
+    previous_status: str
+    status: str
+    paused_at: str | None
+    message: str
+
+
+class ResumeResponse(_Out):
+    """The seed's resume response, plus ``previous_status`` and ``status``."""
+
+    success: bool
+    job_id: str
+    previous_status: str
+    status: str
+    checkpoint_path: str | None
+    queue_position: int | None
+    message: str
+
+
+class CheckpointPublic(_Out):
+    job_id: str
+    attempt: int
+    path: str
+    metrics: dict[str, Any]
+    at: str
+
+
+class ReportPublic(_Out):
+    job_id: str
+    attempt: int
+    seq: int
+    at: str
+    metrics: dict[str, Any]
+    checkpoint_path: str | None
+
+
+class TransitionPublic(_Out):
+    job_id: str
+    from_status: str | None
+    to_status: str
+    at: str
+    reason: str
+    attempt: int
+
+
+class AttemptPublic(_Out):
+    job_id: str
+    attempt: int
+    started_at: str
+    resumed_from: str | None
+    run_name: str
+    ended_at: str | None
+    outcome: str | None
+    lost_work: LostWork | None
+
+
+class History(_Out):
+    transitions: list[TransitionPublic]
+    attempts: list[AttemptPublic]
+
+
+class Logs(_Out):
+    attempt: int
+    folder: str | None
+    logs: dict[str, list[str]]
+
+
+class Health(_Out):
+    ok: bool
+    epoch: str | None = None
+    queued: int | None = None
+    active: int | None = None
+    capacity: dict[str, float] | None = None
+
+
+class ErrorBody(_Out):
+    """Every error: a machine-readable ``error``, a human ``message``, and the fields involved."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str
+    message: str

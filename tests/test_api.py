@@ -1,0 +1,226 @@
+"""Every route and error mapping through TestClient, over the real service with a fake launcher."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.backend import ServiceBackend
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher, RunnerSim
+from scheduler.actor import SchedulerService
+from scheduler.config import Settings
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture
+def service(make_core, tmp_path):
+    core = make_core(FakeCluster({"CPU": 2}), FakeLauncher())
+    return SchedulerService(core, Settings(storage_root=str(tmp_path / "storage"), db_path=":memory:"))
+
+
+@pytest.fixture
+def http(service):
+    with TestClient(create_app(ServiceBackend(service), token=None)) as c:
+        yield c
+
+
+def _running(http, service, **overrides):
+    job = http.post("/api/training/jobs", json=spec(**overrides)).json()
+    sim = RunnerSim(service.core, job["job_id"], 1)
+    sim.started()
+    return job["job_id"], sim
+
+
+def test_submit_get_list_queue(http) -> None:
+    r = http.post("/api/training/jobs", json=spec(num_workers=2, name="first"))
+    assert r.status_code == 201
+    first = r.json()
+    assert first["status"] == "pending" and first["spec"]["num_workers"] == 2 and first["name"] == "first"
+    second = http.post("/api/training/jobs", json=spec(num_workers=2)).json()
+    assert second["status"] == "queued" and second["queue_position"] == 1
+    assert http.get(f"/api/training/jobs/{first['job_id']}").json()["job_id"] == first["job_id"]
+    listing = http.get("/api/training/jobs").json()
+    assert listing["total"] == 2 and [j["job_id"] for j in listing["jobs"]] == [second["job_id"], first["job_id"]]
+    only_queued = http.get("/api/training/jobs", params={"status": "queued"}).json()
+    assert [j["job_id"] for j in only_queued["jobs"]] == [second["job_id"]] and only_queued["total"] == 1
+    several = http.get("/api/training/jobs?status=queued&status=pending&limit=1&offset=1").json()
+    assert several["total"] == 2 and len(several["jobs"]) == 1 and several["offset"] == 1
+    assert [j["job_id"] for j in http.get("/api/training/queue").json()] == [second["job_id"]]
+
+
+def test_pause_and_resume_keep_the_seed_response_fields(http, service) -> None:
+    job_id, sim = _running(http, service)
+    root = service.core.job_root(service.core.store.get_job(job_id))
+    sim.report(3, f"{root}/attempt-1/ck3")
+    r = http.post(f"/api/training/pause/{job_id}")
+    assert r.status_code == 200
+    body = r.json()
+    assert set(body) == {"success", "job_id", "previous_status", "status", "paused_at", "message"}
+    assert body["success"] is True and body["previous_status"] == "running" and body["status"] == "pausing"
+    sim.exit("paused")
+    r = http.post(f"/api/training/resume/{job_id}")
+    body = r.json()
+    assert set(body) == {"success", "job_id", "previous_status", "status", "checkpoint_path", "queue_position", "message"}
+    assert (body["previous_status"], body["status"]) == ("paused", "queued")
+    assert body["checkpoint_path"] == f"{root}/attempt-1/ck3" and body["queue_position"] == 1
+    assert "queued at position 1" in body["message"]
+    cks = http.get(f"/api/training/jobs/{job_id}/checkpoints").json()
+    assert [c["metrics"]["step"] for c in cks] == [3]
+    metrics = http.get(f"/api/training/jobs/{job_id}/metrics").json()
+    assert [m["metrics"]["step"] for m in metrics] == [3]
+    history = http.get(f"/api/training/jobs/{job_id}/history").json()
+    assert [t["to_status"] for t in history["transitions"]][:5] == ["queued", "pending", "running", "pausing", "paused"]
+
+
+def test_resume_with_checkpoint_path_query(http, service) -> None:
+    job_id, sim = _running(http, service)
+    root = service.core.job_root(service.core.store.get_job(job_id))
+    sim.report(1, f"{root}/attempt-1/ck1")
+    sim.report(2, f"{root}/attempt-1/ck2")
+    http.post(f"/api/training/cancel/{job_id}")
+    r = http.post(f"/api/training/resume/{job_id}", params={"checkpoint_path": f"{root}/attempt-1/ck1"})
+    assert r.status_code == 200 and r.json()["checkpoint_path"] == f"{root}/attempt-1/ck1"
+
+
+def test_pause_with_deadline_query(http, service) -> None:
+    job_id, _ = _running(http, service)
+    http.post(f"/api/training/pause/{job_id}", params={"deadline_s": 30})
+    assert http.get(f"/api/training/jobs/{job_id}").json()["pause_deadline_at"] is not None
+    assert http.post(f"/api/training/pause/{job_id}", params={"deadline_s": -1}).status_code == 422
+
+
+@pytest.mark.parametrize("method,path", [
+    ("get", "/api/training/jobs/job_nope"), ("post", "/api/training/pause/job_nope"),
+    ("post", "/api/training/resume/job_nope"), ("post", "/api/training/cancel/job_nope"),
+    ("get", "/api/training/jobs/job_nope/checkpoints"), ("get", "/api/training/jobs/job_nope/metrics"),
+    ("get", "/api/training/jobs/job_nope/history"), ("get", "/api/training/jobs/job_nope/logs"),
+    ("get", "/api/training/jobs/job_nope/events"),
+])
+def test_unknown_job_is_404_with_a_message(http, method: str, path: str) -> None:
+    r = getattr(http, method)(path)
+    assert r.status_code == 404
+    assert r.json() == {"error": "not_found", "message": "no job with id 'job_nope'", "job_id": "job_nope"}
+
+
+def test_illegal_transition_is_409(http, service) -> None:
+    job_id, sim = _running(http, service)
+    sim.exit("completed")
+    r = http.post(f"/api/training/pause/{job_id}")
+    assert r.status_code == 409
+    body = r.json()
+    assert body["error"] == "conflict" and body["status"] == "completed" and "cannot pause" in body["message"]
+    assert http.post(f"/api/training/resume/{job_id}").status_code == 409
+
+
+@pytest.mark.parametrize("payload,field,words", [
+    ({"entrypoint": "m:f", "num_workers": 0}, "num_workers", "num_workers"),
+    ({"entrypoint": "m:f", "bogus": 1}, "bogus", "bogus: unknown field"),
+    ({"entrypoint": "not an entrypoint"}, "entrypoint", "package.module:function"),
+    ({"entrypoint": "m:f", "num_workers": 64}, "resources_per_worker", "asks for CPU=64 but the cluster has at most CPU=2"),
+])
+def test_invalid_spec_is_422_naming_the_field(http, payload: dict, field: str, words: str) -> None:
+    r = http.post("/api/training/jobs", json=payload)
+    assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "invalid" and body["field"] == field and words in body["message"]
+    assert "Traceback" not in r.text
+    assert http.get("/api/training/jobs").json()["total"] == 0
+
+
+def test_malformed_json_and_bad_query_are_422(http) -> None:
+    r = http.post("/api/training/jobs", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["error"] == "invalid"
+    r = http.get("/api/training/jobs", params={"status": "sleeping"})
+    assert r.status_code == 422 and r.json()["field"] == "status"
+
+
+def test_refused_checkpoint_is_422(http, service) -> None:
+    job_id, sim = _running(http, service)
+    sim.exit("failed", error="x")
+    r = http.post(f"/api/training/resume/{job_id}", params={"checkpoint_path": "/etc"})
+    assert r.status_code == 422 and r.json()["field"] == "checkpoint_path"
+
+
+def test_internal_errors_never_leak_a_traceback(service) -> None:
+    async def broken(*args):
+        raise RuntimeError("secret internals")
+
+    service.get = broken
+    with TestClient(create_app(ServiceBackend(service), token=None), raise_server_exceptions=False) as c:
+        r = c.get("/api/training/jobs/job_x")
+    assert r.status_code == 500 and r.json() == {"error": "internal", "message": "internal error: RuntimeError"}
+
+
+def test_token_required_everywhere_but_health(service) -> None:
+    with TestClient(create_app(ServiceBackend(service), token=TOKEN)) as c:
+        assert c.get("/health").status_code == 200
+        r = c.get("/api/training/jobs")
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized"
+        assert r.headers["www-authenticate"] == "Bearer"
+        assert c.get("/api/training/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.post("/api/training/jobs", json=spec()).status_code == 401
+        ok = c.get("/api/training/jobs", headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200
+
+
+def test_token_from_environment_and_file(service, monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("TRAINQ_API_TOKEN", "from-env")
+    with TestClient(create_app(ServiceBackend(service))) as c:
+        assert c.get("/api/training/queue").status_code == 401
+        assert c.get("/api/training/queue", headers={"Authorization": "Bearer from-env"}).status_code == 200
+    monkeypatch.delenv("TRAINQ_API_TOKEN")
+    (tmp_path / "token").write_text("from-file\n")
+    monkeypatch.setenv("TRAINQ_API_TOKEN_FILE", str(tmp_path / "token"))
+    with TestClient(create_app(ServiceBackend(service))) as c:
+        assert c.get("/api/training/queue", headers={"Authorization": "Bearer from-file"}).status_code == 200
+
+
+def test_openapi_docs_and_health(http) -> None:
+    assert http.get("/docs").status_code == 200
+    schema = http.get("/openapi.json").json()
+    assert "/api/training/pause/{job_id}" in schema["paths"]
+    assert "409" in schema["paths"]["/api/training/pause/{job_id}"]["post"]["responses"]
+    assert http.get("/health").json()["ok"] is True
+
+
+def test_logs_route_reads_the_attempt_folder(http, service) -> None:
+    job_id, _ = _running(http, service)
+    folder = service.core.job_root(service.core.store.get_job(job_id)) + "/attempt-1/logs"
+    import os
+
+    os.makedirs(folder)
+    with open(f"{folder}/rank-0.log", "w") as f:
+        f.write("".join(f"line {i}\n" for i in range(10)))
+    body = http.get(f"/api/training/jobs/{job_id}/logs", params={"tail": 3}).json()
+    assert body["attempt"] == 1 and body["logs"] == {"rank-0": ["line 7", "line 8", "line 9"]}
+
+
+def test_event_stream_starts_with_a_snapshot_then_follows(service) -> None:
+    """The stream generator, driven directly: snapshot, then each change in order."""
+    from api import stream
+
+    backend = ServiceBackend(service)
+
+    async def scenario():
+        job = await service.submit(spec())
+        gen = stream.follow(backend, job["job_id"], heartbeat_s=0.2)
+        first = await gen.__anext__()
+        assert first.startswith("event: snapshot") and '"status": "pending"' in first
+        sim = RunnerSim(service.core, job["job_id"], 1)
+        sim.started()
+        sim.report(0)
+        events = [await gen.__anext__() for _ in range(2)]
+        assert events[0].split("\n")[1] == "event: status" and '"running"' in events[0]
+        assert events[1].split("\n")[1] == "event: report"
+        data = json.loads(events[1].split("data: ", 1)[1])
+        assert data["metrics"] == {"step": 0}
+        assert await gen.__anext__() == ": keep-alive\n\n"  # nothing new for a while
+        await gen.aclose()
+
+    asyncio.run(scenario())

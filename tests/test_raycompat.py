@@ -1,0 +1,57 @@
+"""Canaries for the Ray internals trainq uses (scheduler/raycompat.py), on the installed Ray.
+
+The end-to-end tests exercise them for real; these say which one a Ray upgrade broke.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import pytest
+
+
+def test_train_context_still_holds_the_checkpoint_we_seed() -> None:
+    from ray.train.v2._internal.execution.context import TrainContext, get_train_context
+
+    fields = {f.name for f in __import__("dataclasses").fields(TrainContext)}
+    assert {"checkpoint", "report_order_condition"} <= fields
+    assert callable(get_train_context)
+
+
+def test_internal_callback_hooks_exist_and_are_called_by_the_controller() -> None:
+    import ray.train.v2._internal.execution.controller.controller as controller
+    import ray.train.v2._internal.execution.worker_group.worker_group as worker_group
+    from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
+
+    assert "after_controller_start" in vars(ControllerCallback)
+    assert "after_worker_group_training_start" in vars(WorkerGroupCallback)
+    assert "after_controller_start" in inspect.getsource(controller)
+    assert "after_worker_group_training_start" in inspect.getsource(worker_group)
+    assert inspect.iscoroutinefunction(controller.TrainController.abort)
+
+
+def test_lifecycle_callback_is_accepted_by_run_config() -> None:
+    from ray.train import RunConfig
+
+    from scheduler import raycompat
+
+    RunConfig(callbacks=[raycompat.lifecycle_callback(lambda c: None, lambda: None)])
+
+
+@pytest.mark.ray
+def test_upload_local_dirs_returns_a_cluster_uri(ray_cluster, tmp_path) -> None:
+    from scheduler import raycompat
+
+    (tmp_path / "mod.py").write_text("X = 1\n")
+    env = raycompat.upload_local_dirs({"working_dir": str(tmp_path), "env_vars": {"A": "1"}})
+    assert env["working_dir"].startswith("gcs://_ray_pkg_") and env["env_vars"] == {"A": "1"}
+    again = raycompat.upload_local_dirs({"working_dir": str(tmp_path)})
+    assert again["working_dir"] == env["working_dir"]  # content-addressed
+
+
+def test_report_poll_variable_is_propagated_to_the_controller() -> None:
+    from ray.train.v2._internal.constants import ENV_VARS_TO_PROPAGATE
+
+    assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" in ENV_VARS_TO_PROPAGATE
+    assert os.environ.get("RAY_TRAIN_V2_ENABLED", "1") == "1"
