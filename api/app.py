@@ -24,4 +24,5 @@ def create_app(backend: Backend, token: str | None | object = _UNSET) -> FastAPI
     errors.install(app)
     app.include_router(routes.health_router)
     app.include_router(routes.router)
+    app.include_router(routes.models_router)
     return app

@@ -118,6 +118,31 @@ async def all_events(backend: BackendDep) -> StreamingResponse:
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+models_router = APIRouter(prefix="/api/models", dependencies=[Depends(require_token)], tags=["models"],
+                          responses=_ERRORS)
+
+
+@models_router.post("", response_model=schemas.ModelEntry, status_code=202,
+                    summary="Download a model from the HuggingFace hub into the cache (in the background)")
+async def pull_model(body: schemas.ModelPull, backend: BackendDep) -> Any:
+    return await backend.call("models_pull", body.model_id, body.revision)
+
+
+@models_router.get("", response_model=list[schemas.ModelEntry], summary="Cached models")
+async def list_models(backend: BackendDep) -> Any:
+    return await backend.call("models_list")
+
+
+@models_router.get("/{model_id:path}", response_model=schemas.ModelEntry, summary="One cached model")
+async def get_model(model_id: str, backend: BackendDep) -> Any:
+    return await backend.call("models_get", model_id)
+
+
+@models_router.delete("/{model_id:path}", response_model=schemas.ModelEntry, summary="Delete a cached model")
+async def delete_model(model_id: str, backend: BackendDep) -> Any:
+    return await backend.call("models_delete", model_id)
+
+
 @health_router.get("/health", response_model=schemas.Health, summary="Liveness, no token needed")
 async def health(backend: BackendDep) -> Any:
     return await backend.call("health")

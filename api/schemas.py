@@ -141,3 +141,26 @@ class ErrorBody(_Out):
     model_config = ConfigDict(extra="allow")
     error: str
     message: str
+
+
+class ModelPull(BaseModel):
+    """A request to download a model from the HuggingFace hub into the cache."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+    revision: str | None = None
+
+
+class ModelEntry(_Out):
+    """A cached model: ``downloading`` (with bytes), ``ready``, ``failed`` or ``deleted``."""
+
+    model_config = ConfigDict(extra="ignore", protected_namespaces=())
+    model_id: str
+    revision: str | None
+    status: str
+    bytes_done: int
+    bytes_total: int | None
+    path: str
+    error: str | None
+    started_at: float
+    finished_at: float | None

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import ray
@@ -133,6 +134,9 @@ class SchedulerService:
         self.log = EventLog()
         self.core.listeners.append(self.log.append)
         self.started_at = time.time()
+        self._downloads: dict[str, asyncio.Task[Any]] = {}
+        if "://" not in settings.storage_root:
+            self.models.recover()
 
     def _tend(self) -> None:
         """Hook run at the start of every call (the actor starts its background work here)."""
@@ -203,6 +207,42 @@ class SchedulerService:
                 "queued": len(self.core.queue), "active": len(self.core.allocated),
                 "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
                 "db_path": self.settings.db_path}
+
+    # -- the model cache ----------------------------------------------------------------------------
+    @property
+    def models(self) -> Any:
+        from .models import ModelCache
+
+        return ModelCache(str(Path(self.settings.storage_root) / "models") if "://" not in self.settings.storage_root
+                          else ModelCache.default_root(), endpoint=self.settings.hf_endpoint or None)
+
+    async def models_pull(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
+        """Start downloading a model in the background (idempotent while it downloads)."""
+        self._tend()
+        cache = self.models
+        entry = cache.start(model_id, revision)
+        if model_id not in self._downloads:
+            loop = asyncio.get_running_loop()
+
+            def progress(e: dict[str, Any]) -> None:
+                loop.call_soon_threadsafe(self.log.append, {"type": "model", **e})
+
+            task = loop.create_task(asyncio.to_thread(cache.download, model_id, revision, progress))
+            self._downloads[model_id] = task
+            task.add_done_callback(lambda _: self._downloads.pop(model_id, None))
+        return entry
+
+    async def models_list(self) -> list[dict[str, Any]]:
+        self._tend()
+        return self.models.list()
+
+    async def models_get(self, model_id: str) -> dict[str, Any]:
+        self._tend()
+        return self.models.entry(model_id)
+
+    async def models_delete(self, model_id: str) -> dict[str, Any]:
+        self._tend()
+        return self.models.delete(model_id)
 
     async def runner_event(self, event: dict[str, Any]) -> None:
         """Runners deliver ``started``/``report``/``exit`` events here (idempotent)."""

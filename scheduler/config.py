@@ -40,12 +40,14 @@ class Settings:
     db_path: str = field(default_factory=lambda: os.environ.get("TRAINQ_DB") or str(trainq_home() / "trainq.db"))
     #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
     #: lower means faster pauses and quicker notice of a finished run. Ray's default is 2.0 s.
-    report_poll_s: float = float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5"))
+    report_poll_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5")))
     #: Seconds between the scheduler's housekeeping ticks (deadlines, admission, autoscaler hints).
-    tick_s: float = float(os.environ.get("TRAINQ_TICK_S", "1.0"))
+    tick_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_TICK_S", "1.0")))
     #: JSON of the most resources the cluster can grow to, for autoscaling clusters (e.g.
     #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
-    max_resources: str = os.environ.get("TRAINQ_MAX_RESOURCES", "")
+    max_resources: str = field(default_factory=lambda: os.environ.get("TRAINQ_MAX_RESOURCES", ""))
+    #: The HuggingFace hub the model cache downloads from (default: huggingface_hub's own).
+    hf_endpoint: str = field(default_factory=lambda: os.environ.get("HF_ENDPOINT", ""))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

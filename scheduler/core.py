@@ -83,8 +83,10 @@ class Scheduler:
         """Validate a spec, store the job as ``queued`` and start whatever fits now."""
         spec = parse_spec(data)
         if spec.workload is not None:
-            spec = spec.model_copy(update={"config": workloads.validate(spec.workload, spec.config)})
+            config = workloads.validate(spec.workload, spec.config, self.storage_root)
+            spec = spec.model_copy(update={"config": config})
         self._check_fits(spec)
+        _check_local_dirs(spec.runtime_env)
         now = self.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
                   priority=spec.priority, seq=0, created_at=now, updated_at=now)
@@ -449,6 +451,18 @@ class Scheduler:
                  "attempt": job.attempt, "at": iso(job.updated_at)}
         for listener in self.listeners:
             listener(event)
+
+
+def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
+    """A local working_dir/py_modules is uploaded from the scheduler's machine: it must exist there."""
+    entries = [("runtime_env.working_dir", runtime_env.get("working_dir"))]
+    entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(runtime_env.get("py_modules") or [])]
+    for field, path in entries:
+        if isinstance(path, str) and "://" not in path and not os.path.exists(path):
+            raise InvalidSpec(
+                f"{field} {path!r} does not exist on the scheduler's machine; give a folder there"
+                " (shared storage on a cluster) or a URI such as s3://..., gcs://... or https://....zip",
+                field=field)
 
 
 def _statuses(status: str | Iterable[str] | None) -> list[JobStatus] | None:

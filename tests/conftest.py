@@ -68,11 +68,54 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
 
 
 @pytest.fixture(scope="session")
-def client(ray_cluster: dict):
-    """The scheduler actor on the shared Ray, through the Python client."""
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """A local HuggingFace hub serving a tiny model as ``tiny/gpt2`` (slow enough to show progress)."""
+    from hub import Hub, publish_tiny_model
+
+    root = tmp_path_factory.mktemp("hub")
+    publish_tiny_model(root)
+    with Hub(root, delay_s=0.4) as h:
+        yield h
+
+
+@pytest.fixture(scope="session")
+def client(ray_cluster: dict, hub):
+    """The scheduler actor on the shared Ray, through the Python client (its hub: the local one)."""
     import scheduler
 
+    os.environ["HF_ENDPOINT"] = hub.url
+    os.environ["HF_HUB_DISABLE_XET"] = "1"
     return scheduler.connect(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"])
+
+
+API_TOKEN = "test-token-123"
+
+
+@pytest.fixture(scope="session")
+def server(client) -> Iterator[str]:
+    """A real uvicorn server with the API over the shared scheduler actor; yields its URL."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.backend import ActorBackend
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    app = create_app(ActorBackend(client.handle), token=API_TOKEN)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
 
 
 @pytest.fixture

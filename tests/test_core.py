@@ -314,3 +314,13 @@ def test_pause_resume_cancel_race_never_leaves_an_illegal_state(make_core) -> No
         for before, after in itertools.pairwise(history):
             assert before.to_status == after.from_status
             assert allowed(after.from_status, after.to_status)
+
+
+def test_local_working_dir_must_exist_where_the_scheduler_runs(make_core, tmp_path) -> None:
+    core = make_core()
+    with pytest.raises(InvalidSpec, match="does not exist on the scheduler's machine") as err:
+        core.submit(spec(runtime_env={"working_dir": "/no/such/dir"}))
+    assert err.value.fields["field"] == "runtime_env.working_dir"
+    core.submit(spec(runtime_env={"working_dir": str(tmp_path)}))
+    core.submit(spec(runtime_env={"working_dir": "s3://bucket/code.zip"}))
+    assert core.count() == 2

@@ -13,7 +13,9 @@ from typing import Any
 from ..errors import InvalidSpec
 
 #: workload name -> (train-loop entrypoint, validator "module:function")
-WORKLOADS: dict[str, tuple[str, str]] = {}
+WORKLOADS: dict[str, tuple[str, str]] = {
+    "hf-causal-lm": ("scheduler.workloads.hf:train_causal_lm", "scheduler.workloads.hf_config:validate"),
+}
 
 
 def names() -> list[str]:
@@ -31,9 +33,9 @@ def entrypoint_of(workload: str) -> str:
         ) from None
 
 
-def validate(workload: str, config: dict[str, Any]) -> dict[str, Any]:
+def validate(workload: str, config: dict[str, Any], storage_root: str | None = None) -> dict[str, Any]:
     """Check a workload's config at submit; returns it normalised, or raises InvalidSpec."""
     entrypoint_of(workload)
     module, func = WORKLOADS[workload][1].split(":")
-    validator: Callable[[dict[str, Any]], dict[str, Any]] = getattr(importlib.import_module(module), func)
-    return validator(config)
+    validator: Callable[..., dict[str, Any]] = getattr(importlib.import_module(module), func)
+    return validator(config, storage_root)

@@ -1,0 +1,74 @@
+"""Config of the built-in ``hf-causal-lm`` workload, validated at submit (no torch import here)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..errors import InvalidSpec
+
+
+class CausalLMConfig(BaseModel):
+    """Fine-tune (or train from scratch) a causal language model with transformers' Trainer."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str | None = Field(default=None, description="a local folder, or a model id in trainq's model cache")
+    model_config_: dict[str, Any] | None = Field(
+        default=None, alias="model_config",
+        description='build a fresh model from a config, e.g. {"model_type": "gpt2", "n_layer": 2, "n_embd": 64}')
+    cache_dir: str | None = Field(default=None, description="the model cache (default <storage root>/models)")
+    train_files: list[str] = Field(min_length=1, description="text (.txt) or JSONL (.jsonl, a 'text' field) files")
+    text_field: str = "text"
+    block_size: int = Field(default=64, ge=8, le=8192)
+    max_steps: int | None = Field(default=None, ge=1)
+    num_train_epochs: float | None = Field(default=None, gt=0)
+    per_device_train_batch_size: int = Field(default=8, ge=1)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    learning_rate: float = Field(default=5e-4, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    save_steps: int = Field(default=50, ge=1, description="checkpoint every this many steps")
+    logging_steps: int = Field(default=1, ge=1, description="report metrics every this many steps")
+    seed: int = 42
+
+    @model_validator(mode="after")
+    def _choices(self) -> "CausalLMConfig":
+        if (self.model is None) == (self.model_config_ is None):
+            raise ValueError("give exactly one of model (a folder or cached model id) or model_config")
+        if (self.max_steps is None) == (self.num_train_epochs is None):
+            raise ValueError("give exactly one of max_steps or num_train_epochs")
+        if self.model_config_ is not None and "model_type" not in self.model_config_:
+            raise ValueError('model_config needs a "model_type", e.g. "gpt2"')
+        return self
+
+
+def validate(config: dict[str, Any], storage_root: str | None = None) -> dict[str, Any]:
+    """Check the config at submit, including that its files exist where the scheduler runs.
+
+    A ``model`` that is not a folder must be ready in the model cache (``<storage root>/models``
+    unless ``cache_dir`` says otherwise); the cache folder is written into the config so the
+    workers find it.
+    """
+    try:
+        parsed = CausalLMConfig.model_validate(config)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "config"
+        msg = first["msg"].removeprefix("Value error, ")
+        raise InvalidSpec(f"invalid hf-causal-lm config: {loc}: {msg}", field=f"config.{loc}".rstrip(".")) from None
+    for i, path in enumerate(parsed.train_files):
+        if "://" not in path and not os.path.isfile(path):
+            raise InvalidSpec(f"config.train_files[{i}] {path!r} is not a file on the scheduler's machine"
+                              " (on a cluster, put data on shared storage)", field=f"config.train_files.{i}")
+    if parsed.model is not None and not os.path.isdir(parsed.model):
+        if parsed.model.startswith(("/", ".")):
+            raise InvalidSpec(f"config.model {parsed.model!r} is not a folder", field="config.model")
+        from ..models import ModelCache
+
+        cache_dir = parsed.cache_dir or (os.path.join(storage_root, "models") if storage_root else ModelCache.default_root())
+        ModelCache(cache_dir).path_of(parsed.model)  # raises with a clear message unless ready
+        parsed = parsed.model_copy(update={"cache_dir": cache_dir})
+    return parsed.model_dump(by_alias=True, exclude_none=True)

@@ -1,0 +1,151 @@
+"""End to end through a real uvicorn server on a real local Ray, and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import httpx
+import pytest
+
+from conftest import API_TOKEN, JOBS_DIR
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+
+
+def _spec(name: str, log: str, **config: object) -> dict:
+    return {"name": name, "entrypoint": "steps:count_steps", "num_workers": 2,
+            "runtime_env": {"working_dir": JOBS_DIR}, "config": {"log": log, **config}}
+
+
+def _wait(http: httpx.Client, job_id: str, statuses: set[str], timeout_s: float = 180) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job = http.get(f"/api/training/jobs/{job_id}").json()
+        if job["status"] in statuses:
+            return job
+        time.sleep(0.2)
+    raise TimeoutError(f"{job_id} never reached {statuses}")
+
+
+class StreamReader(threading.Thread):
+    """Collects (event, data) pairs from an SSE stream in the background."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(daemon=True)
+        self.url, self.events, self.stop = url, [], False
+
+    def run(self) -> None:
+        with httpx.stream("GET", self.url, headers=AUTH, timeout=httpx.Timeout(10, read=None)) as r:
+            event = None
+            for line in r.iter_lines():
+                if self.stop:
+                    return
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    self.events.append((event, json.loads(line[5:])))
+
+
+def test_submit_pause_resume_complete_over_http_with_a_live_stream(server, tmp_path) -> None:
+    with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
+        assert httpx.get(f"{server}/api/training/jobs").status_code == 401
+        assert httpx.get(f"{server}/health").json()["ok"] is True
+
+        r = http.post("/api/training/jobs", json=_spec("http", str(tmp_path / "http.log"),
+                                                       total=30, every=4, step_s=0.15))
+        assert r.status_code == 201
+        job_id = r.json()["job_id"]
+        reader = StreamReader(f"{server}/api/training/jobs/{job_id}/events")
+        reader.start()
+        _wait(http, job_id, {"running"})
+        while len(http.get(f"/api/training/jobs/{job_id}/metrics").json()) < 5:
+            time.sleep(0.1)
+
+        pause = http.post(f"/api/training/pause/{job_id}").json()
+        assert pause["success"] is True and pause["job_id"] == job_id
+        assert (pause["previous_status"], pause["status"]) == ("running", "pausing")
+        assert pause["message"]
+        paused = _wait(http, job_id, {"paused"})
+        assert paused["checkpoint_path"] and paused["paused_at"]
+        listed = http.get("/api/training/jobs", params={"status": "paused"}).json()
+        assert job_id in [j["job_id"] for j in listed["jobs"]]
+
+        resume = http.post(f"/api/training/resume/{job_id}").json()
+        assert set(resume) == {"success", "job_id", "previous_status", "status", "checkpoint_path",
+                               "queue_position", "message"}
+        assert resume["checkpoint_path"] == paused["checkpoint_path"] and resume["queue_position"] == 1
+        done = _wait(http, job_id, {"completed"})
+        assert done["attempt"] == 2
+        time.sleep(1.0)
+        reader.stop = True
+
+        statuses = [d["status"] for e, d in reader.events if e == "status"]
+        assert reader.events[0][0] == "snapshot"
+        assert statuses == ["running", "pausing", "paused", "queued", "pending", "running", "completed"]
+        steps = [d["metrics"]["step"] for e, d in reader.events if e == "report"]
+        history = [m["metrics"]["step"] for m in http.get(f"/api/training/jobs/{job_id}/metrics").json()]
+        assert steps == history[-len(steps):]  # the stream saw the reports in order
+        assert steps[-1] == 29
+        logs = http.get(f"/api/training/jobs/{job_id}/logs").json()
+        assert logs["attempt"] == 2 and "rank-0" in logs["logs"] and "runner" in logs["logs"]
+        cks = http.get(f"/api/training/jobs/{job_id}/checkpoints").json()
+        assert cks[0]["path"] == done["checkpoint_path"] and {c["attempt"] for c in cks} == {1, 2}
+
+
+def _cli(server: str, *args: str, token: str | None = API_TOKEN) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TRAINQ_URL": server}
+    env.pop("TRAINQ_API_TOKEN", None)
+    if token:
+        env["TRAINQ_API_TOKEN"] = token
+    return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_drives_the_lifecycle_against_the_live_server(server, tmp_path) -> None:
+    log = tmp_path / "cli.log"
+    spec_file = tmp_path / "job.yaml"
+    spec_file.write_text(f"name: cli-job\nentrypoint: steps:count_steps\nnum_workers: 2\n"
+                         f"config:\n  every: 4\n  step_s: 0.15\n  log: {log}\n")
+    r = _cli(server, "--json", "submit", str(spec_file), "--working-dir", JOBS_DIR, "--set", "total=24")
+    assert r.returncode == 0, r.stderr
+    job = json.loads(r.stdout)
+    job_id = job["job_id"]
+    assert job["spec"]["config"]["total"] == 24 and job["name"] == "cli-job"
+
+    r = _cli(server, "list")
+    assert r.returncode == 0 and job_id in r.stdout and "STATUS" in r.stdout
+    while not log.exists() or len(log.read_text().split()) < 4:
+        time.sleep(0.2)
+    r = _cli(server, "pause", job_id, "--wait")
+    assert r.returncode == 0, r.stderr
+    assert "running -> pausing" in r.stdout and f"{job_id}: paused at " in r.stdout
+    r = _cli(server, "status", job_id)
+    assert r.returncode == 0 and "PAUSED" in r.stdout and "checkpoint_path" in r.stdout
+    r = _cli(server, "checkpoints", job_id)
+    assert r.returncode == 0 and "step=" in r.stdout
+    assert _cli(server, "pause", job_id).returncode == 0  # already paused: fine, nothing changes
+
+    r = _cli(server, "resume", job_id)
+    assert r.returncode == 0 and "paused -> queued" in r.stdout
+    r = _cli(server, "watch", job_id)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "-> completed" in r.stdout and "/24" in r.stdout  # progress toward the known total
+    r = _cli(server, "logs", job_id, "--tail", "5")
+    assert r.returncode == 0 and "==> attempt 2 runner <==" in r.stdout
+
+    # exit codes a script can rely on
+    assert _cli(server, "status", "job_nope").returncode == 3
+    r = _cli(server, "pause", job_id)
+    assert r.returncode == 4 and "cannot pause" in r.stderr
+    r = _cli(server, "submit", "--entrypoint", "steps:count_steps", "--num-workers", "0")
+    assert r.returncode == 5 and "num_workers" in r.stderr
+    r = _cli(server, "list", token=None)
+    assert r.returncode == 6 and "token" in r.stderr
+    r = _cli("http://127.0.0.1:9", "list")
+    assert r.returncode == 7 and "cannot reach trainq" in r.stderr
