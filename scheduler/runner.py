@@ -115,6 +115,9 @@ class Runner:
         self.seq = 0
         self.exit_event: dict[str, Any] | None = None
         os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
+        # fit() blocks in a worker thread (asyncio.to_thread), not on the event loop; Ray's
+        # "blocking ray.get inside async actor" warning cannot tell the difference.
+        os.environ["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] = "0"
         self._scheduler: Any = None
         self._outbox: asyncio.Queue[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
