@@ -75,6 +75,7 @@ class Scheduler:
         self.queue = QueueIndex()
         self.allocated: dict[str, Resources] = {}
         self.deadlines: dict[str, float] = {}
+        self._requested: list[Resources] | None = None
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
             self._index(job)
 
@@ -289,9 +290,13 @@ class Scheduler:
                 continue
             started.append(job.job_id)
         head = self.queue.head()
+        wanted = None
         if head is not None and not policy.fits(head.demand, policy.subtract(
                 self.cluster.capacity(), *self.allocated.values())):
-            self.cluster.request([dict(head.demand)])
+            wanted = [dict(head.demand)]
+        if wanted != self._requested:  # ask the autoscaler only when the ask changes
+            self._requested = wanted
+            self.cluster.request(wanted or [])
         return started
 
     def job_root(self, job: Job) -> str:

@@ -12,8 +12,9 @@ fi
 stamp=.venv/.trainq-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "trainq: installing dependencies (first time: a minute or two)"
-  .venv/bin/pip install --quiet --upgrade pip 2>/dev/null || true
-  .venv/bin/pip install --quiet "${TRAINQ_TORCH_SPEC:-torch==2.13.0}"
-  .venv/bin/pip install --quiet -e ".[test]"
+  # (this machine's pip config lists index folders that may be absent; pip says so per package)
+  quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
+  quiet .venv/bin/pip install --quiet "${TRAINQ_TORCH_SPEC:-torch==2.13.0}"
+  quiet .venv/bin/pip install --quiet -e ".[test]"
   touch "$stamp"
 fi

@@ -324,3 +324,18 @@ def test_local_working_dir_must_exist_where_the_scheduler_runs(make_core, tmp_pa
     core.submit(spec(runtime_env={"working_dir": str(tmp_path)}))
     core.submit(spec(runtime_env={"working_dir": "s3://bucket/code.zip"}))
     assert core.count() == 2
+
+
+def test_autoscaler_is_asked_for_the_blocked_head_once(make_core) -> None:
+    cluster = FakeCluster({"CPU": 2}, maximum={"CPU": 8})
+    core = make_core(cluster)
+    first = core.submit(spec(num_workers=2))
+    big = core.submit(spec(num_workers=6))
+    core.submit(spec(num_workers=1))
+    core.tick()
+    core.tick()
+    assert cluster.requests == [[{"CPU": 6.0}]]  # asked once, not on every decision
+    core.cancel(big["job_id"])
+    assert cluster.requests[-1] == [{"CPU": 1.0}]  # the new head
+    RunnerSim(core, first["job_id"], 1).exit("completed")
+    assert cluster.requests[-1] == []  # withdrawn once the head fits

@@ -22,7 +22,8 @@ def test_fine_tune_pause_resume_continues_at_the_next_step(tq, tmp_path) -> None
     c.wait(job_id, "running", timeout_s=180)
     deadline = time.monotonic() + 180
     while not any((r["metrics"].get("global_step") or 0) >= 6 for r in c.reports(job_id)):
-        assert time.monotonic() < deadline and c.get(job_id)["status"] == "running"
+        job = c.get(job_id)
+        assert time.monotonic() < deadline and job["status"] == "running", job["error"]
         time.sleep(0.2)
     c.pause(job_id)
     paused = c.wait(job_id, timeout_s=120)

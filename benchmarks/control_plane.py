@@ -1,0 +1,214 @@
+"""Control plane: throughput and latency of submit/get/list/queue through the actor and HTTP,
+with 1,000 and 100,000 jobs in the registry; and the scheduling decision against queue length."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from typing import Any
+
+from .common import Row, Workspace, percentile
+
+# Jobs the bench submits must never run: a head job that fits the cluster's declared maximum but
+# not its present size blocks the queue (strict order), as on an autoscaling cluster that waits.
+MAX_RESOURCES = json.dumps({"CPU": 10_000})
+SPEC = {"entrypoint": "bench:never_runs", "num_workers": 1}
+
+
+def prefill(db: str, n: int) -> None:
+    """Put ``n`` completed jobs into a fresh registry (bulk; the bench measures reads, not this)."""
+    from scheduler.jobs import Job, Transition
+    from scheduler.states import JobStatus
+    from scheduler.store import SQLiteStore
+
+    SQLiteStore(db).close()  # schema
+    rows = []
+    now = time.time()
+    for i in range(n):
+        job = Job(job_id=f"job_prefill{i:07d}", name="old", spec={**SPEC, "config": {}}, priority=0, seq=i + 1,
+                  status=JobStatus.COMPLETED, created_at=now, updated_at=now, attempt=1)
+        rows.append(job)
+    from scheduler.store import _job_row
+
+    db_conn = sqlite3.connect(db)
+    cols = list(_job_row(rows[0]))
+    db_conn.executemany(f"INSERT INTO jobs ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                        [tuple(_job_row(j).values()) for j in rows])
+    db_conn.executemany("INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt) VALUES (?, NULL, 'completed', ?, 'prefill', 1)",
+                        [(j.job_id, now) for j in rows])
+    db_conn.commit()
+    db_conn.close()
+    del Transition
+
+
+def _bench_actor(ws: Workspace, n: int) -> Any:
+    import ray
+
+    from scheduler.actor import SchedulerActor
+    from scheduler.config import HEAD_RESOURCE, NAMESPACE, Settings
+
+    db = str(ws.dir / f"cp-{n}.db")
+    prefill(db, n)
+    settings = Settings(storage_root=ws.storage, db_path=db, max_resources=MAX_RESOURCES)
+    handle = ray.remote(SchedulerActor).options(
+        name=f"scheduler-bench-{n}", namespace=NAMESPACE, num_cpus=0, resources={HEAD_RESOURCE: 0.001},
+        max_concurrency=1000).remote(settings.to_dict())
+    ray.get(handle.submit.remote({**SPEC, "num_workers": 5000, "name": "blocker"}))
+    return handle
+
+
+def _timed(fn, count: int) -> list[float]:
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _actor_rows(handle: Any, n: int, quick: bool) -> tuple[list[Row], str]:
+    import ray
+
+    count = 200 if quick else 1000
+    job_id = ray.get(handle.submit.remote(SPEC))["job_id"]
+    calls = {
+        "submit": lambda: ray.get(handle.submit.remote(SPEC)),
+        "get": lambda: ray.get(handle.get.remote(job_id)),
+        "list": lambda: ray.get(handle.list.remote(None, 100, 0)),
+        "queue": lambda: ray.get(handle.queue.remote(100, 0)),
+    }
+    rows = []
+    for name, fn in calls.items():
+        lat = _timed(fn, count)
+        # Throughput with many calls in flight, as concurrent clients would make them.
+        method = getattr(handle, name)
+        args = {"submit": (SPEC,), "get": (job_id,), "list": (None, 100, 0), "queue": (100, 0)}[name]
+        t0 = time.perf_counter()
+        ray.get([method.remote(*args) for _ in range(count)])
+        ops = count / (time.perf_counter() - t0)
+        target, met = "", None
+        if name == "get":
+            target, met = "≥ 2,000 ops/s", ops >= 2000
+        if name == "list" and n >= 100_000:
+            target, met = "p99 < 50 ms", percentile(lat, 0.99) < 0.05
+        rows.append(Row(f"actor {name}, {n:,} jobs: ops/s (pipelined)", ops, None, "ops/s", target if "ops" in target else "context",
+                        met if "ops" in target else None))
+        rows.append(Row(f"actor {name}, {n:,} jobs: p50 / p99 latency", percentile(lat, 0.5) * 1000,
+                        percentile(lat, 0.99) * 1000, "ms", target if "p99" in target else "context",
+                        met if "p99" in target else None, "trainq = p50, baseline column = p99"))
+    return rows, job_id
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _http_load(url: str, path: str, count: int, concurrency: int, method: str = "GET",
+                     body: Any = None) -> tuple[float, list[float]]:
+    import httpx
+
+    lat: list[float] = []
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        async def one() -> None:
+            t0 = time.perf_counter()
+            r = await http.request(method, path, json=body)
+            r.raise_for_status()
+            lat.append(time.perf_counter() - t0)
+
+        queue = asyncio.Queue()
+        for _ in range(count):
+            queue.put_nowait(None)
+
+        async def worker() -> None:
+            while not queue.empty():
+                queue.get_nowait()
+                await one()
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*[worker() for _ in range(concurrency)])
+        return count / (time.perf_counter() - t0), lat
+
+
+def _http_rows(n: int, job_id: str, quick: bool) -> list[Row]:
+    import ray
+
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    server = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", ray.get_runtime_context().gcs_address,
+                               f"scheduler-bench-{n}", str(port)], env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import httpx
+
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError("bench server did not start")
+            time.sleep(0.2)
+        count = 300 if quick else 2000
+        rows = []
+        for name, path, method, body in [("get", f"/api/training/jobs/{job_id}", "GET", None),
+                                         ("list", "/api/training/jobs?limit=100", "GET", None),
+                                         ("queue", "/api/training/queue?limit=100", "GET", None),
+                                         ("submit", "/api/training/jobs", "POST", SPEC)]:
+            ops, lat = asyncio.run(_http_load(url, path, count, 16, method, body))
+            target, met = ("≥ 1,000 req/s", ops >= 1000) if name == "get" else ("context", None)
+            rows.append(Row(f"HTTP {name}, {n:,} jobs: req/s (16 concurrent)", ops, None, "req/s", target, met))
+            rows.append(Row(f"HTTP {name}, {n:,} jobs: p50 / p99 latency", percentile(lat, 0.5) * 1000,
+                            percentile(lat, 0.99) * 1000, "ms", "context", None, "baseline column = p99"))
+        return rows
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def decision_rows() -> list[Row]:
+    """One scheduling decision (submit → schedule) on the pure core, against queue length."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from fakes import FakeClock, FakeCluster, FakeLauncher
+
+    from scheduler.core import Scheduler
+    from scheduler.store import SQLiteStore
+
+    times = {}
+    for length in (1_000, 100_000):
+        core = Scheduler(SQLiteStore(":memory:"), FakeLauncher(), FakeCluster({"CPU": 1}, maximum={"CPU": 10_000}),
+                         storage_root="/tmp/trainq-bench", clock=FakeClock())
+        core.submit({**SPEC, "num_workers": 5000})
+        from scheduler.policy import Entry
+
+        for i in range(length):  # fill the queue index directly; the decision is what we time
+            core.queue.add(Entry(f"q{i}", 0, 10 + i, {"CPU": 1.0}))
+        lat = _timed(core.schedule, 2000)
+        times[length] = percentile(lat, 0.5)
+    ratio = times[100_000] / times[1_000]
+    return [Row("scheduling decision, queue of 100,000 vs 1,000 (median)", times[100_000] * 1e6, times[1_000] * 1e6,
+                "µs", "sub-linear (ratio ≪ 100)", ratio < 10)]
+
+
+def run(client, ws: Workspace, quick: bool) -> list[Row]:
+    sizes = [1_000] if quick else [1_000, 100_000]
+    rows: list[Row] = []
+    for n in sizes:
+        handle = _bench_actor(ws, n)
+        actor_rows, job_id = _actor_rows(handle, n, quick)
+        rows += actor_rows
+        rows += _http_rows(n, job_id, quick)
+        import ray
+
+        ray.kill(handle)
+    rows += decision_rows()
+    return rows

@@ -1,0 +1,48 @@
+"""Overhead: the same small Ray Train job run directly and through trainq, interleaved."""
+
+from __future__ import annotations
+
+import time
+
+from .common import JOBS_DIR, Row, Workspace, median, steps_spec, wait_status
+
+
+def _direct(config: dict, storage: str, name: str) -> float:
+    """TorchTrainer.fit() in a Ray task, the way a user would run it without trainq."""
+    import ray
+
+    @ray.remote(num_cpus=0, runtime_env={"working_dir": JOBS_DIR})
+    def run(config: dict, storage: str, name: str) -> None:
+        import steps
+        from ray.train import RunConfig, ScalingConfig
+        from ray.train.torch import TorchTrainer
+
+        TorchTrainer(steps.count_steps, train_loop_config=config, scaling_config=ScalingConfig(num_workers=1),
+                     run_config=RunConfig(name=name, storage_path=storage)).fit()
+
+    t0 = time.perf_counter()
+    ray.get(run.remote(config, storage, name))
+    return time.perf_counter() - t0
+
+
+def _trainq(client, config: dict, name: str, log: str) -> float:
+    t0 = time.perf_counter()
+    job = client.submit(steps_spec(name, log, **config))
+    done = wait_status(client, job["job_id"], {"completed", "failed"})
+    assert done["status"] == "completed", done["error"]
+    return time.perf_counter() - t0
+
+
+def run(client, ws: Workspace, quick: bool) -> list[Row]:
+    reps = 2 if quick else 5
+    config = {"total": 10, "every": 5, "step_s": 0.1}
+    direct, through = [], []
+    _direct(dict(config), ws.storage + "/direct", "warmup")  # first run pays imports; not counted
+    for i in range(reps):  # interleaved, so drift on a shared machine hits both alike
+        direct.append(_direct(dict(config), ws.storage + "/direct", f"run{i}"))
+        through.append(_trainq(client, dict(config), f"overhead{i}", str(ws.dir / f"o{i}.log")))
+    d, t = median(direct), median(through)
+    return [
+        Row("overhead: submit→completed vs fit() in a task (median wall time)", t, d, "s", "ratio ≤ 1.05",
+            t / d <= 1.05, f"{reps} runs each, extra {t - d:+.2f} s"),
+    ]
