@@ -9,7 +9,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from scheduler.errors import TrainqError
-from scheduler.spec import invalid_from_pydantic
 
 logger = logging.getLogger("trainq.api")
 
@@ -54,4 +53,4 @@ def install(app: FastAPI) -> None:
                             status_code=500)
 
 
-__all__ = ["STATUS_BY_CODE", "install", "invalid_from_pydantic"]
+__all__ = ["STATUS_BY_CODE", "install"]

@@ -27,7 +27,7 @@ from .config import NAMESPACE
 
 #: Set by the trainq wrapper in each worker process: the actor name of this attempt's runner.
 RUNNER_ENV = "TRAINQ_RUNNER"
-_runner: Any = None
+_runner: tuple[str, Any] | None = None  # (name, handle): a reused process must not ask an old runner
 
 
 def pause_requested() -> bool:
@@ -55,11 +55,13 @@ def pause_requested() -> bool:
 def _runner_handle() -> Any:
     global _runner
     name = os.environ.get(RUNNER_ENV)
-    if _runner is None and name:
+    if not name:
+        return None
+    if _runner is None or _runner[0] != name:
         import ray
 
-        _runner = ray.get_actor(name, namespace=NAMESPACE)
-    return _runner
+        _runner = (name, ray.get_actor(name, namespace=NAMESPACE))
+    return _runner[1]
 
 
 def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
