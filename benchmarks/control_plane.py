@@ -59,7 +59,7 @@ def _bench_actor(ws: Workspace, n: int) -> Any:
     handle = ray.remote(SchedulerActor).options(
         name=f"scheduler-bench-{n}", namespace=NAMESPACE, num_cpus=0, resources={HEAD_RESOURCE: 0.001},
         max_concurrency=1000).remote(settings.to_dict())
-    ray.get(handle.submit.remote({**SPEC, "num_workers": 5000, "name": "blocker"}))
+    ray.get(handle.submit.remote({**SPEC, "num_workers": 1000, "resources_per_worker": {"CPU": 5}, "name": "blocker"}))
     return handle
 
 
@@ -137,42 +137,61 @@ async def _http_load(url: str, path: str, count: int, concurrency: int, method: 
         return count / (time.perf_counter() - t0), lat
 
 
-def _http_rows(n: int, job_id: str, quick: bool) -> list[Row]:
-    import ray
+class _Server:
+    """A bench API server subprocess on a free port."""
 
-    port = _free_port()
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    server = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", ray.get_runtime_context().gcs_address,
-                               f"scheduler-bench-{n}", str(port)], env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
+    def __init__(self, *args: str) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "PYTHONPATH": os.getcwd()}
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", *args, str(self.port)], env=env)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> "_Server":
         import httpx
 
         deadline = time.monotonic() + 60
         while True:
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return self
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:
                 raise TimeoutError("bench server did not start")
             time.sleep(0.2)
-        count = 300 if quick else 2000
-        rows = []
-        for name, path, method, body in [("get", f"/api/training/jobs/{job_id}", "GET", None),
-                                         ("list", "/api/training/jobs?limit=100", "GET", None),
-                                         ("queue", "/api/training/queue?limit=100", "GET", None),
-                                         ("submit", "/api/training/jobs", "POST", SPEC)]:
-            ops, lat = asyncio.run(_http_load(url, path, count, 16, method, body))
-            target, met = ("≥ 1,000 req/s", ops >= 1000) if name == "get" else ("context", None)
-            rows.append(Row(f"HTTP {name}, {n:,} jobs: req/s (16 concurrent)", ops, None, "req/s", target, met))
-            rows.append(Row(f"HTTP {name}, {n:,} jobs: p50 / p99 latency", percentile(lat, 0.5) * 1000,
-                            percentile(lat, 0.99) * 1000, "ms", "context", None, "baseline column = p99"))
-        return rows
-    finally:
-        server.terminate()
-        server.wait(10)
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def _http_rows(handle: Any, n: int, job_id: str, quick: bool) -> list[Row]:
+    import ray
+
+    count = 300 if quick else 2000
+    routes = [("get", f"/api/training/jobs/{job_id}", "GET", None),
+              ("list", "/api/training/jobs?limit=100", "GET", None),
+              ("queue", "/api/training/queue?limit=100", "GET", None),
+              ("submit", "/api/training/jobs", "POST", SPEC)]
+    job = ray.get(handle.get.remote(job_id))
+    results: dict[str, dict[str, tuple[float, list[float]]]] = {"trainq": {}, "baseline": {}}
+    # Side by side: trainq's server, then the same stack with no scheduler, same client and load.
+    with _Server(ray.get_runtime_context().gcs_address, f"scheduler-bench-{n}") as server:
+        for name, path, method, body in routes:
+            results["trainq"][name] = asyncio.run(_http_load(server.url, path, count, 16, method, body))
+    with _Server("--baseline", json.dumps(job)) as server:
+        for name, path, method, body in routes:
+            results["baseline"][name] = asyncio.run(_http_load(server.url, path, count, 16, method, body))
+    rows = []
+    for name, *_ in routes:
+        ops, lat = results["trainq"][name]
+        base_ops, base_lat = results["baseline"][name]
+        target, met = ("≥ 1,000 req/s", ops >= 1000) if name == "get" else ("context", None)
+        rows.append(Row(f"HTTP {name}, {n:,} jobs: req/s, 16 concurrent (baseline: same stack, no scheduler)",
+                        ops, base_ops, "req/s", target, met))
+        rows.append(Row(f"HTTP {name}, {n:,} jobs: p99 latency", percentile(lat, 0.99) * 1000,
+                        percentile(base_lat, 0.99) * 1000, "ms", "context", None))
+    return rows
 
 
 def decision_rows() -> list[Row]:
@@ -187,7 +206,7 @@ def decision_rows() -> list[Row]:
     for length in (1_000, 100_000):
         core = Scheduler(SQLiteStore(":memory:"), FakeLauncher(), FakeCluster({"CPU": 1}, maximum={"CPU": 10_000}),
                          storage_root="/tmp/trainq-bench", clock=FakeClock())
-        core.submit({**SPEC, "num_workers": 5000})
+        core.submit({**SPEC, "num_workers": 1000, "resources_per_worker": {"CPU": 5}})
         from scheduler.policy import Entry
 
         for i in range(length):  # fill the queue index directly; the decision is what we time
@@ -206,7 +225,7 @@ def run(client, ws: Workspace, quick: bool) -> list[Row]:
         handle = _bench_actor(ws, n)
         actor_rows, job_id = _actor_rows(handle, n, quick)
         rows += actor_rows
-        rows += _http_rows(n, job_id, quick)
+        rows += _http_rows(handle, n, job_id, quick)
         import ray
 
         ray.kill(handle)

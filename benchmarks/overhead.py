@@ -11,7 +11,12 @@ def _direct(config: dict, storage: str, name: str) -> float:
     """TorchTrainer.fit() in a Ray task, the way a user would run it without trainq."""
     import ray
 
-    @ray.remote(num_cpus=0, runtime_env={"working_dir": JOBS_DIR})
+    from scheduler import raycompat
+
+    # The same uploaded package trainq's runners get (a task cannot take a local folder).
+    env = raycompat.upload_local_dirs({"working_dir": JOBS_DIR})
+
+    @ray.remote(num_cpus=0, runtime_env=env)
     def run(config: dict, storage: str, name: str) -> None:
         import steps
         from ray.train import RunConfig, ScalingConfig

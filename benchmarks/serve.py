@@ -1,18 +1,58 @@
-"""The API over a named scheduler actor, in its own process (so the load client does not share its GIL)."""
+"""An API server in its own process (so the load client does not share its GIL).
+
+``serve ADDRESS ACTOR PORT``: trainq's app over the named scheduler actor.
+``serve --baseline JOB_JSON PORT``: the same uvicorn stack answering the same routes with a fixed
+body and no scheduler behind it, the ceiling this machine and client reach.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
 
-import ray
 import uvicorn
 
-from api.app import create_app
-from api.backend import ActorBackend
-from scheduler.config import NAMESPACE
+
+def baseline_app(job: dict) -> object:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    page = {"jobs": [job] * 100, "total": 1000, "limit": 100, "offset": 0}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"ok": True}
+
+    @app.get("/api/training/jobs/{job_id}")
+    async def get(job_id: str) -> dict:
+        return job
+
+    @app.get("/api/training/jobs")
+    async def list_jobs() -> dict:
+        return page
+
+    @app.get("/api/training/queue")
+    async def queue() -> list:
+        return page["jobs"]
+
+    @app.post("/api/training/jobs", status_code=201)
+    async def submit(spec: dict) -> dict:
+        return job
+
+    return app
+
 
 if __name__ == "__main__":
-    address, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
-    app = create_app(ActorBackend(ray.get_actor(name, namespace=NAMESPACE)), token=None)
+    if sys.argv[1] == "--baseline":
+        app, port = baseline_app(json.loads(sys.argv[2])), int(sys.argv[3])
+    else:
+        import ray
+
+        from api.app import create_app
+        from api.backend import ActorBackend
+        from scheduler.config import NAMESPACE
+
+        address, name, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        app = create_app(ActorBackend(ray.get_actor(name, namespace=NAMESPACE)), token=None)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
