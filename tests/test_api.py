@@ -224,3 +224,41 @@ def test_event_stream_starts_with_a_snapshot_then_follows(service) -> None:
         await gen.aclose()
 
     asyncio.run(scenario())
+
+
+def test_model_cache_routes_and_their_errors(http, service) -> None:
+    assert http.get("/api/models").json() == []
+    r = http.get("/api/models/org/absent")
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and "org/absent" in r.json()["message"]
+    assert http.delete("/api/models/org/absent").status_code == 404
+    r = http.post("/api/models", json={"model_id": "../../etc/passwd"})
+    assert r.status_code == 422 and r.json()["field"] == "model_id"
+    assert http.post("/api/models", json={"model_id": "a/b", "colour": 1}).status_code == 422
+    # A finished entry is listed and can be deleted; one still downloading cannot.
+    cache = service.models
+    cache.start("org/tiny")
+    assert http.delete("/api/models/org/tiny").status_code == 409
+    entry = cache.entry("org/tiny")
+    entry.update(status="ready", bytes_done=10, bytes_total=10)
+    cache._write(entry)
+    assert [m["status"] for m in http.get("/api/models").json()] == ["ready"]
+    assert http.delete("/api/models/org/tiny").json()["status"] == "deleted"
+    assert http.get("/api/models").json() == []
+
+
+def test_all_jobs_stream_snapshots_active_jobs_then_follows_every_job(service) -> None:
+    from api import stream
+
+    backend = ServiceBackend(service)
+
+    async def scenario():
+        a = await service.submit(spec())
+        gen = stream.follow(backend, None, heartbeat_s=0.2)
+        first = await gen.__anext__()
+        assert first.startswith("event: snapshot") and a["job_id"] in first
+        b = await service.submit(spec())
+        events = [await gen.__anext__() for _ in range(2)]
+        assert all(b["job_id"] in e for e in events)  # b queued, then b pending
+        await gen.aclose()
+
+    asyncio.run(scenario())
