@@ -23,8 +23,8 @@ def _first_report_after(client, job_id: str, attempt: int, t0: float, timeout_s:
     raise TimeoutError("no report")
 
 
-def _one(client, ws: Workspace, kind: str, total: int = 60) -> dict[str, float]:
-    log = ws.dir / f"pause-{kind}.log"
+def _one(client, ws: Workspace, kind: str, rep: int, total: int = 60) -> dict[str, float]:
+    log = ws.dir / f"pause-{kind}-{rep}.log"
     config = {"total": total, "step_s": STEP_S, "every": 5 if kind == "every-k" else 10_000,
               "cooperative": kind == "cooperative"}
     t_submit = time.perf_counter()
@@ -32,6 +32,7 @@ def _one(client, ws: Workspace, kind: str, total: int = 60) -> dict[str, float]:
     fresh = _first_report_after(client, job_id, 1, t_submit)
     while len(_steps(log)) < 8:
         time.sleep(0.02)
+    at_request = max(_steps(log))
     t0 = time.perf_counter()
     if kind == "deadline":
         client.pause(job_id, deadline_s=1.0)  # never checkpoints: the deadline stops it
@@ -52,20 +53,23 @@ def _one(client, ws: Workspace, kind: str, total: int = 60) -> dict[str, float]:
     wait_status(client, job_id, {"completed"})
     steps = _steps(log)
     return {"to_checkpoint": checkpointed if checkpointed is not None else stopped, "to_paused": stopped,
+            "steps_after_request": ck_step - at_request,
             "redone": len(steps) - len(set(steps)), "fresh": fresh, "resume": resumed, "ck_step": ck_step}
 
 
 def run(client, ws: Workspace, quick: bool) -> list[Row]:
     kinds = ["cooperative", "every-k", "deadline"]
     reps = 1 if quick else 3
-    results = {k: [_one(client, ws, k) for _ in range(reps)] for k in kinds}
+    results = {k: [_one(client, ws, k, rep) for rep in range(reps)] for k in kinds}
     rows = []
     step_and_write = STEP_S + 0.05  # one step plus one (tiny) checkpoint write
     coop = results["cooperative"]
+    after = max(r["steps_after_request"] for r in coop)
+    rows.append(Row("pause (a) cooperative: steps run between the request and the pause checkpoint", after, 1,
+                    "steps", "≤ 1 step + 1 checkpoint write", after <= 1, "worst of the runs"))
     c_ck = median([r["to_checkpoint"] for r in coop])
-    rows.append(Row("pause (a) cooperative: request → checkpoint recorded", c_ck, step_and_write, "s",
-                    "≤ 1 step + 1 checkpoint write", c_ck <= step_and_write * 1.5 + 0.5,
-                    "baseline = one step + one write; includes Ray's report poll"))
+    rows.append(Row("pause (a) cooperative: request → checkpoint recorded by trainq", c_ck, step_and_write, "s",
+                    "context", None, "baseline = one step + one write; the rest is Ray Train's 0.5 s report poll"))
     rows.append(Row("pause (a) cooperative: request → paused (run stopped, resources free)",
                     median([r["to_paused"] for r in coop]), None, "s", "context", None))
     redone = max(r["redone"] for r in coop)
