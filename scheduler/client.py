@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -28,6 +29,26 @@ def connect(address: str | None = None, *, storage_root: str | None = None, db_p
     return Client(ensure_scheduler(settings))
 
 
+def absolute_local_dirs(spec: dict[str, Any]) -> dict[str, Any]:
+    """Make a relative local ``working_dir``/``py_modules`` absolute, as the caller meant it.
+
+    The scheduler resolves paths from its own working directory, not the caller's.
+    """
+    env = spec.get("runtime_env")
+    if not isinstance(env, dict):
+        return spec
+
+    def fix(path: Any) -> Any:
+        return os.path.abspath(path) if isinstance(path, str) and "://" not in path else path
+
+    env = dict(env)
+    if "working_dir" in env:
+        env["working_dir"] = fix(env["working_dir"])
+    if isinstance(env.get("py_modules"), list):
+        env["py_modules"] = [fix(p) for p in env["py_modules"]]
+    return {**spec, "runtime_env": env}
+
+
 class Client:
     """Typed wrapper over the scheduler actor's handle; errors come back as trainq's own types."""
 
@@ -48,7 +69,7 @@ class Client:
         """Queue a job; returns it (``status`` queued, or pending if it started at once)."""
         if hasattr(spec, "model_dump"):
             spec = spec.model_dump(exclude_none=True)
-        return self._call("submit", spec)
+        return self._call("submit", absolute_local_dirs(spec))
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""
