@@ -9,6 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from scheduler.errors import TrainqError
+from scheduler.spec import describe_errors
 
 logger = logging.getLogger("trainq.api")
 
@@ -37,11 +38,7 @@ def install(app: FastAPI) -> None:
             where = e["loc"][0] if e["loc"] else None
             e["loc"] = tuple(p for p in e["loc"][1:] if not (where == "query" and isinstance(p, int))) \
                 if where in ("body", "query", "path") else tuple(e["loc"])
-        problems = []
-        for e in errors:
-            loc = ".".join(str(p) for p in e["loc"]) or "body"
-            msg = "unknown field" if e["type"] == "extra_forbidden" else str(e["msg"]).removeprefix("Value error, ")
-            problems.append(f"{loc}: {msg}")
+        _, problems = describe_errors(errors, default_loc="body")
         first = ".".join(str(p) for p in errors[0]["loc"]) if errors else None
         return JSONResponse({"error": "invalid", "message": "invalid request: " + "; ".join(problems),
                              "field": first, "problems": problems}, status_code=422)

@@ -16,6 +16,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from .jobs import step_of
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "conflict": 4, "invalid": 5,
         "unauthorized": 6, "unreachable": 7}
@@ -245,7 +247,7 @@ def cmd_watch(api: Api, args: argparse.Namespace) -> int:
             print(f"{data['at'][11:19]}  {data['previous_status'] or 'new'} -> {data['status']}  ({data['reason']})")
             status = data["status"]
         elif event == "report":
-            step = _step(data["metrics"])
+            step = step_of(data["metrics"])
             extra = " ".join(f"{k}={_short(v)}" for k, v in data["metrics"].items() if k not in ("step", "global_step"))
             ck = " [checkpoint]" if data.get("checkpoint_path") else ""
             bar.show(step, total, f"{extra}{ck}")
@@ -347,12 +349,6 @@ def _total_steps(config: dict[str, Any]) -> int | None:
         if isinstance(config.get(key), int) and config[key] > 0:
             return int(config[key])
     return None
-
-
-def _step(metrics: dict[str, Any]) -> int | None:
-    from .jobs import step_of
-
-    return step_of(metrics)
 
 
 def _load_spec(path: str) -> dict[str, Any]:

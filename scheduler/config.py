@@ -27,6 +27,11 @@ def parse_runner_name(name: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
+def join_path(root: str, name: str) -> str:
+    """``root/name`` for a local folder (made absolute) or a URI such as ``s3://bucket/prefix``."""
+    return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(os.path.abspath(root), name)
+
+
 def trainq_home() -> Path:
     """``$TRAINQ_HOME``, by default ``~/.trainq``."""
     return Path(os.environ.get("TRAINQ_HOME") or Path.home() / ".trainq")

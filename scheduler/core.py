@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from . import policy, workloads
+from .config import join_path
 from .errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
 from .policy import Entry, QueueIndex, Resources
@@ -302,7 +303,7 @@ class Scheduler:
     def job_root(self, job: Job) -> str:
         """Where the job's runs and checkpoints live: ``<storage root>/<job_id>``."""
         root = job.spec.get("storage_path") or self.storage_root
-        return _join(root, job.job_id)
+        return join_path(root, job.job_id)
 
     # -- internals ------------------------------------------------------------------------------
     def _transition(self, job: Job, target: JobStatus, action: str, reason: str, **changes: Any) -> Job:
@@ -405,10 +406,8 @@ class Scheduler:
 
     def _verify_resume(self, job: Job, report: Report) -> None:
         """Warn when a resumed attempt's first report shows it ignored its checkpoint."""
-        if not job.resume_from or job.warning:
-            return
-        if len(self.store.reports(job.job_id, attempt=job.attempt, limit=2)) != 1:
-            return  # only the first report of the attempt is checked
+        if not job.resume_from or job.warning or report.seq != 1:
+            return  # only the first report of a resumed attempt is checked (runners count from 1)
         recorded = self.store.find_checkpoint(job.job_id, job.resume_from)
         start_step = step_of(recorded["metrics"]) if recorded else None
         first_step = step_of(report.metrics)
@@ -482,10 +481,6 @@ def _statuses(status: str | Iterable[str] | None) -> list[JobStatus] | None:
             raise InvalidSpec(f"unknown status {value!r}; one of {[s.value for s in JobStatus]}",
                               field="status") from None
     return out
-
-
-def _join(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(os.path.abspath(root), name)
 
 
 def _inside(path: str, root: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import uuid
 from typing import Any
 
@@ -36,8 +37,10 @@ class EventLog:
     def since(self, after: int, job_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Events numbered above ``after`` (optionally of one job), oldest first."""
         out = []
-        for event in self._events:
-            if event["seq"] > after and (job_id is None or event.get("job_id") == job_id):
+        first = self._events[0]["seq"] if self._events else self._next
+        start = max(0, after + 1 - first)  # seqs in the ring are contiguous
+        for event in itertools.islice(self._events, start, None):
+            if job_id is None or event.get("job_id") == job_id:
                 out.append(event)
                 if len(out) >= limit:
                     break

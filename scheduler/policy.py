@@ -73,9 +73,6 @@ class QueueIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
-    def __contains__(self, job_id: object) -> bool:
-        return job_id in self._by_job
-
     def add(self, entry: Entry) -> None:
         """Queue a job (replacing any earlier entry of it)."""
         self.remove(entry.job_id)
@@ -100,6 +97,10 @@ class QueueIndex:
         """Entries in policy order (a snapshot, safe to mutate the index while iterating)."""
         return (self._entries[k] for k in list(self._keys))
 
+    def in_order(self) -> Iterator[Entry]:
+        """Entries in policy order, lazily and without a copy (do not change the index meanwhile)."""
+        return (self._entries[k] for k in self._keys)
+
     def head(self) -> Entry | None:
         return self._entries[self._keys[0]] if self._keys else None
 
@@ -116,8 +117,7 @@ def admit(queue: QueueIndex, free: Mapping[str, float]) -> list[Entry]:
     """
     started: list[Entry] = []
     left = dict(free)
-    for key in queue._keys:  # noqa: SLF001 - walk in order without copying the whole queue
-        entry = queue._entries[key]  # noqa: SLF001
+    for entry in queue.in_order():
         if not fits(entry.demand, left):
             break
         left = subtract(left, entry.demand)

@@ -27,7 +27,7 @@ from ray.train import UserCallback
 
 from . import logs, raycompat, workloads
 from . import train as train_helpers
-from .config import NAMESPACE, SCHEDULER_NAME, runner_name
+from .config import NAMESPACE, SCHEDULER_NAME, join_path, runner_name
 from .spec import JobSpec
 
 logger = logging.getLogger("trainq.runner")
@@ -77,18 +77,17 @@ class ReportRelay(UserCallback):
 
     def __init__(self, runner: str) -> None:
         self.runner = runner
+        self._handle: Any = None  # looked up in the controller on the first report
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-        runner = ray.get_actor(self.runner, namespace=NAMESPACE)
+        if self._handle is None:
+            self._handle = ray.get_actor(self.runner, namespace=NAMESPACE)
+        runner = self._handle
         path = checkpoint_uri(checkpoint) if checkpoint is not None else None
         stop = ray.get(runner.on_report.remote(metrics[0] if metrics else {}, path, time.time()))
         if stop:
             # The checkpoint is persisted and registered; end the run here, gracefully.
             raycompat.current_controller().abort.remote()
-
-
-def _join(root: str, name: str) -> str:
-    return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(root, name)
 
 
 def _tell_controller(runner: str, controller: Any) -> None:
@@ -189,7 +188,7 @@ class Runner:
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
         event: dict[str, Any] = {"kind": "exit"}
-        logs.tee_output(_join(self.run_root, self.run_name), "runner")
+        logs.tee_output(join_path(self.run_root, self.run_name), "runner")
         try:
             trainer = self._build_trainer()
             result = await asyncio.to_thread(trainer.fit)
@@ -216,7 +215,7 @@ class Runner:
 
         spec = self.spec
         entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
-        attempt_dir = _join(self.run_root, self.run_name)
+        attempt_dir = join_path(self.run_root, self.run_name)
         train_loop = train_helpers.wrap(load_entrypoint(entrypoint), self.name, self.resume_from, attempt_dir)
         return TorchTrainer(
             train_loop,

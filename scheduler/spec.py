@@ -126,15 +126,19 @@ def parse_spec(data: Any) -> JobSpec:
         raise invalid_from_pydantic(e) from None
 
 
-def invalid_from_pydantic(e: ValidationError) -> InvalidSpec:
-    """Turn pydantic's report into one InvalidSpec whose message names every bad field."""
+def describe_errors(errors: list[Any], default_loc: str = "spec") -> tuple[str | None, list[str]]:
+    """Pydantic's errors as ``(first field, ["field: problem", ...])`` in words people read."""
     problems = []
     first_field = None
-    for err in e.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "spec"
+    for err in errors:
+        loc = ".".join(str(p) for p in err["loc"]) or default_loc
         first_field = first_field or loc
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field"
+        msg = "unknown field" if err["type"] == "extra_forbidden" else str(err["msg"]).removeprefix("Value error, ")
         problems.append(f"{loc}: {msg}")
+    return first_field, problems
+
+
+def invalid_from_pydantic(e: ValidationError) -> InvalidSpec:
+    """Turn pydantic's report into one InvalidSpec whose message names every bad field."""
+    first_field, problems = describe_errors(e.errors())
     return InvalidSpec("invalid job spec: " + "; ".join(problems), field=first_field, problems=problems)

@@ -49,7 +49,3 @@ def allowed(current: JobStatus, target: JobStatus) -> bool:
     """Whether the table allows ``current -> target``."""
     return target in TRANSITIONS[current]
 
-
-def sources(target: JobStatus) -> frozenset[JobStatus]:
-    """Every state from which ``target`` may be entered (for compare-and-set)."""
-    return frozenset(s for s, targets in TRANSITIONS.items() if target in targets)

@@ -85,6 +85,7 @@ class Store(Protocol):
     def transition(self, job_id: str, expected: JobStatus, transition: Transition,
                    changes: dict[str, Any]) -> Job | None: ...
     def update_job(self, job_id: str, changes: dict[str, Any]) -> None: ...
+    def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]: ...
     def record_report(self, report: Report) -> bool: ...
     def reports(self, job_id: str, attempt: int | None = None, after_id: int = 0,
                 limit: int | None = None) -> list[Report]: ...
@@ -267,11 +268,10 @@ class SQLiteStore:
         with self._lock, self._tx():
             self._db.execute(
                 "INSERT OR REPLACE INTO attempts (job_id, attempt, started_at, resumed_from, run_name,"
-                " ended_at, outcome, lost_work, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " ended_at, outcome, lost_work) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (attempt.job_id, attempt.attempt, attempt.started_at, attempt.resumed_from, attempt.run_name,
                  attempt.ended_at, attempt.outcome,
-                 None if attempt.lost_work is None else json.dumps(attempt.lost_work),
-                 json.dumps(attempt.extra)),
+                 None if attempt.lost_work is None else json.dumps(attempt.lost_work)),
             )
 
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None:
@@ -354,5 +354,4 @@ def _attempt(row: sqlite3.Row) -> Attempt:
         job_id=row["job_id"], attempt=row["attempt"], started_at=row["started_at"],
         resumed_from=row["resumed_from"], run_name=row["run_name"], ended_at=row["ended_at"],
         outcome=row["outcome"], lost_work=json.loads(row["lost_work"]) if row["lost_work"] else None,
-        extra=json.loads(row["extra"]),
     )

@@ -7,7 +7,6 @@ code under test is the real ``huggingface_hub`` client pointed here with ``HF_EN
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from pathlib import Path

@@ -7,7 +7,6 @@ import pytest
 from conftest import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from scheduler.errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound
-from scheduler.states import JobStatus
 
 
 def _running(core, launcher, **overrides):

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidSpec
+from ..spec import describe_errors
 
 
 class CausalLMConfig(BaseModel):
@@ -55,10 +56,8 @@ def validate(config: dict[str, Any], storage_root: str | None = None) -> dict[st
     try:
         parsed = CausalLMConfig.model_validate(config)
     except ValidationError as e:
-        first = e.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "config"
-        msg = first["msg"].removeprefix("Value error, ")
-        raise InvalidSpec(f"invalid hf-causal-lm config: {loc}: {msg}", field=f"config.{loc}".rstrip(".")) from None
+        loc, problems = describe_errors(e.errors()[:1], default_loc="config")
+        raise InvalidSpec(f"invalid hf-causal-lm config: {problems[0]}", field=f"config.{loc}".rstrip(".")) from None
     for i, path in enumerate(parsed.train_files):
         if "://" not in path and not os.path.isfile(path):
             raise InvalidSpec(f"config.train_files[{i}] {path!r} is not a file on the scheduler's machine"
