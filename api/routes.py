@@ -62,10 +62,23 @@ async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1)] =
     return await backend.call("queue", limit, offset)
 
 
+@router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")
+async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep) -> Any:
+    return await backend.call("set_priority", job_id, body.priority)
+
+
 @router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
 async def pause(job_id: JobId, backend: BackendDep,
-                deadline_s: Annotated[float | None, Query(gt=0, description="stop anyway after this long")] = None) -> Any:
-    return await backend.call("pause", job_id, deadline_s)
+                deadline_s: Annotated[float | None, Query(gt=0, description="stop anyway after this long"
+                                                          " (default: from the job's checkpoint cadence)")] = None,
+                no_deadline: Annotated[bool, Query(description="wait for the checkpoint however long")] = False) -> Any:
+    return await backend.call("pause", job_id, deadline_s, no_deadline)
+
+
+@router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
+             summary="Save a checkpoint now and keep running (jobs that use the cooperative hook)")
+async def checkpoint(job_id: JobId, backend: BackendDep) -> Any:
+    return await backend.call("checkpoint", job_id)
 
 
 @router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.spec import JobSpec
 
@@ -22,6 +22,7 @@ class LostWork(_Out):
     seconds: float
     steps: int | None = None
     since_checkpoint: str | None = None
+    note: str | None = None
 
 
 class JobPublic(_Out):
@@ -47,6 +48,33 @@ class JobPublic(_Out):
     lost_work: LostWork | None
     pause_requested_at: str | None
     pause_deadline_at: str | None
+    expected_paused_by: str | None = None
+    pause_reason: str | None = None
+    preempted_by: str | None = None
+    preemptions: int = 0
+    retries: int = 0
+    not_before: str | None = None
+    resumable: bool | None = None
+    cooperative: bool = False
+    checkpoint_requested_at: str | None = None
+
+
+class JobPatch(BaseModel):
+    """Fields of a job that may change after submit."""
+
+    model_config = ConfigDict(extra="forbid")
+    priority: int = Field(ge=-1_000_000, le=1_000_000, description="higher starts first; a raise may preempt")
+
+
+class CheckpointResponse(_Out):
+    """The answer to a checkpoint-now."""
+
+    success: bool
+    job_id: str
+    status: str
+    requested_at: str | None
+    checkpoint_path: str | None
+    message: str
 
 
 class JobList(_Out):
@@ -65,6 +93,8 @@ class PauseResponse(_Out):
     status: str
     paused_at: str | None
     message: str
+    expected_paused_by: str | None = None
+    deadline_at: str | None = None
 
 
 class ResumeResponse(_Out):

@@ -24,7 +24,7 @@ from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_ru
 from .core import Scheduler
 from .errors import JobNotFound
 from .events import EventLog
-from .jobs import Attempt, Job
+from .jobs import Attempt, Job, iso, step_of
 from .policy import Resources
 from .states import JobStatus
 from .store import SQLiteStore
@@ -47,7 +47,12 @@ class RayCluster:
     def nodes(self) -> list[Resources]:
         if self._max is not None:
             return []  # node types of an autoscaling cluster are the autoscaler's business
-        return [{k: float(v) for k, v in n["Resources"].items()} for n in ray.nodes() if n.get("Alive")]
+        return [_strip_node_markers(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+    def nodes_free(self) -> list[Resources] | None:
+        if self._max is not None:
+            return None  # nodes come and go with the autoscaler; totals and its hints decide
+        return [_strip_node_markers(free) for free in raycompat.available_resources_per_node().values()]
 
     def request(self, bundles: list[Resources]) -> None:
         if self._max is None:
@@ -57,6 +62,10 @@ class RayCluster:
         request_resources(bundles=bundles)
 
 
+def _strip_node_markers(resources: dict[str, Any]) -> Resources:
+    return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
+
+
 class RayLauncher:
     """Starts runner actors on the head node, finds them by name, kills them."""
 
@@ -64,6 +73,7 @@ class RayLauncher:
         self.settings = settings
         self._watch = watch
         self._spawn = spawn
+        self.handles: dict[tuple[str, int], Any] = {}  # live runners, so a stop never needs a lookup
 
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         from .runner import Runner
@@ -78,12 +88,25 @@ class RayLauncher:
         ).remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
                  attempt.resumed_from, self.settings.report_poll_s)
         handle.start.remote()
-        self._watch(job.job_id, attempt.attempt, handle)
+        self.adopt(job.job_id, attempt.attempt, handle)
+
+    def adopt(self, job_id: str, attempt: int, handle: Any) -> None:
+        """Keep and watch a runner (one just launched, or one found alive after a restart)."""
+        self.handles[(job_id, attempt)] = handle
+        self._watch(job_id, attempt, handle)
+
+    def forget(self, job_id: str, attempt: int) -> None:
+        self.handles.pop((job_id, attempt), None)
 
     def request_pause(self, job_id: str, attempt: int) -> None:
         handle = self.find(job_id, attempt)
         if handle is not None:
             handle.request_pause.remote()
+
+    def request_checkpoint(self, job_id: str, attempt: int) -> None:
+        handle = self.find(job_id, attempt)
+        if handle is not None:
+            handle.request_checkpoint.remote()
 
     def stop(self, job_id: str, attempt: int) -> None:
         handle = self.find(job_id, attempt)
@@ -100,6 +123,9 @@ class RayLauncher:
         ray.kill(handle, no_restart=True)
 
     def find(self, job_id: str, attempt: int) -> Any:
+        handle = self.handles.get((job_id, attempt))
+        if handle is not None:
+            return handle
         try:
             return ray.get_actor(runner_name(job_id, attempt), namespace=NAMESPACE)
         except ValueError:
@@ -162,9 +188,9 @@ class SchedulerService:
         self._tend()
         return self.core.queue_jobs(limit, offset)
 
-    async def pause(self, job_id: str, deadline_s: float | None = None) -> dict[str, Any]:
+    async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
         self._tend()
-        return self.core.pause(job_id, deadline_s)
+        return self.core.pause(job_id, deadline_s, no_deadline)
 
     async def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
         self._tend()
@@ -173,6 +199,31 @@ class SchedulerService:
     async def cancel(self, job_id: str) -> dict[str, Any]:
         self._tend()
         return self.core.cancel(job_id)
+
+    async def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        self._tend()
+        return self.core.set_priority(job_id, priority)
+
+    async def checkpoint(self, job_id: str) -> dict[str, Any]:
+        self._tend()
+        return self.core.checkpoint(job_id)
+
+    async def drain(self, grace_s: float) -> dict[str, Any]:
+        """A shutdown: pause every active job to resume at the next start; see ``draining``."""
+        self._tend()
+        self.core.drain(grace_s)
+        return await self.draining()
+
+    async def draining(self) -> dict[str, Any]:
+        """What a shutdown still waits for: every job whose run has not stopped yet."""
+        self._tend()
+        waiting = []
+        for job_id in sorted(self.core.held):
+            job = self.core.store.get_job(job_id)
+            if job is not None:
+                waiting.append({"job_id": job_id, "name": job.name, "status": job.status.value,
+                                "step": step_of(job.metrics), "deadline_at": iso(job.pause_deadline_at)})
+        return {"draining": self.core.draining, "waiting": waiting}
 
     async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         self._tend()
@@ -261,7 +312,7 @@ class SchedulerActor(SchedulerService):
         self._loop: asyncio.Task[None] | None = None
         self.launcher = RayLauncher(config, self._watch_later, self._spawn)
         core = Scheduler(SQLiteStore(config.db_path), self.launcher, RayCluster(config.max_resources),
-                         storage_root=config.storage_root)
+                         storage_root=config.storage_root, settings=config)
         super().__init__(core, config)
         self._metrics = _make_metrics()
         if self._metrics is not None:
@@ -269,7 +320,7 @@ class SchedulerActor(SchedulerService):
         # Recovery happens before the first call is served: Ray runs __init__ to completion first.
         alive = self.launcher.alive()
         for (job_id, attempt), handle in alive.items():
-            self._watch_later(job_id, attempt, handle)
+            self.launcher.adopt(job_id, attempt, handle)
         self.core.recover(set(alive))
 
     # -- acting on the core's decisions ----------------------------------------------------------------
@@ -302,6 +353,8 @@ class SchedulerActor(SchedulerService):
             self.core.on_runner_lost(job_id, attempt, f"runner actor died: {type(e).__name__}")
         else:
             ray.kill(handle, no_restart=True)  # its exit event was delivered; free the name
+        finally:
+            self.launcher.forget(job_id, attempt)
 
     async def _housekeeping(self) -> None:
         last_gauges = 0.0

@@ -83,9 +83,21 @@ class Client:
         """The queued jobs in the order they will start."""
         return self._call("queue")
 
-    def pause(self, job_id: str, deadline_s: float | None = None) -> dict[str, Any]:
-        """Pause a job; a running one stops right after its next checkpoint report."""
-        return self._call("pause", job_id, deadline_s)
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+        """Pause a job; a running one stops right after its next checkpoint report.
+
+        Without ``deadline_s`` the deadline comes from the job's checkpoint cadence;
+        ``no_deadline=True`` waits for the checkpoint however long it takes.
+        """
+        return self._call("pause", job_id, deadline_s, no_deadline)
+
+    def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        """Change a job's priority (queued, paused or running); a raise may preempt others."""
+        return self._call("set_priority", job_id, priority)
+
+    def checkpoint(self, job_id: str) -> dict[str, Any]:
+        """Ask a running job (one that uses the hook) to save a checkpoint now and go on."""
+        return self._call("checkpoint", job_id)
 
     def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
         """Queue a paused, failed or cancelled job again from a recorded checkpoint."""

@@ -32,6 +32,19 @@ def join_path(root: str, name: str) -> str:
     return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(os.path.abspath(root), name)
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must not be negative")
+    return value
+
+
 def trainq_home() -> Path:
     """``$TRAINQ_HOME``, by default ``~/.trainq``."""
     return Path(os.environ.get("TRAINQ_HOME") or Path.home() / ".trainq")
@@ -51,6 +64,19 @@ class Settings:
     #: JSON of the most resources the cluster can grow to, for autoscaling clusters (e.g.
     #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
     max_resources: str = field(default_factory=lambda: os.environ.get("TRAINQ_MAX_RESOURCES", ""))
+    #: A running job is not preempted before its attempt has run this long (a job's min_runtime_s wins).
+    min_runtime_s: float = field(default_factory=lambda: _env_float("TRAINQ_MIN_RUNTIME_S", 600))
+    #: A preempted job that reports no checkpoint within this long is stopped at its last one.
+    preempt_grace_s: float = field(default_factory=lambda: _env_float("TRAINQ_PREEMPT_GRACE_S", 300))
+    #: A pending job whose workers cannot be placed within this long goes back to the queue.
+    start_timeout_s: float = field(default_factory=lambda: _env_float("TRAINQ_START_TIMEOUT_S", 300))
+    #: A pause without a deadline, of a job with no checkpoint yet in its attempt, waits this long.
+    pause_default_deadline_s: float = field(
+        default_factory=lambda: _env_float("TRAINQ_PAUSE_DEFAULT_DEADLINE_S", 30))
+    #: The most a pause without an explicit deadline waits for a checkpoint (from the cadence).
+    pause_max_wait_s: float = field(default_factory=lambda: _env_float("TRAINQ_PAUSE_MAX_WAIT_S", 1800))
+    #: First backoff of a requeue after an infrastructure failure (doubles per retry, at most 60 s).
+    retry_backoff_s: float = field(default_factory=lambda: _env_float("TRAINQ_RETRY_BACKOFF_S", 5))
     #: The HuggingFace hub the model cache downloads from (default: huggingface_hub's own).
     hf_endpoint: str = field(default_factory=lambda: os.environ.get("HF_ENDPOINT", ""))
 

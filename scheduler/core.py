@@ -6,6 +6,13 @@ Glossary
 - runner: the actor that runs one attempt; the ``Launcher`` starts, pauses and stops runners.
 - allocation: what trainq handed out to a job in ``pending``/``running``/``pausing``.
 - lost work: how far an attempt got beyond its last checkpoint when it stopped.
+- held: what an attempt holds from its launch until its runner has said it stopped (or is
+  gone): a cancelled or preempted job's resources are not handed out again before that.
+- pause intent: who asked a pause (a user, a preemption, a shutdown); it decides whether the
+  job ends ``paused`` or goes back to the queue by itself.
+- preemption: pausing lower-priority jobs right after a checkpoint so the head can start.
+- requeue: an attempt ended by the infrastructure (a node, a worker, the runner) goes back to
+  the queue from its last checkpoint, up to the job's ``max_retries``.
 
 ``Scheduler._transition`` is the only writer of job state: it checks the table, writes with
 compare-and-set, keeps the in-memory queue and allocations in step, then notifies listeners.
@@ -21,10 +28,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from . import policy, workloads
-from .config import join_path
-from .errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound
+from .config import Settings, join_path
+from .errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound, NotCooperative
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
-from .policy import Entry, QueueIndex, Resources
+from .policy import Entry, QueueIndex, Resources, failure, preemption
+from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
 from .store import Store
@@ -45,6 +53,9 @@ class Launcher(Protocol):
     def stop(self, job_id: str, attempt: int) -> None:
         """Stop the attempt now and free its resources; a runner already gone is fine."""
 
+    def request_checkpoint(self, job_id: str, attempt: int) -> None:
+        """Ask the attempt's runner to have the loop checkpoint at its next step and go on."""
+
 
 class Cluster(Protocol):
     """The cluster's size as Ray reports it."""
@@ -58,6 +69,9 @@ class Cluster(Protocol):
     def nodes(self) -> list[Resources]:
         """Per-node totals of the nodes the cluster can have (may be empty when unknown)."""
 
+    def nodes_free(self) -> list[Resources] | None:
+        """What each live node has free right now, or None when unknown (then totals decide)."""
+
     def request(self, bundles: list[Resources]) -> None:
         """Ask the autoscaler for these bundles (no-op without one)."""
 
@@ -66,19 +80,30 @@ class Scheduler:
     """The job registry and queue. One instance lives inside the scheduler actor."""
 
     def __init__(self, store: Store, launcher: Launcher, cluster: Cluster, *, storage_root: str,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, settings: Settings | None = None) -> None:
         self.store = store
         self.launcher = launcher
         self.cluster = cluster
         self.storage_root = storage_root
         self.clock = clock
+        self.settings = settings or Settings(storage_root=storage_root)
         self.listeners: list[Callable[[Event], None]] = []
         self.queue = QueueIndex()
-        self.allocated: dict[str, Resources] = {}
+        #: job_id -> (attempt, resources) from launch until its runner stopped or is gone
+        self.held: dict[str, tuple[int, Resources]] = {}
         self.deadlines: dict[str, float] = {}
+        self.draining = False  # a shutdown is in progress: nothing new starts
+        self._last_checkpoint: dict[str, tuple[int, float | None]] = {}  # job_id -> (attempt, at)
         self._requested: list[Resources] | None = None
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
+            if job.status in ACTIVE:
+                self.held[job.job_id] = (job.attempt, self._demand(job))
             self._index(job)
+
+    @property
+    def allocated(self) -> dict[str, Resources]:
+        """What trainq has handed out, by job (including attempts still releasing it)."""
+        return {job_id: demand for job_id, (_, demand) in self.held.items()}
 
     # -- the verbs ------------------------------------------------------------------------------
     def submit(self, data: Any) -> dict[str, Any]:
@@ -121,37 +146,49 @@ class Scheduler:
                 out.append(job.to_dict(queue_position=offset + i + 1))
         return out
 
-    def pause(self, job_id: str, deadline_s: float | None = None) -> dict[str, Any]:
-        """Pause a job (DESIGN.md, "Pause and resume, precisely")."""
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+        """Pause a job (DESIGN.md, "Pause and resume, precisely").
+
+        A running job stops right after its next checkpoint report, or at ``deadline_s``; without
+        one the deadline comes from its checkpoint cadence (``policy.pausing``), unless
+        ``no_deadline`` says to wait for the checkpoint however long it takes.
+        """
         if deadline_s is not None and (not math.isfinite(deadline_s) or deadline_s <= 0):
             raise InvalidSpec(f"deadline_s must be a positive number of seconds, got {deadline_s}",
                               field="deadline_s")
+        if deadline_s is not None and no_deadline:
+            raise InvalidSpec("give either deadline_s or no_deadline, not both", field="no_deadline")
         job = self._job(job_id)
         previous = job.status
+        if previous is S.PAUSING and job.pause_reason != failure.USER:
+            # Being preempted (or drained): the user's pause wins, so it ends paused, not requeued.
+            why = f"preempted by {job.preempted_by}" if job.pause_reason == failure.PREEMPT else job.pause_reason
+            job = self._set(job, pause_reason=failure.USER)
+            return self._pause_result(job, previous, f"job was already pausing ({why}); it will now stay"
+                                      " paused when it stops, instead of going back to the queue")
         if previous in (S.PAUSING, S.PAUSED):
             return self._pause_result(job, previous, f"job is already {previous.value}; nothing changed")
         now = self.clock()
         if previous is S.QUEUED:
-            job = self._transition(job, S.PAUSED, "pause", "paused while queued", paused_at=now)
+            job = self._transition(job, S.PAUSED, "pause", "paused while queued", paused_at=now,
+                                   pause_reason=failure.USER)
             message = "Job paused (was queued); it left the queue"
         elif previous is S.PENDING:
             # Persist first: if we crash before the stop, recovery stops the orphaned runner.
-            job = self._transition(job, S.PAUSED, "pause", "paused while starting", paused_at=now)
+            job = self._transition(job, S.PAUSED, "pause", "paused while starting", paused_at=now,
+                                   pause_reason=failure.USER)
             self.launcher.stop(job.job_id, job.attempt)
             self._end_attempt(job, "paused", now)
             message = "Job paused (was pending); its start was abandoned"
         elif previous is S.RUNNING:
-            deadline_at = None if deadline_s is None else now + deadline_s
-            job = self._transition(
-                job, S.PAUSING, "pause",
-                "pause requested" + (f" with a {deadline_s:g}s deadline" if deadline_s else ""),
-                pause_requested_at=now, pause_deadline_at=deadline_at,
-            )
-            self.launcher.request_pause(job.job_id, job.attempt)
-            message = "Job is pausing: it stops right after its next checkpoint report" + (
-                f", or at the latest in {deadline_s:g}s" if deadline_s else "")
+            plan = self._plan_pause(job, now, deadline_s=deadline_s, wait_forever=no_deadline)
+            job = self._begin_pause(job, plan, failure.USER, "pause requested"
+                                    + (f" with a {deadline_s:g}s deadline" if deadline_s else ""))
+            message = f"Job is pausing: it stops right after its next checkpoint report ({plan.message})"
         else:
             raise IllegalTransition(job_id, previous.value, S.PAUSED.value, "pause")
+        if job.resumable is False:
+            message += ". " + NOT_RESUMABLE
         self.schedule()
         return self._pause_result(job, previous, message)
 
@@ -164,23 +201,24 @@ class Scheduler:
         start_from = job.checkpoint_path
         if checkpoint_path is not None:
             start_from = self._recorded_checkpoint(job, checkpoint_path)
-        job = self._transition(
-            job, S.QUEUED, "resume", f"resumed from {start_from or 'the start (no checkpoint)'}",
-            resume_from=start_from, paused_at=None, finished_at=None, error=None, warning=None,
-            pause_requested_at=None, pause_deadline_at=None,
-        )
+        warning = NOT_RESUMABLE if job.resumable is False else None
+        job = self._requeue(job, "resume", f"resumed from {start_from or 'the start (no checkpoint)'}",
+                            start_from, warning=warning)
         position = self.queue.position(job_id)
+        message = (f"Job resumed from checkpoint and queued at position {position}" if start_from
+                   else f"Job has no checkpoint; it starts over, queued at position {position}")
+        if warning:
+            message += ". " + warning
         result = {
             "success": True, "job_id": job_id, "previous_status": previous.value,
             "status": job.status.value, "checkpoint_path": start_from, "queue_position": position,
-            "message": (f"Job resumed from checkpoint and queued at position {position}" if start_from
-                        else f"Job has no checkpoint; it starts over, queued at position {position}"),
+            "message": message,
         }
         self.schedule()
         return result
 
     def cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a job; a running one is stopped now and its resources are freed."""
+        """Cancel a job; a running one is stopped now (its resources free once it has stopped)."""
         job = self._job(job_id)
         previous = job.status
         if previous is S.CANCELLED:
@@ -193,6 +231,41 @@ class Scheduler:
             self._end_attempt(job, "cancelled", now)
         self.schedule()
         return self._public(job)
+
+    def set_priority(self, job_id: str, priority: Any) -> dict[str, Any]:
+        """Change a job's priority; its queue position changes at once and a raise may preempt."""
+        if isinstance(priority, bool) or not isinstance(priority, int) or not -1_000_000 <= priority <= 1_000_000:
+            raise InvalidSpec(f"priority must be an integer from -1000000 to 1000000, got {priority!r}",
+                              field="priority")
+        job = self._job(job_id)
+        if job.status is S.COMPLETED:
+            raise IllegalTransition(job_id, job.status.value, job.status.value, "reprioritize")
+        if job.priority != priority:
+            previous = job.priority
+            job = self._set(job, priority=priority)
+            self._notify({"type": "priority", "job_id": job_id, "priority": priority,
+                          "previous_priority": previous, "at": iso(self.clock())})
+            self.schedule()
+        return self.get(job_id)
+
+    def checkpoint(self, job_id: str) -> dict[str, Any]:
+        """Have a running job save a checkpoint at its next step and go on (checkpoint-now)."""
+        job = self._job(job_id)
+        if job.status is not S.RUNNING:
+            raise IllegalTransition(job_id, job.status.value, job.status.value, "checkpoint")
+        if not job.cooperative:
+            raise NotCooperative(job_id, "its train function has not called scheduler.train.should_checkpoint()"
+                                 " (or pause_requested()) in this job, so it cannot save on request; it"
+                                 " checkpoints only on its own schedule")
+        now = self.clock()
+        if job.checkpoint_requested_at is None:
+            job = self._set(job, checkpoint_requested_at=now)
+            self.launcher.request_checkpoint(job_id, job.attempt)
+        return {"success": True, "job_id": job_id, "status": job.status.value,
+                "requested_at": iso(job.checkpoint_requested_at), "checkpoint_path": job.checkpoint_path,
+                "message": "checkpoint requested: the loop saves it at its next step and goes on; it is"
+                           " recorded when reported (a 'checkpoint' event; the job's checkpoint_requested_at"
+                           " clears)"}
 
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Every checkpoint the job recorded (path, metrics, time, attempt), newest first."""
@@ -210,9 +283,33 @@ class Scheduler:
         return {"transitions": [t.to_dict() for t in self.store.transitions(job_id)],
                 "attempts": [a.to_dict() for a in self.store.attempts(job_id)]}
 
+    def drain(self, grace_s: float) -> list[str]:
+        """A shutdown: stop starting jobs and pause every active one, to resume at the next start.
+
+        Running jobs pause right after their next checkpoint (at once with the cooperative hook),
+        within their derived deadline and ``grace_s``; a pending start is abandoned. Returns the
+        jobs still holding resources (what the caller waits for).
+        """
+        self.draining = True
+        now = self.clock()
+        for job in self.store.jobs_in(ACTIVE):
+            if job.status is S.RUNNING:
+                plan = self._plan_pause(job, now, cap_s=grace_s)
+                self._begin_pause(job, plan, failure.SHUTDOWN, "trainq is shutting down")
+            elif job.status is S.PAUSING:
+                deadline = min(job.pause_deadline_at or now + grace_s, now + grace_s)
+                job = self._set(job, pause_deadline_at=deadline,
+                                pause_reason=failure.SHUTDOWN if job.pause_reason != failure.USER else job.pause_reason)
+            elif job.status is S.PENDING:
+                job = self._transition(job, S.PAUSED, "pause", "trainq is shutting down; start abandoned",
+                                       paused_at=now, pause_reason=failure.SHUTDOWN)
+                self.launcher.stop(job.job_id, job.attempt)
+                self._end_attempt(job, "paused (shutdown)", now)
+        return sorted(self.held)
+
     # -- what runners report ------------------------------------------------------------------------
     def on_runner_event(self, event: Mapping[str, Any]) -> None:
-        """Apply one event a runner sent: ``started``, ``report`` or ``exit``. Idempotent."""
+        """Apply one event a runner sent: ``started``, ``hook``, ``report`` or ``exit``. Idempotent."""
         job = self.store.get_job(event["job_id"])
         if job is None:
             return
@@ -222,30 +319,38 @@ class Scheduler:
         elif kind == "started":
             if job.attempt == attempt and job.status is S.PENDING:
                 self._transition(job, S.RUNNING, "start", "workers started")
+        elif kind == "hook":
+            if not job.cooperative:
+                self._set(job, cooperative=True)
         elif kind == "exit":
             self._on_exit(job, attempt, event)
         else:
             raise ValueError(f"unknown runner event kind {kind!r}")
 
     def on_runner_lost(self, job_id: str, attempt: int, why: str) -> None:
-        """A runner is gone without saying how its attempt ended."""
+        """A runner is gone without saying how its attempt ended (and its run with it)."""
+        self._release(job_id, attempt)
         job = self.store.get_job(job_id)
         if job is None or job.attempt != attempt or job.status not in ACTIVE:
+            self.schedule()
             return
         now = self.clock()
         if job.status is S.PENDING:
-            self._transition(job, S.QUEUED, "requeue", f"runner gone before training started ({why}); requeued")
-        elif job.status is S.PAUSING:
-            job = self._transition(job, S.PAUSED, "pause", f"runner gone while pausing ({why});"
-                                   " paused at the last recorded checkpoint", paused_at=now)
+            job = self._requeue(job, "requeue", f"runner gone before training started ({why}); requeued",
+                                job.resume_from)
         else:
-            job = self._transition(job, S.FAILED, "fail", f"runner gone: {why}",
-                                   finished_at=now, error=f"RunnerLost: the runner of attempt {attempt} is gone ({why})")
-        self._end_attempt(job, "lost", now)
+            decision = failure.on_runner_lost(job.status.value, job.pause_reason, why, job.retries,
+                                              self._spec(job).max_retries, self.settings.retry_backoff_s)
+            job = self._settle(job, decision, now,
+                               error=f"RunnerLost: the runner of attempt {attempt} is gone ({why})")
+        self._end_attempt(job, "lost", now, attempt=attempt)
         self.schedule()
 
     def recover(self, alive: set[tuple[str, int]]) -> None:
-        """After a restart: keep live runners, settle jobs whose runner is gone, stop orphans."""
+        """After a restart: keep live runners, settle jobs whose runner is gone, stop orphans.
+
+        Jobs paused by a shutdown go back to the queue: trainq is running again.
+        """
         active = {(j.job_id, j.attempt): j for j in self.store.jobs_in(ACTIVE)}
         for (job_id, attempt), job in active.items():
             if (job_id, attempt) not in alive:
@@ -254,58 +359,78 @@ class Scheduler:
                 # The request may have been lost with the old actor; asking again is harmless.
                 self.launcher.request_pause(job_id, attempt)
         for job_id, attempt in alive - set(active):
+            job = self.store.get_job(job_id)
+            if job is not None and job_id not in self.held:
+                self.held[job_id] = (attempt, self._demand(job))  # released when its runner ends
             self.launcher.stop(job_id, attempt)
+        for job in self.store.jobs_in([S.PAUSED]):
+            if job.pause_reason == failure.SHUTDOWN:
+                self._requeue(job, "requeue", "trainq started again after a shutdown; requeued",
+                              job.checkpoint_path)
         self.schedule()
 
     def tick(self) -> None:
-        """Periodic work: enforce pause deadlines, then start what fits."""
+        """Periodic work: enforce pause deadlines and start timeouts, then start what fits."""
         now = self.clock()
         for job_id, deadline in list(self.deadlines.items()):
             if deadline <= now:
                 job = self._job(job_id)
-                job = self._transition(job, S.PAUSED, "pause",
-                                       "pause deadline passed; stopped at the last recorded checkpoint",
-                                       paused_at=now)
+                decision = failure.after_pause(job.pause_reason, "pause deadline passed; stopped at the"
+                                               " last recorded checkpoint")
+                job = self._settle(job, decision, now)
                 self.launcher.stop(job.job_id, job.attempt)
                 self._end_attempt(job, "paused (deadline)", now)
+        limit = self.settings.start_timeout_s
+        for job_id in [j for j, (attempt, _) in self.held.items()]:
+            job = self.store.get_job(job_id)
+            if job is not None and job.status is S.PENDING and job.started_at is not None \
+                    and now - job.started_at > limit:
+                job = self._requeue(job, "requeue", f"its workers could not be placed within {limit:g}s"
+                                    " (start timeout); back in the queue", job.resume_from)
+                self.launcher.stop(job.job_id, job.attempt)
+                self._end_attempt(job, "start timeout", now)
         self.schedule()
 
     def schedule(self) -> list[str]:
-        """Start every queued job that fits now, in policy order; returns their ids."""
-        free = policy.subtract(self.cluster.capacity(), *self.allocated.values())
+        """Start every queued job that fits now, in policy order; preempt for a blocked head."""
+        if self.draining:
+            return []
+        now = self.clock()
+        capacity = self.cluster.capacity()
+        free = policy.subtract(capacity, *self.allocated.values())
         started = []
-        for entry in policy.admit(self.queue, free):
+        for entry in policy.admit(self.queue, free, self._nodes_free(), now):
             job = self._job(entry.job_id)
             attempt_no = job.attempt + 1
-            now = self.clock()
             job = self._transition(job, S.PENDING, "start", f"admitted as attempt {attempt_no}",
-                                   attempt=attempt_no, started_at=now)
+                                   attempt=attempt_no, started_at=now, not_before=None)
             attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
                               run_name=f"attempt-{attempt_no}")
             self.store.save_attempt(attempt)
             try:
                 self.launcher.launch(job, attempt, self.job_root(job))
             except Exception as e:  # a launch that cannot even start fails the job, loudly
+                self._release(job.job_id, attempt_no)
                 self._transition(job, S.FAILED, "fail", "could not start a runner",
                                  finished_at=self.clock(), error=f"{type(e).__name__}: {e}")
                 continue
             started.append(job.job_id)
-        head = self.queue.head()
-        wanted = None
-        if head is not None and not policy.fits(head.demand, policy.subtract(
-                self.cluster.capacity(), *self.allocated.values())):
-            wanted = [dict(head.demand)]
+        free = policy.subtract(capacity, *self.allocated.values())
+        head = policy.head(self.queue, now)
+        if head is not None:
+            self._preempt_for(head, free, capacity, now)
+        wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, free) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
             self.cluster.request(wanted or [])
         return started
 
     def job_root(self, job: Job) -> str:
-        """Where the job's runs and checkpoints live: ``<storage root>/<job_id>``."""
+        """Where the job's runs (checkpoints, logs) live: ``<storage root>/<job_id>``."""
         root = job.spec.get("storage_path") or self.storage_root
         return join_path(root, job.job_id)
 
-    # -- internals ------------------------------------------------------------------------------
+    # -- internals: decisions applied through the one transition ------------------------------------
     def _transition(self, job: Job, target: JobStatus, action: str, reason: str, **changes: Any) -> Job:
         """The only writer of job state: check the table, compare-and-set, index, notify."""
         if not allowed(job.status, target):
@@ -316,58 +441,182 @@ class Scheduler:
         if updated is None:
             current = self._job(job.job_id)
             raise IllegalTransition(job.job_id, current.status.value, target.value, action)
+        if target is S.PENDING:
+            self.held[updated.job_id] = (updated.attempt, self._demand(updated))
         self._index(updated)
         self._notify_status(updated, job.status, reason)
         return updated
 
+    def _set(self, job: Job, **changes: Any) -> Job:
+        """Change fields other than the state (priority, pause intent, flags) and re-index."""
+        self.store.update_job(job.job_id, changes)
+        updated = self._job(job.job_id)
+        self._index(updated)
+        return updated
+
+    def _settle(self, job: Job, decision: failure.Decision, at: float, error: str | None = None,
+                final_checkpoint: str | None = None) -> Job:
+        """Apply a failure-policy decision to an active job whose attempt has ended."""
+        if decision.status == "completed":
+            return self._transition(job, S.COMPLETED, "complete", decision.reason, finished_at=at,
+                                    checkpoint_path=final_checkpoint or job.checkpoint_path)
+        if decision.status == "paused":
+            return self._transition(job, S.PAUSED, "pause", decision.reason, paused_at=at)
+        if decision.status == "queued":
+            reason = decision.reason
+            if job.pause_reason == failure.PREEMPT and job.preempted_by:
+                reason = f"preempted by {job.preempted_by}: " + reason.removeprefix("preempted: ")
+            return self._requeue(job, "requeue", reason, job.checkpoint_path,
+                                 retries=job.retries + (1 if decision.retry else 0),
+                                 not_before=at + decision.backoff_s if decision.backoff_s else None,
+                                 keep_reason=job.pause_reason == failure.PREEMPT)
+        return self._transition(job, S.FAILED, "fail", decision.reason, finished_at=at,
+                                error=error or "the run failed without an error message")
+
+    def _requeue(self, job: Job, action: str, reason: str, start_from: str | None, *,
+                 warning: str | None = None, keep_reason: bool = False, **changes: Any) -> Job:
+        """Back to the queue (keeping its submission order), to start from ``start_from``."""
+        return self._transition(
+            job, S.QUEUED, action, reason, resume_from=start_from, paused_at=None, finished_at=None,
+            error=None, warning=warning, pause_requested_at=None, pause_deadline_at=None,
+            expected_paused_by=None, checkpoint_requested_at=None,
+            pause_reason=job.pause_reason if keep_reason else None, **changes)
+
+    def _begin_pause(self, job: Job, plan: PausePlan, intent: str, reason: str, **changes: Any) -> Job:
+        """running -> pausing: ask the runner to stop right after its next checkpoint report."""
+        job = self._transition(job, S.PAUSING, "pause", reason, pause_requested_at=self.clock(),
+                               pause_deadline_at=plan.deadline_at, expected_paused_by=plan.expected_at,
+                               pause_reason=intent, checkpoint_requested_at=None, **changes)
+        self.launcher.request_pause(job.job_id, job.attempt)
+        return job
+
+    def _plan_pause(self, job: Job, now: float, deadline_s: float | None = None, wait_forever: bool = False,
+                    cap_s: float | None = None) -> PausePlan:
+        """When a pause of this running job must end at the latest, and when it likely will.
+
+        ``cap_s`` bounds a derived deadline further (a preemption's grace, a shutdown's limit).
+        """
+        reports = self.store.reports(job.job_id, attempt=job.attempt)
+        steps = [b.at - a.at for a, b in zip(reports, reports[1:])]
+        attempt = self.store.get_attempt(job.job_id, job.attempt)
+        limit = self.settings.pause_max_wait_s if cap_s is None else min(cap_s, self.settings.pause_max_wait_s)
+        return plan_pause(now, attempt.started_at if attempt else now, [r.at for r in reports if r.checkpoint_path],
+                          step_s=_median(steps), cooperative=job.cooperative, deadline_s=deadline_s,
+                          wait_forever=wait_forever, max_wait_s=limit, floor_s=min(30.0, limit),
+                          default_s=min(self.settings.pause_default_deadline_s, limit))
+
+    def _preempt_for(self, head: Entry, free: Resources, capacity: Resources, now: float) -> None:
+        """Pause (at a checkpoint) the running jobs the preemption policy picks for the head."""
+        holders = []
+        for job_id, (attempt, demand) in self.held.items():
+            job = self.store.get_job(job_id)
+            if job is None:
+                continue
+            stopping = job.status is S.PAUSING or job.attempt != attempt or job.status not in ACTIVE
+            spec = self._spec(job)
+            started = self._attempt_started(job)
+            holders.append(preemption.Candidate(
+                job_id=job_id, priority=job.priority, demand=demand, attempt_started_at=started,
+                stopping=stopping or job.status is not S.RUNNING and job.status is not S.PENDING,
+                preemptible=spec.preemptible and job.status is S.RUNNING,
+                min_runtime_s=self.settings.min_runtime_s if spec.min_runtime_s is None else spec.min_runtime_s,
+                last_checkpoint_at=self._last_checkpoint_at(job), resumable=job.resumable))
+        decision = preemption.choose_victims(head.job_id, head.priority, head.demand, holders, free, capacity, now)
+        if decision is None:
+            return
+        for victim_id in decision.victims:
+            job = self._job(victim_id)
+            plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
+            self._begin_pause(job, plan, failure.PREEMPT,
+                              f"preempted by {head.job_id} (priority {head.priority} > {job.priority});"
+                              f" pausing at its next checkpoint ({plan.message})",
+                              preempted_by=head.job_id, preemptions=job.preemptions + 1)
+            self._notify({"type": "preemption", "job_id": victim_id, "preempted_by": head.job_id,
+                          "expected_lost_work_s": decision.lost_work_s.get(victim_id), "at": iso(now)})
+
     def _index(self, job: Job) -> None:
-        """Keep the queue, allocations and deadlines in step with a job's stored state."""
+        """Keep the queue and deadlines in step with a job's stored state."""
         if job.status is S.QUEUED:
-            self.queue.add(Entry(job.job_id, job.priority, job.seq, self._demand(job)))
+            spec = self._spec(job)
+            self.queue.add(Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(),
+                                 spec.num_workers, job.not_before))
         else:
             self.queue.remove(job.job_id)
-        if job.status in ACTIVE:
-            self.allocated[job.job_id] = self._demand(job)
-        else:
-            self.allocated.pop(job.job_id, None)
         if job.status is S.PAUSING and job.pause_deadline_at is not None:
             self.deadlines[job.job_id] = job.pause_deadline_at
         else:
             self.deadlines.pop(job.job_id, None)
+
+    def _release(self, job_id: str, attempt: int) -> None:
+        """The attempt's runner has stopped (or is gone): what it held is free again."""
+        held = self.held.get(job_id)
+        if held is not None and held[0] == attempt:
+            del self.held[job_id]
+
+    def _nodes_free(self) -> list[Resources] | None:
+        """Free resources per node, less what pending jobs will take once Ray places them."""
+        nodes = self.cluster.nodes_free()
+        if nodes is None:
+            return None
+        nodes = [dict(n) for n in nodes]
+        for job_id, (attempt, _) in self.held.items():
+            job = self.store.get_job(job_id)
+            if job is not None and job.status is S.PENDING and job.attempt == attempt:
+                spec = self._spec(job)
+                placed = policy.place_gang(spec.worker_resources(), spec.num_workers, nodes)
+                if placed is not None:  # conservative: it may already be placed and counted twice
+                    policy.placement.take(nodes, spec.worker_resources(), placed)
+        return nodes
 
     def _on_report(self, job: Job, attempt: int, event: Mapping[str, Any]) -> None:
         report = Report(job.job_id, attempt, int(event["seq"]), float(event["at"]),
                         dict(event.get("metrics") or {}), event.get("checkpoint_path"))
         if job.attempt != attempt or not self.store.record_report(report):
             return  # a stale attempt, or a resend of a report already recorded
+        if report.checkpoint_path:
+            self._last_checkpoint[job.job_id] = (attempt, report.at)
         if job.status is S.PENDING:
             job = self._transition(job, S.RUNNING, "start", "first report received")
+        if report.seq == 1 and event.get("read_checkpoint") is not None:
+            self._learn_resumable(job, bool(event["read_checkpoint"]))
+            job = self._job(job.job_id)
         self._verify_resume(job, report)
+        if report.checkpoint_path and job.checkpoint_requested_at is not None \
+                and report.at >= job.checkpoint_requested_at:
+            self._set(job, checkpoint_requested_at=None)
+            self._notify({"type": "checkpoint", "job_id": job.job_id, "attempt": attempt,
+                          "checkpoint_path": report.checkpoint_path, "requested": True,
+                          "at": iso(report.at)})
         event = {"type": "report", **report.to_dict()}
         event["report_seq"] = event.pop("seq")  # "seq" is the event log's own numbering
-        for listener in self.listeners:
-            listener(event)
+        self._notify(event)
+
+    def _learn_resumable(self, job: Job, read_checkpoint: bool) -> None:
+        """The first report of an attempt says whether its function asked for its checkpoint."""
+        changes: dict[str, Any] = {"resumable": read_checkpoint}
+        if not read_checkpoint:
+            changes["warning"] = (IGNORED_CHECKPOINT if job.resume_from else NOT_RESUMABLE)
+        self._set(job, **changes)
+        if not read_checkpoint:
+            self._notify({"type": "warning", "job_id": job.job_id, "warning": changes["warning"]})
 
     def _on_exit(self, job: Job, attempt: int, event: Mapping[str, Any]) -> None:
         outcome, at = event["outcome"], float(event.get("at") or self.clock())
+        self._release(job.job_id, attempt)
         if job.attempt != attempt or job.status not in ACTIVE:
             # The scheduler already settled this attempt (cancel, deadline); keep its accounting.
             self._end_attempt(job, None, at, attempt=attempt)
+            self.schedule()
             return
         if job.status is S.PENDING and outcome != "failed":
             # It trained, so it ran, even if its "started" word never arrived.
             job = self._transition(job, S.RUNNING, "start", "finished before its start was reported")
-        if outcome == "paused" and job.status is S.PAUSING:
-            job = self._transition(job, S.PAUSED, "pause", "stopped right after a checkpoint report",
-                                   paused_at=at)
-        elif outcome in ("completed", "paused"):
-            # "paused" without a pause in progress cannot happen; a clean exit is a completion.
-            final = event.get("checkpoint_path") or job.checkpoint_path
-            job = self._transition(job, S.COMPLETED, "complete", "training finished",
-                                   finished_at=at, checkpoint_path=final)
+        if job.status is S.PENDING:  # failed before training: the runner could not start the run
+            decision = failure.Decision("failed", "the run failed before training started")
         else:
-            job = self._transition(job, S.FAILED, "fail", "training failed", finished_at=at,
-                                   error=event.get("error") or "the run failed without an error message")
+            decision = failure.on_exit(job.status.value, job.pause_reason, outcome, event.get("failure"),
+                                       job.retries, self._spec(job).max_retries, self.settings.retry_backoff_s)
+        job = self._settle(job, decision, at, error=event.get("error"), final_checkpoint=event.get("checkpoint_path"))
         self._end_attempt(job, outcome, at)
         self.schedule()
 
@@ -380,16 +629,21 @@ class Scheduler:
             record.outcome = outcome
         if record.ended_at is None:
             record.ended_at = at
-        record.lost_work = self._lost_work(record, at=record.ended_at)
+        record.lost_work = self._lost_work(record, at=record.ended_at, resumable=job.resumable)
         self.store.save_attempt(record)
         if record.attempt == job.attempt:
             self.store.update_job(job.job_id, {"lost_work": record.lost_work})
 
-    def _lost_work(self, attempt: Attempt, at: float) -> dict[str, Any]:
-        """Reports, seconds and (when reported) steps an attempt made beyond its last checkpoint."""
+    def _lost_work(self, attempt: Attempt, at: float, resumable: bool | None = None) -> dict[str, Any]:
+        """Reports, seconds and (when reported) steps an attempt made beyond its last checkpoint.
+
+        A job whose function never reads its checkpoint redoes its whole attempt on resume.
+        """
         reports = self.store.reports(attempt.job_id, attempt=attempt.attempt)
         last_ckpt = max((i for i, r in enumerate(reports) if r.checkpoint_path), default=None)
-        if last_ckpt is not None:
+        if resumable is False:
+            base_at, checkpoint, after, base_step = attempt.started_at, None, reports, None
+        elif last_ckpt is not None:
             base_at, base_step = reports[last_ckpt].at, step_of(reports[last_ckpt].metrics)
             after = reports[last_ckpt + 1:]
             checkpoint = reports[last_ckpt].checkpoint_path
@@ -401,8 +655,11 @@ class Scheduler:
         steps = None
         if last_step is not None:
             steps = last_step - base_step if base_step is not None else last_step + 1
-        return {"reports": len(after), "seconds": round(max(0.0, at - base_at), 3), "steps": steps,
+        lost = {"reports": len(after), "seconds": round(max(0.0, at - base_at), 3), "steps": steps,
                 "since_checkpoint": checkpoint}
+        if resumable is False:
+            lost["note"] = "its train function never reads its checkpoint: the whole attempt is redone"
+        return lost
 
     def _verify_resume(self, job: Job, report: Report) -> None:
         """Warn when a resumed attempt's first report shows it ignored its checkpoint."""
@@ -415,8 +672,7 @@ class Scheduler:
             warning = (f"the train function seems to have ignored its checkpoint: it resumed from step"
                        f" {start_step} but its first report is step {first_step}")
             self.store.update_job(job.job_id, {"warning": warning})
-            for listener in self.listeners:
-                listener({"type": "warning", "job_id": job.job_id, "warning": warning})
+            self._notify({"type": "warning", "job_id": job.job_id, "warning": warning})
 
     def _recorded_checkpoint(self, job: Job, path: str) -> str:
         root = self.job_root(job)
@@ -433,8 +689,23 @@ class Scheduler:
         if policy.never_fits(demand, worker, self.cluster.max_capacity(), self.cluster.nodes()):
             raise DoesNotFit(demand, self.cluster.max_capacity())
 
+    def _last_checkpoint_at(self, job: Job) -> float | None:
+        """When the job's current attempt last reported a checkpoint (None: not yet)."""
+        cached = self._last_checkpoint.get(job.job_id)
+        if cached is None or cached[0] != job.attempt:
+            mine = [c["at"] for c in self.store.checkpoints(job.job_id) if c["attempt"] == job.attempt]
+            cached = (job.attempt, max(mine) if mine else None)
+            self._last_checkpoint[job.job_id] = cached
+        return cached[1]
+
+    def _attempt_started(self, job: Job) -> float:
+        return job.started_at if job.started_at is not None else job.updated_at
+
+    def _spec(self, job: Job) -> JobSpec:
+        return JobSpec.model_validate(job.spec)
+
     def _demand(self, job: Job) -> Resources:
-        return JobSpec.model_validate(job.spec).demand()
+        return self._spec(job).demand()
 
     def _job(self, job_id: str) -> Job:
         job = self.store.get_job(job_id)
@@ -447,14 +718,32 @@ class Scheduler:
 
     def _pause_result(self, job: Job, previous: JobStatus, message: str) -> dict[str, Any]:
         return {"success": True, "job_id": job.job_id, "previous_status": previous.value,
-                "status": job.status.value, "paused_at": iso(job.paused_at), "message": message}
+                "status": job.status.value, "paused_at": iso(job.paused_at), "message": message,
+                "expected_paused_by": iso(job.expected_paused_by) if job.status is S.PAUSING else None,
+                "deadline_at": iso(job.pause_deadline_at) if job.status is S.PAUSING else None}
 
     def _notify_status(self, job: Job, previous: JobStatus | None, reason: str) -> None:
-        event = {"type": "status", "job_id": job.job_id, "status": job.status.value,
-                 "previous_status": previous.value if previous else None, "reason": reason,
-                 "attempt": job.attempt, "at": iso(job.updated_at)}
+        self._notify({"type": "status", "job_id": job.job_id, "status": job.status.value,
+                      "previous_status": previous.value if previous else None, "reason": reason,
+                      "attempt": job.attempt, "at": iso(job.updated_at)})
+
+    def _notify(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
+
+
+#: What a pause, resume or the job says when its train function never reads its checkpoint.
+NOT_RESUMABLE = ("its train function never calls ray.train.get_checkpoint(), so a resume starts it over"
+                 " from the beginning: everything since its attempt started would be redone")
+IGNORED_CHECKPOINT = ("the train function ignored its checkpoint: it was resumed from one but never called"
+                      " ray.train.get_checkpoint(), so it started over")
+
+
+def _median(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:

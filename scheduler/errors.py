@@ -112,3 +112,12 @@ def _fmt(resources: dict[str, float]) -> str:
     if not resources:
         return "nothing"
     return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items()))
+
+
+class NotCooperative(TrainqError):
+    """Checkpoint-now asked of a job whose train function does not use trainq's hook."""
+
+    code = "conflict"
+
+    def __init__(self, job_id: str, why: str) -> None:
+        super().__init__(f"cannot checkpoint job {job_id!r} now: {why}", job_id=job_id, action="checkpoint")

@@ -61,6 +61,15 @@ class Job:
     lost_work: dict[str, Any] | None = None  # of the latest stop
     pause_requested_at: float | None = None
     pause_deadline_at: float | None = None
+    expected_paused_by: float | None = None  # from the checkpoint cadence, while pausing
+    pause_reason: str | None = None  # who asked: user, preempt (by whom in preempted_by), shutdown
+    preempted_by: str | None = None
+    preemptions: int = 0
+    retries: int = 0  # requeues after infrastructure failures
+    not_before: float | None = None  # a requeue's backoff: it may not start before this
+    resumable: bool | None = None  # does its train function read its checkpoint? None: not known yet
+    cooperative: bool = False  # its loop calls scheduler.train's hook (so it can checkpoint on request)
+    checkpoint_requested_at: float | None = None  # a checkpoint-now waiting for its report
 
     def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
         """The job as every API returns it (timestamps ISO 8601, status a lowercase string)."""
@@ -76,7 +85,8 @@ class Job:
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
 _TIME_FIELDS = ("created_at", "updated_at", "started_at", "finished_at", "paused_at",
-                "pause_requested_at", "pause_deadline_at")
+                "pause_requested_at", "pause_deadline_at", "expected_paused_by", "not_before",
+                "checkpoint_requested_at")
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,29 @@ def seed_checkpoint(path: str | None) -> None:
             context.checkpoint = Checkpoint(path)
 
 
+def on_checkpoint_read(callback: Callable[[], None]) -> None:
+    """Call ``callback`` (once) the first time this worker's train function calls
+    ``ray.train.get_checkpoint()``; trainq learns from it whether a job can resume at all.
+
+    ``ray.train.get_checkpoint()`` asks the worker's train-function utilities object, so its
+    method is wrapped on that instance for this process.
+    """
+    from ray.train.v2._internal.execution.train_fn_utils import get_train_fn_utils
+
+    utils = get_train_fn_utils()
+    original = type(utils).get_checkpoint.__get__(utils)
+    told = False
+
+    def get_checkpoint() -> Any:
+        nonlocal told
+        if not told:
+            told = True
+            callback()
+        return original()
+
+    utils.get_checkpoint = get_checkpoint  # type: ignore[method-assign]
+
+
 def upload_local_dirs(runtime_env: dict[str, Any]) -> dict[str, Any]:
     """Upload a local ``working_dir``/``py_modules`` to the cluster and return URIs instead.
 
@@ -72,3 +95,10 @@ def current_controller() -> Any:
     import ray
 
     return ray.get_runtime_context().current_actor
+
+
+def available_resources_per_node() -> dict[str, dict[str, float]]:
+    """What each live node has free right now, by node id (Ray has no public per-node call)."""
+    from ray._private.state import available_resources_per_node as per_node
+
+    return {node_id: dict(free) for node_id, free in per_node().items()}

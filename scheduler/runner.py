@@ -28,6 +28,7 @@ from ray.train import UserCallback
 from . import logs, raycompat, workloads
 from . import train as train_helpers
 from .config import NAMESPACE, SCHEDULER_NAME, join_path, runner_name
+from .policy.failure import INFRASTRUCTURE, USER
 from .spec import JobSpec
 
 logger = logging.getLogger("trainq.runner")
@@ -64,6 +65,30 @@ def describe_failure(exc: BaseException) -> str:
     if controller_failure is not None:
         return _describe(controller_failure)
     return _describe(exc)
+
+
+def failure_kind(exc: BaseException) -> str:
+    """``user`` when the train function raised; ``infrastructure`` when a node, a worker process
+    or Ray Train's controller was lost (``policy.failure`` requeues those)."""
+    from ray.train.v2._internal.exceptions import (
+        InsufficientClusterResourcesError, UserExceptionWithTraceback, WorkerGroupStartupFailedError,
+        WorkerGroupStartupTimeoutError)
+
+    worker_failures = getattr(exc, "worker_failures", None)
+    if worker_failures:
+        # A dead worker shows as a failed health check; peers of a dead rank may raise a user-level
+        # collective error at the same time, so any non-user failure makes it infrastructure.
+        lost = [e for e in worker_failures.values() if not isinstance(e, UserExceptionWithTraceback)]
+        return INFRASTRUCTURE if lost else USER
+    controller_failure = getattr(exc, "controller_failure", None)
+    if controller_failure is not None:
+        infra = (WorkerGroupStartupTimeoutError, WorkerGroupStartupFailedError, InsufficientClusterResourcesError,
+                 ray.exceptions.RayActorError, ray.exceptions.NodeDiedError)
+        return INFRASTRUCTURE if isinstance(controller_failure, infra) else USER
+    if isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.NodeDiedError,
+                        ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)):
+        return INFRASTRUCTURE  # the controller itself died
+    return USER
 
 
 def _describe(err: BaseException) -> str:
@@ -108,6 +133,10 @@ class Runner:
         self.run_root, self.run_name, self.resume_from = run_root, run_name, resume_from
         self.name = runner_name(job_id, attempt)
         self.pause_at: float | None = None
+        self.checkpoint_at: float | None = None  # a checkpoint-now waiting for its report
+        self.checkpoint_told = False  # the loop was told (once) to save it
+        self.hook_seen = False  # the loop calls scheduler.train's hook
+        self.read_checkpoint = False  # some rank called ray.train.get_checkpoint() this attempt
         self.stopped_for_pause = False
         self.aborting = False
         self._controller: Any = None
@@ -143,9 +172,31 @@ class Runner:
         if self.pause_at is None:
             self.pause_at = time.time()
 
+    async def request_checkpoint(self) -> None:
+        """Have a cooperative loop checkpoint at its next step and go on (idempotent)."""
+        if self.checkpoint_at is None:
+            self.checkpoint_at, self.checkpoint_told = time.time(), False
+
     async def pause_requested(self) -> bool:
-        """Asked by ``scheduler.train.pause_requested()`` on rank 0."""
-        return self.pause_at is not None
+        """Asked by older workers' ``scheduler.train.pause_requested()`` on rank 0."""
+        return (await self.hook())[0]
+
+    async def hook(self) -> tuple[bool, bool]:
+        """``(pause, checkpoint)``: asked by ``scheduler.train``'s hook on rank 0, once per step."""
+        if not self.hook_seen:
+            self.hook_seen = True
+            self._emit({"kind": "hook"})
+        # A checkpoint-now is answered once: its report reaches us only after the controller's next
+        # poll, and the loop must not save again at every step until then.
+        checkpoint = self.checkpoint_at is not None and not self.checkpoint_told
+        self.checkpoint_told = self.checkpoint_told or checkpoint
+        pause = self.pause_at is not None
+        return pause, pause or checkpoint
+
+    async def on_checkpoint_read(self) -> None:
+        """A worker called ``ray.train.get_checkpoint()``; it waits for this answer before going on,
+        so the note always arrives before that worker's next report."""
+        self.read_checkpoint = True
 
     async def abort(self, timeout_s: float = 30.0) -> None:
         """Stop the run now and wait (bounded) until Ray Train has released its resources."""
@@ -178,8 +229,10 @@ class Runner:
     async def on_report(self, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
         """Relay a report; True tells the controller to stop the run now (a pause)."""
         self.seq += 1
-        self._emit({"kind": "report", "seq": self.seq, "metrics": metrics,
-                    "checkpoint_path": checkpoint_path, "at": at})
+        self._emit({"kind": "report", "seq": self.seq, "metrics": metrics, "checkpoint_path": checkpoint_path,
+                    "at": at, "read_checkpoint": self.read_checkpoint})
+        if checkpoint_path and self.checkpoint_at is not None and at >= self.checkpoint_at:
+            self.checkpoint_at = None
         if checkpoint_path and self.pause_at is not None:
             self.stopped_for_pause = True
             return True
@@ -201,7 +254,7 @@ class Runner:
                 event.update(outcome="stopped")  # the scheduler stopped it and already said why
             else:
                 logger.exception("attempt %s of %s failed", self.attempt, self.job_id)
-                event.update(outcome="failed", error=describe_failure(e))
+                event.update(outcome="failed", error=describe_failure(e), failure=failure_kind(e))
         event["at"] = time.time()
         self.exit_event = {**event, "job_id": self.job_id, "attempt": self.attempt}
         self._emit(event)

@@ -33,6 +33,12 @@ class JobSpec(BaseModel):
     resources_per_worker: dict[str, float] | None = None
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="higher starts first")
     max_failures: int = Field(default=0, ge=-1, description="worker-group retries (Ray Train FailureConfig); -1 = forever")
+    max_retries: int = Field(default=3, ge=-1, le=1000, description="requeues after an infrastructure failure"
+                             " (a node, a worker process or the runner lost); -1 = always")
+    preemptible: bool = Field(default=True, description="may be paused at a checkpoint to make room for a"
+                              " higher-priority job, then requeued by itself")
+    min_runtime_s: float | None = Field(default=None, ge=0, le=365 * 86400, description="not preempted before its"
+                                        " attempt has run this long (default: the setting TRAINQ_MIN_RUNTIME_S)")
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     storage_path: str | None = Field(default=None, description="overrides the storage root for this job")
 

@@ -29,9 +29,11 @@ S = JobStatus
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.QUEUED: frozenset({S.PENDING, S.PAUSED, S.CANCELLED}),
     S.PENDING: frozenset({S.RUNNING, S.PAUSED, S.QUEUED, S.FAILED, S.CANCELLED}),
+    # running -> queued: requeued after an infrastructure failure (a node or the runner lost).
     S.RUNNING: frozenset({S.PAUSING, S.COMPLETED, S.FAILED, S.CANCELLED, S.QUEUED}),
-    S.PAUSING: frozenset({S.PAUSED, S.COMPLETED, S.FAILED, S.CANCELLED}),
-    S.PAUSED: frozenset({S.QUEUED, S.CANCELLED}),
+    # pausing -> queued: a preempted job (or one whose node was lost) goes back to the queue by itself.
+    S.PAUSING: frozenset({S.PAUSED, S.QUEUED, S.COMPLETED, S.FAILED, S.CANCELLED}),
+    S.PAUSED: frozenset({S.QUEUED, S.CANCELLED}),  # queued: resumed, or requeued after a shutdown
     S.FAILED: frozenset({S.QUEUED}),  # resume from its last checkpoint
     S.CANCELLED: frozenset({S.QUEUED}),  # resume from its last checkpoint
     S.COMPLETED: frozenset(),

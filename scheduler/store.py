@@ -22,7 +22,10 @@ _JOB_COLUMNS = (
     "job_id", "seq", "name", "status", "priority", "spec", "created_at", "updated_at",
     "started_at", "finished_at", "paused_at", "attempt", "checkpoint_path", "resume_from",
     "metrics", "error", "warning", "lost_work", "pause_requested_at", "pause_deadline_at",
+    "expected_paused_by", "pause_reason", "preempted_by", "preemptions", "retries", "not_before",
+    "resumable", "cooperative", "checkpoint_requested_at",
 )
+_BOOL_FIELDS = ("resumable", "cooperative")
 
 # Numbered migrations: index i brings the schema from version i to i + 1. Append only.
 MIGRATIONS: list[str] = [
@@ -69,6 +72,18 @@ MIGRATIONS: list[str] = [
         ended_at REAL, outcome TEXT, lost_work TEXT, extra TEXT NOT NULL DEFAULT '{}',
         PRIMARY KEY (job_id, attempt)
     );
+    """,
+    # 2: preemption, automatic requeue, checkpoint-now, resumability, pause estimates.
+    """
+    ALTER TABLE jobs ADD COLUMN expected_paused_by REAL;
+    ALTER TABLE jobs ADD COLUMN pause_reason TEXT;
+    ALTER TABLE jobs ADD COLUMN preempted_by TEXT;
+    ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN not_before REAL;
+    ALTER TABLE jobs ADD COLUMN resumable INTEGER;
+    ALTER TABLE jobs ADD COLUMN cooperative INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN checkpoint_requested_at REAL;
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -340,6 +355,9 @@ def _job_from(row: sqlite3.Row) -> Job:
     for key in _JSON_FIELDS:
         if data[key] is not None:
             data[key] = json.loads(data[key])
+    for key in _BOOL_FIELDS:
+        if data[key] is not None:
+            data[key] = bool(data[key])
     data["status"] = JobStatus(data["status"])
     return Job(**data)
 

@@ -2,18 +2,20 @@
 
 A plain Ray Train function works unchanged: it is paused right after its next checkpoint
 report and, on resume, ``ray.train.get_checkpoint()`` returns the checkpoint trainq recorded.
-A function that wants a pause to lose nothing checks ``pause_requested()`` each step::
+A function that wants a pause (or a preemption) to lose nothing, and that can save a
+checkpoint when asked (``trainq checkpoint JOB``), uses the hook each step::
 
     for step in range(start, total):
         loss = train_one_step()
-        pause = scheduler.train.pause_requested()
-        if pause or step % 100 == 0:
+        if scheduler.train.should_checkpoint() or step % 100 == 99:
             ray.train.report({"step": step, "loss": loss}, checkpoint=save(step))
-        if pause:
-            return          # paused right after that checkpoint: nothing is redone
+            if scheduler.train.pause_requested():
+                return      # paused right after that checkpoint: nothing is redone
 
-Every rank must call ``pause_requested()`` the same number of times; all ranks get the
-same answer (rank 0 asks the runner and broadcasts), so they stop together.
+``should_checkpoint()`` is true on every rank when a pause or a checkpoint was asked for;
+``pause_requested()`` only for a pause (asked right after the checkpoint, it costs nothing on
+other steps). Both are collective: every rank calls them the same number of times and all
+ranks get the same answer (rank 0 asks the runner and broadcasts), so they act together.
 """
 
 from __future__ import annotations
@@ -36,19 +38,34 @@ def pause_requested() -> bool:
     Rank 0 asks this attempt's runner and broadcasts the answer, so every rank gets the same
     one; call it the same number of times on every rank. Outside trainq it returns False.
     """
+    return _ask()[0]
+
+
+def should_checkpoint() -> bool:
+    """True on every rank when trainq asked for a checkpoint now: a pause or a checkpoint-now.
+
+    A collective call, like ``pause_requested()``. After reporting that checkpoint, a loop
+    asks ``pause_requested()`` to know whether to stop there or go on.
+    """
+    return _ask()[1]
+
+
+def _ask() -> tuple[bool, bool]:
+    """``(pause, checkpoint)`` from this attempt's runner, the same on every rank."""
     import ray
     import ray.train
 
     context = ray.train.get_context()
-    answer = False
+    answer = (False, False)
     if context.get_world_rank() == 0:
         runner = _runner_handle()
         if runner is not None:
-            answer = bool(ray.get(runner.pause_requested.remote()))
+            pause, checkpoint = ray.get(runner.hook.remote())
+            answer = (bool(pause), bool(checkpoint))
     if context.get_world_size() > 1:
         from ray.train.collective import broadcast_from_rank_zero
 
-        answer = bool(broadcast_from_rank_zero(answer))
+        answer = tuple(broadcast_from_rank_zero(answer))  # type: ignore[assignment]
     return answer
 
 
@@ -64,14 +81,23 @@ def _runner_handle() -> Any:
     return _runner[1]
 
 
+def _tell_checkpoint_read() -> None:
+    import ray
+
+    runner = _runner_handle()
+    if runner is not None:
+        ray.get(runner.on_checkpoint_read.remote())  # before this worker's next report
+
+
 def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
          attempt_dir: str | None = None) -> Callable[[dict[str, Any]], Any]:
     """The train-loop function trainq hands to ``TorchTrainer``.
 
     It runs in every worker: it tells ``pause_requested()`` which runner to ask, makes
     ``ray.train.get_checkpoint()`` return ``resume_from`` when Ray has no checkpoint of its
-    own for this run, tees the worker's output into the attempt's logs, then calls the
-    user's function as Ray would (with or without config).
+    own for this run and tells the runner when the function asks for it (that is how trainq
+    knows a job can resume at all), tees the worker's output into the attempt's logs, then
+    calls the user's function as Ray would (with or without config).
     """
     takes_config = len(inspect.signature(train_fn).parameters) > 0
 
@@ -84,6 +110,7 @@ def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
             logs.tee_output(attempt_dir, f"rank-{ray.train.get_context().get_world_rank()}")
         os.environ[RUNNER_ENV] = runner
         raycompat.seed_checkpoint(resume_from)
+        raycompat.on_checkpoint_read(_tell_checkpoint_read)
         return train_fn(config) if takes_config else train_fn()
 
     trainq_train_loop.__name__ = getattr(train_fn, "__name__", "train_loop")

@@ -13,6 +13,7 @@ class FakeLauncher:
     launched: list[tuple[str, int, str | None]] = field(default_factory=list)
     pauses: list[tuple[str, int]] = field(default_factory=list)
     stops: list[tuple[str, int]] = field(default_factory=list)
+    checkpoints: list[tuple[str, int]] = field(default_factory=list)
     fail_launch: bool = False
 
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
@@ -26,13 +27,21 @@ class FakeLauncher:
     def stop(self, job_id: str, attempt: int) -> None:
         self.stops.append((job_id, attempt))
 
+    def request_checkpoint(self, job_id: str, attempt: int) -> None:
+        self.checkpoints.append((job_id, attempt))
+
 
 @dataclass
 class FakeCluster:
     total: dict[str, float] = field(default_factory=lambda: {"CPU": 4.0})
     maximum: dict[str, float] | None = None
     node_sizes: list[dict[str, float]] = field(default_factory=list)
+    #: free per node right now (None: unknown, totals decide), as Ray would report it
+    free_per_node: list[dict[str, float]] | None = None
     requests: list[list[dict[str, float]]] = field(default_factory=list)
+
+    def nodes_free(self) -> list[dict[str, float]] | None:
+        return None if self.free_per_node is None else [dict(n) for n in self.free_per_node]
 
     def capacity(self) -> dict[str, float]:
         return dict(self.total)
@@ -67,13 +76,20 @@ class RunnerSim:
     def started(self) -> None:
         self.core.on_runner_event({"kind": "started", "job_id": self.job_id, "attempt": self.attempt})
 
-    def report(self, step: int, checkpoint: str | None = None) -> None:
+    def report(self, step: int, checkpoint: str | None = None, read_checkpoint: bool | None = None) -> None:
         self.seq += 1
-        self.core.on_runner_event({"kind": "report", "job_id": self.job_id, "attempt": self.attempt,
-                                   "seq": self.seq, "at": self.core.clock(), "metrics": {"step": step},
-                                   "checkpoint_path": checkpoint})
+        event = {"kind": "report", "job_id": self.job_id, "attempt": self.attempt, "seq": self.seq,
+                 "at": self.core.clock(), "metrics": {"step": step}, "checkpoint_path": checkpoint}
+        if read_checkpoint is not None:
+            event["read_checkpoint"] = read_checkpoint
+        self.core.on_runner_event(event)
 
-    def exit(self, outcome: str, error: str | None = None, checkpoint: str | None = None) -> None:
+    def hook(self) -> None:
+        self.core.on_runner_event({"kind": "hook", "job_id": self.job_id, "attempt": self.attempt})
+
+    def exit(self, outcome: str, error: str | None = None, checkpoint: str | None = None,
+             failure: str | None = None) -> None:
         self.core.on_runner_event({"kind": "exit", "job_id": self.job_id, "attempt": self.attempt,
                                    "outcome": outcome, "error": error, "checkpoint_path": checkpoint,
+                                   "failure": failure or ("user" if outcome == "failed" else None),
                                    "at": self.core.clock()})

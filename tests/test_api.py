@@ -61,7 +61,9 @@ def test_pause_and_resume_keep_the_seed_response_fields(http, service) -> None:
     r = http.post(f"/api/training/pause/{job_id}")
     assert r.status_code == 200
     body = r.json()
-    assert set(body) == {"success", "job_id", "previous_status", "status", "paused_at", "message"}
+    assert set(body) == {"success", "job_id", "previous_status", "status", "paused_at", "message",
+                         "expected_paused_by", "deadline_at"}  # the seed's fields, plus when to expect it
+    assert body["deadline_at"] and "at the latest in" in body["message"]
     assert body["success"] is True and body["previous_status"] == "running" and body["status"] == "pausing"
     sim.exit("paused")
     r = http.post(f"/api/training/resume/{job_id}")

@@ -82,6 +82,8 @@ def test_pause_pending_abandons_the_start(make_core) -> None:
     result = core.pause(a["job_id"])
     assert (result["previous_status"], result["status"]) == ("pending", "paused")
     assert launcher.stops == [(a["job_id"], 1)]
+    assert core.get(b["job_id"])["status"] == "queued"  # a's runner still holds the CPU
+    RunnerSim(core, a["job_id"], 1).exit("stopped")
     assert core.get(b["job_id"])["status"] == "pending"  # the freed CPU went to b
 
 
@@ -217,6 +219,8 @@ def test_cancel_running_frees_resources_for_the_next_job(make_core) -> None:
     assert core.get(nxt["job_id"])["status"] == "queued"
     assert core.cancel(job_id)["status"] == "cancelled"
     assert launcher.stops == [(job_id, 1)]
+    assert core.get(nxt["job_id"])["status"] == "queued"  # not before the run has stopped
+    sim.exit("stopped")
     assert core.get(nxt["job_id"])["status"] == "pending"
     assert core.cancel(job_id)["status"] == "cancelled"  # idempotent
 
@@ -254,8 +258,9 @@ def test_recovery_after_restart(make_core) -> None:
     core2 = make_core(cluster, launcher2)  # same db file: a restart
     core2.recover({(live, 1), (pausing, 1), ("job_orphan", 3)})
     assert core2.get(live)["status"] == "running"
-    gone_job = core2.get(gone)
-    assert gone_job["status"] == "failed" and "not found after a scheduler restart" in gone_job["error"]
+    gone_job = core2.get(gone)  # its run went with its runner: requeued from its checkpoint, not failed
+    assert gone_job["status"] == "queued" and gone_job["retries"] == 1 and gone_job["not_before"]
+    assert "not found after a scheduler restart" in core2.history(gone)["transitions"][-1]["reason"]
     assert launcher2.pauses == [(pausing, 1)]  # the pause request is repeated
     assert core2.get(starting)["status"] == "pending" and core2.get(starting)["attempt"] == 2  # requeued, restarted
     assert core2.get(waiting)["status"] == "queued"

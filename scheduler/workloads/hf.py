@@ -1,8 +1,8 @@
 """The built-in ``hf-causal-lm`` workload: transformers' Trainer under Ray Train, paused exactly.
 
 Data-parallel over the job's workers (NCCL on GPUs, gloo on CPUs, set up by Ray Train). Every
-step it asks ``pause_requested()``; on a pause it saves a checkpoint at once and stops, so
-nothing is trained twice. A resume hands the HF ``checkpoint-N`` folder to
+step it asks ``should_checkpoint()``: on a checkpoint-now it saves at once and goes on; on a
+pause it saves at once and stops, so nothing is trained twice. A resume hands the HF ``checkpoint-N`` folder to
 ``trainer.train(resume_from_checkpoint=...)``, which restores model, optimizer, scheduler,
 RNG and data position, so ``global_step`` continues where it stopped. On completion the final
 model and tokenizer are reported as the last checkpoint, loadable with ``from_pretrained``.
@@ -125,10 +125,11 @@ def train_causal_lm(config: dict[str, Any]) -> None:
             super().on_save(args, state, control, **kwargs)
 
         def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-            if trainq.pause_requested():  # collective: every rank asks once per step
-                ReportAndPause.paused = True
+            if trainq.should_checkpoint():  # collective: every rank asks once per step
                 control.should_save = True
-                control.should_training_stop = True
+                if trainq.pause_requested():  # only on the steps that save
+                    ReportAndPause.paused = True
+                    control.should_training_stop = True
 
     args = transformers.TrainingArguments(
         output_dir=output_dir,

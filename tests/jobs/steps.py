@@ -1,8 +1,11 @@
 """Tiny train functions for the tests: they log every step they execute to a file.
 
 ``config``: total (steps), every (checkpoint every k steps), step_s (sleep per step),
-log (a file each rank 0 step is appended to), cooperative (use pause_requested()),
-fail_at (raise at that step; only once if fail_once names a marker file), ignore_checkpoint (start from 0 regardless).
+log (a file each rank 0 step is appended to), cooperative (use the hook: should_checkpoint()
+then pause_requested()), legacy_hook (pause_requested() every step, the older pattern),
+fail_at (raise at that step; only once if fail_once names a marker file), ignore_checkpoint
+(start from 0 regardless), never_read (never call ray.train.get_checkpoint(): not resumable),
+ckpt_log (a file each rank 0 checkpoint step is appended to).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ def _save(step: int) -> ray.train.Checkpoint:
 def count_steps(config: dict) -> None:
     """Counts steps; checkpoints every ``every`` steps (and on pause, when cooperative)."""
     start = 0
-    checkpoint = ray.train.get_checkpoint()
+    checkpoint = None if config.get("never_read") else ray.train.get_checkpoint()
     if checkpoint is not None and not config.get("ignore_checkpoint"):
         with checkpoint.as_directory() as d:
             with open(os.path.join(d, "state.json")) as f:
@@ -45,10 +48,20 @@ def count_steps(config: dict) -> None:
         if rank == 0 and config.get("log"):
             with open(config["log"], "a") as f:
                 f.write(f"{step}\n")
-        pause = scheduler.train.pause_requested() if config.get("cooperative") else False
         last = step == total - 1
-        if pause or last or (step + 1) % every == 0:
+        if config.get("legacy_hook"):
+            pause = scheduler.train.pause_requested()
+            asked = pause
+        else:
+            asked = scheduler.train.should_checkpoint() if config.get("cooperative") else False
+            pause = False
+        if asked or last or (step + 1) % every == 0:
             ray.train.report({"step": step}, checkpoint=_save(step) if rank == 0 else None)
+            if rank == 0 and config.get("ckpt_log"):
+                with open(config["ckpt_log"], "a") as f:
+                    f.write(f"{step}\n")
+            if asked and not config.get("legacy_hook"):
+                pause = scheduler.train.pause_requested()
         else:
             ray.train.report({"step": step})
         if pause:

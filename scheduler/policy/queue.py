@@ -1,16 +1,21 @@
 """Queue policy, pure: which queued jobs start now (DESIGN.md, "Queue policy").
 
 Order: higher priority first, then submission order. Admission is gang admission (all of a
-job's workers fit in what trainq has not handed out, or the job waits) and strict: the head
-of the queue is never overtaken, so a large job cannot be starved by a stream of small ones
-and a queue position is a promise. The same ``QueueIndex`` gives the positions users see.
+job's workers fit in what trainq has not handed out, and on the free resources of individual
+nodes when those are known, or the job waits) and strict: the head of the queue is never
+overtaken, so a large job cannot be starved by a stream of small ones and a queue position is
+a promise. A job requeued after an infrastructure failure may carry ``not_before`` (a short
+backoff); until then it keeps its place but is not ready, and the next ready job is the head.
+The same ``QueueIndex`` gives the positions users see.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .placement import gang_fits, place_gang, take
 
 Resources = dict[str, float]
 _EPS = 1e-9
@@ -39,13 +44,23 @@ def never_fits(demand: Mapping[str, float], worker: Mapping[str, float],
                max_capacity: Mapping[str, float], nodes: Iterable[Mapping[str, float]] = ()) -> bool:
     """True when the job can not run even on an empty cluster of its largest size.
 
-    The whole gang must fit the cluster's totals, and one worker must fit on some node
-    (a worker never spans nodes). ``nodes`` may be empty when node sizes are unknown.
+    The whole gang must fit the cluster's totals and, when node sizes are known, the nodes
+    themselves (a worker never spans nodes). ``nodes`` may be empty when they are unknown.
     """
     if not fits(demand, max_capacity):
         return True
     node_list = list(nodes)
-    return bool(node_list) and not any(fits(worker, node) for node in node_list)
+    if not node_list:
+        return False
+    num_workers = _workers_in(demand, worker)
+    return not gang_fits(worker, num_workers, node_list)
+
+
+def _workers_in(demand: Mapping[str, float], worker: Mapping[str, float]) -> int:
+    for name, amount in worker.items():
+        if amount > 0:
+            return max(1, round(demand.get(name, 0.0) / amount))
+    return 1
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,9 @@ class Entry:
     priority: int
     seq: int
     demand: Mapping[str, float]
+    worker: Mapping[str, float] = field(default_factory=dict)  # one worker's resources
+    num_workers: int = 1
+    not_before: float | None = None  # a requeue backoff: it may not start before this time
 
     @property
     def key(self) -> tuple[int, int]:
@@ -109,17 +127,38 @@ class QueueIndex:
         return [self._entries[k] for k in self._keys[offset:end]]
 
 
-def admit(queue: QueueIndex, free: Mapping[str, float]) -> list[Entry]:
+def ready(entry: Entry, now: float | None) -> bool:
+    """Whether a queued job may start now (it is not waiting out a requeue backoff)."""
+    return entry.not_before is None or now is None or now >= entry.not_before
+
+
+def head(queue: QueueIndex, now: float | None) -> Entry | None:
+    """The first queued job that may start now: the one admission and preemption serve."""
+    return next((e for e in queue.in_order() if ready(e, now)), None)
+
+
+def admit(queue: QueueIndex, free: Mapping[str, float],
+          nodes_free: Sequence[Mapping[str, float]] | None = None, now: float | None = None) -> list[Entry]:
     """The jobs to start now: from the head, while each one's whole gang fits.
 
-    Stops at the first job that does not fit, so the cost grows with the number of jobs
+    ``free`` is what trainq has not handed out; ``nodes_free`` (when known) is what each
+    node has free now, and a gang must also be placeable there. Stops at the first job that
+    does not fit (skipping jobs still in their backoff), so the cost grows with the number of jobs
     started, not with the length of the queue.
     """
     started: list[Entry] = []
     left = dict(free)
+    nodes = [dict(n) for n in nodes_free] if nodes_free is not None else None
     for entry in queue.in_order():
+        if not ready(entry, now):
+            continue
         if not fits(entry.demand, left):
             break
+        if nodes is not None and entry.worker:
+            placement = place_gang(entry.worker, entry.num_workers, nodes)
+            if placement is None:
+                break
+            take(nodes, entry.worker, placement)
         left = subtract(left, entry.demand)
         started.append(entry)
     return started
