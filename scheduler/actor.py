@@ -218,7 +218,7 @@ class SchedulerService:
         """What a shutdown still waits for: every job whose run has not stopped yet."""
         self._tend()
         waiting = []
-        for job_id in sorted(self.core.held):
+        for job_id in sorted({job_id for job_id, _ in self.core.held}):
             job = self.core.store.get_job(job_id)
             if job is not None:
                 waiting.append({"job_id": job_id, "name": job.name, "status": job.status.value,
@@ -255,7 +255,7 @@ class SchedulerService:
     async def health(self) -> dict[str, Any]:
         self._tend()
         return {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
-                "queued": len(self.core.queue), "active": len(self.core.allocated),
+                "queued": len(self.core.queue), "active": len(self.core.held),
                 "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
                 "db_path": self.settings.db_path}
 

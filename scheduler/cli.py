@@ -125,9 +125,16 @@ def _print(args: argparse.Namespace, data: Any, human: str) -> None:
 def _describe_job(job: dict[str, Any]) -> str:
     lines = [f"{job['job_id']}  {job['name']}  {job['status'].upper()}"]
     for key in ("queue_position", "attempt", "priority", "created_at", "started_at", "paused_at",
-                "finished_at", "checkpoint_path", "resume_from", "metrics", "lost_work", "error", "warning"):
+                "finished_at", "checkpoint_path", "resume_from", "metrics", "lost_work", "error", "warning",
+                "pause_reason", "preempted_by", "expected_paused_by", "pause_deadline_at", "not_before",
+                "checkpoint_requested_at"):
         if job.get(key) not in (None, {}, ""):
             lines.append(f"  {key:16} {_cell(job[key]) if key != 'metrics' else json.dumps(job[key])}")
+    for key in ("preemptions", "retries"):
+        if job.get(key):
+            lines.append(f"  {key:16} {job[key]}")
+    if job.get("resumable") is not None:
+        lines.append(f"  {'resumable':16} {'yes' if job['resumable'] else 'no: its function never reads its checkpoint'}")
     spec = job["spec"]
     program = spec.get("entrypoint") or f"workload {spec.get('workload')}"
     lines.append(f"  {'runs':16} {program} on {spec['num_workers']} worker(s)"
@@ -140,12 +147,15 @@ def cmd_submit(api: Api, args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {}
     if args.file:
         spec = _load_spec(args.file)
-    for key in ("name", "entrypoint", "workload", "num_workers", "priority", "max_failures", "storage_path"):
+    for key in ("name", "entrypoint", "workload", "num_workers", "priority", "max_failures", "max_retries",
+                "min_runtime_s", "storage_path"):
         value = getattr(args, key)
         if value is not None:
             spec[key] = value
     if args.gpu:
         spec["use_gpu"] = True
+    if args.no_preempt:
+        spec["preemptible"] = False
     if args.config:
         spec["config"] = {**spec.get("config", {}), **_json_arg(args.config, "--config")}
     for item in args.set or []:
@@ -191,8 +201,10 @@ def cmd_status(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_pause(api: Api, args: argparse.Namespace) -> int:
-    params = {"deadline_s": args.deadline} if args.deadline else None
-    body = api.request("POST", f"/api/training/pause/{args.job_id}", params=params)
+    params: dict[str, Any] = {"deadline_s": args.deadline} if args.deadline else {}
+    if args.no_deadline:
+        params["no_deadline"] = "true"
+    body = api.request("POST", f"/api/training/pause/{args.job_id}", params=params or None)
     _print(args, body, f"{body['job_id']}: {body['previous_status']} -> {body['status']}. {body['message']}")
     if args.wait and body["status"] == "pausing":
         return _wait_until(api, args.job_id, STOPPED, args)
@@ -204,6 +216,30 @@ def cmd_resume(api: Api, args: argparse.Namespace) -> int:
     body = api.request("POST", f"/api/training/resume/{args.job_id}", params=params)
     _print(args, body, f"{body['job_id']}: {body['previous_status']} -> {body['status']}. {body['message']}")
     return 0
+
+
+def cmd_priority(api: Api, args: argparse.Namespace) -> int:
+    job = api.request("PATCH", f"/api/training/jobs/{args.job_id}", json={"priority": args.priority})
+    where = f", queue position {job['queue_position']}" if job.get("queue_position") else ""
+    _print(args, job, f"{job['job_id']}: priority {job['priority']} ({job['status']}{where})")
+    return 0
+
+
+def cmd_checkpoint(api: Api, args: argparse.Namespace) -> int:
+    body = api.request("POST", f"/api/training/checkpoint/{args.job_id}")
+    _print(args, body, f"{body['job_id']}: {body['message']}")
+    if not args.wait:
+        return 0
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        job = api.request("GET", f"/api/training/jobs/{args.job_id}")
+        if job.get("checkpoint_requested_at") is None:
+            print(f"{args.job_id}: checkpoint recorded at {job['checkpoint_path']}")
+            return 0
+        if job["status"] != "running":
+            raise CliError(f"{args.job_id} is {job['status']}; the checkpoint was not recorded", "conflict")
+        time.sleep(0.5)
+    raise CliError(f"no checkpoint recorded for {args.job_id} within {args.timeout}s")
 
 
 def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
@@ -462,7 +498,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-workers", type=int)
     p.add_argument("--gpu", action="store_true", help="use_gpu: one GPU per worker")
     p.add_argument("--priority", type=int)
-    p.add_argument("--max-failures", type=int)
+    p.add_argument("--max-failures", type=int, help="worker-group retries inside an attempt (Ray Train)")
+    p.add_argument("--max-retries", type=int, help="requeues after an infrastructure failure (default 3; -1 always)")
+    p.add_argument("--no-preempt", action="store_true", help="never pause this job to make room for another")
+    p.add_argument("--min-runtime", dest="min_runtime_s", type=float,
+                   help="not preempted before its attempt has run this many seconds (default $TRAINQ_MIN_RUNTIME_S)")
     p.add_argument("--working-dir", help="runtime_env working_dir: a folder on the scheduler's machine, or a URI")
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="runtime_env env var (repeatable)")
     p.add_argument("--storage-path", help="storage root for this job")
@@ -480,12 +520,24 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_parser(name, help=text).add_argument("job_id")
     p = sub.add_parser("pause", help="pause a job (running: right after its next checkpoint)")
     p.add_argument("job_id")
-    p.add_argument("--deadline", type=float, help="stop anyway after this many seconds")
+    p.add_argument("--deadline", type=float, help="stop anyway after this many seconds (default: from the "
+                   "job's checkpoint cadence, 1.5x its interval, at least 30 s; 30 s before its first checkpoint)")
+    p.add_argument("--no-deadline", action="store_true",
+                   help="wait for the next checkpoint however long it takes")
     p.add_argument("--wait", action="store_true", help="wait until it is paused")
     p.add_argument("--timeout", type=float, default=600, help="with --wait: give up after this long")
     p = sub.add_parser("resume", help="resume a paused, failed or cancelled job")
     p.add_argument("job_id")
     p.add_argument("--checkpoint", help="a checkpoint path this job recorded (default: the latest)")
+    p = sub.add_parser("priority", help="change a job's priority (queued, paused or running); "
+                       "a raise may preempt lower-priority jobs")
+    p.add_argument("job_id")
+    p.add_argument("priority", type=int, help="higher starts first")
+    p = sub.add_parser("checkpoint", help="have a running job save a checkpoint now and keep running "
+                       "(its loop must call scheduler.train.should_checkpoint())")
+    p.add_argument("job_id")
+    p.add_argument("--wait", action="store_true", help="wait until the checkpoint is recorded")
+    p.add_argument("--timeout", type=float, default=600, help="with --wait: give up after this long")
     p = sub.add_parser("models", help="the model cache: pull, list, rm")
     models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     pull = models.add_parser("pull", help="download a model from the HuggingFace hub (shows progress)")
@@ -505,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {"submit": cmd_submit, "list": cmd_list, "queue": cmd_queue, "status": cmd_status,
             "pause": cmd_pause, "resume": cmd_resume, "cancel": cmd_cancel, "checkpoints": cmd_checkpoints,
-            "logs": cmd_logs, "watch": cmd_watch, "models": cmd_models}
+            "logs": cmd_logs, "watch": cmd_watch, "models": cmd_models, "priority": cmd_priority,
+            "checkpoint": cmd_checkpoint}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,6 +21,7 @@ Everything reaches the caller only after the store has committed it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
@@ -89,21 +90,21 @@ class Scheduler:
         self.settings = settings or Settings(storage_root=storage_root)
         self.listeners: list[Callable[[Event], None]] = []
         self.queue = QueueIndex()
-        #: job_id -> (attempt, resources) from launch until its runner stopped or is gone
-        self.held: dict[str, tuple[int, Resources]] = {}
+        #: (job_id, attempt) -> resources, from launch until its runner stopped or is gone
+        self.held: dict[tuple[str, int], Resources] = {}
         self.deadlines: dict[str, float] = {}
         self.draining = False  # a shutdown is in progress: nothing new starts
         self._last_checkpoint: dict[str, tuple[int, float | None]] = {}  # job_id -> (attempt, at)
         self._requested: list[Resources] | None = None
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
             if job.status in ACTIVE:
-                self.held[job.job_id] = (job.attempt, self._demand(job))
+                self.held[(job.job_id, job.attempt)] = self._demand(job)
             self._index(job)
 
     @property
-    def allocated(self) -> dict[str, Resources]:
-        """What trainq has handed out, by job (including attempts still releasing it)."""
-        return {job_id: demand for job_id, (_, demand) in self.held.items()}
+    def allocated(self) -> list[Resources]:
+        """What trainq has handed out (including attempts still releasing it)."""
+        return list(self.held.values())
 
     # -- the verbs ------------------------------------------------------------------------------
     def submit(self, data: Any) -> dict[str, Any]:
@@ -239,7 +240,8 @@ class Scheduler:
                               field="priority")
         job = self._job(job_id)
         if job.status is S.COMPLETED:
-            raise IllegalTransition(job_id, job.status.value, job.status.value, "reprioritize")
+            raise IllegalTransition(job_id, job.status.value, job.status.value, "reprioritize",
+                                    "a completed job never runs again")
         if job.priority != priority:
             previous = job.priority
             job = self._set(job, priority=priority)
@@ -252,7 +254,8 @@ class Scheduler:
         """Have a running job save a checkpoint at its next step and go on (checkpoint-now)."""
         job = self._job(job_id)
         if job.status is not S.RUNNING:
-            raise IllegalTransition(job_id, job.status.value, job.status.value, "checkpoint")
+            raise IllegalTransition(job_id, job.status.value, job.status.value, "checkpoint",
+                                    "only a running job can save a checkpoint on request")
         if not job.cooperative:
             raise NotCooperative(job_id, "its train function has not called scheduler.train.should_checkpoint()"
                                  " (or pause_requested()) in this job, so it cannot save on request; it"
@@ -305,7 +308,7 @@ class Scheduler:
                                        paused_at=now, pause_reason=failure.SHUTDOWN)
                 self.launcher.stop(job.job_id, job.attempt)
                 self._end_attempt(job, "paused (shutdown)", now)
-        return sorted(self.held)
+        return sorted({job_id for job_id, _ in self.held})
 
     # -- what runners report ------------------------------------------------------------------------
     def on_runner_event(self, event: Mapping[str, Any]) -> None:
@@ -360,8 +363,8 @@ class Scheduler:
                 self.launcher.request_pause(job_id, attempt)
         for job_id, attempt in alive - set(active):
             job = self.store.get_job(job_id)
-            if job is not None and job_id not in self.held:
-                self.held[job_id] = (attempt, self._demand(job))  # released when its runner ends
+            if job is not None:
+                self.held[(job_id, attempt)] = self._demand(job)  # released when its runner ends
             self.launcher.stop(job_id, attempt)
         for job in self.store.jobs_in([S.PAUSED]):
             if job.pause_reason == failure.SHUTDOWN:
@@ -381,9 +384,9 @@ class Scheduler:
                 self.launcher.stop(job.job_id, job.attempt)
                 self._end_attempt(job, "paused (deadline)", now)
         limit = self.settings.start_timeout_s
-        for job_id in [j for j, (attempt, _) in self.held.items()]:
+        for job_id, attempt in list(self.held):
             job = self.store.get_job(job_id)
-            if job is not None and job.status is S.PENDING and job.started_at is not None \
+            if job is not None and job.attempt == attempt and job.status is S.PENDING and job.started_at is not None \
                     and now - job.started_at > limit:
                 job = self._requeue(job, "requeue", f"its workers could not be placed within {limit:g}s"
                                     " (start timeout); back in the queue", job.resume_from)
@@ -397,7 +400,7 @@ class Scheduler:
             return []
         now = self.clock()
         capacity = self.cluster.capacity()
-        free = policy.subtract(capacity, *self.allocated.values())
+        free = policy.subtract(capacity, *self.allocated)
         started = []
         for entry in policy.admit(self.queue, free, self._nodes_free(), now):
             job = self._job(entry.job_id)
@@ -415,10 +418,10 @@ class Scheduler:
                                  finished_at=self.clock(), error=f"{type(e).__name__}: {e}")
                 continue
             started.append(job.job_id)
-        free = policy.subtract(capacity, *self.allocated.values())
+        free = policy.subtract(capacity, *self.allocated)
         head = policy.head(self.queue, now)
-        if head is not None:
-            self._preempt_for(head, free, capacity, now)
+        if head is not None and not policy.fits(head.demand, free):
+            self._preempt_for_queue(free, capacity, now)
         wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, free) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
@@ -442,7 +445,7 @@ class Scheduler:
             current = self._job(job.job_id)
             raise IllegalTransition(job.job_id, current.status.value, target.value, action)
         if target is S.PENDING:
-            self.held[updated.job_id] = (updated.attempt, self._demand(updated))
+            self.held[(updated.job_id, updated.attempt)] = self._demand(updated)
         self._index(updated)
         self._notify_status(updated, job.status, reason)
         return updated
@@ -505,34 +508,54 @@ class Scheduler:
                           wait_forever=wait_forever, max_wait_s=limit, floor_s=min(30.0, limit),
                           default_s=min(self.settings.pause_default_deadline_s, limit))
 
-    def _preempt_for(self, head: Entry, free: Resources, capacity: Resources, now: float) -> None:
-        """Pause (at a checkpoint) the running jobs the preemption policy picks for the head."""
+    def _preempt_for_queue(self, free: Resources, capacity: Resources, now: float) -> None:
+        """Walk the queue from its head and pause (at a checkpoint) what the preemption policy picks.
+
+        Room already promised to a job ahead (free now, or on its way from stopping jobs) is
+        not counted again for the next one; the walk stops at the first job nothing can make
+        room for, so jobs behind it wait as the queue order says.
+        """
+        holders = self._holders(now)
+        left = dict(free)
+        for entry in self.queue.in_order():
+            if not policy.ready(entry, now):
+                continue
+            decision = preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, left,
+                                                 capacity, now)
+            if decision is None and not policy.fits(entry.demand, left):
+                return
+            for victim_id in decision.victims if decision else []:
+                self._preempt(victim_id, entry, now, decision.lost_work_s.get(victim_id))
+                holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h for h in holders]
+            left = policy.subtract(left, entry.demand)
+
+    def _holders(self, now: float) -> list[preemption.Candidate]:
+        """Every attempt holding resources, as the preemption policy sees it."""
         holders = []
-        for job_id, (attempt, demand) in self.held.items():
+        for (job_id, attempt), demand in self.held.items():
             job = self.store.get_job(job_id)
             if job is None:
                 continue
-            stopping = job.status is S.PAUSING or job.attempt != attempt or job.status not in ACTIVE
+            current = job.attempt == attempt and job.status in ACTIVE
             spec = self._spec(job)
-            started = self._attempt_started(job)
             holders.append(preemption.Candidate(
-                job_id=job_id, priority=job.priority, demand=demand, attempt_started_at=started,
-                stopping=stopping or job.status is not S.RUNNING and job.status is not S.PENDING,
-                preemptible=spec.preemptible and job.status is S.RUNNING,
+                job_id=job_id, priority=job.priority, demand=demand,
+                attempt_started_at=self._attempt_started(job),
+                stopping=not current or job.status is S.PAUSING,
+                preemptible=spec.preemptible and current and job.status is S.RUNNING,
                 min_runtime_s=self.settings.min_runtime_s if spec.min_runtime_s is None else spec.min_runtime_s,
                 last_checkpoint_at=self._last_checkpoint_at(job), resumable=job.resumable))
-        decision = preemption.choose_victims(head.job_id, head.priority, head.demand, holders, free, capacity, now)
-        if decision is None:
-            return
-        for victim_id in decision.victims:
-            job = self._job(victim_id)
-            plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
-            self._begin_pause(job, plan, failure.PREEMPT,
-                              f"preempted by {head.job_id} (priority {head.priority} > {job.priority});"
-                              f" pausing at its next checkpoint ({plan.message})",
-                              preempted_by=head.job_id, preemptions=job.preemptions + 1)
-            self._notify({"type": "preemption", "job_id": victim_id, "preempted_by": head.job_id,
-                          "expected_lost_work_s": decision.lost_work_s.get(victim_id), "at": iso(now)})
+        return holders
+
+    def _preempt(self, victim_id: str, head: Entry, now: float, expected_loss_s: float | None) -> None:
+        job = self._job(victim_id)
+        plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
+        self._begin_pause(job, plan, failure.PREEMPT,
+                          f"preempted by {head.job_id} (priority {head.priority} > {job.priority});"
+                          f" pausing at its next checkpoint ({plan.message})",
+                          preempted_by=head.job_id, preemptions=job.preemptions + 1)
+        self._notify({"type": "preemption", "job_id": victim_id, "preempted_by": head.job_id,
+                      "expected_lost_work_s": expected_loss_s, "at": iso(now)})
 
     def _index(self, job: Job) -> None:
         """Keep the queue and deadlines in step with a job's stored state."""
@@ -549,9 +572,7 @@ class Scheduler:
 
     def _release(self, job_id: str, attempt: int) -> None:
         """The attempt's runner has stopped (or is gone): what it held is free again."""
-        held = self.held.get(job_id)
-        if held is not None and held[0] == attempt:
-            del self.held[job_id]
+        self.held.pop((job_id, attempt), None)
 
     def _nodes_free(self) -> list[Resources] | None:
         """Free resources per node, less what pending jobs will take once Ray places them."""
@@ -559,7 +580,7 @@ class Scheduler:
         if nodes is None:
             return None
         nodes = [dict(n) for n in nodes]
-        for job_id, (attempt, _) in self.held.items():
+        for job_id, attempt in self.held:
             job = self.store.get_job(job_id)
             if job is not None and job.status is S.PENDING and job.attempt == attempt:
                 spec = self._spec(job)

@@ -48,10 +48,10 @@ class IllegalTransition(TrainqError):
 
     code = "conflict"
 
-    def __init__(self, job_id: str, current: str, target: str, action: str) -> None:
+    def __init__(self, job_id: str, current: str, target: str, action: str, why: str | None = None) -> None:
         super().__init__(
             f"cannot {action} job {job_id!r}: it is {current}"
-            f" and a {current} job cannot become {target}",
+            + (f"; {why}" if why else f" and a {current} job cannot become {target}"),
             job_id=job_id,
             status=current,
             target=target,

@@ -73,6 +73,6 @@ def plan_pause(now: float, attempt_started_at: float, checkpoint_times: Sequence
 
 
 def _secs(s: float) -> str:
-    if s >= 120:
+    if s >= 600:
         return f"{s / 60:.0f} min"
     return f"{s:.0f} s" if s >= 10 else f"{s:.1f} s"
