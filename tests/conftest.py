@@ -85,6 +85,9 @@ def client(ray_cluster: dict, hub):
 
     os.environ["HF_ENDPOINT"] = hub.url
     os.environ["HF_HUB_DISABLE_XET"] = "1"
+    # A pause of a job with no checkpoint yet waits 10 s here, not 30 (the tests' jobs are short).
+    os.environ.setdefault("TRAINQ_PAUSE_DEFAULT_DEADLINE_S", "10")
+    os.environ.setdefault("TRAINQ_RETRY_BACKOFF_S", "1")
     return scheduler.connect(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"])
 
 
@@ -129,7 +132,8 @@ def tq(client, tmp_path: Path):
 
         def steps_spec(self, name: str = "steps", **config: object) -> dict:
             config.setdefault("log", str(tmp_path / f"{name}.log"))
-            extra = {k: config.pop(k) for k in ("num_workers", "priority", "max_failures") if k in config}
+            extra = {k: config.pop(k) for k in ("num_workers", "priority", "max_failures", "max_retries",
+                                                 "preemptible", "min_runtime_s") if k in config}
             return {"name": name, "entrypoint": "steps:count_steps", "config": config,
                     "runtime_env": {"working_dir": JOBS_DIR}, "num_workers": 1, **extra}
 

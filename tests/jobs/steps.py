@@ -5,7 +5,8 @@ log (a file each rank 0 step is appended to), cooperative (use the hook: should_
 then pause_requested()), legacy_hook (pause_requested() every step, the older pattern),
 fail_at (raise at that step; only once if fail_once names a marker file), ignore_checkpoint
 (start from 0 regardless), never_read (never call ray.train.get_checkpoint(): not resumable),
-ckpt_log (a file each rank 0 checkpoint step is appended to).
+ckpt_log (a file each rank 0 checkpoint step is appended to), ckpt_at (checkpoint exactly at
+these steps instead of every k).
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def count_steps(config: dict) -> None:
         else:
             asked = scheduler.train.should_checkpoint() if config.get("cooperative") else False
             pause = False
-        if asked or last or (step + 1) % every == 0:
+        scheduled = step in config["ckpt_at"] if "ckpt_at" in config else (step + 1) % every == 0
+        if asked or last or scheduled:
             ray.train.report({"step": step}, checkpoint=_save(step) if rank == 0 else None)
             if rank == 0 and config.get("ckpt_log"):
                 with open(config["ckpt_log"], "a") as f:
