@@ -149,3 +149,55 @@ def test_cli_drives_the_lifecycle_against_the_live_server(server, tmp_path) -> N
     assert r.returncode == 6 and "token" in r.stderr
     r = _cli("http://127.0.0.1:9", "list")
     assert r.returncode == 7 and "cannot reach trainq" in r.stderr
+
+
+def test_reprioritize_and_checkpoint_now_over_http_and_the_cli(server, tmp_path) -> None:
+    ckpt_log = tmp_path / "ckpts.log"
+    with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
+        coop_spec = _spec("coop-http", str(tmp_path / "coop.log"), total=400, every=10_000, step_s=0.1,
+                          cooperative=True, ckpt_log=str(ckpt_log))
+        coop = http.post("/api/training/jobs", json={**coop_spec, "min_runtime_s": 0}).json()
+        plain = http.post("/api/training/jobs", json=_spec("plain-http", str(tmp_path / "plain.log"),
+                                                           total=400, step_s=0.1)).json()
+        job_id = coop["job_id"]
+        _wait(http, job_id, {"running"})
+        while not http.get(f"/api/training/jobs/{job_id}").json()["cooperative"]:
+            time.sleep(0.2)
+
+        # checkpoint-now: saved at the next step, recorded, and the job keeps running
+        r = http.post(f"/api/training/checkpoint/{job_id}")
+        assert r.status_code == 200 and r.json()["requested_at"], r.text
+        while http.get(f"/api/training/jobs/{job_id}").json()["checkpoint_requested_at"]:
+            time.sleep(0.1)
+        cks = http.get(f"/api/training/jobs/{job_id}/checkpoints").json()
+        assert len(cks) == 1 and http.get(f"/api/training/jobs/{job_id}").json()["status"] == "running"
+        r = _cli(server, "checkpoint", job_id, "--wait")
+        assert r.returncode == 0 and "checkpoint recorded at" in r.stdout, r.stderr
+        assert len(http.get(f"/api/training/jobs/{job_id}/checkpoints").json()) == 2
+        assert len(ckpt_log.read_text().split()) == 2  # one save per request, not one per step
+
+        # refused, with the reason: a queued job (409), a plain function (409), unknown (404)
+        r = http.post(f"/api/training/checkpoint/{plain['job_id']}")
+        assert r.status_code == 409 and "only a running job" in r.json()["message"]
+        assert http.post("/api/training/checkpoint/job_nope").status_code == 404
+
+        # reprioritize: the queued job moves; bad input changes nothing
+        assert http.patch(f"/api/training/jobs/{plain['job_id']}", json={"priority": "high"}).status_code == 422
+        assert http.patch(f"/api/training/jobs/{plain['job_id']}", json={"priority": 10**9}).status_code == 422
+        assert http.patch("/api/training/jobs/job_nope", json={"priority": 1}).status_code == 404
+        assert http.get(f"/api/training/jobs/{plain['job_id']}").json()["priority"] == 0
+        r = http.patch(f"/api/training/jobs/{plain['job_id']}", json={"priority": 3})
+        assert r.status_code == 200 and r.json()["priority"] == 3
+        r = _cli(server, "priority", plain["job_id"], "4")
+        assert r.returncode == 0 and "priority 4" in r.stdout
+        assert _cli(server, "priority", plain["job_id"], "x").returncode == 2  # usage
+
+        # a raise above the running job preempts it (the cooperative loop stops at once)
+        http.patch(f"/api/training/jobs/{plain['job_id']}", json={"priority": 5})
+        preempted = _wait(http, job_id, {"queued"}, timeout_s=120)
+        assert preempted["preempted_by"] == plain["job_id"] and preempted["preemptions"] == 1
+        _wait(http, plain["job_id"], {"running"})
+        r = _cli(server, "checkpoint", plain["job_id"])
+        assert r.returncode == 4 and "scheduler.train.should_checkpoint()" in r.stderr  # not cooperative
+        for j in (coop, plain):
+            http.post(f"/api/training/cancel/{j['job_id']}")
