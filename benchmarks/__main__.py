@@ -11,9 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import common, control_plane, overhead, packing, pause
+from . import common, control_plane, overhead, packing, pause, preemption
 
-SUITES = {"overhead": overhead.run, "pause": pause.run, "control_plane": control_plane.run, "packing": packing.run}
+SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption.run,
+          "control_plane": control_plane.run, "packing": packing.run}
 
 
 def main() -> int:

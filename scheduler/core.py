@@ -650,10 +650,14 @@ class Scheduler:
             record.outcome = outcome
         if record.ended_at is None:
             record.ended_at = at
+        first_end = record.lost_work is None
         record.lost_work = self._lost_work(record, at=record.ended_at, resumable=job.resumable)
         self.store.save_attempt(record)
         if record.attempt == job.attempt:
             self.store.update_job(job.job_id, {"lost_work": record.lost_work})
+        if first_end:
+            self._notify({"type": "attempt", "job_id": job.job_id, "attempt": record.attempt,
+                          "outcome": record.outcome, "lost_work": record.lost_work, "at": iso(record.ended_at)})
 
     def _lost_work(self, attempt: Attempt, at: float, resumable: bool | None = None) -> dict[str, Any]:
         """Reports, seconds and (when reported) steps an attempt made beyond its last checkpoint.

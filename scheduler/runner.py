@@ -33,6 +33,9 @@ from .spec import JobSpec
 
 logger = logging.getLogger("trainq.runner")
 
+#: How long a cooperative loop that was told to pause may take to return after its checkpoint.
+COOPERATIVE_STOP_S = 3.0
+
 
 def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
     """Import ``"package.module:function"``, with an error that says what could not be found."""
@@ -136,6 +139,7 @@ class Runner:
         self.checkpoint_at: float | None = None  # a checkpoint-now waiting for its report
         self.checkpoint_told = False  # the loop was told (once) to save it
         self.hook_seen = False  # the loop calls scheduler.train's hook
+        self.pause_told = False  # the loop heard "pause": it returns right after its checkpoint
         self.read_checkpoint = False  # some rank called ray.train.get_checkpoint() this attempt
         self.stopped_for_pause = False
         self.aborting = False
@@ -191,6 +195,7 @@ class Runner:
         checkpoint = self.checkpoint_at is not None and not self.checkpoint_told
         self.checkpoint_told = self.checkpoint_told or checkpoint
         pause = self.pause_at is not None
+        self.pause_told = self.pause_told or pause
         return pause, pause or checkpoint
 
     async def on_checkpoint_read(self) -> None:
@@ -235,8 +240,17 @@ class Runner:
             self.checkpoint_at = None
         if checkpoint_path and self.pause_at is not None:
             self.stopped_for_pause = True
+            if self.pause_told:
+                # A cooperative loop returns by itself right after this report, and a run that
+                # ends normally frees its workers sooner than an abort; abort only if it lingers.
+                asyncio.get_running_loop().call_later(COOPERATIVE_STOP_S, self._abort_if_running)
+                return False
             return True
         return False
+
+    def _abort_if_running(self) -> None:
+        if self._done is not None and not self._done.is_set():
+            self._tasks.append(asyncio.ensure_future(self._abort_controller()))
 
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
