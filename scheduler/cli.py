@@ -423,7 +423,12 @@ def _scalar(raw: str) -> Any:
 
 # -- serve ---------------------------------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> int:
-    """Connect to (or start) Ray, ensure the scheduler actor, serve the API with uvicorn."""
+    """Connect to (or start) Ray, ensure the scheduler actor, serve the API with uvicorn.
+
+    With an embedded Ray (started here), the first Ctrl-C or SIGTERM drains: every running job
+    checkpoints and pauses, to resume by itself at the next start; a second one stops at once.
+    With a cluster started separately, stopping the API stops nothing.
+    """
     import ray
     import uvicorn
 
@@ -431,34 +436,94 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from api.auth import configured_token
     from api.backend import ActorBackend
 
+    from . import raycompat
     from .actor import ensure_scheduler
-    from .config import NAMESPACE, Settings
+    from .config import NAMESPACE, Settings, _env_float
 
     token = configured_token()
     if args.host not in ("127.0.0.1", "localhost", "::1") and token is None and not args.insecure_no_token:
         raise CliError(f"refusing to serve on {args.host} without an API token: set TRAINQ_API_TOKEN "
                        "(or TRAINQ_API_TOKEN_FILE), or pass --insecure-no-token if you mean it", "usage")
+    grace_s = args.shutdown_grace if args.shutdown_grace is not None else _env_float("TRAINQ_SHUTDOWN_GRACE_S", 60)
+    embedded = raycompat.starts_local_ray(args.address)
     init: dict[str, Any] = {"address": args.address, "namespace": NAMESPACE}
-    if args.address is None and args.num_cpus is not None:
+    if embedded and args.num_cpus is not None:
         init["num_cpus"] = args.num_cpus
     context = ray.init(**init)
     settings = Settings().with_overrides(storage_root=args.storage, db_path=args.db)
     handle = ensure_scheduler(settings)
     health = ray.get(handle.health.remote())
     print(f"trainq: scheduler ready (storage {health['storage_root']}, registry {health['db_path']}, "
-          f"cluster {json.dumps(health['capacity'])})")
+          f"cluster {json.dumps(health['capacity'])})", flush=True)
     if args.demo:
         from .demo import demo_spec
 
         job = ray.get(handle.submit.remote(demo_spec(args.demo_steps)))
-        print(f"trainq: demo job {job['job_id']} submitted ({job['status']}): a tiny GPT-2 fine-tune")
+        print(f"trainq: demo job {job['job_id']} submitted ({job['status']}): a tiny GPT-2 fine-tune", flush=True)
     dashboard = getattr(context, "dashboard_url", None)
     base = f"http://{args.host}:{args.port}"
     print(f"trainq: API on {base}  (docs {base}/docs)" + (f", Ray dashboard http://{dashboard}" if dashboard else ""))
     if token:
         print("trainq: API token required (Authorization: Bearer ...)")
-    uvicorn.run(create_app(ActorBackend(handle), token), host=args.host, port=args.port, log_level="warning")
+    server = uvicorn.Server(uvicorn.Config(create_app(ActorBackend(handle), token), host=args.host,
+                                           port=args.port, log_level="warning"))
+    if not embedded:
+        print("trainq: Ray runs separately: stopping this API process stops no job", flush=True)
+        server.run()
+        return 0
+    print(f"trainq: Ray runs inside this process: Ctrl-C pauses every running job at a checkpoint "
+          f"(at most {grace_s:g} s) and resumes them at the next start", flush=True)
+    return _serve_until_signal(server, handle, grace_s)
+
+
+def _serve_until_signal(server: Any, handle: Any, grace_s: float) -> int:
+    """Run the API in a thread; on the first signal drain the jobs, on a second stop at once."""
+    import signal
+    import threading
+
+    import ray
+
+    signals: list[int] = []
+    wake = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signals.append(signum)
+        wake.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    thread = threading.Thread(target=server.run, name="trainq-api", daemon=True)
+    thread.start()
+    while not wake.wait(0.5):
+        if not thread.is_alive():
+            return 1  # the server could not start (e.g. the port is taken); uvicorn said why
+    wake.clear()
+    state = ray.get(handle.drain.remote(grace_s))
+    deadline = time.monotonic() + grace_s + 10  # the jobs' own deadlines end within grace_s
+    last = ""
+    while state["waiting"] and not wake.is_set() and time.monotonic() < deadline:
+        line = _drain_line(state["waiting"])
+        if line != last:
+            print(f"trainq: {line}; Ctrl-C again to stop now", flush=True)
+            last = line
+        wake.wait(0.5)
+        state = ray.get(handle.draining.remote())
+    if state["waiting"]:
+        print(f"trainq: stopping now; {len(state['waiting'])} job(s) did not reach a checkpoint and resume"
+              " from their last one at the next start", flush=True)
+    else:
+        print("trainq: every job is paused at a checkpoint; they resume at the next start", flush=True)
+    server.should_exit = True
+    thread.join(10)
+    ray.shutdown()
     return 0
+
+
+def _drain_line(waiting: list[dict[str, Any]]) -> str:
+    jobs = ", ".join(f"{w['job_id']} ({w['name']}) {w['status']}" + (f" at step {w['step']}" if w["step"] is not None
+                                                                   else "") for w in waiting[:5])
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    return f"waiting for {len(waiting)} job(s) to checkpoint: {jobs}{more}"
 
 
 # -- parser --------------------------------------------------------------------------------------
@@ -474,9 +539,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("serve", help="run the scheduler and the HTTP API")
-    p.add_argument("--address", default=None, help="Ray address ('auto', 'ray://...'); default: the local "
-                   "cluster if one runs, else start one in this process")
+    p = sub.add_parser("serve", help="run the scheduler and the HTTP API", description=(
+        "Run the scheduler and the HTTP API. With a Ray started by this process (embedded; `--address local`, "
+        "or no cluster running), Ctrl-C or SIGTERM drains: every running job checkpoints and pauses, "
+        "and resumes by itself at the next start; a second Ctrl-C stops at once (the jobs then resume "
+        "from their last checkpoint). With a cluster started separately (`ray start`, `--address`), "
+        "stopping this process stops no job: it only stops the API."))
+    p.add_argument("--address", default=None, help="Ray address ('auto', 'ray://...', 'local' for an embedded "
+                   "Ray); default: the cluster started with `ray start` if one runs, else start one here")
+    p.add_argument("--shutdown-grace", type=float, default=None, help="with an embedded Ray: how long a "
+                   "stop waits for running jobs to checkpoint (default $TRAINQ_SHUTDOWN_GRACE_S or 60)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--storage", default=None, help="storage root for checkpoints (default $TRAINQ_STORAGE "

@@ -102,3 +102,11 @@ def available_resources_per_node() -> dict[str, dict[str, float]]:
     from ray._private.state import available_resources_per_node as per_node
 
     return {node_id: dict(free) for node_id, free in per_node().items()}
+
+
+def starts_local_ray(address: str | None) -> bool:
+    """Whether ``ray.init(address=...)`` would start a new local Ray in this process (an
+    embedded Ray that ends with it) rather than connect to a running cluster."""
+    from ray._private.services import canonicalize_bootstrap_address
+
+    return canonicalize_bootstrap_address(address) is None

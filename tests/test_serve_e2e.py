@@ -1,0 +1,190 @@
+"""`trainq serve` as a real process: stopping and starting it loses nothing.
+
+Each test runs `trainq serve` on its own Ray (embedded with `--address local`, or a `ray start`
+head), next to the session's shared Ray, and drives it over HTTP like a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import JOBS_DIR
+
+pytestmark = [pytest.mark.slow]
+
+TOTAL = 40
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _env(tmp: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "TRAINQ_API_TOKEN"))}
+    env.update(TRAINQ_HOME=str(tmp / "home"), TRAINQ_RETRY_BACKOFF_S="1", TRAINQ_SHUTDOWN_GRACE_S="60")
+    return env
+
+
+class Serve:
+    """A `trainq serve` subprocess whose output is collected as it runs."""
+
+    def __init__(self, tmp: Path, *args: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [sys.executable, "-m", "scheduler.cli", "serve", "--port", str(self.port),
+               "--storage", str(tmp / "storage"), "--db", str(tmp / "trainq.db"), *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=_env(tmp), cwd=str(Path(JOBS_DIR).parent.parent))
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert self.proc.poll() is None, "serve exited:\n" + self.output
+            time.sleep(0.3)
+        raise TimeoutError("serve did not come up:\n" + self.output)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def http(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=30)
+
+    def stop(self, sig: int = signal.SIGINT, timeout_s: float = 150) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout_s)
+
+
+def _submit(http: httpx.Client, tmp: Path) -> str:
+    spec = {"name": "survivor", "entrypoint": "steps:count_steps", "num_workers": 2,
+            "runtime_env": {"working_dir": JOBS_DIR},
+            "config": {"total": TOTAL, "every": 4, "step_s": 0.25, "log": str(tmp / "steps.log"),
+                       "ckpt_log": str(tmp / "ckpts.log")}}
+    r = http.post("/api/training/jobs", json=spec)
+    assert r.status_code == 201, r.text
+    return r.json()["job_id"]
+
+
+def _lines(path: Path) -> list[int]:
+    return [int(x) for x in path.read_text().split()] if path.exists() else []
+
+
+def _wait(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def _status(http: httpx.Client, job_id: str) -> dict:
+    return http.get(f"/api/training/jobs/{job_id}").json()
+
+
+def _run_until_some_steps(tmp: Path) -> tuple[Serve, str]:
+    serve = Serve(tmp, "--address", "local", "--num-cpus", "2")
+    with serve.http() as http:
+        job_id = _submit(http, tmp)
+        _wait(lambda: len(_lines(tmp / "ckpts.log")) >= 2 and len(_lines(tmp / "steps.log")) >= 10, 180,
+              "a few steps and checkpoints")
+    return serve, job_id
+
+
+def _finish_after_restart(tmp: Path, job_id: str) -> tuple[dict, list[dict]]:
+    serve = Serve(tmp, "--address", "local", "--num-cpus", "2")
+    try:
+        with serve.http() as http:
+            done = _wait(lambda: (j := _status(http, job_id))["status"] == "completed" and j, 240, "completed")
+            history = http.get(f"/api/training/jobs/{job_id}/history").json()["transitions"]
+    finally:
+        assert serve.stop() == 0, serve.output
+    return done, history
+
+
+def test_a_graceful_stop_pauses_at_a_checkpoint_and_the_next_start_resumes(tmp_path) -> None:
+    serve, job_id = _run_until_some_steps(tmp_path)
+    assert serve.stop(signal.SIGINT) == 0, serve.output
+    assert "waiting for 1 job(s) to checkpoint" in serve.output and job_id in serve.output
+    assert "every job is paused at a checkpoint" in serve.output
+    pause_ck = _lines(tmp_path / "ckpts.log")[-1]
+    stopped_at = max(_lines(tmp_path / "steps.log"))
+
+    done, history = _finish_after_restart(tmp_path, job_id)
+    assert done["attempt"] == 2 and done["retries"] == 0
+    reasons = [t["reason"] for t in history]
+    assert any(r.startswith("paused for a shutdown") for r in reasons), reasons
+    assert "trainq started again after a shutdown; requeued" in reasons
+    steps = _lines(tmp_path / "steps.log")
+    assert sorted(set(steps)) == list(range(TOTAL))  # every step done
+    redone = {s for s in steps if steps.count(s) > 1}
+    assert all(pause_ck < s <= stopped_at for s in redone)  # nothing before the pause checkpoint redone
+
+
+def test_a_killed_server_loses_only_the_work_since_the_last_checkpoint(tmp_path) -> None:
+    serve, job_id = _run_until_some_steps(tmp_path)
+    serve.stop(signal.SIGKILL)
+    last_ck = _lines(tmp_path / "ckpts.log")[-1]
+    time.sleep(3.0)  # the embedded Ray's processes follow their parent down
+
+    done, history = _finish_after_restart(tmp_path, job_id)
+    assert done["attempt"] == 2 and done["retries"] == 1
+    assert any("not found after a scheduler restart" in t["reason"] and t["to_status"] == "queued"
+               for t in history)
+    steps = _lines(tmp_path / "steps.log")
+    assert sorted(set(steps)) == list(range(TOTAL))
+    second_start = len(steps) - (TOTAL - last_ck - 1)
+    assert steps[second_start] == last_ck + 1  # resumed right after its last checkpoint
+    assert all(s > last_ck for s in set(steps) if steps.count(s) > 1)
+
+
+def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path) -> None:
+    gcs = _free_port()
+    ports = {"--dashboard-port": _free_port(), "--dashboard-agent-listen-port": _free_port(),
+             "--metrics-export-port": _free_port(), "--ray-client-server-port": _free_port()}
+    head = subprocess.Popen(
+        [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={gcs}", "--num-cpus=2",
+         f"--temp-dir={tmp_path / 'ray'}", "--block", *[f"{k}={v}" for k, v in ports.items()]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp_path), start_new_session=True)
+    try:
+        serve = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
+        assert "stopping this API process stops no job" in serve.output
+        with serve.http() as http:
+            job_id = _submit(http, tmp_path)
+            _wait(lambda: len(_lines(tmp_path / "steps.log")) >= 5, 180, "a few steps")
+        assert serve.stop(signal.SIGINT) == 0, serve.output
+        at_stop = len(_lines(tmp_path / "steps.log"))
+        _wait(lambda: len(_lines(tmp_path / "steps.log")) >= TOTAL, 180, "the job to go on without the API")
+        assert len(_lines(tmp_path / "steps.log")) > at_stop
+        again = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
+        with again.http() as http:
+            done = _wait(lambda: (j := _status(http, job_id))["status"] == "completed" and j, 120, "completed")
+        assert done["attempt"] == 1  # it never stopped
+        again.stop()
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(30)
