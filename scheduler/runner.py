@@ -74,24 +74,22 @@ def failure_kind(exc: BaseException) -> str:
     """``user`` when the train function raised; ``infrastructure`` when a node, a worker process
     or Ray Train's controller was lost (``policy.failure`` requeues those)."""
     from ray.train.v2._internal.exceptions import (
-        InsufficientClusterResourcesError, UserExceptionWithTraceback, WorkerGroupStartupFailedError,
-        WorkerGroupStartupTimeoutError)
+        InsufficientClusterResourcesError, WorkerGroupStartupFailedError, WorkerGroupStartupTimeoutError,
+        WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError)
 
+    lost = (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, WorkerGroupStartupTimeoutError,
+            WorkerGroupStartupFailedError, InsufficientClusterResourcesError, ray.exceptions.RayActorError,
+            ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
     worker_failures = getattr(exc, "worker_failures", None)
     if worker_failures:
-        # A dead worker shows as a failed health check; peers of a dead rank may raise a user-level
-        # collective error at the same time, so any non-user failure makes it infrastructure.
-        lost = [e for e in worker_failures.values() if not isinstance(e, UserExceptionWithTraceback)]
-        return INFRASTRUCTURE if lost else USER
+        # Ray Train unwraps the train function's own exceptions; a dead worker (or its node) shows
+        # as a failed health check. Peers of a dead rank may raise collective errors at the same
+        # time, so any lost worker makes the whole failure infrastructure.
+        return INFRASTRUCTURE if any(isinstance(e, lost) for e in worker_failures.values()) else USER
     controller_failure = getattr(exc, "controller_failure", None)
     if controller_failure is not None:
-        infra = (WorkerGroupStartupTimeoutError, WorkerGroupStartupFailedError, InsufficientClusterResourcesError,
-                 ray.exceptions.RayActorError, ray.exceptions.NodeDiedError)
-        return INFRASTRUCTURE if isinstance(controller_failure, infra) else USER
-    if isinstance(exc, (ray.exceptions.RayActorError, ray.exceptions.NodeDiedError,
-                        ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)):
-        return INFRASTRUCTURE  # the controller itself died
-    return USER
+        return INFRASTRUCTURE if isinstance(controller_failure, lost) else USER
+    return INFRASTRUCTURE if isinstance(exc, lost) else USER  # e.g. the controller itself died
 
 
 def _describe(err: BaseException) -> str:

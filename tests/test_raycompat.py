@@ -55,3 +55,20 @@ def test_report_poll_variable_is_propagated_to_the_controller() -> None:
 
     assert "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S" in ENV_VARS_TO_PROPAGATE
     assert os.environ.get("RAY_TRAIN_V2_ENABLED", "1") == "1"
+
+
+def test_failures_are_told_apart_the_way_ray_train_reports_them() -> None:
+    """A Ray upgrade that changes how Ray Train reports worker failures must fail here."""
+    import ray
+    from ray.train import ControllerError, WorkerGroupError
+    from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError, WorkerHealthCheckFailedError
+
+    from scheduler.runner import failure_kind
+
+    died = WorkerHealthCheckFailedError("worker 1 died", failure=ray.exceptions.ActorDiedError())
+    assert failure_kind(WorkerGroupError("boom", {0: RuntimeError("boom at step 5")})) == "user"
+    assert failure_kind(WorkerGroupError("lost", {0: RuntimeError("gloo: peer gone"), 1: died})) == "infrastructure"
+    assert failure_kind(ControllerError(WorkerGroupStartupTimeoutError(2))) == "infrastructure"
+    assert failure_kind(ControllerError(ValueError("a bad callback"))) == "user"
+    assert failure_kind(ray.exceptions.ActorDiedError()) == "infrastructure"
+    assert failure_kind(ImportError("no module")) == "user"
