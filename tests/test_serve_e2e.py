@@ -31,6 +31,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _accepts(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 def _env(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RAY_ADDRESS", "TRAINQ_API_TOKEN"))}
     env.update(TRAINQ_HOME=str(tmp / "home"), TRAINQ_RETRY_BACKOFF_S="1", TRAINQ_SHUTDOWN_GRACE_S="60")
@@ -169,8 +175,12 @@ def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path) -> None:
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={gcs}", "--num-cpus=2",
          f"--temp-dir={tmp_path / 'ray'}", "--block", *[f"{k}={v}" for k, v in ports.items()]],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(tmp_path), start_new_session=True)
+        stdout=(tmp_path / "ray-start.log").open("w"), stderr=subprocess.STDOUT, env=_env(tmp_path),
+        start_new_session=True)
     try:
+        _wait(lambda: _accepts(gcs) or head.poll() is not None, 120, "the Ray head to listen")
+        assert head.poll() is None, (tmp_path / "ray-start.log").read_text()[-3000:]
+        time.sleep(2.0)  # the GCS listens a little before the head node has registered
         serve = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
         assert "stopping this API process stops no job" in serve.output
         with serve.http() as http:
