@@ -35,7 +35,8 @@ JobId = Annotated[str, "job id"]
 
 @router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
 async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep) -> Any:
-    return await backend.call("submit", spec.model_dump(mode="json"))
+    # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
+    return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True))
 
 
 @router.get("/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
@@ -96,6 +97,20 @@ async def cancel(job_id: JobId, backend: BackendDep) -> Any:
             summary="Every checkpoint the job recorded, newest first")
 async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
     return await backend.call("checkpoints", job_id)
+
+
+@router.post("/jobs/{job_id}/checkpoints/pin", response_model=schemas.CheckpointPublic,
+             summary="Pin a recorded checkpoint: kept whatever keep_checkpoints says")
+async def pin_checkpoint(job_id: JobId, backend: BackendDep,
+                         path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
+    return await backend.call("pin_checkpoint", job_id, path, True)
+
+
+@router.post("/jobs/{job_id}/checkpoints/unpin", response_model=schemas.CheckpointPublic,
+             summary="Unpin a checkpoint; the retention rule applies to it again (it may be deleted at once)")
+async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
+                           path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
+    return await backend.call("pin_checkpoint", job_id, path, False)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],

@@ -57,6 +57,7 @@ class JobPublic(_Out):
     resumable: bool | None = None
     cooperative: bool = False
     checkpoint_requested_at: str | None = None
+    checkpoint_bytes: int | None = Field(default=None, description="bytes its checkpoints that are not deleted use")
 
 
 class JobPatch(BaseModel):
@@ -115,6 +116,11 @@ class CheckpointPublic(_Out):
     path: str
     metrics: dict[str, Any]
     at: str
+    state: str = Field(default="kept", description="kept, pinned (kept whatever the rule says) or deleted"
+                       " (by the job's keep_checkpoints rule)")
+    pinned: bool = False
+    bytes: int | None = Field(default=None, description="size on storage when recorded (None: not measured)")
+    deleted_at: str | None = None
 
 
 class ReportPublic(_Out):

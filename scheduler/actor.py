@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from . import raycompat
+from .checkpoint_fs import BackgroundDeletes, StorageFS
 from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
 from .core import Scheduler
 from .errors import JobNotFound
@@ -229,6 +230,11 @@ class SchedulerService:
         self._tend()
         return self.core.checkpoints(job_id)
 
+    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+        """Pin (or unpin) a recorded checkpoint: pinned ones survive the retention rule."""
+        self._tend()
+        return self.core.pin_checkpoint(job_id, path, pinned)
+
     async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         self._tend()
         return self.core.reports(job_id, after_id, limit)
@@ -311,8 +317,10 @@ class SchedulerActor(SchedulerService):
         self._deferred: list[Any] = []
         self._loop: asyncio.Task[None] | None = None
         self.launcher = RayLauncher(config, self._watch_later, self._spawn)
+        # Deleting a checkpoint folder (GBs on NFS or S3) happens in a thread, off the actor's calls.
         core = Scheduler(SQLiteStore(config.db_path), self.launcher, RayCluster(config.max_resources),
-                         storage_root=config.storage_root, settings=config)
+                         storage_root=config.storage_root, settings=config,
+                         checkpoint_fs=BackgroundDeletes(StorageFS()))
         super().__init__(core, config)
         self._metrics = _make_metrics()
         if self._metrics is not None:

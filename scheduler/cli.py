@@ -127,7 +127,7 @@ def _describe_job(job: dict[str, Any]) -> str:
     for key in ("queue_position", "attempt", "priority", "created_at", "started_at", "paused_at",
                 "finished_at", "checkpoint_path", "resume_from", "metrics", "lost_work", "error", "warning",
                 "pause_reason", "preempted_by", "expected_paused_by", "pause_deadline_at", "not_before",
-                "checkpoint_requested_at"):
+                "checkpoint_requested_at", "checkpoint_bytes"):
         if job.get(key) not in (None, {}, ""):
             lines.append(f"  {key:16} {_cell(job[key]) if key != 'metrics' else json.dumps(job[key])}")
     for key in ("preemptions", "retries"):
@@ -249,9 +249,16 @@ def cmd_cancel(api: Api, args: argparse.Namespace) -> int:
 
 
 def cmd_checkpoints(api: Api, args: argparse.Namespace) -> int:
+    if args.pin or args.unpin:
+        verb, path = ("pin", args.pin) if args.pin else ("unpin", args.unpin)
+        ck = api.request("POST", f"/api/training/jobs/{args.job_id}/checkpoints/{verb}", params={"path": path})
+        _print(args, ck, f"{args.job_id}: {ck['path']} is {ck['state']}")
+        return 0
     rows = api.request("GET", f"/api/training/jobs/{args.job_id}/checkpoints")
-    _print(args, rows, _table(rows, [("at", "recorded"), ("attempt", "attempt"), ("metrics", "metrics"),
-                                     ("path", "path")]) if rows else "no checkpoints recorded")
+    shown = [{**r, "size": _bytes(r.get("bytes"))} for r in rows]
+    _print(args, rows, _table(shown, [("at", "recorded"), ("attempt", "attempt"), ("state", "state"),
+                                      ("size", "size"), ("metrics", "metrics"), ("path", "path")])
+           if rows else "no checkpoints recorded")
     return 0
 
 
@@ -586,8 +593,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offset", type=int, default=0)
     sub.add_parser("queue", help="the queue, in the order jobs will start")
 
+    p = sub.add_parser("checkpoints", help="checkpoints a job recorded, newest first, with state and size;"
+                       " or pin/unpin one")
+    p.add_argument("job_id")
+    pin = p.add_mutually_exclusive_group()
+    pin.add_argument("--pin", metavar="PATH", help="keep this checkpoint whatever keep_checkpoints says")
+    pin.add_argument("--unpin", metavar="PATH", help="let the retention rule apply to it again (it may be deleted)")
     for name, text in (("status", "one job in detail"), ("cancel", "cancel a job"),
-                       ("checkpoints", "checkpoints a job recorded, newest first"),
                        ("watch", "follow a job live until it stops (exit 0 completed/paused, 1 otherwise)")):
         sub.add_parser(name, help=text).add_argument("job_id")
     p = sub.add_parser("pause", help="pause a job (running: right after its next checkpoint)")

@@ -68,7 +68,7 @@ class Client:
     def submit(self, spec: dict[str, Any] | Any) -> dict[str, Any]:
         """Queue a job; returns it (``status`` queued, or pending if it started at once)."""
         if hasattr(spec, "model_dump"):
-            spec = spec.model_dump(exclude_none=True)
+            spec = spec.model_dump(exclude_unset=True)  # an explicit keep_checkpoints=None means "keep all"
         return self._call("submit", absolute_local_dirs(spec))
 
     def get(self, job_id: str) -> dict[str, Any]:
@@ -110,6 +110,10 @@ class Client:
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first."""
         return self._call("checkpoints", job_id)
+
+    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+        """Pin a recorded checkpoint (kept whatever ``keep_checkpoints`` says); ``pinned=False`` unpins."""
+        return self._call("pin_checkpoint", job_id, path, pinned)
 
     def reports(self, job_id: str) -> list[dict[str, Any]]:
         """Every metrics report of the job, oldest first."""

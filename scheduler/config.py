@@ -45,6 +45,22 @@ def _env_float(name: str, default: float) -> float:
     return value
 
 
+def _env_keep(name: str, default: int | None) -> int | None:
+    """A count of checkpoints to keep: a positive integer, or ``all`` (keep every one)."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.strip().lower() == "all":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number of checkpoints (or 'all')") from None
+    if value < 1:
+        raise ValueError(f"{name}={raw!r} must be at least 1 (or 'all' to keep every checkpoint)")
+    return value
+
+
 def trainq_home() -> Path:
     """``$TRAINQ_HOME``, by default ``~/.trainq``."""
     return Path(os.environ.get("TRAINQ_HOME") or Path.home() / ".trainq")
@@ -77,6 +93,9 @@ class Settings:
     pause_max_wait_s: float = field(default_factory=lambda: _env_float("TRAINQ_PAUSE_MAX_WAIT_S", 1800))
     #: First backoff of a requeue after an infrastructure failure (doubles per retry, at most 60 s).
     retry_backoff_s: float = field(default_factory=lambda: _env_float("TRAINQ_RETRY_BACKOFF_S", 5))
+    #: How many of a job's newest checkpoints (across its attempts) are kept when its spec does not
+    #: say (``keep_checkpoints``); older ones are deleted unless pinned or needed. None keeps all.
+    keep_checkpoints: int | None = field(default_factory=lambda: _env_keep("TRAINQ_KEEP_CHECKPOINTS", 3))
     #: The HuggingFace hub the model cache downloads from (default: huggingface_hub's own).
     hf_endpoint: str = field(default_factory=lambda: os.environ.get("HF_ENDPOINT", ""))
 

@@ -29,10 +29,12 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from . import policy, workloads
+from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path
-from .errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound, NotCooperative
+from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound,
+                     NotCooperative)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
-from .policy import Entry, QueueIndex, Resources, failure, preemption
+from .policy import Entry, QueueIndex, Resources, failure, preemption, retention
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
@@ -81,8 +83,11 @@ class Scheduler:
     """The job registry and queue. One instance lives inside the scheduler actor."""
 
     def __init__(self, store: Store, launcher: Launcher, cluster: Cluster, *, storage_root: str,
-                 clock: Callable[[], float] = time.time, settings: Settings | None = None) -> None:
+                 clock: Callable[[], float] = time.time, settings: Settings | None = None,
+                 checkpoint_fs: CheckpointFS | None = None) -> None:
         self.store = store
+        #: where checkpoints are checked, measured and deleted (retention, resume)
+        self.checkpoint_fs: CheckpointFS = checkpoint_fs or StorageFS()
         self.launcher = launcher
         self.cluster = cluster
         self.storage_root = storage_root
@@ -113,6 +118,10 @@ class Scheduler:
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
+        if "keep_checkpoints" not in spec.model_fields_set:
+            # Resolved now and stored with the job: a later change of the setting never makes
+            # trainq delete checkpoints of a job that was submitted under another rule.
+            spec = spec.model_copy(update={"keep_checkpoints": self.settings.keep_checkpoints})
         self._check_fits(spec)
         _check_local_dirs(spec.runtime_env)
         now = self.clock()
@@ -202,12 +211,15 @@ class Scheduler:
         start_from = job.checkpoint_path
         if checkpoint_path is not None:
             start_from = self._recorded_checkpoint(job, checkpoint_path)
+        start_from, fallback = self._existing_start(job, start_from, named=checkpoint_path is not None)
         warning = NOT_RESUMABLE if job.resumable is False else None
         job = self._requeue(job, "resume", f"resumed from {start_from or 'the start (no checkpoint)'}",
                             start_from, warning=warning)
         position = self.queue.position(job_id)
         message = (f"Job resumed from checkpoint and queued at position {position}" if start_from
                    else f"Job has no checkpoint; it starts over, queued at position {position}")
+        if fallback:
+            message += ". " + fallback
         if warning:
             message += ". " + warning
         result = {
@@ -271,9 +283,32 @@ class Scheduler:
                            " clears)"}
 
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
-        """Every checkpoint the job recorded (path, metrics, time, attempt), newest first."""
+        """Every checkpoint the job recorded (path, metrics, time, attempt), newest first, each
+        with its retention ``state`` (``kept``, ``pinned``, ``deleted``) and ``bytes`` on storage."""
         self._job(job_id)
-        return [{**c, "at": iso(c["at"])} for c in self.store.checkpoints(job_id)]
+        return [self._checkpoint_public(c) for c in self.store.checkpoints(job_id)]
+
+    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+        """Pin a recorded checkpoint (kept whatever the retention rule says) or unpin it.
+
+        Unpinning applies the rule at once, so an old checkpoint may be deleted right away.
+        """
+        job = self._job(job_id)
+        candidate = self._recorded_checkpoint(job, path)
+        record = self.store.find_checkpoint(job_id, candidate)
+        assert record is not None  # _recorded_checkpoint checked it
+        if pinned and record["deleted_at"] is not None:
+            raise CheckpointRefused(job_id, path, f"it was deleted at {iso(record['deleted_at'])} under the"
+                                    " job's keep_checkpoints rule; only a checkpoint that still exists can be pinned")
+        if record["pinned"] != pinned:
+            self.store.update_checkpoint(job_id, candidate, {"pinned": pinned})
+            self._notify({"type": "checkpoint_pin", "job_id": job_id, "checkpoint_path": candidate,
+                          "pinned": pinned, "at": iso(self.clock())})
+        if not pinned:
+            self._apply_retention(job_id)
+        found = self.store.find_checkpoint(job_id, candidate)
+        assert found is not None
+        return self._checkpoint_public(found)
 
     def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         """The job's metrics reports, oldest first."""
@@ -596,6 +631,7 @@ class Scheduler:
             return  # a stale attempt, or a resend of a report already recorded
         if report.checkpoint_path:
             self._last_checkpoint[job.job_id] = (attempt, report.at)
+            self._on_checkpoint_recorded(job.job_id, report.checkpoint_path)
         if job.status is S.PENDING:
             job = self._transition(job, S.RUNNING, "start", "first report received")
         if report.seq == 1 and event.get("read_checkpoint") is not None:
@@ -639,6 +675,7 @@ class Scheduler:
                                        job.retries, self._spec(job).max_retries, self.settings.retry_backoff_s)
         job = self._settle(job, decision, at, error=event.get("error"), final_checkpoint=event.get("checkpoint_path"))
         self._end_attempt(job, outcome, at)
+        self._apply_retention(job.job_id)  # what the ended attempt still needed is free now
         self.schedule()
 
     def _end_attempt(self, job: Job, outcome: str | None, at: float, attempt: int | None = None) -> None:
@@ -709,6 +746,70 @@ class Scheduler:
                                     " (see its checkpoints list)")
         return candidate
 
+    # -- checkpoint retention (policy.retention decides; the checkpoint storage deletes) ---------------
+    def _on_checkpoint_recorded(self, job_id: str, path: str) -> None:
+        """A new checkpoint was recorded: measure it, then apply the job's retention rule."""
+        # A listing of the folder, not a read of its contents; measured once, when recorded.
+        self.store.update_checkpoint(job_id, path, {"bytes": self.checkpoint_fs.size(path)})
+        self._apply_retention(job_id)
+
+    def _apply_retention(self, job_id: str) -> list[str]:
+        """Delete the job's checkpoints its ``keep_checkpoints`` rule no longer keeps.
+
+        Each one is recorded as deleted before the storage is asked to delete it, so it is never
+        offered for a resume again even while its folder is still being removed.
+        """
+        job = self.store.get_job(job_id)
+        if job is None:
+            return []
+        keep = self._spec(job).keep_checkpoints
+        if keep is None:
+            return []
+        stored = [retention.Stored(c["path"], c["attempt"], c["pinned"], c["deleted_at"] is not None)
+                  for c in self.store.checkpoints(job_id)]
+        protected = retention.protected_paths(job.status.value, job.checkpoint_path, job.resume_from)
+        doomed = retention.choose_deletions(stored, keep, protected)
+        now = self.clock()
+        for path in doomed:
+            self.store.update_checkpoint(job_id, path, {"deleted_at": now})
+            self.checkpoint_fs.delete(path)
+        if doomed:
+            self._notify({"type": "checkpoints_deleted", "job_id": job_id, "paths": doomed,
+                          "keep_checkpoints": keep, "at": iso(now)})
+        return doomed
+
+    def _existing_start(self, job: Job, start_from: str | None, named: bool) -> tuple[str | None, str | None]:
+        """Check that the checkpoint a resume would start from still exists and is complete.
+
+        A named checkpoint that is gone is refused (``CheckpointMissing``, naming the newest one
+        that exists); the job's latest one that is gone falls back to the newest that exists,
+        and the second value says so for the resume's message.
+        """
+        if start_from is None:
+            return None, None
+        record = self.store.find_checkpoint(job.job_id, start_from)
+        if record is not None and record["deleted_at"] is not None:
+            why = f"trainq deleted it at {iso(record['deleted_at'])} under the job's keep_checkpoints rule"
+        elif not self.checkpoint_fs.complete(start_from):
+            why = "its folder is missing or empty on storage (removed outside trainq?)"
+        else:
+            return start_from, None
+        newest = self._newest_existing(job.job_id, skip=start_from)
+        if named or newest is None:
+            raise CheckpointMissing(job.job_id, start_from, newest, why)
+        return newest, (f"its latest checkpoint {start_from} is gone ({why}), so it resumes from {newest},"
+                        " the newest recorded checkpoint that still exists")
+
+    def _newest_existing(self, job_id: str, skip: str) -> str | None:
+        for c in self.store.checkpoints(job_id):
+            if c["path"] != skip and c["deleted_at"] is None and self.checkpoint_fs.complete(c["path"]):
+                return str(c["path"])
+        return None
+
+    def _checkpoint_public(self, c: dict[str, Any]) -> dict[str, Any]:
+        stored = retention.Stored(c["path"], c["attempt"], c["pinned"], c["deleted_at"] is not None)
+        return {**c, "at": iso(c["at"]), "deleted_at": iso(c["deleted_at"]), "state": retention.state_of(stored)}
+
     def _check_fits(self, spec: JobSpec) -> None:
         demand, worker = spec.demand(), spec.worker_resources()
         if policy.never_fits(demand, worker, self.cluster.max_capacity(), self.cluster.nodes()):
@@ -739,7 +840,9 @@ class Scheduler:
         return job
 
     def _public(self, job: Job) -> dict[str, Any]:
-        return job.to_dict(queue_position=self.queue.position(job.job_id))
+        d = job.to_dict(queue_position=self.queue.position(job.job_id))
+        d["checkpoint_bytes"] = self.store.checkpoint_bytes(job.job_id)
+        return d
 
     def _pause_result(self, job: Job, previous: JobStatus, message: str) -> dict[str, Any]:
         return {"success": True, "job_id": job.job_id, "previous_status": previous.value,

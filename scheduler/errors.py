@@ -121,3 +121,16 @@ class NotCooperative(TrainqError):
 
     def __init__(self, job_id: str, why: str) -> None:
         super().__init__(f"cannot checkpoint job {job_id!r} now: {why}", job_id=job_id, action="checkpoint")
+
+
+class CheckpointMissing(TrainqError):
+    """A resume named (or would use) a recorded checkpoint that is gone from storage or incomplete."""
+
+    code = "conflict"
+
+    def __init__(self, job_id: str, path: str, newest_existing: str | None, why: str) -> None:
+        hint = (f"the newest recorded checkpoint that still exists is {newest_existing!r}: resume from it"
+                f" with checkpoint_path={newest_existing}" if newest_existing
+                else "no recorded checkpoint of this job still exists")
+        super().__init__(f"cannot resume job {job_id!r} from checkpoint {path!r}: {why}; {hint}",
+                         job_id=job_id, checkpoint_path=path, newest_existing=newest_existing, action="resume")

@@ -39,6 +39,10 @@ class JobSpec(BaseModel):
                               " higher-priority job, then requeued by itself")
     min_runtime_s: float | None = Field(default=None, ge=0, le=365 * 86400, description="not preempted before its"
                                         " attempt has run this long (default: the setting TRAINQ_MIN_RUNTIME_S)")
+    keep_checkpoints: int | None = Field(default=None, ge=1, le=1_000_000, description="keep this many of the"
+                                         " job's newest checkpoints (across its attempts) and delete older ones,"
+                                         " except pinned ones and what the job resumes from; null keeps all"
+                                         " (left out: the setting TRAINQ_KEEP_CHECKPOINTS, by default 3)")
     runtime_env: dict[str, Any] = Field(default_factory=dict)
     storage_path: str | None = Field(default=None, description="overrides the storage root for this job")
 

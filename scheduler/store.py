@@ -85,6 +85,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN cooperative INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs ADD COLUMN checkpoint_requested_at REAL;
     """,
+    # 3: checkpoint retention: pinned by a user, deleted by the rule, size on storage.
+    """
+    ALTER TABLE checkpoints ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE checkpoints ADD COLUMN deleted_at REAL;
+    ALTER TABLE checkpoints ADD COLUMN bytes INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -106,6 +112,8 @@ class Store(Protocol):
                 limit: int | None = None) -> list[Report]: ...
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]: ...
     def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None: ...
+    def update_checkpoint(self, job_id: str, path: str, changes: dict[str, Any]) -> bool: ...
+    def checkpoint_bytes(self, job_id: str) -> int: ...
     def transitions(self, job_id: str) -> list[Transition]: ...
     def save_attempt(self, attempt: Attempt) -> None: ...
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None: ...
@@ -270,6 +278,25 @@ class SQLiteStore:
         row = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ? AND path = ?", (job_id, path)).fetchone()
         return _checkpoint(row) if row else None
 
+    def update_checkpoint(self, job_id: str, path: str, changes: dict[str, Any]) -> bool:
+        """Set a recorded checkpoint's ``pinned``, ``deleted_at`` or ``bytes``; False if unknown."""
+        unknown = set(changes) - {"pinned", "deleted_at", "bytes"}
+        if unknown:
+            raise ValueError(f"unknown checkpoint fields {sorted(unknown)}")
+        if not changes:
+            return self.find_checkpoint(job_id, path) is not None
+        sets = ", ".join(f"{k} = ?" for k in changes)
+        with self._lock, self._tx():
+            cur = self._db.execute(f"UPDATE checkpoints SET {sets} WHERE job_id = ? AND path = ?",
+                                   (*changes.values(), job_id, path))
+        return cur.rowcount == 1
+
+    def checkpoint_bytes(self, job_id: str) -> int:
+        """Bytes the job's checkpoints that are not deleted use on storage (as last measured)."""
+        row = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM checkpoints WHERE job_id = ?"
+                               " AND deleted_at IS NULL", (job_id,)).fetchone()
+        return int(row[0])
+
     def transitions(self, job_id: str) -> list[Transition]:
         rows = self._db.execute("SELECT * FROM transitions WHERE job_id = ? ORDER BY id", (job_id,))
         return [
@@ -364,7 +391,8 @@ def _job_from(row: sqlite3.Row) -> Job:
 
 def _checkpoint(row: sqlite3.Row) -> dict[str, Any]:
     return {"job_id": row["job_id"], "attempt": row["attempt"], "path": row["path"],
-            "metrics": json.loads(row["metrics"]), "at": row["at"]}
+            "metrics": json.loads(row["metrics"]), "at": row["at"], "pinned": bool(row["pinned"]),
+            "deleted_at": row["deleted_at"], "bytes": row["bytes"]}
 
 
 def _attempt(row: sqlite3.Row) -> Attempt:

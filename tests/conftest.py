@@ -13,7 +13,7 @@ from scheduler.core import Scheduler
 from scheduler.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import FakeClock, FakeCluster, FakeLauncher  # noqa: E402
+from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher  # noqa: E402
 
 JOBS_DIR = str(Path(__file__).parent / "jobs")
 
@@ -31,11 +31,13 @@ def make_core(tmp_path: Path) -> Iterator[Callable[..., Scheduler]]:
     stores: list[SQLiteStore] = []
 
     def make(cluster: FakeCluster | None = None, launcher: FakeLauncher | None = None,
-             clock: FakeClock | None = None, db: str = "trainq.db") -> Scheduler:
+             clock: FakeClock | None = None, db: str = "trainq.db",
+             checkpoint_fs: object | None = None, settings: object | None = None) -> Scheduler:
         store = SQLiteStore(str(tmp_path / db))
         stores.append(store)
         return Scheduler(store, launcher or FakeLauncher(), cluster or FakeCluster(),
-                         storage_root=str(tmp_path / "storage"), clock=clock or FakeClock())
+                         storage_root=str(tmp_path / "storage"), clock=clock or FakeClock(),
+                         checkpoint_fs=checkpoint_fs or FakeCheckpointFS(), settings=settings)
 
     yield make
     for s in stores:

@@ -56,6 +56,24 @@ class FakeCluster:
         self.requests.append(bundles)
 
 
+@dataclass
+class FakeCheckpointFS:
+    """Checkpoint storage where every path exists (size ``size_of``) unless deleted or marked missing."""
+
+    missing: set[str] = field(default_factory=set)
+    deleted: list[str] = field(default_factory=list)
+    size_of: int = 1000
+
+    def complete(self, path: str) -> bool:
+        return path not in self.missing and path not in self.deleted
+
+    def size(self, path: str) -> int | None:
+        return self.size_of if self.complete(path) else None
+
+    def delete(self, path: str) -> None:
+        self.deleted.append(path)
+
+
 class FakeClock:
     def __init__(self, now: float = 1_800_000_000.0) -> None:
         self.now = now

@@ -149,6 +149,10 @@ def train_causal_lm(config: dict[str, Any]) -> None:
         dataloader_num_workers=0,
         use_cpu=not _has_cuda(),
         save_only_model=False,
+        # output_dir is only each worker's staging folder: RayTrainReportCallback copies the newest
+        # checkpoint-N into the reported Ray checkpoint, so older local copies only fill the disk.
+        # What stays on shared storage is trainq's retention (keep_checkpoints), across attempts.
+        save_total_limit=1,
     )
     trainer = transformers.Trainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.add_callback(ReportAndPause())
