@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -168,13 +169,17 @@ def test_a_killed_server_loses_only_the_work_since_the_last_checkpoint(tmp_path)
     assert all(s > last_ck for s in set(steps) if steps.count(s) > 1)
 
 
-def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path) -> None:
+def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path, monkeypatch) -> None:
+    # Token auth is Ray's business and orthogonal here; a second head next to the session's Ray
+    # is simpler to reach without it.
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     gcs = _free_port()
     ports = {"--dashboard-port": _free_port(), "--dashboard-agent-listen-port": _free_port(),
              "--metrics-export-port": _free_port(), "--ray-client-server-port": _free_port()}
     head = subprocess.Popen(
         [sys.executable, "-m", "ray.scripts.scripts", "start", "--head", f"--port={gcs}", "--num-cpus=2",
-         f"--temp-dir={tmp_path / 'ray'}", "--block", *[f"{k}={v}" for k, v in ports.items()]],
+         f"--temp-dir={tempfile.mkdtemp(prefix='tq-', dir='/tmp')}",  # Ray's socket paths must be short
+         "--block", *[f"{k}={v}" for k, v in ports.items()]],
         stdout=(tmp_path / "ray-start.log").open("w"), stderr=subprocess.STDOUT, env=_env(tmp_path),
         start_new_session=True)
     try:
@@ -186,7 +191,7 @@ def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path) -> None:
         with serve.http() as http:
             job_id = _submit(http, tmp_path)
             _wait(lambda: len(_lines(tmp_path / "steps.log")) >= 5, 180, "a few steps")
-        assert serve.stop(signal.SIGINT) == 0, serve.output
+        assert serve.stop(signal.SIGINT) in (0, 130), serve.output  # 130: uvicorn re-raises Ctrl-C
         at_stop = len(_lines(tmp_path / "steps.log"))
         _wait(lambda: len(_lines(tmp_path / "steps.log")) >= TOTAL, 180, "the job to go on without the API")
         assert len(_lines(tmp_path / "steps.log")) > at_stop
@@ -196,5 +201,6 @@ def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path) -> None:
         assert done["attempt"] == 1  # it never stopped
         again.stop()
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        head.wait(30)
+        if head.poll() is None:
+            os.killpg(head.pid, signal.SIGTERM)
+            head.wait(60)
