@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,16 @@ def parse_runner_name(name: str) -> tuple[str, int] | None:
     if len(parts) != 3 or parts[0] != RUNNER_PREFIX or not parts[2].isdigit():
         return None
     return parts[1], int(parts[2])
+
+
+def train_run_name(job_name: str, job_id: str, attempt: int) -> str:
+    """A Ray Train run name a person can read in the Ray dashboard: whose job, which attempt.
+
+    ``finetune-job_ab12cd-attempt-2``; the job name is cut to 40 characters of ``[A-Za-z0-9_.-]``
+    because the run name is also a folder name under the job's storage.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-.")[:40].strip("-.") or "job"
+    return f"{safe}-{job_id}-attempt-{attempt}"
 
 
 def join_path(root: str, name: str) -> str:

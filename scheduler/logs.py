@@ -47,9 +47,12 @@ def tee_output(attempt_dir: str, source: str) -> None:
     sys.stderr = _Tee(sys.stderr, copy)
 
 
-def read_logs(job_root: str, attempt: int, tail: int = 200) -> dict[str, Any]:
-    """The last ``tail`` lines of each log of one attempt, by source (``runner``, ``rank-0`` ...)."""
-    attempt_dir = os.path.join(job_root, f"attempt-{attempt}")
+def read_logs(job_root: str, attempt: int, tail: int = 200, run_name: str | None = None) -> dict[str, Any]:
+    """The last ``tail`` lines of each log of one attempt, by source (``runner``, ``rank-0`` ...).
+
+    ``run_name`` is the attempt's Ray Train run name (its folder); default ``attempt-<n>``.
+    """
+    attempt_dir = os.path.join(job_root, run_name or f"attempt-{attempt}")
     folder = log_dir(attempt_dir)
     out: dict[str, list[str]] = {}
     if folder and os.path.isdir(folder):
