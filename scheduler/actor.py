@@ -214,6 +214,7 @@ class SchedulerService:
 
         ``used`` is what trainq handed out to its active jobs (pending, running, pausing).
         """
+        self._tend()
         capacity = self.core.cluster.capacity()
         used: dict[str, float] = {}
         by_user: dict[str, dict[str, float]] = {}

@@ -151,6 +151,10 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
         assert timeline[-1] == "completed" and "paused" in timeline and timeline.count("running") == 2
         page.wait_for_function("document.querySelector('#logs').textContent.includes('==> runner <==')")
         assert page.evaluate("window.__sameDocument") is True
+        # Each attempt's Ray Train run is named, and linked to the Ray dashboard's Train API.
+        links = page.eval_on_selector_all('#d-fields dd[data-field="ray train runs"] a',
+                                          "as => as.map(a => [a.textContent, a.href])")
+        assert len(links) == 2 and all("/api/train/v2/runs/v1" in href for _, href in links)
         page.screenshot(path=str(shots / "completed.png"), full_page=True)
         if os.environ.get("TRAINQ_UPDATE_SCREENSHOT") == "1":
             (REPO / "docs").mkdir(exist_ok=True)

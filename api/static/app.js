@@ -146,6 +146,7 @@ $("#show-finished").addEventListener("change", renderJobs);
 async function selectJob(jobId) {
   state.selected = jobId;
   state.reports = [];
+  state.history = { transitions: [], attempts: [] };
   $("#action-result").textContent = "";
   $("#job-detail").hidden = false;
   renderJobs();
@@ -177,6 +178,7 @@ function renderDetail(job) {
     ["runs", `${job.spec.entrypoint || "workload " + job.spec.workload} on ${job.spec.num_workers} worker(s)`]];
   $("#d-fields").replaceChildren(...fields.filter(([, v]) => known(v)).flatMap(([k, v]) =>
     [el("dt", {}, k), el("dd", { "data-field": k }, typeof v === "object" ? JSON.stringify(v) : v)]));
+  if (state.history.attempts && state.history.attempts.length && state.history.attempts[0].job_id === job.job_id) renderRayLinks();
 }
 
 async function act(verb, query = "") {
@@ -264,7 +266,7 @@ function renderChart() {
   const metric = $("#metric-select").value;
   const points = state.reports.map((r, i) => ({ x: stepOf(r.metrics) ?? i, y: r.metrics[metric], attempt: r.attempt, at: Date.parse(r.at) }))
     .filter((p) => typeof p.y === "number");
-  const W = Math.max(box.clientWidth, 400), H = box.clientHeight || 260, L = 50, R = 16, T = 14, B = 28;
+  const W = Math.max(box.clientWidth, 400), H = box.clientHeight || 260, L = 50, R = 16, T = 26, B = 28;
   const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
   svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
   const add = (tag, attrs, text) => {
@@ -311,7 +313,7 @@ function renderChart() {
     const color = COLORS[i % COLORS.length];
     add("polyline", { fill: "none", stroke: color, "stroke-width": 2, points: mine.map((p) => `${sx(p.x)},${sy(p.y)}`).join(" ") });
     for (const p of mine) add("circle", { class: "pt", cx: sx(p.x), cy: sy(p.y), r: 3, fill: color, "data-attempt": attempt });
-    add("text", { x: W - R - 4, y: T + 12 + 14 * i, "text-anchor": "end", style: `fill:${color}` }, `attempt ${attempt}`);
+    add("text", { x: W - R - 80 * (attempts.length - 1 - i), y: 14, "text-anchor": "end", style: `fill:${color}` }, `● attempt ${attempt}`);  // legend above the plot
   });
   box.replaceChildren(svg);
 }
