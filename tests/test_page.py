@@ -169,6 +169,33 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
     assert sorted((shots).iterdir())
 
 
+def test_the_page_pulls_a_model_with_live_progress_and_deletes_it(serve, browser) -> None:
+    """From the session's local hub (slow on purpose, so progress shows between 0 and 100%)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(serve)
+        page.fill("#token-input", TOKEN)
+        page.click("#token-form button[type=submit]")
+        page.wait_for_selector("#live.on")
+        page.click("button[data-tab=models]")
+        # Record every percentage the row shows, to see the bar move (not just 0 and 100%).
+        page.evaluate("""() => { window.__seen = [];
+            new MutationObserver(() => document.querySelectorAll('#models tr[data-model="tiny/gpt2"] .bar-label')
+              .forEach(n => window.__seen.push(n.textContent)))
+              .observe(document.querySelector('#models tbody'), {childList: true, subtree: true}); }""")
+        page.fill("#pull-model", "tiny/gpt2")
+        page.click("#pull-form button[type=submit]")
+        row = '#models tr[data-model="tiny/gpt2"]'
+        page.wait_for_selector(f'{row} [data-status="ready"]', timeout=60_000)
+        seen = page.evaluate("window.__seen")
+        assert seen[-1] == "100%" and any(p not in ("0%", "100%") for p in seen), seen
+        page.click(f"{row} button.danger")
+        page.wait_for_selector(row, state="detached")
+        assert "deleted tiny/gpt2" in page.text_content("#pull-result")
+    finally:
+        page.close()
+
+
 def test_the_python_http_client_against_trainq_serve(serve, tmp_path) -> None:
     from scheduler.errors import IllegalTransition, InvalidSpec, JobNotFound, Unauthorized
     from scheduler.http import Client
