@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from . import errors, routes
+from . import errors, page, routes, ws
 from .auth import configured_token
 from .backend import Backend
 
 _UNSET = object()
 
 
-def create_app(backend: Backend, token: str | None | object = _UNSET) -> FastAPI:
-    """The FastAPI app over ``backend``; ``token`` defaults to the configured one (or none)."""
+def create_app(backend: Backend, token: str | None | object = _UNSET, *,
+               ray_dashboard_url: str | None = None) -> FastAPI:
+    """The FastAPI app over ``backend``; ``token`` defaults to the configured one (or none).
+
+    ``ray_dashboard_url`` lets the page link a job's runs to the Ray dashboard.
+    """
     app = FastAPI(
         title="trainq",
         version="0.1.0",
@@ -21,8 +25,14 @@ def create_app(backend: Backend, token: str | None | object = _UNSET) -> FastAPI
     )
     app.state.backend = backend
     app.state.token = configured_token() if token is _UNSET else token
+    app.state.ray_dashboard_url = ray_dashboard_url
     errors.install(app)
     app.include_router(routes.health_router)
     app.include_router(routes.router)
     app.include_router(routes.models_router)
+    app.include_router(page.cluster_router)
+    app.include_router(page.ui_router)
+    app.include_router(ws.router)
+    app.include_router(page.page_router)
+    app.mount("/static", page.static_files(), name="static")
     return app

@@ -26,6 +26,13 @@ def configured_token() -> str | None:
     return None
 
 
+def token_matches(expected: str | None, given: str | None) -> bool:
+    """Whether ``given`` is the configured token (always true when none is configured)."""
+    if expected is None:
+        return True
+    return given is not None and secrets.compare_digest(given.strip().encode(), expected.encode())
+
+
 def require_token(request: Request) -> None:
     """Dependency: 401 unless the request carries the configured token."""
     expected: str | None = request.app.state.token
@@ -33,7 +40,7 @@ def require_token(request: Request) -> None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode(), expected.encode()):
+    if scheme.lower() != "bearer" or not token_matches(expected, given):
         raise Unauthorized("missing or wrong API token: send 'Authorization: Bearer <token>'")
 
 

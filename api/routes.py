@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from scheduler.spec import JobSpec
@@ -133,16 +133,22 @@ async def logs(job_id: JobId, backend: BackendDep, attempt: Annotated[int | None
     return await backend.call("logs", job_id, attempt, tail)
 
 
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0,
+                                           description="resume after this event id (instead of a snapshot)")]
+
+
 @router.get("/jobs/{job_id}/events", summary="Live stream (SSE) of one job's state changes and reports")
-async def job_events(job_id: JobId, backend: BackendDep) -> StreamingResponse:
+async def job_events(job_id: JobId, backend: BackendDep, last_event_id: LastEventId = None) -> StreamingResponse:
     await backend.call("get", job_id)  # 404 before the stream starts
-    return StreamingResponse(stream.follow(backend, job_id), media_type="text/event-stream",
+    return StreamingResponse(stream.follow(backend, job_id, last_event_id=last_event_id),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 @router.get("/events", summary="Live stream (SSE) of every job's state changes and reports")
-async def all_events(backend: BackendDep) -> StreamingResponse:
-    return StreamingResponse(stream.follow(backend, None), media_type="text/event-stream",
+async def all_events(backend: BackendDep, last_event_id: LastEventId = None) -> StreamingResponse:
+    return StreamingResponse(stream.follow(backend, None, last_event_id=last_event_id),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

@@ -25,12 +25,15 @@ from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_ru
 from .core import Scheduler
 from .errors import JobNotFound
 from .events import EventLog
+from .eventstore import events_path
 from .jobs import Attempt, Job, iso, step_of
 from .policy import Resources
 from .states import JobStatus
 from .store import SQLiteStore
 
 logger = logging.getLogger("trainq.scheduler")
+#: environment every runner (and so its Ray Train controller and workers) gets
+TRAIN_STATE_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
 class RayCluster:
@@ -82,6 +85,9 @@ class RayLauncher:
         runtime_env = dict(job.spec.get("runtime_env") or {})
         if _has_local_dirs(runtime_env):
             runtime_env = raycompat.upload_local_dirs(runtime_env)
+        # Ray Train's state tracking is off by default, which hides trainq's runs from the Ray
+        # dashboard's Train API. The runner's env reaches its controller and workers on every node.
+        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **(runtime_env.get("env_vars") or {})}
         handle = ray.remote(Runner).options(
             name=runner_name(job.job_id, attempt.attempt), namespace=NAMESPACE, lifetime="detached",
             num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0,
@@ -158,7 +164,7 @@ class SchedulerService:
     def __init__(self, core: Scheduler, settings: Settings) -> None:
         self.core = core
         self.settings = settings
-        self.log = EventLog()
+        self.log = EventLog(path=events_path(settings.db_path))
         self.core.listeners.append(self.log.append)
         self.started_at = time.time()
         self._downloads: dict[str, asyncio.Task[Any]] = {}
@@ -251,12 +257,40 @@ class SchedulerService:
         job = self.core.store.get_job(job_id)
         if job is None:
             raise JobNotFound(job_id)
-        return read_logs(self.core.job_root(job), attempt or job.attempt, tail)
+        number = attempt or job.attempt
+        record = self.core.store.get_attempt(job_id, number) if number else None
+        return read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
 
     async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
         self._tend()
         return await self.log.wait(after, job_id, min(timeout_s, 60.0))
+
+    async def cluster(self) -> dict[str, Any]:
+        """Capacity used and free per resource, running and queued counts, and usage per owner.
+
+        ``used`` is what trainq handed out: active jobs (pending, running, pausing) and attempts
+        still releasing it.
+        """
+        self._tend()
+        capacity = self.core.cluster.capacity()
+        used: dict[str, float] = {}
+        by_user: dict[str, dict[str, float]] = {}
+        for (job_id, _attempt), demand in self.core.held.items():
+            job = self.core.store.get_job(job_id)
+            owner = getattr(job, "owner", None) if job is not None else None
+            for key, amount in demand.items():
+                used[key] = used.get(key, 0.0) + amount
+                if owner:
+                    mine = by_user.setdefault(owner, {})
+                    mine[key] = mine.get(key, 0.0) + amount
+        resources = {key: {"total": capacity.get(key, 0.0), "used": used.get(key, 0.0),
+                           "free": max(0.0, capacity.get(key, 0.0) - used.get(key, 0.0))}
+                     for key in sorted(set(capacity) | set(used))}
+        return {"resources": resources, "running": self.core.count(["running", "pausing"]),
+                "starting": self.core.count(["pending"]), "queued": len(self.core.queue),
+                "paused": self.core.count(["paused"]), "by_user": by_user,
+                "max_capacity": self.core.cluster.max_capacity()}
 
     async def health(self) -> dict[str, Any]:
         self._tend()

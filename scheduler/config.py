@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +28,22 @@ def parse_runner_name(name: str) -> tuple[str, int] | None:
     return parts[1], int(parts[2])
 
 
+def train_run_name(job_name: str, job_id: str, attempt: int) -> str:
+    """A Ray Train run name a person can read in the Ray dashboard: whose job, which attempt.
+
+    ``finetune-job_ab12cd-attempt-2``; the job name is cut to 40 characters of ``[A-Za-z0-9_.-]``
+    because the run name is also a folder name under the job's storage.
+    """
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", job_name).strip("-.")[:40].strip("-.") or "job"
+    return f"{safe}-{job_id}-attempt-{attempt}"
+
+
 def join_path(root: str, name: str) -> str:
     """``root/name`` for a local folder (made absolute) or a URI such as ``s3://bucket/prefix``."""
     return f"{root.rstrip('/')}/{name}" if "://" in root else os.path.join(os.path.abspath(root), name)
 
 
-def _env_float(name: str, default: float) -> float:
+def env_float(name: str, default: float) -> float:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -81,18 +92,18 @@ class Settings:
     #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
     max_resources: str = field(default_factory=lambda: os.environ.get("TRAINQ_MAX_RESOURCES", ""))
     #: A running job is not preempted before its attempt has run this long (a job's min_runtime_s wins).
-    min_runtime_s: float = field(default_factory=lambda: _env_float("TRAINQ_MIN_RUNTIME_S", 600))
+    min_runtime_s: float = field(default_factory=lambda: env_float("TRAINQ_MIN_RUNTIME_S", 600))
     #: A preempted job that reports no checkpoint within this long is stopped at its last one.
-    preempt_grace_s: float = field(default_factory=lambda: _env_float("TRAINQ_PREEMPT_GRACE_S", 300))
+    preempt_grace_s: float = field(default_factory=lambda: env_float("TRAINQ_PREEMPT_GRACE_S", 300))
     #: A pending job whose workers cannot be placed within this long goes back to the queue.
-    start_timeout_s: float = field(default_factory=lambda: _env_float("TRAINQ_START_TIMEOUT_S", 300))
+    start_timeout_s: float = field(default_factory=lambda: env_float("TRAINQ_START_TIMEOUT_S", 300))
     #: A pause without a deadline, of a job with no checkpoint yet in its attempt, waits this long.
     pause_default_deadline_s: float = field(
-        default_factory=lambda: _env_float("TRAINQ_PAUSE_DEFAULT_DEADLINE_S", 30))
+        default_factory=lambda: env_float("TRAINQ_PAUSE_DEFAULT_DEADLINE_S", 30))
     #: The most a pause without an explicit deadline waits for a checkpoint (from the cadence).
-    pause_max_wait_s: float = field(default_factory=lambda: _env_float("TRAINQ_PAUSE_MAX_WAIT_S", 1800))
+    pause_max_wait_s: float = field(default_factory=lambda: env_float("TRAINQ_PAUSE_MAX_WAIT_S", 1800))
     #: First backoff of a requeue after an infrastructure failure (doubles per retry, at most 60 s).
-    retry_backoff_s: float = field(default_factory=lambda: _env_float("TRAINQ_RETRY_BACKOFF_S", 5))
+    retry_backoff_s: float = field(default_factory=lambda: env_float("TRAINQ_RETRY_BACKOFF_S", 5))
     #: How many of a job's newest checkpoints (across its attempts) are kept when its spec does not
     #: say (``keep_checkpoints``); older ones are deleted unless pinned or needed. None keeps all.
     keep_checkpoints: int | None = field(default_factory=lambda: _env_keep("TRAINQ_KEEP_CHECKPOINTS", 3))

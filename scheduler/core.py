@@ -2,7 +2,8 @@
 
 Glossary
 - job: what a user submitted; keeps its ``job_id`` across pauses, failures and resumes.
-- attempt: one run of a job (a runner actor and a Ray Train run named ``attempt-<n>``).
+- attempt: one run of a job (a runner actor and a Ray Train run named ``<name>-<job_id>-attempt-<n>``,
+  readable in the Ray dashboard).
 - runner: the actor that runs one attempt; the ``Launcher`` starts, pauses and stops runners.
 - allocation: what trainq handed out to a job in ``pending``/``running``/``pausing``.
 - lost work: how far an attempt got beyond its last checkpoint when it stopped.
@@ -30,7 +31,7 @@ from typing import Any, Protocol
 
 from . import policy, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
-from .config import Settings, join_path
+from .config import Settings, join_path, train_run_name
 from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound,
                      NotCooperative)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
@@ -443,7 +444,7 @@ class Scheduler:
             job = self._transition(job, S.PENDING, "start", f"admitted as attempt {attempt_no}",
                                    attempt=attempt_no, started_at=now, not_before=None)
             attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
-                              run_name=f"attempt-{attempt_no}")
+                              run_name=train_run_name(job.name, job.job_id, attempt_no))
             self.store.save_attempt(attempt)
             try:
                 self.launcher.launch(job, attempt, self.job_root(job))

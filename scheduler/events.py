@@ -1,8 +1,11 @@
-"""An in-memory, numbered log of what happened, for live streams (SSE) to follow.
+"""A numbered log of what happened, for live streams (SSE, WebSocket) to follow.
 
 Every event gets the next sequence number. A reader asks for events after the last number
-it saw and waits until there are some. ``epoch`` changes when the scheduler actor restarts,
-so a reader knows to fetch the current state again instead of trusting its position.
+it saw and waits until there are some. With a ``path``, every event is also written to an
+``EventStore`` file, so after a scheduler restart the numbering continues and a reader can
+resume from its last number; ``epoch`` then names that file and stays the same. Without one
+(tests, an in-memory registry) ``epoch`` changes at every start, so a reader knows to fetch
+the current state again instead of trusting its position.
 """
 
 from __future__ import annotations
@@ -10,18 +13,29 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
+import logging
 import uuid
 from typing import Any
+
+logger = logging.getLogger("trainq.events")
 
 
 class EventLog:
     """A bounded ring of recent events with a wake-up for waiting readers."""
 
-    def __init__(self, capacity: int = 10_000) -> None:
+    def __init__(self, capacity: int = 10_000, path: str | None = None) -> None:
         self.epoch = uuid.uuid4().hex[:8]
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
         self._next = 1
         self._changed: asyncio.Event | None = None
+        self._store = None
+        if path is not None:
+            from .eventstore import EventStore
+
+            self._store = EventStore(path, capacity)
+            self.epoch = self._store.epoch
+            self._events.extend(self._store.load(capacity))
+            self._next = self._store.last_seq() + 1
 
     @property
     def last_seq(self) -> int:
@@ -29,7 +43,13 @@ class EventLog:
 
     def append(self, event: dict[str, Any]) -> None:
         """Record an event (called synchronously by the scheduler core's listeners)."""
-        self._events.append({**event, "seq": self._next})  # the log's number wins
+        numbered = {**event, "seq": self._next}  # the log's number wins
+        if self._store is not None:
+            try:
+                self._store.append(numbered)
+            except Exception:  # noqa: BLE001 - a full disk must not stop the scheduler; memory still has it
+                logger.exception("could not persist event %s", self._next)
+        self._events.append(numbered)
         self._next += 1
         if self._changed is not None:
             self._changed.set()
@@ -38,8 +58,12 @@ class EventLog:
         """Events numbered above ``after`` (optionally of one job), oldest first."""
         out = []
         first = self._events[0]["seq"] if self._events else self._next
-        start = max(0, after + 1 - first)  # seqs in the ring are contiguous
+        start = max(0, after + 1 - first)  # seqs in the ring are contiguous (but see below)
+        if start and start < len(self._events) and self._events[start]["seq"] != after + 1:
+            start = 0  # a gap (an event that could not be persisted before a restart): scan
         for event in itertools.islice(self._events, start, None):
+            if event["seq"] <= after:
+                continue
             if job_id is None or event.get("job_id") == job_id:
                 out.append(event)
                 if len(out) >= limit:

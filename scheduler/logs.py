@@ -1,6 +1,6 @@
 """Run logs: every worker's output (and the runner's) teed into the attempt's folder.
 
-Files live next to the checkpoints, ``<job root>/attempt-<n>/logs/<source>.log``, so on a
+Files live next to the checkpoints, ``<job root>/<run name>/logs/<source>.log``, so on a
 cluster they are on shared storage and the scheduler (on the head) can read any of them
 without the dashboard. Output still goes to Ray's own logs as well.
 """
@@ -47,9 +47,12 @@ def tee_output(attempt_dir: str, source: str) -> None:
     sys.stderr = _Tee(sys.stderr, copy)
 
 
-def read_logs(job_root: str, attempt: int, tail: int = 200) -> dict[str, Any]:
-    """The last ``tail`` lines of each log of one attempt, by source (``runner``, ``rank-0`` ...)."""
-    attempt_dir = os.path.join(job_root, f"attempt-{attempt}")
+def read_logs(job_root: str, attempt: int, tail: int = 200, run_name: str | None = None) -> dict[str, Any]:
+    """The last ``tail`` lines of each log of one attempt, by source (``runner``, ``rank-0`` ...).
+
+    ``run_name`` is the attempt's Ray Train run name (its folder); default ``attempt-<n>``.
+    """
+    attempt_dir = os.path.join(job_root, run_name or f"attempt-{attempt}")
     folder = log_dir(attempt_dir)
     out: dict[str, list[str]] = {}
     if folder and os.path.isdir(folder):

@@ -193,7 +193,8 @@ def test_openapi_docs_and_health(http) -> None:
 
 def test_logs_route_reads_the_attempt_folder(http, service) -> None:
     job_id, _ = _running(http, service)
-    folder = service.core.job_root(service.core.store.get_job(job_id)) + "/attempt-1/logs"
+    run_name = service.core.store.get_attempt(job_id, 1).run_name
+    folder = service.core.job_root(service.core.store.get_job(job_id)) + f"/{run_name}/logs"
     import os
 
     os.makedirs(folder)

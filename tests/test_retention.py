@@ -274,26 +274,27 @@ def test_http_pin_unpin_states_bytes_and_the_409(make_core, tmp_path) -> None:
 
 def test_cli_checkpoints_pins_unpins_and_shows_state_and_size(capsys) -> None:
     from scheduler import cli
+    from scheduler.cli.commands import cmd_checkpoints
 
     calls = []
 
     class FakeApi:
-        def request(self, method, path, **kw):
-            calls.append((method, path, kw.get("params")))
-            if method == "POST":
-                return {"path": kw["params"]["path"], "state": "pinned" if path.endswith("/pin") else "kept"}
+        def pin_checkpoint(self, job_id, path, pinned=True):
+            calls.append(("pin" if pinned else "unpin", job_id, path))
+            return {"path": path, "state": "pinned" if pinned else "kept"}
+
+        def checkpoints(self, job_id):
+            calls.append(("list", job_id, None))
             return [{"at": "2026-01-01T00:00:00.000Z", "attempt": 1, "state": "deleted", "bytes": 2048,
                      "metrics": {"step": 3}, "path": "/s/j/attempt-1/checkpoint_a"}]
 
     parser = cli.build_parser()
-    assert cli.cmd_checkpoints(FakeApi(), parser.parse_args(["checkpoints", "job_1", "--pin", "/s/ck"])) == 0
-    assert cli.cmd_checkpoints(FakeApi(), parser.parse_args(["checkpoints", "job_1", "--unpin", "/s/ck"])) == 0
-    assert cli.cmd_checkpoints(FakeApi(), parser.parse_args(["checkpoints", "job_1"])) == 0
-    assert calls == [("POST", "/api/training/jobs/job_1/checkpoints/pin", {"path": "/s/ck"}),
-                     ("POST", "/api/training/jobs/job_1/checkpoints/unpin", {"path": "/s/ck"}),
-                     ("GET", "/api/training/jobs/job_1/checkpoints", None)]
+    assert cmd_checkpoints(FakeApi(), parser.parse_args(["checkpoints", "job_1", "--pin", "/s/ck"])) == 0
+    assert cmd_checkpoints(FakeApi(), parser.parse_args(["checkpoints", "job_1", "--unpin", "/s/ck"])) == 0
+    assert cmd_checkpoints(FakeApi(), parser.parse_args(["checkpoints", "job_1"])) == 0
+    assert calls == [("pin", "job_1", "/s/ck"), ("unpin", "job_1", "/s/ck"), ("list", "job_1", None)]
     out = capsys.readouterr().out
     assert "/s/ck is pinned" in out and "/s/ck is kept" in out
-    assert "STATE" in out and "deleted" in out and "2.0 KB" in out
+    assert "STATE" in out.upper() and "deleted" in out and "2.0 KB" in out
     with pytest.raises(SystemExit):
         parser.parse_args(["checkpoints", "job_1", "--pin", "a", "--unpin", "b"])

@@ -1,0 +1,81 @@
+"""The built-in page (``/``, assets under ``/static``), what it needs to start, and the cluster view.
+
+The page is plain HTML, CSS and JavaScript in ``api/static/`` (no build step, nothing fetched
+from elsewhere), installed with the package. The HTML and assets need no token: they hold no
+data. Every call the page makes goes through the same API, with the token the person typed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict
+
+from .auth import require_token
+from .backend import Backend
+
+STATIC = Path(__file__).parent / "static"
+
+page_router = APIRouter(include_in_schema=False)
+ui_router = APIRouter(prefix="/api/ui", tags=["page"])
+cluster_router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"])
+
+
+class UiConfig(BaseModel):
+    """What the page needs before it can call anything: whether to ask for a token, and links."""
+
+    token_required: bool
+    ray_dashboard_url: str | None
+
+
+class ResourceUse(BaseModel):
+    total: float
+    used: float
+    free: float
+
+
+class ClusterView(BaseModel):
+    """Capacity used (handed out by trainq) and free per resource; counts; usage per owner."""
+
+    model_config = ConfigDict(extra="ignore")
+    resources: dict[str, ResourceUse]
+    running: int
+    starting: int
+    queued: int
+    paused: int
+    by_user: dict[str, dict[str, float]]
+    max_capacity: dict[str, float]
+
+
+def _backend(request: Request) -> Backend:
+    return request.app.state.backend
+
+
+@page_router.get("/")
+async def index() -> FileResponse:
+    """The page."""
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@ui_router.get("/config", response_model=UiConfig, summary="What the page needs at start (no token needed)")
+async def ui_config(request: Request) -> Any:
+    return {"token_required": request.app.state.token is not None,
+            "ray_dashboard_url": getattr(request.app.state, "ray_dashboard_url", None)}
+
+
+@cluster_router.get("/cluster", response_model=ClusterView,
+                    summary="Capacity used and free per resource, running and queued counts, usage per user")
+async def cluster(backend: Annotated[Backend, Depends(_backend)]) -> Any:
+    return await backend.call("cluster")
+
+
+def static_files() -> StaticFiles:
+    """The page's assets, served at ``/static``."""
+    return StaticFiles(directory=STATIC)
+
+
+__all__ = ["cluster_router", "page_router", "static_files", "ui_router"]

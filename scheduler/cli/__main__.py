@@ -1,0 +1,7 @@
+"""``python -m scheduler.cli``: the same as the ``trainq`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

@@ -1,0 +1,167 @@
+"""What the CLI prints, drawn with ``rich``: tables, one job in detail, a progress bar, ``top``.
+
+On a terminal, ``watch`` draws a live bar with ETA; piped into a file it prints one plain line
+per report instead (so logs and tests read the same facts without escape codes).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from rich.console import Console, Group
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+from rich.text import Text
+
+#: config keys read as "how many steps in total" for progress bars
+TOTAL_KEYS = ("max_steps", "total_steps", "total", "steps", "num_steps")
+JOB_COLUMNS = [("job_id", "job"), ("name", "name"), ("status", "status"), ("priority", "prio"),
+               ("queue_position", "queue"), ("attempt", "attempt"), ("created_at", "created"),
+               ("metrics", "latest metrics")]
+#: job fields that appear as the scheduler grows (treat absent as unknown)
+OPTIONAL_FIELDS = ("owner", "pending_reason", "preemptions", "retries", "resumable", "pause_reason",
+                   "preempted_by", "expected_paused_by", "pause_deadline_at", "not_before",
+                   "checkpoint_requested_at", "checkpoint_bytes")
+STATUS_STYLE = {"queued": "yellow", "pending": "cyan", "running": "green", "pausing": "magenta",
+                "paused": "blue", "completed": "bold green", "failed": "bold red", "cancelled": "dim"}
+
+
+def console(stderr: bool = False) -> Console:
+    """A console; off a terminal it is wide, so ids and paths are never cut or wrapped."""
+    probe = Console(stderr=stderr)
+    if probe.is_terminal:
+        return probe
+    return Console(stderr=stderr, width=240, no_color=True, highlight=False, soft_wrap=True)
+
+
+def cell(value: Any) -> str:
+    """A value as one table cell: timestamps to the second, dicts as ``k=v``."""
+    if value is None:
+        return "-"
+    if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
+        return value[:19].replace("T", " ")
+    if isinstance(value, dict):
+        return " ".join(f"{k}={short(v)}" for k, v in list(value.items())[:4])
+    return str(value)
+
+
+def short(v: Any) -> str:
+    """A number to four significant digits; anything else as is."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], title: str | None = None) -> Table:
+    """A borderless table with upper-case headers, one row per dict."""
+    t = Table(box=None, header_style="bold", title=title, title_justify="left", pad_edge=False)
+    for key, heading in columns:
+        t.add_column(heading.upper(), no_wrap=key in ("job_id", "status", "path"))
+    for row in rows:
+        t.add_row(*[_styled(key, row.get(key)) for key, _ in columns])
+    return t
+
+
+def _styled(key: str, value: Any) -> Text:
+    text = cell(value)
+    return Text(text, style=STATUS_STYLE.get(text, "")) if key == "status" else Text(text)
+
+
+def describe_job(job: dict[str, Any]) -> str:
+    """One job in detail, as plain text lines."""
+    lines = [f"{job['job_id']}  {job['name']}  {job['status'].upper()}"]
+    for key in ("queue_position", *OPTIONAL_FIELDS, "attempt", "priority", "created_at", "started_at",
+                "paused_at", "finished_at", "checkpoint_path", "resume_from", "metrics", "lost_work",
+                "error", "warning"):
+        if job.get(key) not in (None, {}, ""):
+            lines.append(f"  {key:18} {cell(job[key]) if key != 'metrics' else json.dumps(job[key])}")
+    spec = job["spec"]
+    program = spec.get("entrypoint") or f"workload {spec.get('workload')}"
+    lines.append(f"  {'runs':18} {program} on {spec['num_workers']} worker(s)"
+                 f"{' with GPUs' if spec.get('use_gpu') else ''}")
+    return "\n".join(lines)
+
+
+def total_steps(config: dict[str, Any]) -> int | None:
+    """The run's known total of steps, from its config, if it names one."""
+    for key in TOTAL_KEYS:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def human_bytes(n: float | None) -> str:
+    """1536 -> '1.5 KB'."""
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+class StepProgress:
+    """Progress toward a known total: a rich bar with ETA on a terminal, plain lines otherwise."""
+
+    def __init__(self, out: Console, description: str = "") -> None:
+        self.out = out
+        self.description = description
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def update(self, done: int | None, total: int | None, extra: str = "") -> None:
+        """Show ``done`` of ``total`` (either may be unknown) with a short note."""
+        if not self.out.is_terminal:
+            if done is not None and total:
+                self.out.print(f"[{done}/{total}] {extra}".rstrip(), markup=False)
+            else:
+                self.out.print(f"{'step ' + str(done) if done is not None else ''} {extra}".strip(), markup=False)
+            return
+        if self._progress is None:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("eta"), TimeRemainingColumn(), TimeElapsedColumn(),
+                                      TextColumn("{task.fields[extra]}"), console=self.out, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(self.description, total=total, extra=extra)
+        self._progress.update(self._task, completed=done or 0, total=total, extra=extra)
+
+    def note(self, line: str) -> None:
+        """Print a line above the bar (the bar stays at the bottom)."""
+        (self._progress.console if self._progress else self.out).print(line, markup=False, highlight=False)
+
+    def close(self) -> None:
+        """Remove the bar."""
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def top_view(queue: list[dict[str, Any]], active: list[dict[str, Any]], cluster: dict[str, Any] | None,
+             url: str) -> Group:
+    """The screen of ``trainq top``: the cluster, what runs, and the queue in start order."""
+    head = Text(f"trainq {url}  {time.strftime('%H:%M:%S')}", style="bold")
+    parts: list[Any] = [head]
+    if cluster:
+        used = " ".join(f"{k} {short(v['used'])}/{short(v['total'])}"
+                        for k, v in sorted(cluster.get("resources", {}).items()))
+        parts.append(Text(f"running {cluster.get('running', 0)}  queued {cluster.get('queued', 0)}  used {used}"))
+    running_cols = [("job_id", "job"), ("name", "name"), ("status", "status"), ("attempt", "attempt"),
+                    ("progress", "progress"), ("metrics", "latest metrics")]
+    for job in active:
+        total = total_steps((job.get("spec") or {}).get("config") or {})
+        step = _step(job.get("metrics"))
+        job["progress"] = f"{min(step + 1, total)}/{total}" if step is not None and total else "-"
+    parts.append(table(active, running_cols, title="active") if active else Text("nothing runs"))
+    queue_cols = [("queue_position", "pos"), ("job_id", "job"), ("name", "name"), ("priority", "prio"),
+                  ("pending_reason", "waiting for"), ("created_at", "submitted")]
+    parts.append(table(queue, queue_cols, title="queue") if queue else Text("the queue is empty"))
+    return Group(*parts)
+
+
+def _step(metrics: dict[str, Any] | None) -> int | None:
+    from ..jobs import step_of
+
+    return step_of(metrics)

@@ -1,0 +1,128 @@
+"""``trainq serve``: connect to (or start) Ray, ensure the scheduler actor, serve the API and the page."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from .commands import UsageError
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def train_state_env() -> None:
+    """Turn on Ray Train's state tracking in this process, so a Ray started here inherits it.
+
+    The runners also set it for their own runs (``RayLauncher.launch``); setting it here too
+    makes the dashboard's Train state actor exist from the first run on a local Ray.
+    """
+    import os
+
+    os.environ.setdefault("RAY_TRAIN_ENABLE_STATE_TRACKING", "1")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Connect to (or start) Ray, ensure the scheduler actor, serve the API and the page.
+
+    With an embedded Ray (started here), the first Ctrl-C or SIGTERM drains: every running job
+    checkpoints and pauses, to resume by itself at the next start; a second one stops at once.
+    With a cluster started separately, stopping the API stops nothing.
+    """
+    import ray
+    import uvicorn
+
+    from api.app import create_app
+    from api.auth import configured_token
+    from api.backend import ActorBackend
+
+    from .. import raycompat
+    from ..actor import ensure_scheduler
+    from ..config import NAMESPACE, Settings, env_float
+
+    token = configured_token()
+    if args.host not in LOCAL_HOSTS and token is None and not args.insecure_no_token:
+        raise UsageError(f"refusing to serve on {args.host} without an API token: set TRAINQ_API_TOKEN "
+                         "(or TRAINQ_API_TOKEN_FILE), or pass --insecure-no-token if you mean it")
+    grace_s = args.shutdown_grace if args.shutdown_grace is not None else env_float("TRAINQ_SHUTDOWN_GRACE_S", 60)
+    train_state_env()
+    embedded = raycompat.starts_local_ray(args.address)
+    init: dict[str, Any] = {"address": args.address, "namespace": NAMESPACE}
+    if embedded and args.num_cpus is not None:
+        init["num_cpus"] = args.num_cpus
+    context = ray.init(**init)
+    settings = Settings().with_overrides(storage_root=args.storage, db_path=args.db)
+    handle = ensure_scheduler(settings)
+    health = ray.get(handle.health.remote())
+    print(f"trainq: scheduler ready (storage {health['storage_root']}, registry {health['db_path']}, "
+          f"cluster {json.dumps(health['capacity'])})", flush=True)
+    if args.demo:
+        from ..demo import demo_spec
+
+        job = ray.get(handle.submit.remote(demo_spec(args.demo_steps)))
+        print(f"trainq: demo job {job['job_id']} submitted ({job['status']}): a tiny GPT-2 fine-tune", flush=True)
+    dashboard = getattr(context, "dashboard_url", None)
+    base = f"http://{args.host}:{args.port}"
+    print(f"trainq: page {base}/  API {base}/api  (docs {base}/docs)"
+          + (f", Ray dashboard http://{dashboard}" if dashboard else ""), flush=True)
+    if token:
+        print("trainq: API token required (Authorization: Bearer ...; the page asks for it)")
+    app = create_app(ActorBackend(handle), token, ray_dashboard_url=f"http://{dashboard}" if dashboard else None)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
+    if not embedded:
+        print("trainq: Ray runs separately: stopping this API process stops no job", flush=True)
+        server.run()
+        return 0
+    print(f"trainq: Ray runs inside this process: Ctrl-C pauses every running job at a checkpoint "
+          f"(at most {grace_s:g} s) and resumes them at the next start", flush=True)
+    return serve_until_signal(server, handle, grace_s)
+
+
+def serve_until_signal(server: Any, handle: Any, grace_s: float) -> int:
+    """Run the API in a thread; on the first signal drain the jobs, on a second stop at once."""
+    import signal
+    import threading
+    import time
+
+    import ray
+
+    wake = threading.Event()
+
+    def on_signal(_signum: int, _frame: Any) -> None:
+        wake.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    thread = threading.Thread(target=server.run, name="trainq-api", daemon=True)
+    thread.start()
+    while not wake.wait(0.5):
+        if not thread.is_alive():
+            return 1  # the server could not start (e.g. the port is taken); uvicorn said why
+    wake.clear()
+    state = ray.get(handle.drain.remote(grace_s))
+    deadline = time.monotonic() + grace_s + 10  # the jobs' own deadlines end within grace_s
+    last = ""
+    while state["waiting"] and not wake.is_set() and time.monotonic() < deadline:
+        line = drain_line(state["waiting"])
+        if line != last:
+            print(f"trainq: {line}; Ctrl-C again to stop now", flush=True)
+            last = line
+        wake.wait(0.5)
+        state = ray.get(handle.draining.remote())
+    if state["waiting"]:
+        print(f"trainq: stopping now; {len(state['waiting'])} job(s) did not reach a checkpoint and resume"
+              " from their last one at the next start", flush=True)
+    else:
+        print("trainq: every job is paused at a checkpoint; they resume at the next start", flush=True)
+    server.should_exit = True
+    thread.join(10)
+    ray.shutdown()
+    return 0
+
+
+def drain_line(waiting: list[dict[str, Any]]) -> str:
+    """What a shutdown waits for, in one line."""
+    jobs = ", ".join(f"{w['job_id']} ({w['name']}) {w['status']}"
+                     + (f" at step {w['step']}" if w["step"] is not None else "") for w in waiting[:5])
+    more = f" and {len(waiting) - 5} more" if len(waiting) > 5 else ""
+    return f"waiting for {len(waiting)} job(s) to checkpoint: {jobs}{more}"

@@ -1,0 +1,242 @@
+"""The Python HTTP client: ``scheduler.http.Client(url, token)``, the same verbs as the Ray client.
+
+No Ray here: it only needs ``httpx`` (and ``httpx-sse`` for live streams), so it works from any
+machine that can reach ``trainq serve``. Errors come back as trainq's own types, rebuilt from
+the JSON ``error`` code that ``api/errors.py`` writes: ``not_found`` -> ``JobNotFound``,
+``conflict`` -> ``IllegalTransition``, ``invalid`` -> ``InvalidSpec``, ``unauthorized`` ->
+``Unauthorized``, ``unavailable`` -> ``NotReady``; a server that cannot be reached raises
+``Unreachable``. Each keeps the body's fields in ``.fields``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from .errors import IllegalTransition, InvalidSpec, JobNotFound, NotReady, TrainqError, Unauthorized
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+#: states in which a job stays until someone acts on it
+STOPPED = frozenset({"completed", "failed", "cancelled", "paused"})
+
+
+class Unreachable(TrainqError):
+    """The server cannot be reached (not running, wrong URL, network down)."""
+
+    code = "unreachable"
+
+
+class ApiError(TrainqError):
+    """An error response whose code trainq's client does not know (e.g. a 500)."""
+
+
+_BY_CODE: dict[str, type[TrainqError]] = {
+    "not_found": JobNotFound, "conflict": IllegalTransition, "invalid": InvalidSpec,
+    "unauthorized": Unauthorized, "unavailable": NotReady,
+}
+
+
+def error_from_body(body: dict[str, Any], status_code: int) -> TrainqError:
+    """The typed error for an error body ``{"error", "message", ...fields}``."""
+    code = str(body.get("error") or "error")
+    cls = _BY_CODE.get(code, ApiError)
+    fields = {k: v for k, v in body.items() if k not in ("error", "message")}
+    # Built without the subclass's __init__ (whose arguments differ per type), as unpickling does.
+    err = cls.__new__(cls)
+    TrainqError.__init__(err, str(body.get("message") or f"HTTP {status_code}"), **fields)
+    if cls is ApiError:
+        err.code = code
+    err.status_code = status_code  # type: ignore[attr-defined]
+    return err
+
+
+@dataclass(frozen=True)
+class Event:
+    """One event of a live stream: ``snapshot``, ``status``, ``report``, ``warning``, ``model``."""
+
+    event: str
+    data: Any
+    id: int | None = None
+
+
+class Client:
+    """trainq's HTTP API with typed errors. Use as a context manager, or call ``close()``."""
+
+    def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout_s: float = 30.0) -> None:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = url.rstrip("/")
+        self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self.http.close()
+
+    # -- plumbing ----------------------------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One request; the JSON body, or a typed error."""
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            raise Unreachable(f"cannot reach trainq at {self.url}: {e}. Is `trainq serve` running? "
+                              "(set --url or TRAINQ_URL)", url=self.url) from None
+        if response.status_code >= 400:
+            raise error_from_body(_body(response), response.status_code)
+        return response.json()
+
+    def stream(self, path: str, last_event_id: int | None = None) -> Iterator[Event]:
+        """Server-Sent Events from ``path`` (read with httpx-sse), until the server closes."""
+        from httpx_sse import SSEError, connect_sse
+
+        headers = {"Last-Event-ID": str(last_event_id)} if last_event_id is not None else {}
+        try:
+            with connect_sse(self.http, "GET", path, headers=headers,
+                             timeout=httpx.Timeout(30.0, read=None)) as source:
+                if source.response.status_code >= 400:
+                    source.response.read()
+                    raise error_from_body(_body(source.response), source.response.status_code)
+                for sse in source.iter_sse():
+                    yield Event(sse.event, sse.json(), int(sse.id) if sse.id and sse.id.isdigit() else None)
+        except (httpx.HTTPError, SSEError) as e:
+            raise Unreachable(f"stream from {self.url} broke: {e}", url=self.url) from None
+
+    # -- the verbs ---------------------------------------------------------------------------------
+    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Queue a job; returns it (``queued``, or ``pending`` when it started at once)."""
+        from .client import absolute_local_dirs
+
+        return self.request("POST", "/api/training/jobs", json=absolute_local_dirs(spec))
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        """One job."""
+        return self.request("GET", f"/api/training/jobs/{job_id}")
+
+    def list(self, status: str | list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+        """``{"jobs", "total", "limit", "offset"}``, newest first, optionally filtered by status."""
+        statuses = [status] if isinstance(status, str) else status or []
+        params: list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
+        return self.request("GET", "/api/training/jobs", params=params + [("status", s) for s in statuses])
+
+    def queue(self) -> list[dict[str, Any]]:
+        """The queued jobs in the order they will start."""
+        return self.request("GET", "/api/training/queue")
+
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+        """Pause a job; a running one stops right after its next checkpoint report.
+
+        Without ``deadline_s`` the deadline comes from the job's checkpoint cadence;
+        ``no_deadline=True`` waits for the checkpoint however long it takes.
+        """
+        params: dict[str, Any] = {"deadline_s": deadline_s} if deadline_s else {}
+        if no_deadline:
+            params["no_deadline"] = "true"
+        return self.request("POST", f"/api/training/pause/{job_id}", params=params or None)
+
+    def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+        """Change a job's priority (queued, paused or running); a raise may preempt others."""
+        return self.request("PATCH", f"/api/training/jobs/{job_id}", json={"priority": priority})
+
+    def checkpoint(self, job_id: str) -> dict[str, Any]:
+        """Ask a running job (one that uses the hook) to save a checkpoint now and go on."""
+        return self.request("POST", f"/api/training/checkpoint/{job_id}")
+
+    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+        """Pin (keep whatever the retention rule says) or unpin a recorded checkpoint."""
+        verb = "pin" if pinned else "unpin"
+        return self.request("POST", f"/api/training/jobs/{job_id}/checkpoints/{verb}", params={"path": path})
+
+    def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
+        """Queue a paused, failed or cancelled job again from a recorded checkpoint."""
+        params = {"checkpoint_path": checkpoint_path} if checkpoint_path else None
+        return self.request("POST", f"/api/training/resume/{job_id}", params=params)
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Cancel a job, stopping it if it runs."""
+        return self.request("POST", f"/api/training/cancel/{job_id}")
+
+    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        """Every checkpoint the job recorded, newest first."""
+        return self.request("GET", f"/api/training/jobs/{job_id}/checkpoints")
+
+    def reports(self, job_id: str, after_id: int = 0) -> list[dict[str, Any]]:
+        """Every metrics report of the job, oldest first."""
+        return self.request("GET", f"/api/training/jobs/{job_id}/metrics", params={"after_id": after_id})
+
+    def history(self, job_id: str) -> dict[str, Any]:
+        """The job's transitions and attempts."""
+        return self.request("GET", f"/api/training/jobs/{job_id}/history")
+
+    def logs(self, job_id: str, attempt: int | None = None, tail: int = 200) -> dict[str, Any]:
+        """The last lines of the runner's and every worker's output of one attempt."""
+        params = {"tail": tail, **({"attempt": attempt} if attempt else {})}
+        return self.request("GET", f"/api/training/jobs/{job_id}/logs", params=params)
+
+    def cluster(self) -> dict[str, Any]:
+        """Capacity used and free per resource, running and queued counts, usage per user."""
+        return self.request("GET", "/api/training/cluster")
+
+    def health(self) -> dict[str, Any]:
+        """Liveness (needs no token)."""
+        return self.request("GET", "/health")
+
+    def events(self, job_id: str | None = None, last_event_id: int | None = None) -> Iterator[Event]:
+        """The live stream of one job (or every job): a ``snapshot``, then each event as it happens.
+
+        With ``last_event_id``, the server replays what came after it instead of a snapshot.
+        """
+        path = f"/api/training/jobs/{job_id}/events" if job_id else "/api/training/events"
+        return self.stream(path, last_event_id)
+
+    def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
+             poll_s: float = 0.5) -> dict[str, Any]:
+        """Block until the job reaches ``status`` (default: any stopped state); returns it."""
+        wanted = {status} if isinstance(status, str) else set(status or STOPPED)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get(job_id)
+            if job["status"] in wanted:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} is {job['status']} after {timeout_s}s, not {sorted(wanted)}")
+            time.sleep(poll_s)
+
+    # -- the model cache ---------------------------------------------------------------------------
+    def models_pull(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
+        """Start downloading a model into the cache (returns at once; poll ``models_get``)."""
+        return self.request("POST", "/api/models", json={"model_id": model_id, "revision": revision})
+
+    def models_list(self) -> list[dict[str, Any]]:
+        """Cached models."""
+        return self.request("GET", "/api/models")
+
+    def models_get(self, model_id: str) -> dict[str, Any]:
+        """One cached model, with download progress."""
+        return self.request("GET", f"/api/models/{model_id}")
+
+    def models_delete(self, model_id: str) -> dict[str, Any]:
+        """Delete a cached model."""
+        return self.request("DELETE", f"/api/models/{model_id}")
+
+
+def _body(response: httpx.Response) -> dict[str, Any]:
+    try:
+        body = response.json()
+    except ValueError:
+        return {"error": "error", "message": response.text or f"HTTP {response.status_code}"}
+    if not isinstance(body, dict):
+        return {"error": "error", "message": str(body)}
+    if "error" not in body and "detail" in body:  # a framework error (e.g. 405), not one of ours
+        return {"error": "error", "message": str(body["detail"])}
+    return body
+
+
+__all__ = ["ApiError", "Client", "Event", "Unreachable", "error_from_body"]
