@@ -44,6 +44,7 @@ def join_path(root: str, name: str) -> str:
 
 
 def env_float(name: str, default: float) -> float:
+    """A non-negative number of seconds from the environment, with an error naming the variable."""
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
