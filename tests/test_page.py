@@ -171,6 +171,10 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
 
 def test_the_page_pulls_a_model_with_live_progress_and_deletes_it(serve, browser) -> None:
     """From the session's local hub (slow on purpose, so progress shows between 0 and 100%)."""
+    # The page's server shares the session's scheduler, whose model cache may already hold the
+    # model (test_hf_e2e pulls it): start from an empty cache so the pull is a real download.
+    r = httpx.delete(f"{serve}/api/models/tiny/gpt2", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert r.status_code in (200, 404), r.text
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(serve)
