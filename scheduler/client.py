@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from .config import NAMESPACE, Settings
@@ -126,15 +127,24 @@ class Client:
     def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
              poll_s: float = 0.2) -> dict[str, Any]:
         """Block until the job reaches ``status`` (default: any stopped state); returns it."""
-        wanted = {status} if isinstance(status, str) else status or {s.value for s in STOPPED}
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get(job_id)
-            if job["status"] in wanted:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is {job['status']} after {timeout_s}s, not {sorted(wanted)}")
-            time.sleep(poll_s)
+        return wait_for(self.get, job_id, status, timeout_s, poll_s)
+
+
+def wait_for(get: Callable[[str], dict[str, Any]], job_id: str, status: str | set[str] | None = None,
+             timeout_s: float = 300.0, poll_s: float = 0.2) -> dict[str, Any]:
+    """Poll ``get(job_id)`` until the job reaches ``status`` (default: any stopped state).
+
+    Shared by the Ray client and the HTTP client (``scheduler.http``), so both wait alike.
+    """
+    wanted = {status} if isinstance(status, str) else set(status or {s.value for s in STOPPED})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        job = get(job_id)
+        if job["status"] in wanted:
+            return job
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id} is {job['status']} after {timeout_s}s, not {sorted(wanted)}")
+        time.sleep(poll_s)
 
 
 __all__ = ["Client", "JobStatus", "connect"]

@@ -10,7 +10,6 @@ the JSON ``error`` code that ``api/errors.py`` writes: ``not_found`` -> ``JobNot
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -199,15 +198,9 @@ class Client:
     def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
              poll_s: float = 0.5) -> dict[str, Any]:
         """Block until the job reaches ``status`` (default: any stopped state); returns it."""
-        wanted = {status} if isinstance(status, str) else set(status or STOPPED)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            job = self.get(job_id)
-            if job["status"] in wanted:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} is {job['status']} after {timeout_s}s, not {sorted(wanted)}")
-            time.sleep(poll_s)
+        from .client import wait_for
+
+        return wait_for(self.get, job_id, status, timeout_s, poll_s)
 
     # -- the model cache ---------------------------------------------------------------------------
     def models_pull(self, model_id: str, revision: str | None = None) -> dict[str, Any]:

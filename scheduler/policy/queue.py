@@ -119,9 +119,6 @@ class QueueIndex:
         """Entries in policy order, lazily and without a copy (do not change the index meanwhile)."""
         return (self._entries[k] for k in self._keys)
 
-    def head(self) -> Entry | None:
-        return self._entries[self._keys[0]] if self._keys else None
-
     def page(self, limit: int | None = None, offset: int = 0) -> list[Entry]:
         end = None if limit is None else offset + limit
         return [self._entries[k] for k in self._keys[offset:end]]
