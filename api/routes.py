@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
+from scheduler.client import new_key
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 
@@ -31,12 +32,17 @@ def _backend(request: Request) -> Backend:
 
 BackendDep = Annotated[Backend, Depends(_backend)]
 JobId = Annotated[str, "job id"]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x20-\x7e]+$",
+    description="the same key again returns the first answer instead of acting twice (safe retries)")]
 
 
 @router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
-async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep) -> Any:
+async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
-    return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True))
+    # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
+    return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
+                              idempotency_key or new_key())
 
 
 @router.get("/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
@@ -72,8 +78,9 @@ async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep) 
 async def pause(job_id: JobId, backend: BackendDep,
                 deadline_s: Annotated[float | None, Query(gt=0, description="stop anyway after this long"
                                                           " (default: from the job's checkpoint cadence)")] = None,
-                no_deadline: Annotated[bool, Query(description="wait for the checkpoint however long")] = False) -> Any:
-    return await backend.call("pause", job_id, deadline_s, no_deadline)
+                no_deadline: Annotated[bool, Query(description="wait for the checkpoint however long")] = False,
+                idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key())
 
 
 @router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
@@ -84,13 +91,14 @@ async def checkpoint(job_id: JobId, backend: BackendDep) -> Any:
 
 @router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
 async def resume(job_id: JobId, backend: BackendDep,
-                 checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None) -> Any:
-    return await backend.call("resume", job_id, checkpoint_path)
+                 checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key())
 
 
 @router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
-async def cancel(job_id: JobId, backend: BackendDep) -> Any:
-    return await backend.call("cancel", job_id)
+async def cancel(job_id: JobId, backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("cancel", job_id, idempotency_key or new_key())
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],

@@ -89,6 +89,8 @@ class Settings:
     report_poll_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5")))
     #: Seconds between the scheduler's housekeeping ticks (deadlines, admission, autoscaler hints).
     tick_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_TICK_S", "1.0")))
+    #: Seconds between reconciliations: live runners compared with the store, drift settled.
+    reconcile_s: float = field(default_factory=lambda: env_float("TRAINQ_RECONCILE_S", 5))
     #: JSON of the most resources the cluster can grow to, for autoscaling clusters (e.g.
     #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
     max_resources: str = field(default_factory=lambda: os.environ.get("TRAINQ_MAX_RESOURCES", ""))

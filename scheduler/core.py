@@ -23,6 +23,8 @@ Everything reaches the caller only after the store has committed it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
@@ -32,14 +34,14 @@ from typing import Any, Protocol
 from . import policy, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, train_run_name
-from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound,
-                     NotCooperative)
+from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IdempotencyConflict, IllegalTransition,
+                     InvalidSpec, JobNotFound, NotCooperative)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
 from .policy import Entry, QueueIndex, Resources, failure, preemption, retention
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
-from .store import Store
+from .store import Request, Store
 
 S = JobStatus
 Event = dict[str, Any]
@@ -102,6 +104,8 @@ class Scheduler:
         self.draining = False  # a shutdown is in progress: nothing new starts
         self._last_checkpoint: dict[str, tuple[int, float | None]] = {}  # job_id -> (attempt, at)
         self._requested: list[Resources] | None = None
+        self._request: Request | None = None  # the key the verb in progress writes with its change
+        self._request_job: str | None = None
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
             if job.status in ACTIVE:
                 self.held[(job.job_id, job.attempt)] = self._demand(job)
@@ -113,9 +117,17 @@ class Scheduler:
         return list(self.held.values())
 
     # -- the verbs ------------------------------------------------------------------------------
-    def submit(self, data: Any) -> dict[str, Any]:
-        """Validate a spec, store the job as ``queued`` and start whatever fits now."""
+    def submit(self, data: Any, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Validate a spec, store the job as ``queued`` and start whatever fits now.
+
+        With an ``idempotency_key``, the same key (and spec) returns the job it created the first
+        time instead of a new one: a client, or Ray retrying the call after a restart, may resend.
+        """
+        key = _idempotency_key(idempotency_key)
         spec = parse_spec(data)
+        fingerprint = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        if key is not None and (found := self._replay(key, "submit", None, fingerprint)) is not None:
+            return self.get(found["job_id"])
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
@@ -128,7 +140,8 @@ class Scheduler:
         now = self.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
                   priority=spec.priority, seq=0, created_at=now, updated_at=now)
-        job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0))
+        request = Request(key, "submit", fingerprint) if key is not None else None
+        job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request)
         self._index(job)
         self._notify_status(job, None, "submitted")
         self.schedule()
@@ -157,7 +170,12 @@ class Scheduler:
                 out.append(job.to_dict(queue_position=offset + i + 1))
         return out
 
-    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
+              idempotency_key: str | None = None) -> dict[str, Any]:
+        """Pause a job; see ``_pause``. A repeated ``idempotency_key`` gets the first answer again."""
+        return self._idempotent(idempotency_key, "pause", job_id, lambda: self._pause(job_id, deadline_s, no_deadline))
+
+    def _pause(self, job_id: str, deadline_s: float | None, no_deadline: bool) -> dict[str, Any]:
         """Pause a job (DESIGN.md, "Pause and resume, precisely").
 
         A running job stops right after its next checkpoint report, or at ``deadline_s``; without
@@ -203,8 +221,15 @@ class Scheduler:
         self.schedule()
         return self._pause_result(job, previous, message)
 
-    def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
-        """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint."""
+    def resume(self, job_id: str, checkpoint_path: str | None = None,
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint.
+
+        A repeated ``idempotency_key`` gets the first answer again instead of a conflict.
+        """
+        return self._idempotent(idempotency_key, "resume", job_id, lambda: self._resume(job_id, checkpoint_path))
+
+    def _resume(self, job_id: str, checkpoint_path: str | None) -> dict[str, Any]:
         job = self._job(job_id)
         previous = job.status
         if previous not in RESUMABLE:
@@ -231,8 +256,11 @@ class Scheduler:
         self.schedule()
         return result
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
         """Cancel a job; a running one is stopped now (its resources free once it has stopped)."""
+        return self._idempotent(idempotency_key, "cancel", job_id, lambda: self._cancel(job_id))
+
+    def _cancel(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
         previous = job.status
         if previous is S.CANCELLED:
@@ -366,6 +394,19 @@ class Scheduler:
         else:
             raise ValueError(f"unknown runner event kind {kind!r}")
 
+    def on_launch_failed(self, job_id: str, attempt: int, error: str) -> None:
+        """No runner could be started for the attempt (e.g. its working_dir failed to upload)."""
+        self._launch_failed(job_id, attempt, error)
+        self.schedule()
+
+    def _launch_failed(self, job_id: str, attempt: int, error: str) -> None:
+        self._release(job_id, attempt)
+        job = self.store.get_job(job_id)
+        if job is not None and job.attempt == attempt and job.status in ACTIVE:
+            job = self._transition(job, S.FAILED, "fail", "could not start a runner",
+                                   finished_at=self.clock(), error=error)
+            self._end_attempt(job, "failed", self.clock())
+
     def on_runner_lost(self, job_id: str, attempt: int, why: str) -> None:
         """A runner is gone without saying how its attempt ended (and its run with it)."""
         self._release(job_id, attempt)
@@ -408,6 +449,30 @@ class Scheduler:
                               job.checkpoint_path)
         self.schedule()
 
+    def reconcile(self, alive: set[tuple[str, int]], watched: set[tuple[str, int]]) -> list[str]:
+        """Compare the runners alive now with the store and settle whatever drifted apart.
+
+        ``alive``: attempts whose runner actor exists (a snapshot); ``watched``: attempts whose
+        runner the shell is launching or watching (their end reaches the core anyway). An active
+        attempt in neither lost its runner without a word (an event dropped, a watcher gone); a
+        live runner of no active attempt is an orphan; resources held for an attempt that is
+        neither active nor alive were never released. Returns what it did, in words.
+        """
+        done = []
+        active = {(j.job_id, j.attempt): j for j in self.store.jobs_in(ACTIVE)}
+        for key in sorted(set(active) - alive - watched):
+            done.append(f"{key[0]} attempt {key[1]}: {active[key].status.value} with no runner; settled")
+            self.on_runner_lost(*key, "reconciliation found no runner for this attempt")
+        for key in sorted(alive - set(active) - watched):
+            done.append(f"{key[0]} attempt {key[1]}: a runner of no active attempt; stopped")
+            self.launcher.stop(*key)
+        for key in sorted(set(self.held) - set(active) - alive - watched):
+            done.append(f"{key[0]} attempt {key[1]}: resources held by no runner; released")
+            self._release(*key)
+        if done:
+            self.schedule()
+        return done
+
     def tick(self) -> None:
         """Periodic work: enforce pause deadlines and start timeouts, then start what fits."""
         now = self.clock()
@@ -449,9 +514,7 @@ class Scheduler:
             try:
                 self.launcher.launch(job, attempt, self.job_root(job))
             except Exception as e:  # a launch that cannot even start fails the job, loudly
-                self._release(job.job_id, attempt_no)
-                self._transition(job, S.FAILED, "fail", "could not start a runner",
-                                 finished_at=self.clock(), error=f"{type(e).__name__}: {e}")
+                self._launch_failed(job.job_id, attempt_no, f"{type(e).__name__}: {e}")
                 continue
             started.append(job.job_id)
         free = policy.subtract(capacity, *self.allocated)
@@ -476,7 +539,10 @@ class Scheduler:
             raise IllegalTransition(job.job_id, job.status.value, target.value, action)
         at = self.clock()
         transition = Transition(job.job_id, job.status, target, at, reason, changes.get("attempt", job.attempt))
-        updated = self.store.transition(job.job_id, job.status, transition, changes)
+        request = self._request if self._request is not None and self._request_job == job.job_id else None
+        updated = self.store.transition(job.job_id, job.status, transition, changes, request)
+        if request is not None and updated is not None:
+            self._request = None  # written with the verb's first change, and only that one
         if updated is None:
             current = self._job(job.job_id)
             raise IllegalTransition(job.job_id, current.status.value, target.value, action)
@@ -485,6 +551,39 @@ class Scheduler:
         self._index(updated)
         self._notify_status(updated, job.status, reason)
         return updated
+
+    def _idempotent(self, key: str | None, verb: str, job_id: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run a verb once per key: the key is committed with the verb's change of state, and a
+        key seen before gets the recorded answer (Ray re-runs a call that was in flight when the
+        actor restarted; the first run may have committed)."""
+        key = _idempotency_key(key)
+        if key is None:
+            return run()
+        found = self._replay(key, verb, job_id, None)
+        if found is not None:
+            return found["response"] or {**self.get(job_id), "success": True, "job_id": job_id,
+                                         "message": f"{verb} was already done for this idempotency key"}
+        self._request, self._request_job = Request(key, verb), job_id
+        try:
+            result = run()
+        finally:
+            recorded, self._request = self._request is None, None
+        if recorded:
+            self.store.set_request_response(key, result)
+        return result
+
+    def _replay(self, key: str, verb: str, job_id: str | None, fingerprint: str | None) -> dict[str, Any] | None:
+        """What ``key`` did before, or None; a key reused for something else is a conflict."""
+        found = self.store.find_request(key)
+        if found is None:
+            return None
+        if found["verb"] != verb:
+            raise IdempotencyConflict(key, found["verb"], found["job_id"], f"(not to {verb} it)")
+        if job_id is not None and found["job_id"] != job_id:
+            raise IdempotencyConflict(key, verb, found["job_id"], f"(not job {job_id!r})")
+        if fingerprint is not None and found["fingerprint"] != fingerprint:
+            raise IdempotencyConflict(key, verb, found["job_id"], "with a different spec")
+        return found
 
     def _set(self, job: Job, **changes: Any) -> Job:
         """Change fields other than the state (priority, pause intent, flags) and re-index."""
@@ -866,6 +965,15 @@ NOT_RESUMABLE = ("its train function never calls ray.train.get_checkpoint(), so 
                  " from the beginning: everything since its attempt started would be redone")
 IGNORED_CHECKPOINT = ("the train function ignored its checkpoint: it was resumed from one but never called"
                       " ray.train.get_checkpoint(), so it started over")
+
+
+def _idempotency_key(key: str | None) -> str | None:
+    """A usable key or None; a key is 1-200 printable characters (an HTTP header's worth)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= 200 or not key.isprintable():
+        raise InvalidSpec("idempotency_key must be 1 to 200 printable characters", field="idempotency_key")
+    return key
 
 
 def _median(values: list[float]) -> float | None:

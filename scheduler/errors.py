@@ -96,6 +96,16 @@ class CheckpointRefused(InvalidSpec):
         )
 
 
+class IdempotencyConflict(TrainqError):
+    """An idempotency key came back with a different request than the one it was first used for."""
+
+    code = "conflict"
+
+    def __init__(self, key: str, verb: str, job_id: str, why: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used to {verb} job {job_id!r} {why};"
+                         " use a new key for a new request", idempotency_key=key, job_id=job_id, action=verb)
+
+
 class Unauthorized(TrainqError):
     """A request without the configured API token."""
 

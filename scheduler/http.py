@@ -109,11 +109,16 @@ class Client:
             raise Unreachable(f"stream from {self.url} broke: {e}", url=self.url) from None
 
     # -- the verbs ---------------------------------------------------------------------------------
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Queue a job; returns it (``queued``, or ``pending`` when it started at once)."""
-        from .client import absolute_local_dirs
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a job; returns it (``queued``, or ``pending`` when it started at once).
 
-        return self.request("POST", "/api/training/jobs", json=absolute_local_dirs(spec))
+        Sent with an ``Idempotency-Key`` (a fresh one unless given), so resending after a broken
+        connection returns the job the first request created instead of a second one.
+        """
+        from .client import absolute_local_dirs, new_key
+
+        return self.request("POST", "/api/training/jobs", json=absolute_local_dirs(spec),
+                            headers={"Idempotency-Key": idempotency_key or new_key()})
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--working-dir", help="runtime_env working_dir: a folder on the scheduler's machine, or a URI")
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="runtime_env env var (repeatable)")
     p.add_argument("--storage-path", help="storage root for this job")
+    p.add_argument("--idempotency-key", metavar="KEY",
+                   help="submitting again with the same key returns the job the first submit created")
     p.add_argument("--watch", action="store_true", help="then follow it live")
 
     p = sub.add_parser("list", help="list jobs, newest first")

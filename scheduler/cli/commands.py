@@ -64,7 +64,7 @@ def cmd_submit(api: Client, args: argparse.Namespace) -> int:
         runtime_env.setdefault("env_vars", {})[key] = value
     if not runtime_env:
         spec.pop("runtime_env")
-    job = api.submit(spec)
+    job = api.submit(spec, idempotency_key=args.idempotency_key)
     _print(args, job, f"submitted {job['job_id']} ({job['status']}"
            + (f", queue position {job['queue_position']})" if job["queue_position"] else ")"))
     if args.watch:
