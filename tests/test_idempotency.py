@@ -53,7 +53,7 @@ def test_a_resume_that_committed_answers_the_same_when_retried_instead_of_409(ma
         restarted.resume(blocker["job_id"], idempotency_key="r1")
     assert restarted.get(blocker["job_id"])["status"] == "pending"
     history = restarted.history(job["job_id"])["transitions"]
-    assert [t["to"] for t in history].count("queued") == 2  # submitted, resumed once
+    assert [t["to_status"] for t in history].count("queued") == 2  # submitted, resumed once
 
 
 def test_a_failed_verb_records_no_key_so_its_retry_runs_again(make_core) -> None:
