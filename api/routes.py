@@ -53,9 +53,8 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Any:
     statuses = [s.value for s in status] if status else None
-    jobs = await backend.call("list", statuses, limit, offset)
-    total = await backend.call("count", statuses)
-    return {"jobs": jobs, "total": total, "limit": limit, "offset": offset}
+    page = await backend.call("page", statuses, limit, offset)  # one actor call: jobs and total
+    return {**page, "limit": limit, "offset": offset}
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")

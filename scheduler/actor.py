@@ -253,6 +253,11 @@ class SchedulerService:
         self._tend()
         return self.core.list(status, limit, offset)
 
+    async def page(self, status: Any = None, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+        """``{"jobs": [...], "total": n}``: one page of ``list`` and its ``count`` in one call."""
+        self._tend()
+        return {"jobs": self.core.list(status, limit, offset), "total": self.core.count(status)}
+
     async def count(self, status: Any = None) -> int:
         self._tend()
         return self.core.count(status)

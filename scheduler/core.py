@@ -106,8 +106,15 @@ class Scheduler:
         self._requested: list[Resources] | None = None
         self._request: Request | None = None  # the key the verb in progress writes with its change
         self._request_job: str | None = None
+        #: Read-mostly caches, so a scheduling pass or a page of a list reads no row per job:
+        #: specs never change after submit; active jobs change only through ``_transition``/``_set``
+        #: (reports write metrics, which the scheduling decisions do not read from here).
+        self._specs: dict[str, JobSpec] = {}
+        self._live: dict[str, Job] = {}
+        self._counts: dict[JobStatus, int] = dict(self.store.count_by_status())
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
             if job.status in ACTIVE:
+                self._live[job.job_id] = job
                 self.held[(job.job_id, job.attempt)] = self._demand(job)
             self._index(job)
 
@@ -142,6 +149,7 @@ class Scheduler:
                   priority=spec.priority, seq=0, created_at=now, updated_at=now)
         request = Request(key, "submit", fingerprint) if key is not None else None
         job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request)
+        self._counts[S.QUEUED] = self._counts.get(S.QUEUED, 0) + 1
         self._index(job)
         self._notify_status(job, None, "submitted")
         self.schedule()
@@ -154,21 +162,18 @@ class Scheduler:
     def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
              offset: int = 0) -> list[dict[str, Any]]:
         """Jobs newest first, optionally filtered by status (one or several)."""
-        statuses = _statuses(status)
-        return [self._public(j) for j in self.store.list_jobs(statuses, limit, offset)]
+        return self._public_many(self.store.list_jobs(_statuses(status), limit, offset))
 
     def count(self, status: str | Iterable[str] | None = None) -> int:
-        """How many jobs (in ``status``) there are."""
-        return self.store.count_jobs(_statuses(status))
+        """How many jobs (in ``status``) there are (counted as they change, not by a scan)."""
+        statuses = _statuses(status)
+        return sum(n for s, n in self._counts.items() if statuses is None or s in statuses)
 
     def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """The queued jobs in the order they will start."""
-        out = []
-        for i, entry in enumerate(self.queue.page(limit, offset)):
-            job = self.store.get_job(entry.job_id)
-            if job is not None:
-                out.append(job.to_dict(queue_position=offset + i + 1))
-        return out
+        page = self.queue.page(limit, offset)
+        jobs = self.store.get_jobs([e.job_id for e in page])
+        return self._public_many([jobs[e.job_id] for e in page if e.job_id in jobs])
 
     def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
               idempotency_key: str | None = None) -> dict[str, Any]:
@@ -519,7 +524,7 @@ class Scheduler:
             started.append(job.job_id)
         free = policy.subtract(capacity, *self.allocated)
         head = policy.head(self.queue, now)
-        if head is not None and not policy.fits(head.demand, free):
+        if head is not None and not policy.fits(head.demand, free) and self._may_preempt():
             self._preempt_for_queue(free, capacity, now)
         wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, free) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
@@ -546,6 +551,12 @@ class Scheduler:
         if updated is None:
             current = self._job(job.job_id)
             raise IllegalTransition(job.job_id, current.status.value, target.value, action)
+        self._counts[job.status] = self._counts.get(job.status, 1) - 1
+        self._counts[target] = self._counts.get(target, 0) + 1
+        if target in ACTIVE:
+            self._live[updated.job_id] = updated
+        else:
+            self._live.pop(updated.job_id, None)
         if target is S.PENDING:
             self.held[(updated.job_id, updated.attempt)] = self._demand(updated)
         self._index(updated)
@@ -589,6 +600,8 @@ class Scheduler:
         """Change fields other than the state (priority, pause intent, flags) and re-index."""
         self.store.update_job(job.job_id, changes)
         updated = self._job(job.job_id)
+        if updated.job_id in self._live:
+            self._live[updated.job_id] = updated
         self._index(updated)
         return updated
 
@@ -664,11 +677,17 @@ class Scheduler:
                 holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h for h in holders]
             left = policy.subtract(left, entry.demand)
 
+    def _may_preempt(self) -> bool:
+        """Whether any queued job outranks a running one (a victim must have a lower priority):
+        with thousands queued behind a full cluster, most passes stop here, reading no job."""
+        top = next(iter(self.queue.in_order()), None)
+        return top is not None and any(j.priority < top.priority for j in self._live.values() if j.status is S.RUNNING)
+
     def _holders(self, now: float) -> list[preemption.Candidate]:
         """Every attempt holding resources, as the preemption policy sees it."""
         holders = []
         for (job_id, attempt), demand in self.held.items():
-            job = self.store.get_job(job_id)
+            job = self._live.get(job_id) or self.store.get_job(job_id)
             if job is None:
                 continue
             current = job.attempt == attempt and job.status in ACTIVE
@@ -716,7 +735,7 @@ class Scheduler:
             return None
         nodes = [dict(n) for n in nodes]
         for job_id, attempt in self.held:
-            job = self.store.get_job(job_id)
+            job = self._live.get(job_id)
             if job is not None and job.status is S.PENDING and job.attempt == attempt:
                 spec = self._spec(job)
                 placed = policy.place_gang(spec.worker_resources(), spec.num_workers, nodes)
@@ -928,7 +947,10 @@ class Scheduler:
         return job.started_at if job.started_at is not None else job.updated_at
 
     def _spec(self, job: Job) -> JobSpec:
-        return JobSpec.model_validate(job.spec)
+        spec = self._specs.get(job.job_id)
+        if spec is None:
+            spec = self._specs[job.job_id] = JobSpec.model_validate(job.spec)
+        return spec
 
     def _demand(self, job: Job) -> Resources:
         return self._spec(job).demand()
@@ -943,6 +965,16 @@ class Scheduler:
         d = job.to_dict(queue_position=self.queue.position(job.job_id))
         d["checkpoint_bytes"] = self.store.checkpoint_bytes(job.job_id)
         return d
+
+    def _public_many(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        """``_public`` of a page of jobs with one query for all their checkpoint sizes."""
+        sizes = self.store.checkpoint_bytes_of([j.job_id for j in jobs])
+        out = []
+        for job in jobs:
+            d = job.to_dict(queue_position=self.queue.position(job.job_id))
+            d["checkpoint_bytes"] = sizes.get(job.job_id, 0)
+            out.append(d)
+        return out
 
     def _pause_result(self, job: Job, previous: JobStatus, message: str) -> dict[str, Any]:
         return {"success": True, "job_id": job.job_id, "previous_status": previous.value,

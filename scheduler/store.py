@@ -135,6 +135,9 @@ class Store(Protocol):
     def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None: ...
     def update_checkpoint(self, job_id: str, path: str, changes: dict[str, Any]) -> bool: ...
     def checkpoint_bytes(self, job_id: str) -> int: ...
+    def checkpoint_bytes_of(self, job_ids: Sequence[str]) -> dict[str, int]: ...
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]: ...
+    def count_by_status(self) -> dict[JobStatus, int]: ...
     def transitions(self, job_id: str) -> list[Transition]: ...
     def save_attempt(self, attempt: Attempt) -> None: ...
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None: ...
@@ -204,6 +207,20 @@ class SQLiteStore:
     def get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return _job_from(row) if row else None
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """Many jobs by id in one query (missing ids are left out)."""
+        found: dict[str, Job] = {}
+        for start in range(0, len(job_ids), 500):  # SQLite's limit on bound parameters
+            chunk = tuple(job_ids[start:start + 500])
+            rows = self._db.execute(f"SELECT * FROM jobs WHERE job_id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((row["job_id"], _job_from(row)) for row in rows)
+        return found
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are in each state (one scan, at start-up; the core counts from there)."""
+        rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {JobStatus(row[0]): int(row[1]) for row in rows}
 
     def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
                   offset: int = 0) -> list[Job]:
@@ -341,6 +358,15 @@ class SQLiteStore:
         row = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM checkpoints WHERE job_id = ?"
                                " AND deleted_at IS NULL", (job_id,)).fetchone()
         return int(row[0])
+
+    def checkpoint_bytes_of(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """``checkpoint_bytes`` of many jobs in one query (a page of a list)."""
+        if not job_ids:
+            return {}
+        rows = self._db.execute(
+            f"SELECT job_id, COALESCE(SUM(bytes), 0) FROM checkpoints WHERE job_id IN ({', '.join('?' * len(job_ids))})"
+            " AND deleted_at IS NULL GROUP BY job_id", tuple(job_ids)).fetchall()
+        return {row[0]: int(row[1]) for row in rows}
 
     def transitions(self, job_id: str) -> list[Transition]:
         rows = self._db.execute("SELECT * FROM transitions WHERE job_id = ? ORDER BY id", (job_id,))
