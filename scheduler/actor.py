@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from . import raycompat
+from . import raycompat, security
 from .checkpoint_fs import BackgroundDeletes, StorageFS
 from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
 from .core import Scheduler
@@ -82,20 +83,30 @@ class RayLauncher:
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         from .runner import Runner
 
-        runtime_env = dict(job.spec.get("runtime_env") or {})
-        if _has_local_dirs(runtime_env):
-            runtime_env = raycompat.upload_local_dirs(runtime_env)
-        # Ray Train's state tracking is off by default, which hides trainq's runs from the Ray
-        # dashboard's Train API. The runner's env reaches its controller and workers on every node.
-        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **(runtime_env.get("env_vars") or {})}
         handle = ray.remote(Runner).options(
             name=runner_name(job.job_id, attempt.attempt), namespace=NAMESPACE, lifetime="detached",
             num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0,
-            runtime_env=runtime_env or None,
+            # Only trainq's own switches: the runner and its Ray Train controller (which inherits
+            # this) run on the head node and must never get the job's code or packages. Ray
+            # Train's state tracking is off by default, which hides trainq's runs from the Ray
+            # dashboard's Train API.
+            runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
         ).remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
-                 attempt.resumed_from, self.settings.report_poll_s)
+                 attempt.resumed_from, self.settings.report_poll_s, self.worker_env(job.spec))
         handle.start.remote()
         self.adopt(job.job_id, attempt.attempt, handle)
+
+    def worker_env(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The runtime_env of a job's training workers: its own, with local folders uploaded (as
+        ``ray job submit`` does; the head node reads and zips them, it never imports them), and
+        the secrets named in ``TRAINQ_SECRET_ENV`` from this process's environment."""
+        runtime_env = dict(spec.get("runtime_env") or {})
+        if _has_local_dirs(runtime_env):
+            runtime_env = raycompat.upload_local_dirs(runtime_env)
+        secrets = security.secret_values(self.settings.secret_names(), os.environ)
+        # A variable the job sets itself wins: it is the user's own (e.g. their own HF_TOKEN).
+        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **secrets, **(runtime_env.get("env_vars") or {})}
+        return runtime_env
 
     def adopt(self, job_id: str, attempt: int, handle: Any) -> None:
         """Keep and watch a runner (one just launched, or one found alive after a restart)."""
@@ -153,6 +164,7 @@ class RayLauncher:
 def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
     paths = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
     return any(isinstance(p, str) and "://" not in p for p in paths if p)
+
 
 
 class SchedulerService:
