@@ -22,7 +22,15 @@ import ray
 
 from . import raycompat, security
 from .checkpoint_fs import BackgroundDeletes, StorageFS
-from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
+from .config import (
+    HEAD_RESOURCE,
+    NAMESPACE,
+    SCHEDULER_NAME,
+    Settings,
+    packages_root,
+    parse_runner_name,
+    runner_name,
+)
 from .core import Scheduler
 from .errors import JobNotFound
 from .events import EventLog
@@ -271,7 +279,13 @@ class SchedulerService:
             raise JobNotFound(job_id)
         number = attempt or job.attempt
         record = self.core.store.get_attempt(job_id, number) if number else None
-        return read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        out = read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        # A library that prints its token (or a loop that prints the environment) must not hand the
+        # scheduler's secrets to everyone who may read this job's logs.
+        secrets = security.secret_values(self.settings.secret_names(), os.environ).values()
+        out["logs"] = {source: [security.redact(line, secrets) for line in lines]
+                       for source, lines in out["logs"].items()}
+        return out
 
     async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
@@ -310,6 +324,15 @@ class SchedulerService:
                 "queued": len(self.core.queue), "active": len(self.core.held),
                 "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
                 "db_path": self.settings.db_path}
+
+    # -- uploaded packages ---------------------------------------------------------------------------
+    async def store_package(self, name: str, data: bytes) -> dict[str, Any]:
+        """Store an uploaded folder (a zip) where jobs may use it; see ``scheduler.packages``."""
+        self._tend()
+        from . import packages
+
+        limit = int(self.settings.max_package_mb * 2**20)
+        return await asyncio.to_thread(packages.store, data, name, packages_root(self.core.storage_root), limit)
 
     # -- the model cache ----------------------------------------------------------------------------
     @property
@@ -449,8 +472,12 @@ def ensure_scheduler(settings: Settings | None = None) -> Any:
         return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
     except ValueError:
         pass
+    # The secrets come from the environment of whoever starts trainq (``trainq serve``), which is
+    # not the actor's when Ray runs elsewhere (`ray start`): they travel in the actor's env, never
+    # in its settings, which the API shows.
+    secrets = security.secret_values(settings.secret_names(), os.environ)
     return ray.remote(SchedulerActor).options(
         name=SCHEDULER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=-1, num_cpus=0, resources={HEAD_RESOURCE: 0.001},
-        max_concurrency=1000,
+        max_concurrency=1000, runtime_env={"env_vars": secrets} if secrets else None,
     ).remote(settings.with_overrides().to_dict())

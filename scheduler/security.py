@@ -144,13 +144,14 @@ def check_storage_path(storage_path: str | None, roots: list[str]) -> None:
 
 def _root_of(path: str, roots: list[str]) -> str | None:
     for root in roots:
-        if scheme_of(root) is None and scheme_of(path) is None:
-            if is_under(path, [root]):
-                return root
-        elif scheme_of(root) is not None and (path.rstrip("/") == root.rstrip("/")
-                                              or path.startswith(root.rstrip("/") + "/")):
-            if "/../" not in path + "/" and "/./" not in path + "/":
-                return root
+        local = scheme_of(root) is None and scheme_of(path) is None
+        if local and is_under(path, [root]):
+            return root
+        # A URI is compared as text, so "s3://b/root/../other" must not pass as inside "s3://b/root".
+        inside_uri = path.rstrip("/") == root.rstrip("/") or path.startswith(root.rstrip("/") + "/")
+        if not local and scheme_of(root) is not None and inside_uri and "/../" not in path + "/" \
+                and "/./" not in path + "/":
+            return root
     return None
 
 
