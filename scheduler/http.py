@@ -134,23 +134,9 @@ class Client:
         copy's path (the caller's dict is not changed). Paths that are not folders here, and URIs,
         are left for the server to judge."""
         from .client import absolute_local_dirs
+        from .packages import upload_local_dirs
 
-        spec = absolute_local_dirs(spec)
-        env = spec.get("runtime_env")
-        if not isinstance(env, dict):
-            return spec
-
-        def stored(value: Any) -> Any:
-            if isinstance(value, str) and "://" not in value and os.path.isdir(value):
-                return self.upload(value)["path"]
-            return value
-
-        env = dict(env)
-        if "working_dir" in env:
-            env["working_dir"] = stored(env["working_dir"])
-        if isinstance(env.get("py_modules"), list):
-            env["py_modules"] = [stored(p) for p in env["py_modules"]]
-        return {**spec, "runtime_env": env}
+        return upload_local_dirs(absolute_local_dirs(spec), lambda folder: self.upload(folder)["path"])
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""

@@ -17,6 +17,7 @@ import shutil
 import stat
 import uuid
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,3 +128,24 @@ def _extract(archive: zipfile.ZipFile, dest: Path, max_unzipped: int) -> None:
 
 def _described(path: Path, address: str, data: bytes) -> dict[str, Any]:
     return {"name": path.name, "path": str(path), "digest": address, "bytes": len(data)}
+
+
+def upload_local_dirs(spec: dict[str, Any], upload: Callable[[str], str]) -> dict[str, Any]:
+    """The spec with each runtime_env working_dir/py_modules entry that is a folder on this
+    machine replaced by ``upload(folder)`` (the stored copy's path). Other paths and URIs are left
+    for the server to judge; the caller's dict is not changed."""
+    env = spec.get("runtime_env")
+    if not isinstance(env, dict):
+        return spec
+
+    def stored(value: Any) -> Any:
+        if isinstance(value, str) and "://" not in value and os.path.isdir(value):
+            return upload(os.path.abspath(value))
+        return value
+
+    env = dict(env)
+    if "working_dir" in env:
+        env["working_dir"] = stored(env["working_dir"])
+    if isinstance(env.get("py_modules"), list):
+        env["py_modules"] = [stored(p) for p in env["py_modules"]]
+    return {**spec, "runtime_env": env}
