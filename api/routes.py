@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
 from scheduler.client import new_key
+from scheduler.errors import TooLarge
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 
@@ -21,6 +22,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this"},
     422: {"model": schemas.ErrorBody, "description": "invalid input; `field` names it"},
 }
+_ZIP_BODY = {"requestBody": {"required": True, "content": {"application/zip": {
+    "schema": {"type": "string", "format": "binary"}}}}}
 router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"],
                    responses=_ERRORS)
 health_router = APIRouter(tags=["health"])
@@ -43,6 +46,26 @@ async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, idempote
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
     return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
                               idempotency_key or new_key())
+
+
+@router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
+             responses={413: {"model": schemas.ErrorBody, "description": "larger than TRAINQ_MAX_PACKAGE_MB"}},
+             summary="Upload a folder (a zip) for a job's runtime_env working_dir or py_modules")
+async def upload_package(request: Request, backend: BackendDep,
+                         name: Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                                                    description="the folder's name (for py_modules: the module's)")]) -> Any:
+    limit = int(request.app.state.max_package_mb * 2**20)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the package is {declared} bytes, more than the {limit} bytes allowed"
+                       " (setting TRAINQ_MAX_PACKAGE_MB)", limit_bytes=limit)
+    body = bytearray()
+    async for chunk in request.stream():  # counted as it arrives: a missing or false length stops here too
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the package is more than the {limit} bytes allowed (setting TRAINQ_MAX_PACKAGE_MB)",
+                           limit_bytes=limit)
+    return await backend.call("store_package", name, bytes(body))
 
 
 @router.get("/jobs", response_model=schemas.JobList, summary="List jobs, newest first")

@@ -13,15 +13,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from . import raycompat
+from . import raycompat, security
 from .checkpoint_fs import BackgroundDeletes, StorageFS
-from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
+from .config import (
+    HEAD_RESOURCE,
+    NAMESPACE,
+    SCHEDULER_NAME,
+    Settings,
+    packages_root,
+    parse_runner_name,
+    runner_name,
+)
 from .core import Scheduler
 from .errors import JobNotFound
 from .events import EventLog
@@ -110,14 +119,12 @@ class RayLauncher:
     async def _launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         key = (job.job_id, attempt.attempt)
         try:
-            runtime_env = dict(job.spec.get("runtime_env") or {})
-            if _has_local_dirs(runtime_env):
-                # Zips and uploads the folder: seconds for a big one, so in a thread.
-                runtime_env = await asyncio.to_thread(raycompat.upload_local_dirs, runtime_env)
+            # Zips and uploads local folders: seconds for a big one, so in a thread.
+            worker_env = await asyncio.to_thread(self.worker_env, job.spec)
             if key in self._abandoned:
                 self._lost(*key, "stopped before its runner was started")
                 return
-            self.adopt(*key, self._create(job, attempt, run_root, runtime_env))
+            self.adopt(*key, self._create(job, attempt, run_root, worker_env))
         except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
             logger.exception("could not start a runner for %s attempt %s", *key)
             self._failed(*key, f"{type(e).__name__}: {e}")
@@ -125,20 +132,33 @@ class RayLauncher:
             self.launching.discard(key)
             self._abandoned.discard(key)
 
-    def _create(self, job: Job, attempt: Attempt, run_root: str, runtime_env: dict[str, Any]) -> Any:
+    def _create(self, job: Job, attempt: Attempt, run_root: str, worker_env: dict[str, Any]) -> Any:
         from .runner import Runner
 
-        # Ray Train's state tracking is off by default, which hides trainq's runs from the Ray
-        # dashboard's Train API. The runner's env reaches its controller and workers on every node.
-        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **(runtime_env.get("env_vars") or {})}
         handle = ray.remote(Runner).options(
             name=runner_name(job.job_id, attempt.attempt), namespace=NAMESPACE, lifetime="detached",
             num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0,
-            runtime_env=runtime_env or None,
+            # Only trainq's own switches: the runner and its Ray Train controller (which inherits
+            # this) run on the head node and must never get the job's code or packages. Ray
+            # Train's state tracking is off by default, which hides trainq's runs from the Ray
+            # dashboard's Train API.
+            runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
         ).remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
-                 attempt.resumed_from, self.settings.report_poll_s)
+                 attempt.resumed_from, self.settings.report_poll_s, worker_env)
         handle.start.remote()
         return handle
+
+    def worker_env(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The runtime_env of a job's training workers: its own, with local folders uploaded (as
+        ``ray job submit`` does; the head node reads and zips them, it never imports them), and
+        the secrets named in ``TRAINQ_SECRET_ENV`` from this process's environment."""
+        runtime_env = dict(spec.get("runtime_env") or {})
+        if _has_local_dirs(runtime_env):
+            runtime_env = raycompat.upload_local_dirs(runtime_env)
+        secrets = security.secret_values(self.settings.secret_names(), os.environ)
+        # A variable the job sets itself wins: it is the user's own (e.g. their own HF_TOKEN).
+        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **secrets, **(runtime_env.get("env_vars") or {})}
+        return runtime_env
 
     def adopt(self, job_id: str, attempt: int, handle: Any) -> None:
         """Keep and watch a runner (one just launched, or one found alive after a restart)."""
@@ -218,6 +238,7 @@ class RayLauncher:
 def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
     paths = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
     return any(isinstance(p, str) and "://" not in p for p in paths if p)
+
 
 
 class SchedulerService:
@@ -332,7 +353,13 @@ class SchedulerService:
             raise JobNotFound(job_id)
         number = attempt or job.attempt
         record = self.core.store.get_attempt(job_id, number) if number else None
-        return read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        out = read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        # A library that prints its token (or a loop that prints the environment) must not hand the
+        # scheduler's secrets to everyone who may read this job's logs.
+        secrets = security.secret_values(self.settings.secret_names(), os.environ).values()
+        out["logs"] = {source: [security.redact(line, secrets) for line in lines]
+                       for source, lines in out["logs"].items()}
+        return out
 
     async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
@@ -371,6 +398,15 @@ class SchedulerService:
                 "queued": len(self.core.queue), "active": len(self.core.held),
                 "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
                 "db_path": self.settings.db_path}
+
+    # -- uploaded packages ---------------------------------------------------------------------------
+    async def store_package(self, name: str, data: bytes) -> dict[str, Any]:
+        """Store an uploaded folder (a zip) where jobs may use it; see ``scheduler.packages``."""
+        self._tend()
+        from . import packages
+
+        limit = int(self.settings.max_package_mb * 2**20)
+        return await asyncio.to_thread(packages.store, data, name, packages_root(self.core.storage_root), limit)
 
     # -- the model cache ----------------------------------------------------------------------------
     @property
@@ -560,8 +596,12 @@ def ensure_scheduler(settings: Settings | None = None) -> Any:
         return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
     except ValueError:
         pass
+    # The secrets come from the environment of whoever starts trainq (``trainq serve``), which is
+    # not the actor's when Ray runs elsewhere (`ray start`): they travel in the actor's env, never
+    # in its settings, which the API shows.
+    secrets = security.secret_values(settings.secret_names(), os.environ)
     return ray.remote(SchedulerActor).options(
         name=SCHEDULER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=-1, num_cpus=0, resources={HEAD_RESOURCE: 0.001},
-        max_concurrency=1000,
+        max_concurrency=1000, runtime_env={"env_vars": secrets} if secrets else None,
     ).remote(settings.with_overrides().to_dict())

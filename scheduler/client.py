@@ -76,7 +76,21 @@ class Client:
         """
         if hasattr(spec, "model_dump"):
             spec = spec.model_dump(exclude_unset=True)  # an explicit keep_checkpoints=None means "keep all"
-        return self._call("submit", absolute_local_dirs(spec), idempotency_key or new_key())
+        return self._call("submit", self.upload_local_dirs(absolute_local_dirs(spec)), idempotency_key or new_key())
+
+    def upload(self, folder: str) -> dict[str, Any]:
+        """Store a local folder with the scheduler, as the HTTP client does: ``{"name", "path", ...}``."""
+        from .packages import pack
+
+        folder = os.path.abspath(folder)
+        return self._call("store_package", os.path.basename(folder), pack(folder))
+
+    def upload_local_dirs(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec with each folder of its runtime_env on this machine uploaded (see ``upload``),
+        so a job never needs the head node's filesystem whoever submits it."""
+        from .packages import upload_local_dirs
+
+        return upload_local_dirs(spec, lambda folder: self.upload(folder)["path"])
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""

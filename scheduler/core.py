@@ -31,9 +31,9 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from . import policy, workloads
+from . import policy, security, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
-from .config import Settings, join_path, train_run_name
+from .config import Settings, join_path, packages_root, train_run_name
 from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IdempotencyConflict, IllegalTransition,
                      InvalidSpec, JobNotFound, NotCooperative)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
@@ -143,7 +143,7 @@ class Scheduler:
             # trainq delete checkpoints of a job that was submitted under another rule.
             spec = spec.model_copy(update={"keep_checkpoints": self.settings.keep_checkpoints})
         self._check_fits(spec)
-        _check_local_dirs(spec.runtime_env)
+        self._check_reach(spec)
         now = self.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
                   priority=spec.priority, seq=0, created_at=now, updated_at=now)
@@ -531,6 +531,14 @@ class Scheduler:
             self._requested = wanted
             self.cluster.request(wanted or [])
         return started
+
+    def _check_reach(self, spec: JobSpec) -> None:
+        """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
+        security.check_package_paths(spec.runtime_env, self.settings.allowed_dir_list(),
+                                     [packages_root(self.storage_root)])
+        _check_local_dirs(spec.runtime_env)
+        roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
+        security.check_storage_path(spec.storage_path, roots)
 
     def job_root(self, job: Job) -> str:
         """Where the job's runs (checkpoints, logs) live: ``<storage root>/<job_id>``."""
@@ -1019,8 +1027,9 @@ def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
     """A local working_dir/py_modules is uploaded from the scheduler's machine: it must exist there."""
     entries = [("runtime_env.working_dir", runtime_env.get("working_dir"))]
     entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(runtime_env.get("py_modules") or [])]
-    for field, path in entries:
-        if isinstance(path, str) and "://" not in path and not os.path.exists(path):
+    for field, value in entries:
+        path = security.local_path_of(value) if isinstance(value, str) else None
+        if path is not None and not os.path.exists(path):
             raise InvalidSpec(
                 f"{field} {path!r} does not exist on the scheduler's machine; give a folder there"
                 " (shared storage on a cluster) or a URI such as s3://..., gcs://... or https://....zip",
@@ -1043,5 +1052,6 @@ def _statuses(status: str | Iterable[str] | None) -> list[JobStatus] | None:
 
 def _inside(path: str, root: str) -> bool:
     if "://" in root or "://" in path:
-        return path.startswith(root.rstrip("/") + "/")
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
+        return path.startswith(root.rstrip("/") + "/") and "/../" not in path
+    # Resolved: a symlink (or "..") inside the job's folder must not lead into another job's.
+    return security.is_under(path, [root])

@@ -144,3 +144,9 @@ class CheckpointMissing(TrainqError):
                 else "no recorded checkpoint of this job still exists")
         super().__init__(f"cannot resume job {job_id!r} from checkpoint {path!r}: {why}; {hint}",
                          job_id=job_id, checkpoint_path=path, newest_existing=newest_existing, action="resume")
+
+
+class TooLarge(TrainqError):
+    """An upload is larger than the setting allows (``limit_bytes``)."""
+
+    code = "too_large"

@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import InvalidSpec
+from .security import RESERVED_ENV_PREFIXES, reserved_env_vars
 
 ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 RUNTIME_ENV_KEYS = frozenset(
@@ -85,6 +86,11 @@ class JobSpec(BaseModel):
             isinstance(k, str) and isinstance(x, str) for k, x in env_vars.items()
         ):
             raise ValueError("env_vars must map strings to strings")
+        reserved = reserved_env_vars(env_vars)
+        if reserved:
+            # trainq's and Ray's own switches (e.g. RAY_TRAIN_*, TRAINQ_RUNNER) belong to the admin.
+            raise ValueError(f"env_vars may not set {', '.join(reserved)}: names starting with "
+                             f"{' or '.join(RESERVED_ENV_PREFIXES)} are reserved for trainq and Ray")
         return v
 
     @field_validator("storage_path")

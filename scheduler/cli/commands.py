@@ -59,6 +59,8 @@ def cmd_submit(api: Client, args: argparse.Namespace) -> int:
     runtime_env = spec.setdefault("runtime_env", {})
     if args.working_dir:
         runtime_env["working_dir"] = args.working_dir if "://" in args.working_dir else os.path.abspath(args.working_dir)
+    for folder in args.py_module or []:
+        runtime_env.setdefault("py_modules", []).append(folder if "://" in folder else os.path.abspath(folder))
     for item in args.env or []:
         key, _, value = item.partition("=")
         runtime_env.setdefault("env_vars", {})[key] = value
