@@ -38,6 +38,9 @@ class SimResult:
     start: dict[str, float] = field(default_factory=dict)  # first start of each job
     end: dict[str, float] = field(default_factory=dict)
     reservations: dict[str, float] = field(default_factory=dict)  # each blocked head's first reserved start
+    #: heads with a reservation that a job ahead of them in queue order came back in front of
+    #: (a paused job keeps its place): their reservation no longer binds
+    overtaken: set[str] = field(default_factory=set)
     backfilled: int = 0
     preemptions: int = 0
     makespan: float = 0.0
@@ -88,15 +91,8 @@ def simulate(jobs: Sequence[SimJob], capacity: Mapping[str, float], *, backfill:
                 done_s[job_id] += r.release_at - r.start
                 del running[job_id]
                 queue.append(r.job)
-        waiting = {j.job_id for j in queue}
-        planned = [PlannedPause(j, r.preempt_for, r.preempt_at) for j, r in running.items()
-                   if r.preempt_at is not None and r.release_at is None]
-        pauses = due_preemptions(planned, waiting, t)
-        for job_id in pauses.dropped:
-            running[job_id].preempt_at = None
-        for job_id in pauses.due:
-            running[job_id].release_at = t + running[job_id].job.pause_s
-            out.preemptions += 1
+                out.overtaken |= {j.job_id for j in queue if j.job_id in out.reservations
+                                  and order[j.job_id] > order[job_id]}
     else:
         raise RuntimeError("simulation did not finish")
     out.makespan = max(out.end.values(), default=0.0)
@@ -111,6 +107,16 @@ def _step(t: float, queue: list[SimJob], running: dict[str, _Run], done_s: dict[
         job = queue.pop(0)
         _start(t, job, running, done_s, out)
         free = subtract(free, job.demand)
+    # A pass: admission, then the planned pauses (asked for, or forgotten once their head started), then
+    # backfill, which must not count on a pause that will not happen.
+    planned = [PlannedPause(j, r.preempt_for, r.preempt_at) for j, r in running.items()
+               if r.preempt_at is not None and r.release_at is None]
+    pauses = due_preemptions(planned, {j.job_id for j in queue}, t)
+    for job_id in pauses.dropped:
+        running[job_id].preempt_at = None
+    for job_id in pauses.due:
+        running[job_id].release_at = t + running[job_id].job.pause_s
+        out.preemptions += 1
     if not backfill or not queue:
         return
     entries = [Entry(j.job_id, 0, i, j.demand) for i, j in enumerate(queue)]
