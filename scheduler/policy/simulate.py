@@ -184,34 +184,68 @@ def ideal_makespan(jobs: Sequence[SimJob], capacity: Mapping[str, float]) -> flo
 
 
 # -- workloads for the benchmarks -----------------------------------------------------------------
-def mixed_jobs(seed: int, n: int = 20, gpus: int = 8) -> list[SimJob]:
-    """``n`` mixed jobs on a ``gpus``-GPU cluster: gang sizes 1-8, run times 10-120 min, some with a
-    time limit (1-1.5× their run time), some preemptible with a 1-minute pause, submitted together."""
+def mixed_jobs(seed: int, n: int = 20, gpus: int = 8, limited_share: float = 0.6) -> list[SimJob]:
+    """``n`` mixed jobs on a ``gpus``-GPU cluster: gang sizes 1-8, run times 10-120 min, a share of them
+    with a time limit (1-1.5× their run time), half preemptible with a 1-minute pause, submitted together."""
     rng = random.Random(seed)
     out = []
     for i in range(n):
         size = rng.choice([1, 1, 2, 2, 4, gpus])
         duration = 60.0 * rng.randint(10, 120)
-        limited = rng.random() < 0.6
+        limited = rng.random() < limited_share
         out.append(SimJob(f"j{i:02d}", {"GPU": float(size)}, duration,
                           time_limit_s=duration * rng.uniform(1.0, 1.5) if limited else None,
                           preemptible=rng.random() < 0.5, pause_s=60.0))
     return out
 
 
+def clairvoyant_makespan(jobs: Sequence[SimJob], capacity: Mapping[str, float], tries: int = 50,
+                         seed: int = 0) -> float:
+    """The best makespan of greedy list schedules that know every true run time and may start any job
+    that fits, in any order (longest first, most work first, and ``tries`` random orders): an
+    achievable schedule, for judging how far the lower bound is from what can really be done."""
+    rng = random.Random(seed)
+    orders = [sorted(jobs, key=lambda j: -j.duration_s),
+              sorted(jobs, key=lambda j: -max(j.demand.values(), default=0.0) * j.duration_s)]
+    orders += [rng.sample(list(jobs), len(jobs)) for _ in range(tries)]
+    return min(_greedy(order, capacity) for order in orders)
+
+
+def _greedy(order: Sequence[SimJob], capacity: Mapping[str, float]) -> float:
+    t, end, waiting, running = 0.0, 0.0, list(order), []
+    while waiting or running:
+        free = subtract(capacity, *(j.demand for _, j in running))
+        for job in list(waiting):
+            if job.submit_at <= t and fits(job.demand, free):
+                running.append((t + job.duration_s, job))
+                waiting.remove(job)
+                free = subtract(free, job.demand)
+        times = [e for e, _ in running] + [j.submit_at for j in waiting if j.submit_at > t]
+        if not times:
+            raise ValueError("a job can never fit")
+        t = min(times)
+        end = max([end] + [e for e, _ in running if e <= t])
+        running = [(e, j) for e, j in running if e > t]
+    return end
+
+
 @dataclass(frozen=True)
 class Packing:
     strict_s: float
     backfill_s: float
-    ideal_s: float
+    ideal_s: float  # the lower bound
+    clairvoyant_s: float
+    strict_waiting_utilisation: float
+    backfill_waiting_utilisation: float
 
 
-def packing(seed: int, n: int = 20, gpus: int = 8) -> Packing:
-    """Makespan of one mixed workload in strict order, with backfill, and the ideal lower bound."""
-    jobs = mixed_jobs(seed, n, gpus)
+def packing(seed: int, n: int = 20, gpus: int = 8, limited_share: float = 0.6) -> Packing:
+    """One mixed workload in strict order and with backfill, against the lower bound and a clairvoyant schedule."""
+    jobs = mixed_jobs(seed, n, gpus, limited_share)
     cap = {"GPU": float(gpus)}
-    return Packing(simulate(jobs, cap).makespan, simulate(jobs, cap, backfill=True).makespan,
-                   ideal_makespan(jobs, cap))
+    strict, filled = simulate(jobs, cap), simulate(jobs, cap, backfill=True)
+    return Packing(strict.makespan, filled.makespan, ideal_makespan(jobs, cap), clairvoyant_makespan(jobs, cap),
+                   strict.waiting_utilisation, filled.waiting_utilisation)
 
 
 @dataclass(frozen=True)
