@@ -155,8 +155,7 @@ def parse_users(text: str, source: str = "users.yaml") -> Users:
     top = p.mapping(root, "", _TOP_KEYS)
     d_weight, d_guaranteed, d_max = 1.0, {}, None
     if "default" in top:
-        key, node = top["default"]
-        entry = p.mapping(node, "default", _DEFAULT_KEYS)
+        entry = p.mapping(top["default"][1], "default", _DEFAULT_KEYS)
         if "weight" in entry:
             d_weight = p.weight(entry["weight"][1], "default.weight")
         if "quota" in entry:

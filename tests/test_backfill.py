@@ -5,8 +5,17 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.policy.backfill import (ENDS_BEFORE, PREEMPTIBLE, SPARE, DuePauses, Holder, PlannedPause,
-                                       due_preemptions, plan_backfill, reserve)
+from scheduler.policy.backfill import (
+    ENDS_BEFORE,
+    PREEMPTIBLE,
+    SPARE,
+    DuePauses,
+    Holder,
+    PlannedPause,
+    due_preemptions,
+    plan_backfill,
+    reserve,
+)
 from scheduler.policy.queue import Entry
 from scheduler.policy.simulate import SimJob, ideal_makespan, packing, simulate
 

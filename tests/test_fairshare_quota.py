@@ -8,12 +8,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.policy.fairshare import (DEFAULT_HALF_LIFE_S, UsageLedger, fair_order, half_life_from_env,
-                                        resource_seconds)
+from scheduler.policy.fairshare import (
+    DEFAULT_HALF_LIFE_S,
+    UsageLedger,
+    fair_order,
+    half_life_from_env,
+    resource_seconds,
+)
 from scheduler.policy.preemption import Candidate
 from scheduler.policy.queue import Entry
-from scheduler.policy.quota import (BORROWING, GUARANTEED, OVER_MAX, RECLAIM_PRIORITY, Quota, check,
-                                    never_fits_quota, reclaim_victims, usage_by_user)
+from scheduler.policy.quota import (
+    BORROWING,
+    GUARANTEED,
+    OVER_MAX,
+    RECLAIM_PRIORITY,
+    Quota,
+    check,
+    never_fits_quota,
+    reclaim_victims,
+    usage_by_user,
+)
 
 NOW = 1_800_000_000.0
 CAP = {"GPU": 8.0, "CPU": 64.0}

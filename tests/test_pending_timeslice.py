@@ -6,8 +6,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from scheduler.policy.pending import (BACKOFF, PREEMPTING, PRIORITY, QUOTA, RESERVED, RESOURCES, RunningEnd,
-                                      Waiting, estimate_end, explain, step_rate)
+from scheduler.policy.pending import (
+    BACKOFF,
+    PREEMPTING,
+    PRIORITY,
+    QUOTA,
+    RESERVED,
+    RESOURCES,
+    RunningEnd,
+    Waiting,
+    estimate_end,
+    explain,
+    step_rate,
+)
 from scheduler.policy.queue import Entry
 from scheduler.policy.simulate import SimJob, eta_error, simulate
 from scheduler.policy.timeslice import Rotation, Sliced, rotate_out, slice_from_env

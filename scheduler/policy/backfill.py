@@ -1,23 +1,28 @@
 """Backfill that never delays the head, pure (Slurm's EASY backfill, plus checkpoint preemption).
 
-When the head of the queue does not fit, it gets a *reservation*: the earliest time at which
-what is free now, plus what running jobs release by their estimated ends, holds its demand.
-A job behind it may start now if it fits now and one of these holds:
+When the head of the queue does not fit, it gets a *reservation*: ``start_at``, the earliest
+time at which what is free now, plus what running jobs release by their estimated ends, holds
+its demand; and ``earliest_at``, the same walk when every running job whose end is unknown
+might end right now (the head might start that early). A job behind the head may start now if
+it fits now and one of these holds:
 
-- ``ends_before``: its run time is known (``time_limit_s``, or an estimate) and it ends by the
-  reservation, so its resources are back in time;
-- ``spare``: it fits in what will be left over at the reservation once the head has started,
-  so it may run on however long it likes;
-- ``preemptible``: it may be paused at a checkpoint; it is asked to pause ``pause_s`` (its
-  expected pause time) before the reservation, so its resources are back in time. The shell
-  does this when ``due_preemptions`` names it, as long as that head still waits.
+- ``ends_before``: its run time is known (``time_limit_s``, or an estimate) and it ends by
+  ``earliest_at``, so its resources are back before the head could use them;
+- ``spare``: it fits in what will be left over at ``start_at`` once the head has started, so it
+  may run on however long it likes (only when no running job's end is unknown: such an end could
+  change what is left over);
+- ``preemptible``: it may be paused at a checkpoint; it is asked to pause its expected pause
+  time before ``earliest_at``, so its resources are back in time. The shell does this when
+  ``due_preemptions`` names it, as long as that head still waits.
 
-Without a reservation (some running job that the head needs has no estimated end) nothing
-backfills: the head's start cannot be protected, and a null beats a guess.
-
-The guarantee: with run times no longer than their estimates (time limits enforced) and
-pauses no slower than expected, the head starts no later than its reservation, which is when
-it would start without backfill. Checked by ``tests/test_backfill.py`` on random job mixes.
+The guarantees, checked by ``tests/test_backfill.py`` on random job mixes in ``simulate``:
+- with known run times exact (unknown ones arbitrary) and pauses as fast as expected, the head
+  starts no later than it would without backfill;
+- with known run times only upper bounds (time limits enforced, jobs may end early), every head
+  starts no later than the start reserved for it when it became the head, unless a paused job
+  from ahead of it in the queue comes back in front of it (a paused job keeps its place).
+  Slurm promises the same; nothing stronger is possible when jobs end earlier than declared,
+  since any job started meanwhile might hold what the head could then have had.
 Totals only: node fragmentation at the reservation is not modelled (the shell may still check
 that a backfilled gang is placeable on the nodes now).
 """

@@ -89,7 +89,7 @@ def simulate(jobs: Sequence[SimJob], capacity: Mapping[str, float], *, backfill:
             break
         nxt = max(t, min(times))
         if queue and nxt > t:
-            for k, cap in capacity.items():
+            for k in capacity:
                 busy[k] = busy.get(k, 0.0) + sum(r.job.demand.get(k, 0.0) for r in running.values()) * (nxt - t)
             waited += nxt - t
         t = nxt
