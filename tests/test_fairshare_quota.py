@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scheduler.policy.admission import admit_with_quotas
 from scheduler.policy.fairshare import (
     DEFAULT_HALF_LIFE_S,
     UsageLedger,
@@ -185,3 +186,32 @@ def test_equal_users_never_get_more_than_one_job_ahead_of_each_other(n_a, n_b) -
         if a < n_a and b < n_b:
             assert abs(a - b) <= 1
     assert math.isclose(order.count("a"), n_a)
+
+
+# -- one admission pass: fair order + quotas + gang admission --------------------------------------
+def test_two_users_ten_jobs_each_start_interleaved_in_one_pass() -> None:
+    entries, owners = _queue([("alice", 0)] * 10 + [("bob", 0)] * 10)
+    order = fair_order(entries, owners, {}, {}, CAP)
+    got = admit_with_quotas(order, {"GPU": 6.0}, NOW, owners=owners, used={}, quotas={})
+    assert [owners[a.job_id] for a in got.start] == ["alice", "bob"] * 3
+    assert got.head is not None and owners[got.head.job_id] == "alice"
+
+
+def test_quotas_in_a_pass_borrowing_marked_and_over_max_skipped_without_blocking() -> None:
+    entries, owners = _queue([("alice", 0)] * 3 + [("bob", 0)])
+    quotas = {"alice": Quota(guaranteed={"GPU": 1.0}, max={"GPU": 2.0})}
+    got = admit_with_quotas(entries, {"GPU": 8.0}, NOW, owners=owners, used={}, quotas=quotas)
+    assert [(a.job_id, a.borrowing) for a in got.start] == [("alice-0", False), ("alice-1", True), ("bob-3", False)]
+    assert got.held == {"alice-2": "needs 1 GPU, its owner holds 2 of a max of 2"} and got.head is None
+    # what a user already holds counts, and the first job that does not fit stops the pass
+    got = admit_with_quotas(entries, {"GPU": 1.0}, NOW, owners=owners, used={"alice": {"GPU": 1.0}}, quotas=quotas)
+    assert [(a.job_id, a.borrowing) for a in got.start] == [("alice-0", True)]
+    assert got.head is not None and got.head.job_id == "bob-3" and set(got.held) == {"alice-1", "alice-2"}
+
+
+def test_a_pass_respects_nodes_and_backoff() -> None:
+    entries = [Entry("later", 0, 0, {"GPU": 1.0}, not_before=NOW + 5),
+               Entry("gang", 0, 1, {"GPU": 2.0}, worker={"GPU": 2.0}, num_workers=1)]
+    got = admit_with_quotas(entries, {"GPU": 2.0}, NOW, owners={}, used={}, quotas={},
+                            nodes_free=[{"GPU": 1.0}, {"GPU": 1.0}])
+    assert got.start == [] and got.head is not None and got.head.job_id == "gang"
