@@ -42,6 +42,7 @@ from typing import Any
 import yaml
 
 from .errors import TrainqError
+from .policy.quota import Quota
 
 ROLES = ("admin", "user")
 MIN_TOKEN_CHARS = 8
@@ -117,6 +118,15 @@ class Users:
             return self.default_weight, dict(self.default_guaranteed), \
                 None if self.default_max is None else dict(self.default_max)
         return user.weight, user.guaranteed, user.max
+
+    def quota(self, name: str) -> Quota:
+        """``name``'s quota as the policies take it (``policy.quota.Quota``)."""
+        _, guaranteed, cap = self.quota_of(name)
+        return Quota(dict(guaranteed), None if cap is None else dict(cap))
+
+    def weight(self, name: str) -> float:
+        """``name``'s fair-share weight."""
+        return self.quota_of(name)[0]
 
 
 def hash_token(token: str) -> str:

@@ -8,6 +8,7 @@ import textwrap
 
 import pytest
 
+from scheduler.policy.quota import Quota
 from scheduler.users import User, UsersFileError, hash_token, load_users, parse_users, users_from_env
 
 GOOD = textwrap.dedent("""\
@@ -53,6 +54,9 @@ def test_a_good_file_merges_the_default_and_finds_users_by_token() -> None:
     assert users.by_token("nope-nope-nope") is None and users.by_token("") is None and users.by_token(None) is None
     assert users.quota_of("stranger") == (1.0, {"GPU": 1.0}, {"GPU": 4.0, "CPU": 32.0})
     assert alice.is_admin and not bob.is_admin
+    assert users.quota("alice") == Quota({"GPU": 4.0, "CPU": 16.0}, {"GPU": 8.0, "CPU": 32.0})
+    assert users.quota("stranger") == Quota({"GPU": 1.0}, {"GPU": 4.0, "CPU": 32.0})
+    assert (users.weight("alice"), users.weight("stranger")) == (2.0, 1.0)
 
 
 def test_no_default_means_no_cap_and_weight_one() -> None:
