@@ -215,3 +215,30 @@ def test_a_pass_respects_nodes_and_backoff() -> None:
     got = admit_with_quotas(entries, {"GPU": 2.0}, NOW, owners={}, used={}, quotas={},
                             nodes_free=[{"GPU": 1.0}, {"GPU": 1.0}])
     assert got.start == [] and got.head is not None and got.head.job_id == "gang"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.sampled_from([1.0, 2.0, 3.0])), max_size=20),
+       st.dictionaries(st.sampled_from("abc"), st.tuples(st.integers(0, 4), st.integers(0, 6))),
+       st.dictionaries(st.sampled_from("abc"), st.integers(0, 4)), st.integers(0, 12))
+def test_a_pass_never_takes_anyone_past_their_max_and_marks_exactly_the_borrowers(jobs, limits, held, free) -> None:
+    entries = [Entry(f"{u}{i}", 0, i, {"GPU": g}) for i, (u, g) in enumerate(jobs)]
+    owners = {e.job_id: e.job_id[0] for e in entries}
+    quotas = {u: Quota({"GPU": float(min(g, m))}, {"GPU": float(m)}) for u, (g, m) in limits.items()}
+    used = {u: {"GPU": float(n)} for u, n in held.items()}
+    got = admit_with_quotas(entries, {"GPU": float(free)}, NOW, owners=owners, used=used, quotas=quotas)
+    holding = {u: used.get(u, {}).get("GPU", 0.0) for u in "abc"}
+    started = {a.job_id for a in got.start}
+    assert sum(e.demand["GPU"] for e in entries if e.job_id in started) <= free
+    for e in entries:  # in order, as the pass saw them
+        if e.job_id not in started:
+            continue
+        user = owners[e.job_id]
+        holding[user] += e.demand["GPU"]
+        admitted = next(a for a in got.start if a.job_id == e.job_id)
+        if user in quotas:
+            assert holding[user] <= quotas[user].max["GPU"]
+            assert admitted.borrowing == (holding[user] > quotas[user].guaranteed["GPU"])
+        else:
+            assert not admitted.borrowing
+    assert all(owners[job_id] in quotas for job_id in got.held)  # held only by its owner's max
