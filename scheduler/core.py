@@ -116,7 +116,7 @@ class Scheduler:
     def submit(self, data: Any) -> dict[str, Any]:
         """Validate a spec, store the job as ``queued`` and start whatever fits now."""
         spec = parse_spec(data)
-        self._check_reach(spec)  # first: an existence check must not tell what lies outside
+        self._check_reach(spec)  # first: an existence check must not tell what lies outside the allowed
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
@@ -470,12 +470,6 @@ class Scheduler:
         security.check_package_paths(spec.runtime_env, allowed, [packages_root(self.storage_root)])
         _check_local_dirs(spec.runtime_env)
         roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
-        if spec.workload is not None:
-            # A built-in workload reads its data, model and cache from these paths in its workers.
-            entries = [(f"config.train_files.{i}", p) for i, p in enumerate(spec.config.get("train_files") or [])]
-            entries += [(f"config.{key}", spec.config[key]) for key in ("model", "cache_dir")
-                        if isinstance(spec.config.get(key), str) and os.path.isabs(spec.config[key])]
-            security.check_local_paths(entries, allowed, [r for r in roots if "://" not in r])
         security.check_storage_path(spec.storage_path, roots)
 
     def job_root(self, job: Job) -> str:

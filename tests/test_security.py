@@ -168,19 +168,3 @@ def test_package_names_and_sizes_are_limited(tmp_path) -> None:
     with pytest.raises(TooLarge):
         packages.pack(str(tmp_path / "big"), max_bytes=1000)
 
-
-def test_a_workloads_files_are_held_to_the_same_folders(make_core, tmp_path) -> None:
-    from scheduler.config import Settings
-
-    data = tmp_path / "data.txt"
-    data.write_text("hello\n")
-    core = make_core(settings=Settings(storage_root=str(tmp_path / "storage"), allowed_dirs=""))
-    hf = {"workload": "hf-causal-lm", "config": {"model_config": {"model_type": "gpt2"}, "max_steps": 1,
-                                                 "train_files": [str(data)]}}
-    with pytest.raises(InvalidSpec) as err:
-        core.submit(hf)
-    assert err.value.fields["field"] == "config.train_files.0"
-    inside = tmp_path / "storage" / "data"
-    inside.mkdir(parents=True)
-    (inside / "data.txt").write_text("hello\n")
-    core.submit({**hf, "config": {**hf["config"], "train_files": [str(inside / "data.txt")]}})

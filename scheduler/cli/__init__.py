@@ -22,7 +22,7 @@ from . import commands
 from .commands import UsageError
 
 EXIT = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "conflict": 4, "invalid": 5,
-        "unauthorized": 6, "unreachable": 7}
+        "unauthorized": 6, "unreachable": 7, "too_large": 5}
 
 
 def exit_code(error: TrainqError) -> int:
