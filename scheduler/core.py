@@ -116,7 +116,6 @@ class Scheduler:
     def submit(self, data: Any) -> dict[str, Any]:
         """Validate a spec, store the job as ``queued`` and start whatever fits now."""
         spec = parse_spec(data)
-        self._check_reach(spec)  # first: an existence check must not tell what lies outside the allowed
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
@@ -125,6 +124,7 @@ class Scheduler:
             # trainq delete checkpoints of a job that was submitted under another rule.
             spec = spec.model_copy(update={"keep_checkpoints": self.settings.keep_checkpoints})
         self._check_fits(spec)
+        self._check_reach(spec)
         now = self.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
                   priority=spec.priority, seq=0, created_at=now, updated_at=now)
