@@ -534,8 +534,8 @@ class Scheduler:
 
     def _check_reach(self, spec: JobSpec) -> None:
         """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
-        security.check_package_paths(spec.runtime_env, self.settings.allowed_dir_list(),
-                                     [packages_root(self.storage_root)])
+        allowed = self.settings.allowed_dir_list()
+        security.check_package_paths(spec.runtime_env, allowed, [packages_root(self.storage_root)])
         _check_local_dirs(spec.runtime_env)
         roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
         security.check_storage_path(spec.storage_path, roots)

@@ -79,7 +79,14 @@ def check_package_paths(runtime_env: Mapping[str, Any], allowed_dirs: list[str] 
     package store trainq writes uploads into) are always allowed. Remote URIs in
     ``REMOTE_SCHEMES`` are allowed; other schemes are refused. Raises ``InvalidSpec`` naming the field.
     """
-    for field, value in package_entries(runtime_env):
+    check_local_paths(package_entries(runtime_env), allowed_dirs, trainq_dirs)
+
+
+def check_local_paths(entries: Iterable[tuple[str, Any]], allowed_dirs: list[str] | None,
+                      trainq_dirs: Iterable[str] = ()) -> None:
+    """``check_package_paths`` for any ``(field, path or URI)`` pairs (e.g. a workload's data files)."""
+    trainq_dirs = list(trainq_dirs)
+    for field, value in entries:
         if not isinstance(value, str):
             raise InvalidSpec(f"{field} must be a string (a folder or a URI)", field=field)
         scheme = scheme_of(value)

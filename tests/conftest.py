@@ -89,8 +89,9 @@ SECRET_VAR, SECRET_VALUE = "TQ_TEST_SECRET", "tq-secret-" + uuid.uuid4().hex
 def client(ray_cluster: dict, hub):
     """The scheduler actor on the shared Ray, through the Python client (its hub: the local one).
 
-    As a shared deployment runs it: no head-node folder is allowed (clients upload theirs) and
-    a secret from this process's environment goes to the workers.
+    As a shared deployment runs it: the only head-node folder a job may name is the tests' own
+    job folder (as an admin may allow a shared code folder; any other folder is uploaded by the
+    client that submits it) and a secret from this process's environment goes to the workers.
     """
     from scheduler.actor import ensure_scheduler
     from scheduler.client import Client
@@ -103,7 +104,7 @@ def client(ray_cluster: dict, hub):
     os.environ.setdefault("TRAINQ_RETRY_BACKOFF_S", "1")
     os.environ[SECRET_VAR] = SECRET_VALUE
     settings = Settings().with_overrides(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"],
-                                         allowed_dirs="", secret_env=f"HF_TOKEN,{SECRET_VAR}")
+                                         allowed_dirs=JOBS_DIR, secret_env=f"HF_TOKEN,{SECRET_VAR}")
     return Client(ensure_scheduler(settings))
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from conftest import spec
-from fakes import FakeCluster, FakeLauncher
 from scheduler.actor import RayLauncher, SchedulerService
 from scheduler.config import Settings
 from scheduler.errors import InvalidSpec, TooLarge
@@ -91,7 +91,8 @@ def test_the_http_client_uploads_its_own_folder_when_no_folder_is_allowed(http, 
     assert env["working_dir"].startswith(packages_root) and env["working_dir"].endswith(os.sep + "code")
     assert env["py_modules"][0].startswith(packages_root) and env["py_modules"][0].endswith(os.sep + "lib")
     assert env["py_modules"][1] == "s3://b/x.zip"
-    assert open(os.path.join(env["working_dir"], "train.py")).read() == "def main(): pass\n"
+    with open(os.path.join(env["working_dir"], "train.py")) as f:
+        assert f.read() == "def main(): pass\n"
     again = api.upload(str(code))
     assert again["path"] == env["working_dir"]  # content-addressed
 

@@ -167,3 +167,4 @@ def test_package_names_and_sizes_are_limited(tmp_path) -> None:
     (tmp_path / "big" / "f").write_bytes(os.urandom(5000))
     with pytest.raises(TooLarge):
         packages.pack(str(tmp_path / "big"), max_bytes=1000)
+
