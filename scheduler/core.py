@@ -33,6 +33,7 @@ from . import policy, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, train_run_name
 from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound,
+                     MissingOnServer,
                      NotCooperative)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
 from .policy import Entry, QueueIndex, Resources, failure, preemption, retention
@@ -162,13 +163,12 @@ class Scheduler:
 
         A running job stops right after its next checkpoint report, or at ``deadline_s``; without
         one the deadline comes from its checkpoint cadence (``policy.pausing``), unless
-        ``no_deadline`` says to wait for the checkpoint however long it takes.
+        ``no_deadline`` says to wait for the checkpoint however long it takes (an explicit
+        ``deadline_s`` given with it still applies).
         """
         if deadline_s is not None and (not math.isfinite(deadline_s) or deadline_s <= 0):
             raise InvalidSpec(f"deadline_s must be a positive number of seconds, got {deadline_s}",
                               field="deadline_s")
-        if deadline_s is not None and no_deadline:
-            raise InvalidSpec("give either deadline_s or no_deadline, not both", field="no_deadline")
         job = self._job(job_id)
         previous = job.status
         if previous is S.PAUSING and job.pause_reason != failure.USER:
@@ -192,7 +192,9 @@ class Scheduler:
             self._end_attempt(job, "paused", now)
             message = "Job paused (was pending); its start was abandoned"
         elif previous is S.RUNNING:
-            plan = self._plan_pause(job, now, deadline_s=deadline_s, wait_forever=no_deadline)
+            # no_deadline turns off the *default* deadline; an explicit one still applies (HTTP
+            # query parameters cannot say "not both", so the pair must mean something).
+            plan = self._plan_pause(job, now, deadline_s=deadline_s, wait_forever=no_deadline and deadline_s is None)
             job = self._begin_pause(job, plan, failure.USER, "pause requested"
                                     + (f" with a {deadline_s:g}s deadline" if deadline_s else ""))
             message = f"Job is pausing: it stops right after its next checkpoint report ({plan.message})"
@@ -881,7 +883,7 @@ def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
     entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(runtime_env.get("py_modules") or [])]
     for field, path in entries:
         if isinstance(path, str) and "://" not in path and not os.path.exists(path):
-            raise InvalidSpec(
+            raise MissingOnServer(
                 f"{field} {path!r} does not exist on the scheduler's machine; give a folder there"
                 " (shared storage on a cluster) or a URI such as s3://..., gcs://... or https://....zip",
                 field=field)
