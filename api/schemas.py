@@ -162,6 +162,7 @@ class Logs(_Out):
     attempt: int
     folder: str | None
     logs: dict[str, list[str]]
+    error: str | None = Field(default=None, description="why no lines could be read (storage unreachable...)")
 
 
 class Health(_Out):

@@ -259,7 +259,10 @@ class SchedulerService:
             raise JobNotFound(job_id)
         number = attempt or job.attempt
         record = self.core.store.get_attempt(job_id, number) if number else None
-        return read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
+        # unreachable), and the scheduler's event loop must keep answering meanwhile.
+        return await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
+                                       record.run_name if record else None)
 
     async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""

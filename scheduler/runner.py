@@ -267,6 +267,7 @@ class Runner:
             else:
                 logger.exception("attempt %s of %s failed", self.attempt, self.job_id)
                 event.update(outcome="failed", error=describe_failure(e), failure=failure_kind(e))
+        await asyncio.to_thread(logs.sync)  # object storage: the runner's last lines, before it reports
         event["at"] = time.time()
         self.exit_event = {**event, "job_id": self.job_id, "attempt": self.attempt}
         self._emit(event)

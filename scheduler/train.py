@@ -111,7 +111,10 @@ def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
         os.environ[RUNNER_ENV] = runner
         raycompat.seed_checkpoint(resume_from)
         raycompat.on_checkpoint_read(_tell_checkpoint_read)
-        return train_fn(config) if takes_config else train_fn()
+        try:
+            return train_fn(config) if takes_config else train_fn()
+        finally:
+            logs.sync()  # object storage: the last lines, before Ray ends this worker
 
     trainq_train_loop.__name__ = getattr(train_fn, "__name__", "train_loop")
     return trainq_train_loop
