@@ -54,8 +54,8 @@ class RuntimeEnv(TypedDict, total=False):
     working_dir: str
     py_modules: list[str]
     env_vars: dict[str, str]
-    pip: list[str] | dict[str, Any]
-    uv: list[str] | dict[str, Any]
+    pip: str | list[str] | dict[str, Any]  # str: a requirements file, as Ray takes it
+    uv: str | list[str] | dict[str, Any]
     conda: str | dict[str, Any]
     excludes: list[str]
     config: dict[str, Any]

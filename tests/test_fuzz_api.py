@@ -56,6 +56,12 @@ def fuzz_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Liv
     # A model pull fails at once, here and in the download thread, instead of reaching for the hub.
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # A job on s3:// storage may have its logs read: S3 is a closed local port, and no SDK may ask a
+    # cloud metadata service for credentials.
+    for name, value in {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_EC2_METADATA_DISABLED": "true",
+                        "AWS_ACCESS_KEY_ID": "fuzz", "AWS_SECRET_ACCESS_KEY": "fuzz",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
     settings = Settings(storage_root=str(tmp_path / "storage"), db_path=str(tmp_path / "trainq.db"))
     stores: list[SQLiteStore] = []
 
