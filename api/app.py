@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from scheduler.config import Settings
+
 from . import errors, page, routes, ws
 from .auth import configured_token
 from .backend import Backend
@@ -12,10 +14,11 @@ _UNSET = object()
 
 
 def create_app(backend: Backend, token: str | None | object = _UNSET, *,
-               ray_dashboard_url: str | None = None) -> FastAPI:
+               ray_dashboard_url: str | None = None, max_package_mb: float | None = None) -> FastAPI:
     """The FastAPI app over ``backend``; ``token`` defaults to the configured one (or none).
 
-    ``ray_dashboard_url`` lets the page link a job's runs to the Ray dashboard.
+    ``ray_dashboard_url`` lets the page link a job's runs to the Ray dashboard;
+    ``max_package_mb`` caps an upload (default: the setting TRAINQ_MAX_PACKAGE_MB).
     """
     app = FastAPI(
         title="trainq",
@@ -26,6 +29,7 @@ def create_app(backend: Backend, token: str | None | object = _UNSET, *,
     app.state.backend = backend
     app.state.token = configured_token() if token is _UNSET else token
     app.state.ray_dashboard_url = ray_dashboard_url
+    app.state.max_package_mb = Settings().max_package_mb if max_package_mb is None else max_package_mb
     errors.install(app)
     app.include_router(routes.health_router)
     app.include_router(routes.router)

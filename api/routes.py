@@ -8,6 +8,8 @@ from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
 
 from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
+from scheduler.client import new_key
+from scheduler.errors import TooLarge
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 
@@ -31,6 +33,8 @@ MAX_EVENT_ID = 2**62
 MAX_ATTEMPT = 1_000_000
 #: a pause deadline: one year (a timestamp past year 9999 would not print)
 MAX_DEADLINE_S = 365 * 86400.0
+_ZIP_BODY = {"requestBody": {"required": True, "content": {"application/zip": {
+    "schema": {"type": "string", "format": "binary"}}}}}
 router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"],
                    responses=_ERRORS)
 health_router = APIRouter(tags=["health"])
@@ -42,12 +46,37 @@ def _backend(request: Request) -> Backend:
 
 BackendDep = Annotated[Backend, Depends(_backend)]
 JobId = Annotated[str, "job id"]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x20-\x7e]+$",
+    description="the same key again returns the first answer instead of acting twice (safe retries)")]
 
 
 @router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
-async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep) -> Any:
+async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
-    return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True))
+    # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
+    return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
+                              idempotency_key or new_key())
+
+
+@router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
+             responses={413: {"model": schemas.ErrorBody, "description": "larger than TRAINQ_MAX_PACKAGE_MB"}},
+             summary="Upload a folder (a zip) for a job's runtime_env working_dir or py_modules")
+async def upload_package(request: Request, backend: BackendDep,
+                         name: Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                                                    description="the folder's name (for py_modules: the module's)")]) -> Any:
+    limit = int(request.app.state.max_package_mb * 2**20)
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(f"the package is {declared} bytes, more than the {limit} bytes allowed"
+                       " (setting TRAINQ_MAX_PACKAGE_MB)", limit_bytes=limit)
+    body = bytearray()
+    async for chunk in request.stream():  # counted as it arrives: a missing or false length stops here too
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"the package is more than the {limit} bytes allowed (setting TRAINQ_MAX_PACKAGE_MB)",
+                           limit_bytes=limit)
+    return await backend.call("store_package", name, bytes(body))
 
 
 @router.get("/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
@@ -58,9 +87,8 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Any:
     statuses = [s.value for s in status] if status else None
-    jobs = await backend.call("list", statuses, limit, offset)
-    total = await backend.call("count", statuses)
-    return {"jobs": jobs, "total": total, "limit": limit, "offset": offset}
+    page = await backend.call("page", statuses, limit, offset)  # one actor call: jobs and total
+    return {**page, "limit": limit, "offset": offset}
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
@@ -84,8 +112,9 @@ async def pause(job_id: JobId, backend: BackendDep,
                 deadline_s: Annotated[float | None, Query(gt=0, le=MAX_DEADLINE_S, description="stop anyway after"
                                                           " this long (default: from the job's checkpoint cadence)")] = None,
                 no_deadline: Annotated[bool, Query(description="no default deadline: wait for the checkpoint however"
-                                                   " long (a deadline_s given as well still applies)")] = False) -> Any:
-    return await backend.call("pause", job_id, deadline_s, no_deadline)
+                                                   " long (a deadline_s given as well still applies)")] = False,
+                idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key())
 
 
 @router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
@@ -96,13 +125,14 @@ async def checkpoint(job_id: JobId, backend: BackendDep) -> Any:
 
 @router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
 async def resume(job_id: JobId, backend: BackendDep,
-                 checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None) -> Any:
-    return await backend.call("resume", job_id, checkpoint_path)
+                 checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None,
+                 idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key())
 
 
 @router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
-async def cancel(job_id: JobId, backend: BackendDep) -> Any:
-    return await backend.call("cancel", job_id)
+async def cancel(job_id: JobId, backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("cancel", job_id, idempotency_key or new_key())
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],

@@ -173,6 +173,15 @@ class Health(_Out):
     capacity: dict[str, float] | None = None
 
 
+class PackagePublic(_Out):
+    """A stored package: name ``path`` in a spec's ``runtime_env`` working_dir or py_modules."""
+
+    name: str
+    path: str = Field(description="where trainq stored it; a job may always use this folder")
+    digest: str = Field(description="content address: the same folder uploads to the same path")
+    bytes: int
+
+
 class ErrorBody(_Out):
     """Every error: a machine-readable ``error``, a human ``message``, and the fields involved."""
 

@@ -11,10 +11,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import common, control_plane, overhead, packing, pause, preemption
+from . import common, control_plane, fairness, overhead, packing, pause, preemption
 
 SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption.run,
-          "control_plane": control_plane.run, "packing": packing.run}
+          "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run}
+#: suites that simulate and need neither Ray nor a client
+PURE = {"fairness"}
 
 
 def main() -> int:
@@ -25,11 +27,13 @@ def main() -> int:
                         "benchmarks/results/<date>.json)")
     args = parser.parse_args()
     quick = not args.full
-    common.start_ray()
     ws = common.Workspace()
-    import scheduler
+    client = None
+    if not set(args.only or SUITES) <= PURE:
+        common.start_ray()
+        import scheduler
 
-    client = scheduler.connect(storage_root=ws.storage, db_path=ws.db)
+        client = scheduler.connect(storage_root=ws.storage, db_path=ws.db)
     rows: list[common.Row] = []
     started = time.time()
     for name in args.only or list(SUITES):

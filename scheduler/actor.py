@@ -13,15 +13,24 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 import ray
 
-from . import raycompat
+from . import raycompat, security
 from .checkpoint_fs import BackgroundDeletes, StorageFS
-from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings, parse_runner_name, runner_name
+from .config import (
+    HEAD_RESOURCE,
+    NAMESPACE,
+    SCHEDULER_NAME,
+    Settings,
+    packages_root,
+    parse_runner_name,
+    runner_name,
+)
 from .core import Scheduler
 from .errors import JobNotFound
 from .events import EventLog
@@ -37,26 +46,41 @@ TRAIN_STATE_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
 class RayCluster:
-    """The cluster's size from Ray; an autoscaling cluster declares its maximum in settings."""
+    """The cluster's size from Ray; an autoscaling cluster declares its maximum in settings.
+
+    Ray's answers come from the GCS over the network, so they are fetched by ``refresh`` (in a
+    thread, every housekeeping tick and after a run ends) and the core reads the copy: no Ray
+    lookup ever blocks the actor's event loop.
+    """
 
     def __init__(self, max_resources: str = "") -> None:
         self._max = {k: float(v) for k, v in json.loads(max_resources).items()} if max_resources else None
+        self._capacity: Resources = {}
+        self._nodes: list[Resources] = []
+        self._nodes_free: list[Resources] = []
+
+    def refresh(self) -> None:
+        """Fetch capacity, nodes and free resources per node from Ray (blocking: call in a thread)."""
+        capacity = {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+        nodes = [] if self._max is not None else \
+            [_strip_node_markers(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        free = [] if self._max is not None else \
+            [_strip_node_markers(f) for f in raycompat.available_resources_per_node().values()]
+        self._capacity, self._nodes, self._nodes_free = capacity, nodes, free
 
     def capacity(self) -> Resources:
-        return {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+        return dict(self._capacity)
 
     def max_capacity(self) -> Resources:
         return dict(self._max) if self._max is not None else self.capacity()
 
     def nodes(self) -> list[Resources]:
-        if self._max is not None:
-            return []  # node types of an autoscaling cluster are the autoscaler's business
-        return [_strip_node_markers(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+        return [dict(n) for n in self._nodes]  # an autoscaling cluster's node types are its business
 
     def nodes_free(self) -> list[Resources] | None:
         if self._max is not None:
             return None  # nodes come and go with the autoscaler; totals and its hints decide
-        return [_strip_node_markers(free) for free in raycompat.available_resources_per_node().values()]
+        return [dict(n) for n in self._nodes_free]
 
     def request(self, bundles: list[Resources]) -> None:
         if self._max is None:
@@ -71,31 +95,70 @@ def _strip_node_markers(resources: dict[str, Any]) -> Resources:
 
 
 class RayLauncher:
-    """Starts runner actors on the head node, finds them by name, kills them."""
+    """Starts runner actors on the head node, finds them by name, kills them.
 
-    def __init__(self, settings: Settings, watch: Any, spawn: Any) -> None:
+    The core calls it synchronously; whatever may take long (uploading a working_dir, looking
+    an actor up by name, the graceful abort) runs in background tasks, off the actor's loop.
+    """
+
+    def __init__(self, settings: Settings, watch: Any, spawn: Any, failed: Any, lost: Any) -> None:
         self.settings = settings
         self._watch = watch
         self._spawn = spawn
+        self._failed = failed  # (job_id, attempt, error): the runner could not be started
+        self._lost = lost  # (job_id, attempt, why): a launch abandoned before its runner existed
         self.handles: dict[tuple[str, int], Any] = {}  # live runners, so a stop never needs a lookup
+        self.launching: set[tuple[str, int]] = set()  # runtime_env being prepared, no runner yet
+        self._abandoned: set[tuple[str, int]] = set()  # stopped while launching
 
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
+        key = (job.job_id, attempt.attempt)
+        self.launching.add(key)
+        self._spawn(self._launch(job, attempt, run_root))
+
+    async def _launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
+        key = (job.job_id, attempt.attempt)
+        try:
+            # Zips and uploads local folders: seconds for a big one, so in a thread.
+            worker_env = await asyncio.to_thread(self.worker_env, job.spec)
+            if key in self._abandoned:
+                self._lost(*key, "stopped before its runner was started")
+                return
+            self.adopt(*key, self._create(job, attempt, run_root, worker_env))
+        except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
+            logger.exception("could not start a runner for %s attempt %s", *key)
+            self._failed(*key, f"{type(e).__name__}: {e}")
+        finally:
+            self.launching.discard(key)
+            self._abandoned.discard(key)
+
+    def _create(self, job: Job, attempt: Attempt, run_root: str, worker_env: dict[str, Any]) -> Any:
         from .runner import Runner
 
-        runtime_env = dict(job.spec.get("runtime_env") or {})
-        if _has_local_dirs(runtime_env):
-            runtime_env = raycompat.upload_local_dirs(runtime_env)
-        # Ray Train's state tracking is off by default, which hides trainq's runs from the Ray
-        # dashboard's Train API. The runner's env reaches its controller and workers on every node.
-        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **(runtime_env.get("env_vars") or {})}
         handle = ray.remote(Runner).options(
             name=runner_name(job.job_id, attempt.attempt), namespace=NAMESPACE, lifetime="detached",
             num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0,
-            runtime_env=runtime_env or None,
+            # Only trainq's own switches: the runner and its Ray Train controller (which inherits
+            # this) run on the head node and must never get the job's code or packages. Ray
+            # Train's state tracking is off by default, which hides trainq's runs from the Ray
+            # dashboard's Train API.
+            runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
         ).remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
-                 attempt.resumed_from, self.settings.report_poll_s)
+                 attempt.resumed_from, self.settings.report_poll_s, worker_env)
         handle.start.remote()
-        self.adopt(job.job_id, attempt.attempt, handle)
+        return handle
+
+    def worker_env(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The runtime_env of a job's training workers: its own, with local folders uploaded (as
+        ``ray job submit`` does; the head node reads and zips them, it never imports them), and
+        the secrets named in ``TRAINQ_SECRET_ENV`` from this process's environment."""
+        runtime_env = dict(spec.get("runtime_env") or {})
+        if _has_local_dirs(runtime_env):
+            runtime_env = raycompat.upload_local_dirs(runtime_env)
+        secrets = security.secret_values(self.settings.secret_names(), os.environ)
+        # A variable the job sets itself wins: it is the user's own (e.g. their own HF_TOKEN).
+        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **secrets, **(runtime_env.get("env_vars") or {})}
+        return runtime_env
 
     def adopt(self, job_id: str, attempt: int, handle: Any) -> None:
         """Keep and watch a runner (one just launched, or one found alive after a restart)."""
@@ -106,21 +169,26 @@ class RayLauncher:
         self.handles.pop((job_id, attempt), None)
 
     def request_pause(self, job_id: str, attempt: int) -> None:
-        handle = self.find(job_id, attempt)
-        if handle is not None:
-            handle.request_pause.remote()
+        self._spawn(self._call(job_id, attempt, "request_pause"))
 
     def request_checkpoint(self, job_id: str, attempt: int) -> None:
-        handle = self.find(job_id, attempt)
-        if handle is not None:
-            handle.request_checkpoint.remote()
+        self._spawn(self._call(job_id, attempt, "request_checkpoint"))
 
     def stop(self, job_id: str, attempt: int) -> None:
-        handle = self.find(job_id, attempt)
-        if handle is not None:
-            self._spawn(self._stop(handle))
+        if (job_id, attempt) in self.launching:
+            self._abandoned.add((job_id, attempt))  # ``_launch`` stops short of starting it
+            return
+        self._spawn(self._stop(job_id, attempt))
 
-    async def _stop(self, handle: Any) -> None:
+    async def _call(self, job_id: str, attempt: int, method: str) -> None:
+        handle = await self._find(job_id, attempt)
+        if handle is not None:
+            getattr(handle, method).remote()
+
+    async def _stop(self, job_id: str, attempt: int) -> None:
+        handle = await self._find(job_id, attempt)
+        if handle is None:
+            return
         # Graceful first: the controller shuts its workers down and frees the placement group.
         # Then the kill, which also takes the controller and workers down if abort hung.
         try:
@@ -129,7 +197,12 @@ class RayLauncher:
             logger.warning("graceful abort of a runner failed (%s); killing it", e)
         ray.kill(handle, no_restart=True)
 
+    async def _find(self, job_id: str, attempt: int) -> Any:
+        handle = self.handles.get((job_id, attempt))
+        return handle if handle is not None else await asyncio.to_thread(self.find, job_id, attempt)
+
     def find(self, job_id: str, attempt: int) -> Any:
+        """A runner by name (blocking: a GCS lookup), or None."""
         handle = self.handles.get((job_id, attempt))
         if handle is not None:
             return handle
@@ -138,21 +211,34 @@ class RayLauncher:
         except ValueError:
             return None
 
-    def alive(self) -> dict[tuple[str, int], Any]:
-        """Every runner actor alive now, by (job_id, attempt)."""
-        found = {}
+    def watched(self) -> set[tuple[str, int]]:
+        """Attempts whose runner is being started or watched: their end reaches the core anyway."""
+        return set(self.handles) | self.launching
+
+    @staticmethod
+    def alive_keys() -> set[tuple[str, int]]:
+        """Every attempt whose runner actor is alive now (blocking: one GCS call)."""
+        keys = set()
         for entry in ray.util.list_named_actors(all_namespaces=True):
             key = parse_runner_name(entry["name"]) if entry["namespace"] == NAMESPACE else None
             if key is not None:
-                handle = self.find(*key)
-                if handle is not None:
-                    found[key] = handle
+                keys.add(key)
+        return keys
+
+    def alive(self) -> dict[tuple[str, int], Any]:
+        """Every runner actor alive now, by (job_id, attempt), with its handle (blocking)."""
+        found = {}
+        for key in self.alive_keys():
+            handle = self.find(*key)
+            if handle is not None:
+                found[key] = handle
         return found
 
 
 def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
     paths = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
     return any(isinstance(p, str) and "://" not in p for p in paths if p)
+
 
 
 class SchedulerService:
@@ -175,9 +261,10 @@ class SchedulerService:
         """Hook run at the start of every call (the actor starts its background work here)."""
 
     # -- public API: plain dicts in and out ---------------------------------------------------------
-    async def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
+    async def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """Submit a job; the same ``idempotency_key`` (and spec) returns the same job again."""
         self._tend()
-        return self.core.submit(spec)
+        return self.core.submit(spec, idempotency_key)
 
     async def get(self, job_id: str) -> dict[str, Any]:
         self._tend()
@@ -187,6 +274,11 @@ class SchedulerService:
         self._tend()
         return self.core.list(status, limit, offset)
 
+    async def page(self, status: Any = None, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
+        """``{"jobs": [...], "total": n}``: one page of ``list`` and its ``count`` in one call."""
+        self._tend()
+        return {"jobs": self.core.list(status, limit, offset), "total": self.core.count(status)}
+
     async def count(self, status: Any = None) -> int:
         self._tend()
         return self.core.count(status)
@@ -195,17 +287,19 @@ class SchedulerService:
         self._tend()
         return self.core.queue_jobs(limit, offset)
 
-    async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+    async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
+                    idempotency_key: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.pause(job_id, deadline_s, no_deadline)
+        return self.core.pause(job_id, deadline_s, no_deadline, idempotency_key)
 
-    async def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
+    async def resume(self, job_id: str, checkpoint_path: str | None = None,
+                     idempotency_key: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.resume(job_id, checkpoint_path)
+        return self.core.resume(job_id, checkpoint_path, idempotency_key)
 
-    async def cancel(self, job_id: str) -> dict[str, Any]:
+    async def cancel(self, job_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.cancel(job_id)
+        return self.core.cancel(job_id, idempotency_key)
 
     async def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
         self._tend()
@@ -261,8 +355,14 @@ class SchedulerService:
         record = self.core.store.get_attempt(job_id, number) if number else None
         # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
         # unreachable), and the scheduler's event loop must keep answering meanwhile.
-        return await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
-                                       record.run_name if record else None)
+        out = await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
+                                      record.run_name if record else None)
+        # A library that prints its token (or a loop that prints the environment) must not hand the
+        # scheduler's secrets to everyone who may read this job's logs.
+        secrets = security.secret_values(self.settings.secret_names(), os.environ).values()
+        out["logs"] = {source: [security.redact(line, secrets) for line in lines]
+                       for source, lines in out["logs"].items()}
+        return out
 
     async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
@@ -301,6 +401,15 @@ class SchedulerService:
                 "queued": len(self.core.queue), "active": len(self.core.held),
                 "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
                 "db_path": self.settings.db_path}
+
+    # -- uploaded packages ---------------------------------------------------------------------------
+    async def store_package(self, name: str, data: bytes) -> dict[str, Any]:
+        """Store an uploaded folder (a zip) where jobs may use it; see ``scheduler.packages``."""
+        self._tend()
+        from . import packages
+
+        limit = int(self.settings.max_package_mb * 2**20)
+        return await asyncio.to_thread(packages.store, data, name, packages_root(self.core.storage_root), limit)
 
     # -- the model cache ----------------------------------------------------------------------------
     @property
@@ -353,9 +462,13 @@ class SchedulerActor(SchedulerService):
         self._tasks: set[asyncio.Task[Any]] = set()
         self._deferred: list[Any] = []
         self._loop: asyncio.Task[None] | None = None
-        self.launcher = RayLauncher(config, self._watch_later, self._spawn)
+        self.loop_lag_s = 0.0  # the most the housekeeping tick woke late lately (a blocked loop)
+        self.launcher = RayLauncher(config, self._watch_later, self._spawn,
+                                    failed=self._launch_failed, lost=self._launch_lost)
+        cluster = RayCluster(config.max_resources)
+        cluster.refresh()  # __init__ may block: Ray serves no call before it returns
         # Deleting a checkpoint folder (GBs on NFS or S3) happens in a thread, off the actor's calls.
-        core = Scheduler(SQLiteStore(config.db_path), self.launcher, RayCluster(config.max_resources),
+        core = Scheduler(SQLiteStore(config.db_path), self.launcher, cluster,
                          storage_root=config.storage_root, settings=config,
                          checkpoint_fs=BackgroundDeletes(StorageFS()))
         super().__init__(core, config)
@@ -367,6 +480,15 @@ class SchedulerActor(SchedulerService):
         for (job_id, attempt), handle in alive.items():
             self.launcher.adopt(job_id, attempt, handle)
         self.core.recover(set(alive))
+        # Background work (housekeeping, watching re-attached runners) needs the actor's event
+        # loop, which runs only after __init__: a call to ourselves queued now starts it first
+        # thing, so deadlines and orphans never wait for some client's first call.
+        ray.get_runtime_context().current_actor.begin.remote()
+
+    async def begin(self) -> bool:
+        """Start the background work (idempotent; every call does it too)."""
+        self._tend()
+        return True
 
     # -- acting on the core's decisions ----------------------------------------------------------------
     def _tend(self) -> None:
@@ -390,28 +512,65 @@ class SchedulerActor(SchedulerService):
     def _watch_later(self, job_id: str, attempt: int, handle: Any) -> None:
         self._spawn(self._watch(job_id, attempt, handle))
 
+    def _launch_failed(self, job_id: str, attempt: int, error: str) -> None:
+        self.core.on_launch_failed(job_id, attempt, error)
+
+    def _launch_lost(self, job_id: str, attempt: int, why: str) -> None:
+        self.core.on_runner_lost(job_id, attempt, why)
+
     async def _watch(self, job_id: str, attempt: int, handle: Any) -> None:
-        """Wait for a runner to finish; if it dies without a word, tell the core."""
+        """Wait for a runner to finish; if it dies without a word, or its exit never reached the
+        core (the runner gives up on an event the scheduler raised on), tell the core."""
         try:
-            await handle.wait.remote()
+            exit_event = await handle.wait.remote()
         except ray.exceptions.RayActorError as e:
             self.core.on_runner_lost(job_id, attempt, f"runner actor died: {type(e).__name__}")
         else:
-            ray.kill(handle, no_restart=True)  # its exit event was delivered; free the name
+            if (job_id, attempt) in self.core.held:  # its exit event was lost on the way
+                try:
+                    self.core.on_runner_event(exit_event)
+                except Exception as e:  # noqa: BLE001 - settle it anyway, with the reason
+                    logger.exception("the exit of %s attempt %s could not be applied", job_id, attempt)
+                    self.core.on_runner_lost(job_id, attempt, f"its exit could not be recorded: {e}")
+            ray.kill(handle, no_restart=True)  # its exit is recorded; free the name
         finally:
             self.launcher.forget(job_id, attempt)
+            self._spawn(self._refresh_and_schedule())  # what it held shows as free in Ray now
+
+    async def _refresh_and_schedule(self) -> None:
+        await asyncio.to_thread(self.core.cluster.refresh)
+        self.core.schedule()
 
     async def _housekeeping(self) -> None:
-        last_gauges = 0.0
+        last_gauges = last_reconcile = 0.0
+        lags: list[float] = []
         while True:
             try:
+                await asyncio.to_thread(self.core.cluster.refresh)
                 self.core.tick()
-                if time.time() - last_gauges > 5:
-                    last_gauges = time.time()
+                now = time.time()
+                if now - last_reconcile >= self.settings.reconcile_s:
+                    last_reconcile = now
+                    await self._reconcile()
+                if now - last_gauges > 5:
+                    last_gauges = now
                     self._record_gauges()
             except Exception:  # keep ticking; a failed tick is logged, not fatal
                 logger.exception("scheduler tick failed")
+            asked = time.monotonic()
             await asyncio.sleep(self.settings.tick_s)
+            # How late the loop woke up: anything blocking the loop shows here (and in health()).
+            lags = [*lags[-59:], time.monotonic() - asked - self.settings.tick_s]
+            self.loop_lag_s = max(lags)
+
+    async def _reconcile(self) -> None:
+        """Settle jobs whose runner is gone, stop runners of no job (``Scheduler.reconcile``)."""
+        alive = await asyncio.to_thread(self.launcher.alive_keys)
+        for line in self.core.reconcile(alive, self.launcher.watched()):
+            logger.warning("reconciliation: %s", line)
+
+    async def health(self) -> dict[str, Any]:
+        return {**await super().health(), "loop_lag_s": round(self.loop_lag_s, 4)}
 
     def _record_gauges(self) -> None:
         if self._metrics is None:
@@ -440,8 +599,12 @@ def ensure_scheduler(settings: Settings | None = None) -> Any:
         return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
     except ValueError:
         pass
+    # The secrets come from the environment of whoever starts trainq (``trainq serve``), which is
+    # not the actor's when Ray runs elsewhere (`ray start`): they travel in the actor's env, never
+    # in its settings, which the API shows.
+    secrets = security.secret_values(settings.secret_names(), os.environ)
     return ray.remote(SchedulerActor).options(
         name=SCHEDULER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
         max_restarts=-1, max_task_retries=-1, num_cpus=0, resources={HEAD_RESOURCE: 0.001},
-        max_concurrency=1000,
+        max_concurrency=1000, runtime_env={"env_vars": secrets} if secrets else None,
     ).remote(settings.with_overrides().to_dict())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -66,11 +67,30 @@ class Client:
                 raise e.cause from None
             raise
 
-    def submit(self, spec: dict[str, Any] | Any) -> dict[str, Any]:
-        """Queue a job; returns it (``status`` queued, or pending if it started at once)."""
+    def submit(self, spec: dict[str, Any] | Any, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a job; returns it (``status`` queued, or pending if it started at once).
+
+        The same ``idempotency_key`` (and spec) returns the job the first call created; without
+        one a fresh key is used, so Ray re-running the call after a scheduler restart never
+        creates the job twice.
+        """
         if hasattr(spec, "model_dump"):
             spec = spec.model_dump(exclude_unset=True)  # an explicit keep_checkpoints=None means "keep all"
-        return self._call("submit", absolute_local_dirs(spec))
+        return self._call("submit", self.upload_local_dirs(absolute_local_dirs(spec)), idempotency_key or new_key())
+
+    def upload(self, folder: str) -> dict[str, Any]:
+        """Store a local folder with the scheduler, as the HTTP client does: ``{"name", "path", ...}``."""
+        from .packages import pack
+
+        folder = os.path.abspath(folder)
+        return self._call("store_package", os.path.basename(folder), pack(folder))
+
+    def upload_local_dirs(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec with each folder of its runtime_env on this machine uploaded (see ``upload``),
+        so a job never needs the head node's filesystem whoever submits it."""
+        from .packages import upload_local_dirs
+
+        return upload_local_dirs(spec, lambda folder: self.upload(folder)["path"])
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""
@@ -90,7 +110,7 @@ class Client:
         Without ``deadline_s`` the deadline comes from the job's checkpoint cadence;
         ``no_deadline=True`` waits for the checkpoint however long it takes.
         """
-        return self._call("pause", job_id, deadline_s, no_deadline)
+        return self._call("pause", job_id, deadline_s, no_deadline, new_key())
 
     def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
         """Change a job's priority (queued, paused or running); a raise may preempt others."""
@@ -102,11 +122,11 @@ class Client:
 
     def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
         """Queue a paused, failed or cancelled job again from a recorded checkpoint."""
-        return self._call("resume", job_id, checkpoint_path)
+        return self._call("resume", job_id, checkpoint_path, new_key())
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         """Cancel a job, stopping it if it runs."""
-        return self._call("cancel", job_id)
+        return self._call("cancel", job_id, new_key())
 
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first."""
@@ -128,6 +148,12 @@ class Client:
              poll_s: float = 0.2) -> dict[str, Any]:
         """Block until the job reaches ``status`` (default: any stopped state); returns it."""
         return wait_for(self.get, job_id, status, timeout_s, poll_s)
+
+
+def new_key() -> str:
+    """A fresh idempotency key: Ray re-runs a call that was in flight when the scheduler restarted,
+    and the key lets the scheduler answer the re-run as it answered the first run."""
+    return f"tq-{uuid.uuid4().hex}"
 
 
 def wait_for(get: Callable[[str], dict[str, Any]], job_id: str, status: str | set[str] | None = None,

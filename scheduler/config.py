@@ -78,6 +78,14 @@ def trainq_home() -> Path:
     return Path(os.environ.get("TRAINQ_HOME") or Path.home() / ".trainq")
 
 
+def packages_root(storage_root: str) -> str:
+    """The folder trainq stores uploaded packages in (under a local storage root, else
+    ``$TRAINQ_HOME/packages``): jobs may always use what trainq put there."""
+    if "://" in storage_root:
+        return str(trainq_home() / "packages")
+    return os.path.join(os.path.abspath(storage_root), "packages")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the scheduler actor is created with (and re-created with when Ray restarts it)."""
@@ -89,6 +97,8 @@ class Settings:
     report_poll_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5")))
     #: Seconds between the scheduler's housekeeping ticks (deadlines, admission, autoscaler hints).
     tick_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_TICK_S", "1.0")))
+    #: Seconds between reconciliations: live runners compared with the store, drift settled.
+    reconcile_s: float = field(default_factory=lambda: env_float("TRAINQ_RECONCILE_S", 5))
     #: JSON of the most resources the cluster can grow to, for autoscaling clusters (e.g.
     #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
     max_resources: str = field(default_factory=lambda: os.environ.get("TRAINQ_MAX_RESOURCES", ""))
@@ -110,6 +120,32 @@ class Settings:
     keep_checkpoints: int | None = field(default_factory=lambda: _env_keep("TRAINQ_KEEP_CHECKPOINTS", 3))
     #: The HuggingFace hub the model cache downloads from (default: huggingface_hub's own).
     hf_endpoint: str = field(default_factory=lambda: os.environ.get("HF_ENDPOINT", ""))
+    #: Head-node folders a job may name as a local ``runtime_env`` working_dir/py_modules
+    #: (os.pathsep- or comma-separated). Unset: any folder (single-user mode, a laptop); empty:
+    #: none, so users must upload their folder (the CLI and the HTTP client do) or give a URI.
+    allowed_dirs: str | None = field(default_factory=lambda: os.environ.get("TRAINQ_ALLOWED_DIRS"))
+    #: Where a job's ``storage_path`` may point (os.pathsep- or comma-separated folders or URIs).
+    #: Unset or empty: only the storage root.
+    storage_roots: str = field(default_factory=lambda: os.environ.get("TRAINQ_STORAGE_ROOTS", ""))
+    #: Names of the scheduler's environment variables handed to every job's training workers
+    #: (comma-separated); their values never enter a job spec, the API, the events or the logs.
+    secret_env: str = field(default_factory=lambda: os.environ.get("TRAINQ_SECRET_ENV", "HF_TOKEN"))
+    #: The largest folder (zipped) a client may upload as a job's working_dir or py_modules.
+    max_package_mb: float = field(default_factory=lambda: env_float("TRAINQ_MAX_PACKAGE_MB", 100))
+
+    def allowed_dir_list(self) -> list[str] | None:
+        """``allowed_dirs`` as a list; None means any folder is allowed."""
+        from .security import parse_list
+
+        return parse_list(self.allowed_dirs)
+
+    def secret_names(self) -> list[str]:
+        """The names in ``secret_env``."""
+        return [n.strip() for n in self.secret_env.split(",") if n.strip()]
+
+    def packages_root(self) -> str:
+        """See ``packages_root``."""
+        return packages_root(self.storage_root)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -23,24 +23,25 @@ Everything reaches the caller only after the store has committed it.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import math
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
-from . import policy, workloads
+from . import policy, security, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
-from .config import Settings, join_path, train_run_name
-from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound,
-                     MissingOnServer,
-                     NotCooperative)
+from .config import Settings, join_path, packages_root, train_run_name
+from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IdempotencyConflict, IllegalTransition,
+                     InvalidSpec, JobNotFound, MissingOnServer, NotCooperative)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
 from .policy import Entry, QueueIndex, Resources, failure, preemption, retention
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
-from .store import Store
+from .store import Request, Store
 
 S = JobStatus
 Event = dict[str, Any]
@@ -103,8 +104,17 @@ class Scheduler:
         self.draining = False  # a shutdown is in progress: nothing new starts
         self._last_checkpoint: dict[str, tuple[int, float | None]] = {}  # job_id -> (attempt, at)
         self._requested: list[Resources] | None = None
+        self._request: Request | None = None  # the key the verb in progress writes with its change
+        self._request_job: str | None = None
+        #: Read-mostly caches, so a scheduling pass or a page of a list reads no row per job:
+        #: specs never change after submit; active jobs change only through ``_transition``/``_set``
+        #: (reports write metrics, which the scheduling decisions do not read from here).
+        self._specs: dict[str, JobSpec] = {}
+        self._live: dict[str, Job] = {}
+        self._counts: dict[JobStatus, int] = dict(self.store.count_by_status())
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
             if job.status in ACTIVE:
+                self._live[job.job_id] = job
                 self.held[(job.job_id, job.attempt)] = self._demand(job)
             self._index(job)
 
@@ -114,9 +124,17 @@ class Scheduler:
         return list(self.held.values())
 
     # -- the verbs ------------------------------------------------------------------------------
-    def submit(self, data: Any) -> dict[str, Any]:
-        """Validate a spec, store the job as ``queued`` and start whatever fits now."""
+    def submit(self, data: Any, idempotency_key: str | None = None) -> dict[str, Any]:
+        """Validate a spec, store the job as ``queued`` and start whatever fits now.
+
+        With an ``idempotency_key``, the same key (and spec) returns the job it created the first
+        time instead of a new one: a client, or Ray retrying the call after a restart, may resend.
+        """
+        key = _idempotency_key(idempotency_key)
         spec = parse_spec(data)
+        fingerprint = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        if key is not None and (found := self._replay(key, "submit", None, fingerprint)) is not None:
+            return self.get(found["job_id"])
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
@@ -125,11 +143,13 @@ class Scheduler:
             # trainq delete checkpoints of a job that was submitted under another rule.
             spec = spec.model_copy(update={"keep_checkpoints": self.settings.keep_checkpoints})
         self._check_fits(spec)
-        _check_local_dirs(spec.runtime_env)
+        self._check_reach(spec)
         now = self.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
                   priority=spec.priority, seq=0, created_at=now, updated_at=now)
-        job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0))
+        request = Request(key, "submit", fingerprint) if key is not None else None
+        job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request)
+        self._counts[S.QUEUED] = self._counts.get(S.QUEUED, 0) + 1
         self._index(job)
         self._notify_status(job, None, "submitted")
         self.schedule()
@@ -142,23 +162,25 @@ class Scheduler:
     def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
              offset: int = 0) -> list[dict[str, Any]]:
         """Jobs newest first, optionally filtered by status (one or several)."""
-        statuses = _statuses(status)
-        return [self._public(j) for j in self.store.list_jobs(statuses, limit, offset)]
+        return self._public_many(self.store.list_jobs(_statuses(status), limit, offset))
 
     def count(self, status: str | Iterable[str] | None = None) -> int:
-        """How many jobs (in ``status``) there are."""
-        return self.store.count_jobs(_statuses(status))
+        """How many jobs (in ``status``) there are (counted as they change, not by a scan)."""
+        statuses = _statuses(status)
+        return sum(n for s, n in self._counts.items() if statuses is None or s in statuses)
 
     def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """The queued jobs in the order they will start."""
-        out = []
-        for i, entry in enumerate(self.queue.page(limit, offset)):
-            job = self.store.get_job(entry.job_id)
-            if job is not None:
-                out.append(job.to_dict(queue_position=offset + i + 1))
-        return out
+        page = self.queue.page(limit, offset)
+        jobs = self.store.get_jobs([e.job_id for e in page])
+        return self._public_many([jobs[e.job_id] for e in page if e.job_id in jobs])
 
-    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
+              idempotency_key: str | None = None) -> dict[str, Any]:
+        """Pause a job; see ``_pause``. A repeated ``idempotency_key`` gets the first answer again."""
+        return self._idempotent(idempotency_key, "pause", job_id, lambda: self._pause(job_id, deadline_s, no_deadline))
+
+    def _pause(self, job_id: str, deadline_s: float | None, no_deadline: bool) -> dict[str, Any]:
         """Pause a job (DESIGN.md, "Pause and resume, precisely").
 
         A running job stops right after its next checkpoint report, or at ``deadline_s``; without
@@ -205,8 +227,15 @@ class Scheduler:
         self.schedule()
         return self._pause_result(job, previous, message)
 
-    def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
-        """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint."""
+    def resume(self, job_id: str, checkpoint_path: str | None = None,
+               idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint.
+
+        A repeated ``idempotency_key`` gets the first answer again instead of a conflict.
+        """
+        return self._idempotent(idempotency_key, "resume", job_id, lambda: self._resume(job_id, checkpoint_path))
+
+    def _resume(self, job_id: str, checkpoint_path: str | None) -> dict[str, Any]:
         job = self._job(job_id)
         previous = job.status
         if previous not in RESUMABLE:
@@ -233,8 +262,11 @@ class Scheduler:
         self.schedule()
         return result
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
         """Cancel a job; a running one is stopped now (its resources free once it has stopped)."""
+        return self._idempotent(idempotency_key, "cancel", job_id, lambda: self._cancel(job_id))
+
+    def _cancel(self, job_id: str) -> dict[str, Any]:
         job = self._job(job_id)
         previous = job.status
         if previous is S.CANCELLED:
@@ -368,6 +400,19 @@ class Scheduler:
         else:
             raise ValueError(f"unknown runner event kind {kind!r}")
 
+    def on_launch_failed(self, job_id: str, attempt: int, error: str) -> None:
+        """No runner could be started for the attempt (e.g. its working_dir failed to upload)."""
+        self._launch_failed(job_id, attempt, error)
+        self.schedule()
+
+    def _launch_failed(self, job_id: str, attempt: int, error: str) -> None:
+        self._release(job_id, attempt)
+        job = self.store.get_job(job_id)
+        if job is not None and job.attempt == attempt and job.status in ACTIVE:
+            job = self._transition(job, S.FAILED, "fail", "could not start a runner",
+                                   finished_at=self.clock(), error=error)
+            self._end_attempt(job, "failed", self.clock())
+
     def on_runner_lost(self, job_id: str, attempt: int, why: str) -> None:
         """A runner is gone without saying how its attempt ended (and its run with it)."""
         self._release(job_id, attempt)
@@ -410,6 +455,30 @@ class Scheduler:
                               job.checkpoint_path)
         self.schedule()
 
+    def reconcile(self, alive: set[tuple[str, int]], watched: set[tuple[str, int]]) -> list[str]:
+        """Compare the runners alive now with the store and settle whatever drifted apart.
+
+        ``alive``: attempts whose runner actor exists (a snapshot); ``watched``: attempts whose
+        runner the shell is launching or watching (their end reaches the core anyway). An active
+        attempt in neither lost its runner without a word (an event dropped, a watcher gone); a
+        live runner of no active attempt is an orphan; resources held for an attempt that is
+        neither active nor alive were never released. Returns what it did, in words.
+        """
+        done = []
+        active = {(j.job_id, j.attempt): j for j in self.store.jobs_in(ACTIVE)}
+        for key in sorted(set(active) - alive - watched):
+            done.append(f"{key[0]} attempt {key[1]}: {active[key].status.value} with no runner; settled")
+            self.on_runner_lost(*key, "reconciliation found no runner for this attempt")
+        for key in sorted(alive - set(active) - watched):
+            done.append(f"{key[0]} attempt {key[1]}: a runner of no active attempt; stopped")
+            self.launcher.stop(*key)
+        for key in sorted(set(self.held) - set(active) - alive - watched):
+            done.append(f"{key[0]} attempt {key[1]}: resources held by no runner; released")
+            self._release(*key)
+        if done:
+            self.schedule()
+        return done
+
     def tick(self) -> None:
         """Periodic work: enforce pause deadlines and start timeouts, then start what fits."""
         now = self.clock()
@@ -451,20 +520,26 @@ class Scheduler:
             try:
                 self.launcher.launch(job, attempt, self.job_root(job))
             except Exception as e:  # a launch that cannot even start fails the job, loudly
-                self._release(job.job_id, attempt_no)
-                self._transition(job, S.FAILED, "fail", "could not start a runner",
-                                 finished_at=self.clock(), error=f"{type(e).__name__}: {e}")
+                self._launch_failed(job.job_id, attempt_no, f"{type(e).__name__}: {e}")
                 continue
             started.append(job.job_id)
         free = policy.subtract(capacity, *self.allocated)
         head = policy.head(self.queue, now)
-        if head is not None and not policy.fits(head.demand, free):
+        if head is not None and not policy.fits(head.demand, free) and self._may_preempt():
             self._preempt_for_queue(free, capacity, now)
         wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, free) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
             self.cluster.request(wanted or [])
         return started
+
+    def _check_reach(self, spec: JobSpec) -> None:
+        """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
+        security.check_package_paths(spec.runtime_env, self.settings.allowed_dir_list(),
+                                     [packages_root(self.storage_root)])
+        _check_local_dirs(spec.runtime_env)
+        roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
+        security.check_storage_path(spec.storage_path, roots)
 
     def job_root(self, job: Job) -> str:
         """Where the job's runs (checkpoints, logs) live: ``<storage root>/<job_id>``."""
@@ -478,20 +553,64 @@ class Scheduler:
             raise IllegalTransition(job.job_id, job.status.value, target.value, action)
         at = self.clock()
         transition = Transition(job.job_id, job.status, target, at, reason, changes.get("attempt", job.attempt))
-        updated = self.store.transition(job.job_id, job.status, transition, changes)
+        request = self._request if self._request is not None and self._request_job == job.job_id else None
+        updated = self.store.transition(job.job_id, job.status, transition, changes, request)
+        if request is not None and updated is not None:
+            self._request = None  # written with the verb's first change, and only that one
         if updated is None:
             current = self._job(job.job_id)
             raise IllegalTransition(job.job_id, current.status.value, target.value, action)
+        self._counts[job.status] = self._counts.get(job.status, 1) - 1
+        self._counts[target] = self._counts.get(target, 0) + 1
+        if target in ACTIVE:
+            self._live[updated.job_id] = updated
+        else:
+            self._live.pop(updated.job_id, None)
         if target is S.PENDING:
             self.held[(updated.job_id, updated.attempt)] = self._demand(updated)
         self._index(updated)
         self._notify_status(updated, job.status, reason)
         return updated
 
+    def _idempotent(self, key: str | None, verb: str, job_id: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run a verb once per key: the key is committed with the verb's change of state, and a
+        key seen before gets the recorded answer (Ray re-runs a call that was in flight when the
+        actor restarted; the first run may have committed)."""
+        key = _idempotency_key(key)
+        if key is None:
+            return run()
+        found = self._replay(key, verb, job_id, None)
+        if found is not None:
+            return found["response"] or {**self.get(job_id), "success": True, "job_id": job_id,
+                                         "message": f"{verb} was already done for this idempotency key"}
+        self._request, self._request_job = Request(key, verb), job_id
+        try:
+            result = run()
+        finally:
+            recorded, self._request = self._request is None, None
+        if recorded:
+            self.store.set_request_response(key, result)
+        return result
+
+    def _replay(self, key: str, verb: str, job_id: str | None, fingerprint: str | None) -> dict[str, Any] | None:
+        """What ``key`` did before, or None; a key reused for something else is a conflict."""
+        found = self.store.find_request(key)
+        if found is None:
+            return None
+        if found["verb"] != verb:
+            raise IdempotencyConflict(key, found["verb"], found["job_id"], f"(not to {verb} it)")
+        if job_id is not None and found["job_id"] != job_id:
+            raise IdempotencyConflict(key, verb, found["job_id"], f"(not job {job_id!r})")
+        if fingerprint is not None and found["fingerprint"] != fingerprint:
+            raise IdempotencyConflict(key, verb, found["job_id"], "with a different spec")
+        return found
+
     def _set(self, job: Job, **changes: Any) -> Job:
         """Change fields other than the state (priority, pause intent, flags) and re-index."""
         self.store.update_job(job.job_id, changes)
         updated = self._job(job.job_id)
+        if updated.job_id in self._live:
+            self._live[updated.job_id] = updated
         self._index(updated)
         return updated
 
@@ -567,11 +686,17 @@ class Scheduler:
                 holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h for h in holders]
             left = policy.subtract(left, entry.demand)
 
+    def _may_preempt(self) -> bool:
+        """Whether any queued job outranks a running one (a victim must have a lower priority):
+        with thousands queued behind a full cluster, most passes stop here, reading no job."""
+        top = next(iter(self.queue.in_order()), None)
+        return top is not None and any(j.priority < top.priority for j in self._live.values() if j.status is S.RUNNING)
+
     def _holders(self, now: float) -> list[preemption.Candidate]:
         """Every attempt holding resources, as the preemption policy sees it."""
         holders = []
         for (job_id, attempt), demand in self.held.items():
-            job = self.store.get_job(job_id)
+            job = self._live.get(job_id) or self.store.get_job(job_id)
             if job is None:
                 continue
             current = job.attempt == attempt and job.status in ACTIVE
@@ -619,7 +744,7 @@ class Scheduler:
             return None
         nodes = [dict(n) for n in nodes]
         for job_id, attempt in self.held:
-            job = self.store.get_job(job_id)
+            job = self._live.get(job_id)
             if job is not None and job.status is S.PENDING and job.attempt == attempt:
                 spec = self._spec(job)
                 placed = policy.place_gang(spec.worker_resources(), spec.num_workers, nodes)
@@ -831,7 +956,10 @@ class Scheduler:
         return job.started_at if job.started_at is not None else job.updated_at
 
     def _spec(self, job: Job) -> JobSpec:
-        return JobSpec.model_validate(job.spec)
+        spec = self._specs.get(job.job_id)
+        if spec is None:
+            spec = self._specs[job.job_id] = JobSpec.model_validate(job.spec)
+        return spec
 
     def _demand(self, job: Job) -> Resources:
         return self._spec(job).demand()
@@ -846,6 +974,16 @@ class Scheduler:
         d = job.to_dict(queue_position=self.queue.position(job.job_id))
         d["checkpoint_bytes"] = self.store.checkpoint_bytes(job.job_id)
         return d
+
+    def _public_many(self, jobs: list[Job]) -> list[dict[str, Any]]:
+        """``_public`` of a page of jobs with one query for all their checkpoint sizes."""
+        sizes = self.store.checkpoint_bytes_of([j.job_id for j in jobs])
+        out = []
+        for job in jobs:
+            d = job.to_dict(queue_position=self.queue.position(job.job_id))
+            d["checkpoint_bytes"] = sizes.get(job.job_id, 0)
+            out.append(d)
+        return out
 
     def _pause_result(self, job: Job, previous: JobStatus, message: str) -> dict[str, Any]:
         return {"success": True, "job_id": job.job_id, "previous_status": previous.value,
@@ -870,6 +1008,15 @@ IGNORED_CHECKPOINT = ("the train function ignored its checkpoint: it was resumed
                       " ray.train.get_checkpoint(), so it started over")
 
 
+def _idempotency_key(key: str | None) -> str | None:
+    """A usable key or None; a key is 1-200 printable characters (an HTTP header's worth)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not 0 < len(key) <= 200 or not key.isprintable():
+        raise InvalidSpec("idempotency_key must be 1 to 200 printable characters", field="idempotency_key")
+    return key
+
+
 def _median(values: list[float]) -> float | None:
     if not values:
         return None
@@ -881,8 +1028,9 @@ def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
     """A local working_dir/py_modules is uploaded from the scheduler's machine: it must exist there."""
     entries = [("runtime_env.working_dir", runtime_env.get("working_dir"))]
     entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(runtime_env.get("py_modules") or [])]
-    for field, path in entries:
-        if isinstance(path, str) and "://" not in path and not os.path.exists(path):
+    for field, value in entries:
+        path = security.local_path_of(value) if isinstance(value, str) else None
+        if path is not None and not os.path.exists(path):
             raise MissingOnServer(
                 f"{field} {path!r} does not exist on the scheduler's machine; give a folder there"
                 " (shared storage on a cluster) or a URI such as s3://..., gcs://... or https://....zip",
@@ -905,5 +1053,6 @@ def _statuses(status: str | Iterable[str] | None) -> list[JobStatus] | None:
 
 def _inside(path: str, root: str) -> bool:
     if "://" in root or "://" in path:
-        return path.startswith(root.rstrip("/") + "/")
-    return os.path.commonpath([os.path.abspath(path), os.path.abspath(root)]) == os.path.abspath(root)
+        return path.startswith(root.rstrip("/") + "/") and "/../" not in path
+    # Resolved: a symlink (or "..") inside the job's folder must not lead into another job's.
+    return security.is_under(path, [root])

@@ -111,6 +111,16 @@ class MissingOnServer(InvalidSpec):
     depends_on_server = True
 
 
+class IdempotencyConflict(TrainqError):
+    """An idempotency key came back with a different request than the one it was first used for."""
+
+    code = "conflict"
+
+    def __init__(self, key: str, verb: str, job_id: str, why: str) -> None:
+        super().__init__(f"idempotency key {key!r} was already used to {verb} job {job_id!r} {why};"
+                         " use a new key for a new request", idempotency_key=key, job_id=job_id, action=verb)
+
+
 class Unauthorized(TrainqError):
     """A request without the configured API token."""
 
@@ -149,3 +159,9 @@ class CheckpointMissing(TrainqError):
                 else "no recorded checkpoint of this job still exists")
         super().__init__(f"cannot resume job {job_id!r} from checkpoint {path!r}: {why}; {hint}",
                          job_id=job_id, checkpoint_path=path, newest_existing=newest_existing, action="resume")
+
+
+class TooLarge(TrainqError):
+    """An upload is larger than the setting allows (``limit_bytes``)."""
+
+    code = "too_large"

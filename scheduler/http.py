@@ -4,19 +4,20 @@ No Ray here: it only needs ``httpx`` (and ``httpx-sse`` for live streams), so it
 machine that can reach ``trainq serve``. Errors come back as trainq's own types, rebuilt from
 the JSON ``error`` code that ``api/errors.py`` writes: ``not_found`` -> ``JobNotFound``,
 ``conflict`` -> ``IllegalTransition``, ``invalid`` -> ``InvalidSpec``, ``unauthorized`` ->
-``Unauthorized``, ``unavailable`` -> ``NotReady``; a server that cannot be reached raises
+``Unauthorized``, ``unavailable`` -> ``NotReady``, ``too_large`` -> ``TooLarge``; a server that cannot be reached raises
 ``Unreachable``. Each keeps the body's fields in ``.fields``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from .errors import IllegalTransition, InvalidSpec, JobNotFound, NotReady, TrainqError, Unauthorized
+from .errors import IllegalTransition, InvalidSpec, JobNotFound, NotReady, TooLarge, TrainqError, Unauthorized
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: states in which a job stays until someone acts on it
@@ -35,7 +36,7 @@ class ApiError(TrainqError):
 
 _BY_CODE: dict[str, type[TrainqError]] = {
     "not_found": JobNotFound, "conflict": IllegalTransition, "invalid": InvalidSpec,
-    "unauthorized": Unauthorized, "unavailable": NotReady,
+    "unauthorized": Unauthorized, "unavailable": NotReady, "too_large": TooLarge,
 }
 
 
@@ -109,11 +110,38 @@ class Client:
             raise Unreachable(f"stream from {self.url} broke: {e}", url=self.url) from None
 
     # -- the verbs ---------------------------------------------------------------------------------
-    def submit(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """Queue a job; returns it (``queued``, or ``pending`` when it started at once)."""
-        from .client import absolute_local_dirs
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+        """Queue a job; returns it (``queued``, or ``pending`` when it started at once).
 
-        return self.request("POST", "/api/training/jobs", json=absolute_local_dirs(spec))
+        A ``runtime_env`` working_dir or py_modules entry that is a folder on this machine is
+        uploaded first (``upload``) and the spec names trainq's stored copy, as ``ray job submit``
+        does: the server never needs to see the caller's filesystem. Sent with an
+        ``Idempotency-Key`` (a fresh one unless given), so resending after a broken connection
+        returns the job the first request created instead of a second one.
+        """
+        from .client import new_key
+
+        return self.request("POST", "/api/training/jobs", json=self.upload_local_dirs(spec),
+                            headers={"Idempotency-Key": idempotency_key or new_key()})
+
+    def upload(self, folder: str, max_bytes: int | None = None) -> dict[str, Any]:
+        """Zip a local folder and store it on the server: ``{"name", "path", "digest", "bytes"}``;
+        ``path`` is what a spec's working_dir or py_modules may name."""
+        from .packages import pack
+
+        folder = os.path.abspath(folder)
+        data = pack(folder, max_bytes)
+        return self.request("POST", "/api/training/packages", params={"name": os.path.basename(folder)},
+                            content=data, headers={"Content-Type": "application/zip"})
+
+    def upload_local_dirs(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """The spec with each local folder of its runtime_env uploaded and replaced by the stored
+        copy's path (the caller's dict is not changed). Paths that are not folders here, and URIs,
+        are left for the server to judge."""
+        from .client import absolute_local_dirs
+        from .packages import upload_local_dirs
+
+        return upload_local_dirs(absolute_local_dirs(spec), lambda folder: self.upload(folder)["path"])
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""

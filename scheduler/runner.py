@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import os
 import time
-from collections.abc import Callable
 from typing import Any
 
 import ray
@@ -35,21 +33,6 @@ logger = logging.getLogger("trainq.runner")
 
 #: How long a cooperative loop that was told to pause may take to return after its checkpoint.
 COOPERATIVE_STOP_S = 3.0
-
-
-def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
-    """Import ``"package.module:function"``, with an error that says what could not be found."""
-    module_name, _, func_name = entrypoint.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as e:
-        raise ImportError(f"cannot import module {module_name!r} of entrypoint {entrypoint!r}:"
-                          f" {type(e).__name__}: {e} (is it in the job's runtime_env working_dir"
-                          " or py_modules?)") from e
-    try:
-        return getattr(module, func_name)
-    except AttributeError:
-        raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
 
 
 def checkpoint_uri(checkpoint: Any) -> str:
@@ -128,9 +111,13 @@ class Runner:
     """One attempt of one job. Created by the scheduler's launcher; see module docstring."""
 
     def __init__(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str,
-                 run_name: str, resume_from: str | None, report_poll_s: float) -> None:
+                 run_name: str, resume_from: str | None, report_poll_s: float,
+                 worker_env: dict[str, Any] | None = None) -> None:
         self.job_id, self.attempt = job_id, attempt
         self.spec = JobSpec.model_validate(spec)
+        #: The job's runtime_env as Ray Train's workers get it (folders already uploaded, secrets
+        #: added). Only the workers get it: the runner and the controller never load user code.
+        self.worker_env = worker_env or {}
         self.run_root, self.run_name, self.resume_from = run_root, run_name, resume_from
         self.name = runner_name(job_id, attempt)
         self.pause_at: float | None = None
@@ -282,7 +269,7 @@ class Runner:
         spec = self.spec
         entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
         attempt_dir = join_path(self.run_root, self.run_name)
-        train_loop = train_helpers.wrap(load_entrypoint(entrypoint), self.name, self.resume_from, attempt_dir)
+        train_loop = train_helpers.wrap(entrypoint, self.name, self.resume_from, attempt_dir)
         return TorchTrainer(
             train_loop,
             train_loop_config=dict(spec.config),
@@ -292,6 +279,7 @@ class Runner:
                 name=self.run_name,
                 storage_path=self.run_root,
                 failure_config=FailureConfig(max_failures=spec.max_failures),
+                worker_runtime_env=self.worker_env,
                 callbacks=[ReportRelay(self.name), raycompat.lifecycle_callback(
                     functools.partial(_tell_controller, self.name),
                     functools.partial(_tell_started, self.name))],

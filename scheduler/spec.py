@@ -12,6 +12,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from typing_extensions import TypedDict
 
 from .errors import InvalidSpec
+from .security import RESERVED_ENV_PREFIXES, reserved_env_vars
 
 # The patterns are ASCII on purpose: they are also the OpenAPI schema's, and a JSON Schema regex
 # (ECMA) reads \w as ASCII while Python reads it as Unicode; spelled out, both agree.
@@ -21,6 +22,9 @@ ENTRYPOINT_RE = re.compile(ENTRYPOINT_PATTERN)
 #: an absolute path, or a URI with a scheme (s3://bucket/prefix, gs://..., file:///...)
 STORAGE_PATH_PATTERN = r"^(/|[A-Za-z][A-Za-z0-9+.-]*://)"
 STORAGE_PATH_RE = re.compile(STORAGE_PATH_PATTERN)
+#: the names a job may not set in env_vars, as the schema says it (any case, like ``reserved_env_vars``)
+RESERVED_ENV_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in prefix)
+                                       for prefix in RESERVED_ENV_PREFIXES) + ")"
 #: a resource amount per worker; far above any machine (Ray's ``memory`` is in bytes), and finite
 MAX_RESOURCE = 1e15
 
@@ -53,7 +57,8 @@ class RuntimeEnv(TypedDict, total=False):
 
     working_dir: str
     py_modules: list[str]
-    env_vars: dict[str, str]
+    env_vars: Annotated[dict[str, str], Field(json_schema_extra={"propertyNames": {"not": {
+        "pattern": RESERVED_ENV_PATTERN}}})]
     pip: str | list[str] | dict[str, Any]  # str: a requirements file, as Ray takes it
     uv: str | list[str] | dict[str, Any]
     conda: str | dict[str, Any]
@@ -155,6 +160,12 @@ class JobSpec(BaseModel):
             unknown = sorted(set(v) - RUNTIME_ENV_KEYS)
             if unknown:
                 raise ValueError(f"unsupported keys {unknown}; allowed: {sorted(RUNTIME_ENV_KEYS)}")
+            env_vars = v.get("env_vars")
+            reserved = reserved_env_vars(k for k in env_vars if isinstance(k, str)) if isinstance(env_vars, dict) else []
+            if reserved:
+                # trainq's and Ray's own switches (e.g. RAY_TRAIN_*, TRAINQ_RUNNER) belong to the admin.
+                raise ValueError(f"env_vars may not set {', '.join(reserved)}: names starting with "
+                                 f"{' or '.join(RESERVED_ENV_PREFIXES)} are reserved for trainq and Ray")
         return v
 
     @field_validator("storage_path")

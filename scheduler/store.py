@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .jobs import Attempt, Job, Report, Transition
 from .states import JobStatus
@@ -91,20 +91,41 @@ MIGRATIONS: list[str] = [
     ALTER TABLE checkpoints ADD COLUMN deleted_at REAL;
     ALTER TABLE checkpoints ADD COLUMN bytes INTEGER;
     """,
+    # 4: idempotent verbs: a request key seen once is answered the same way when it comes again.
+    """
+    CREATE TABLE requests (
+        key TEXT PRIMARY KEY,
+        verb TEXT NOT NULL,
+        job_id TEXT NOT NULL REFERENCES jobs (job_id),
+        fingerprint TEXT,
+        response TEXT,
+        at REAL NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class Request(NamedTuple):
+    """A verb's idempotency key, written in the same commit as the change the verb made."""
+
+    key: str
+    verb: str
+    fingerprint: str | None = None  # submit: a hash of the spec, so a reused key is noticed
 
 
 class Store(Protocol):
     """What the scheduler core needs from durable storage."""
 
-    def insert_job(self, job: Job, transition: Transition) -> Job: ...
+    def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job: ...
     def get_job(self, job_id: str) -> Job | None: ...
     def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
                   offset: int = 0) -> list[Job]: ...
     def count_jobs(self, statuses: Iterable[JobStatus] | None = None) -> int: ...
     def transition(self, job_id: str, expected: JobStatus, transition: Transition,
-                   changes: dict[str, Any]) -> Job | None: ...
+                   changes: dict[str, Any], request: Request | None = None) -> Job | None: ...
+    def find_request(self, key: str) -> dict[str, Any] | None: ...
+    def set_request_response(self, key: str, response: dict[str, Any]) -> None: ...
     def update_job(self, job_id: str, changes: dict[str, Any]) -> None: ...
     def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]: ...
     def record_report(self, report: Report) -> bool: ...
@@ -114,6 +135,9 @@ class Store(Protocol):
     def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None: ...
     def update_checkpoint(self, job_id: str, path: str, changes: dict[str, Any]) -> bool: ...
     def checkpoint_bytes(self, job_id: str) -> int: ...
+    def checkpoint_bytes_of(self, job_ids: Sequence[str]) -> dict[str, int]: ...
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]: ...
+    def count_by_status(self) -> dict[JobStatus, int]: ...
     def transitions(self, job_id: str) -> list[Transition]: ...
     def save_attempt(self, attempt: Attempt) -> None: ...
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None: ...
@@ -121,7 +145,10 @@ class Store(Protocol):
 
 
 class SQLiteStore:
-    """SQLite in WAL mode, synchronous=FULL: a commit is on disk before the call returns."""
+    """SQLite in WAL mode, synchronous=FULL: a state change is on disk before the call returns.
+
+    Reports and request answers commit without their own fsync (see ``_Tx``).
+    """
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -164,8 +191,9 @@ class SQLiteStore:
         self._db.close()
 
     # -- jobs ---------------------------------------------------------------------------------
-    def insert_job(self, job: Job, transition: Transition) -> Job:
-        """Insert a new job and its first transition in one commit; assigns ``job.seq``."""
+    def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job:
+        """Insert a new job and its first transition (and its request key) in one commit;
+        assigns ``job.seq``."""
         with self._lock, self._tx():
             job.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             row = _job_row(job)
@@ -173,11 +201,26 @@ class SQLiteStore:
             self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})",
                              tuple(row.values()))
             self._insert_transition(transition)
+            self._insert_request(request, job.job_id, transition.at)
         return job
 
     def get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
         return _job_from(row) if row else None
+
+    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
+        """Many jobs by id in one query (missing ids are left out)."""
+        found: dict[str, Job] = {}
+        for start in range(0, len(job_ids), 500):  # SQLite's limit on bound parameters
+            chunk = tuple(job_ids[start:start + 500])
+            rows = self._db.execute(f"SELECT * FROM jobs WHERE job_id IN ({', '.join('?' * len(chunk))})", chunk)
+            found.update((row["job_id"], _job_from(row)) for row in rows)
+        return found
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """How many jobs are in each state (one scan, at start-up; the core counts from there)."""
+        rows = self._db.execute("SELECT status, COUNT(*) FROM jobs GROUP BY status").fetchall()
+        return {JobStatus(row[0]): int(row[1]) for row in rows}
 
     def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
                   offset: int = 0) -> list[Job]:
@@ -192,10 +235,11 @@ class SQLiteStore:
         return int(self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0])
 
     def transition(self, job_id: str, expected: JobStatus, transition: Transition,
-                   changes: dict[str, Any]) -> Job | None:
+                   changes: dict[str, Any], request: Request | None = None) -> Job | None:
         """Compare-and-set: move the job to ``transition.to_status`` only if it is ``expected``.
 
         Returns the updated job, or None when the job was not in ``expected`` (nothing written).
+        A ``request`` key is recorded in the same commit, so a retried verb can tell it was done.
         """
         row = _job_row_partial(changes)
         row["status"] = transition.to_status.value
@@ -209,7 +253,23 @@ class SQLiteStore:
             if cur.rowcount != 1:
                 return None
             self._insert_transition(transition)
+            self._insert_request(request, job_id, transition.at)
         return self.get_job(job_id)
+
+    # -- idempotency keys -------------------------------------------------------------------------
+    def find_request(self, key: str) -> dict[str, Any] | None:
+        """What a request key did: ``{verb, job_id, fingerprint, response, at}``, or None."""
+        row = self._db.execute("SELECT * FROM requests WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return {"verb": row["verb"], "job_id": row["job_id"], "fingerprint": row["fingerprint"],
+                "response": json.loads(row["response"]) if row["response"] else None, "at": row["at"]}
+
+    def set_request_response(self, key: str, response: dict[str, Any]) -> None:
+        """Keep the answer a verb gave, to give it again when the same key comes back."""
+        with self._lock, self._tx(durable=False):
+            self._db.execute("UPDATE requests SET response = ? WHERE key = ?",
+                             (json.dumps(response, default=str), key))
 
     def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """Change fields other than ``status`` (which only ``transition`` writes)."""
@@ -235,7 +295,9 @@ class SQLiteStore:
         returns False, so a runner may safely resend after a scheduler restart.
         """
         metrics = json.dumps(report.metrics, default=str)
-        with self._lock, self._tx():
+        # Reports are many and a lost last one is re-sent by its runner (or only a metric is
+        # lost), so they skip the fsync: it comes with the next state change's commit.
+        with self._lock, self._tx(durable=False):
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO reports (job_id, attempt, seq, at, metrics, checkpoint_path)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -297,6 +359,15 @@ class SQLiteStore:
                                " AND deleted_at IS NULL", (job_id,)).fetchone()
         return int(row[0])
 
+    def checkpoint_bytes_of(self, job_ids: Sequence[str]) -> dict[str, int]:
+        """``checkpoint_bytes`` of many jobs in one query (a page of a list)."""
+        if not job_ids:
+            return {}
+        rows = self._db.execute(
+            f"SELECT job_id, COALESCE(SUM(bytes), 0) FROM checkpoints WHERE job_id IN ({', '.join('?' * len(job_ids))})"
+            " AND deleted_at IS NULL GROUP BY job_id", tuple(job_ids)).fetchall()
+        return {row[0]: int(row[1]) for row in rows}
+
     def transitions(self, job_id: str) -> list[Transition]:
         rows = self._db.execute("SELECT * FROM transitions WHERE job_id = ? ORDER BY id", (job_id,))
         return [
@@ -331,21 +402,37 @@ class SQLiteStore:
             (t.job_id, t.from_status.value if t.from_status else None, t.to_status.value, t.at, t.reason, t.attempt),
         )
 
-    def _tx(self) -> "_Tx":
-        return _Tx(self._db)
+    def _insert_request(self, request: Request | None, job_id: str, at: float) -> None:
+        if request is not None:
+            self._db.execute("INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)",
+                             (request.key, request.verb, job_id, request.fingerprint, at))
+
+    def _tx(self, durable: bool = True) -> "_Tx":
+        return _Tx(self._db, durable)
 
 
 class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    ``durable=False`` commits without an fsync (WAL, synchronous=NORMAL): the commit survives a
+    crash of the process but not of the machine until the next durable commit syncs the log.
+    """
+
+    def __init__(self, db: sqlite3.Connection, durable: bool = True) -> None:
         self._db = db
+        self._durable = durable
 
     def __enter__(self) -> None:
+        if not self._durable:
+            self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, exc_type: Any, *_: Any) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            if not self._durable:
+                self._db.execute("PRAGMA synchronous=FULL")
 
 
 def _statements(script: str) -> list[str]:

@@ -20,6 +20,7 @@ ranks get the same answer (rank 0 asks the runner and broadcasts), so they act t
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
 from collections.abc import Callable
@@ -89,17 +90,37 @@ def _tell_checkpoint_read() -> None:
         ray.get(runner.on_checkpoint_read.remote())  # before this worker's next report
 
 
-def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
+def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
+    """Import ``"package.module:function"``, with an error that says what could not be found.
+
+    Called only inside a training worker (see ``wrap``): user code never runs in trainq's
+    scheduler or runner, nor in Ray Train's controller, all of which live on the head node.
+    """
+    module_name, _, func_name = entrypoint.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as e:
+        raise ImportError(f"cannot import module {module_name!r} of entrypoint {entrypoint!r}:"
+                          f" {type(e).__name__}: {e} (is it in the job's runtime_env working_dir"
+                          " or py_modules?)") from e
+    try:
+        return getattr(module, func_name)
+    except AttributeError:
+        raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
+
+
+def wrap(entrypoint: str, runner: str, resume_from: str | None,
          attempt_dir: str | None = None) -> Callable[[dict[str, Any]], Any]:
-    """The train-loop function trainq hands to ``TorchTrainer``.
+    """The train-loop function trainq hands to ``TorchTrainer``: trainq's code, no user code.
 
     It runs in every worker: it tells ``pause_requested()`` which runner to ask, makes
     ``ray.train.get_checkpoint()`` return ``resume_from`` when Ray has no checkpoint of its
     own for this run and tells the runner when the function asks for it (that is how trainq
     knows a job can resume at all), tees the worker's output into the attempt's logs, then
-    calls the user's function as Ray would (with or without config).
+    imports the entrypoint (there, in the worker, with the job's runtime_env) and calls it as
+    Ray would (with or without config). Only the entrypoint's name crosses the runner and the
+    controller, so neither ever imports the user's module.
     """
-    takes_config = len(inspect.signature(train_fn).parameters) > 0
 
     def trainq_train_loop(config: dict[str, Any]) -> Any:
         import ray.train
@@ -111,10 +132,12 @@ def wrap(train_fn: Callable[..., Any], runner: str, resume_from: str | None,
         os.environ[RUNNER_ENV] = runner
         raycompat.seed_checkpoint(resume_from)
         raycompat.on_checkpoint_read(_tell_checkpoint_read)
+        train_fn = load_entrypoint(entrypoint)
+        takes_config = len(inspect.signature(train_fn).parameters) > 0
         try:
             return train_fn(config) if takes_config else train_fn()
         finally:
             logs.sync()  # object storage: the last lines, before Ray ends this worker
 
-    trainq_train_loop.__name__ = getattr(train_fn, "__name__", "train_loop")
+    trainq_train_loop.__name__ = entrypoint.rpartition(":")[2] or "train_loop"
     return trainq_train_loop

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -78,7 +79,9 @@ def local_s3() -> Iterator[dict]:
     host, port = server.get_host_and_port()
     env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "trainq-test",
            "AWS_SECRET_ACCESS_KEY": "trainq-test", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+           "AWS_EC2_METADATA_DISABLED": "true",
+           # the bucket is a storage root jobs may name (the scheduler actor reads this at creation)
+           "TRAINQ_STORAGE_ROOTS": ",".join(filter(None, [os.environ.get("TRAINQ_STORAGE_ROOTS"), f"s3://{S3_BUCKET}"]))}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
@@ -116,17 +119,30 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield h
 
 
+#: A secret the session's scheduler hands to training workers (setting TRAINQ_SECRET_ENV).
+SECRET_VAR, SECRET_VALUE = "TQ_TEST_SECRET", "tq-secret-" + uuid.uuid4().hex
+
+
 @pytest.fixture(scope="session")
 def client(ray_cluster: dict, hub):
-    """The scheduler actor on the shared Ray, through the Python client (its hub: the local one)."""
-    import scheduler
+    """The scheduler actor on the shared Ray, through the Python client (its hub: the local one).
+
+    As a shared deployment runs it: no head-node folder is allowed (clients upload theirs) and
+    a secret from this process's environment goes to the workers.
+    """
+    from scheduler.actor import ensure_scheduler
+    from scheduler.client import Client
+    from scheduler.config import Settings
 
     os.environ["HF_ENDPOINT"] = hub.url
     os.environ["HF_HUB_DISABLE_XET"] = "1"
     # A pause of a job with no checkpoint yet waits 10 s here, not 30 (the tests' jobs are short).
     os.environ.setdefault("TRAINQ_PAUSE_DEFAULT_DEADLINE_S", "10")
     os.environ.setdefault("TRAINQ_RETRY_BACKOFF_S", "1")
-    return scheduler.connect(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"])
+    os.environ[SECRET_VAR] = SECRET_VALUE
+    settings = Settings().with_overrides(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"],
+                                         allowed_dirs="", secret_env=f"HF_TOKEN,{SECRET_VAR}")
+    return Client(ensure_scheduler(settings))
 
 
 API_TOKEN = "test-token-123"

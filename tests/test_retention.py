@@ -14,7 +14,7 @@ from scheduler.checkpoint_fs import BackgroundDeletes, StorageFS
 from scheduler.config import Settings
 from scheduler.errors import CheckpointMissing, CheckpointRefused
 from scheduler.policy.retention import Stored, choose_deletions, protected_paths
-from scheduler.store import MIGRATIONS, SQLiteStore
+from scheduler.store import MIGRATIONS, SCHEMA_VERSION, SQLiteStore
 
 
 def stored(n: int, **kw) -> list[Stored]:
@@ -230,7 +230,7 @@ def test_migration_from_version_2_keeps_checkpoints_as_kept(tmp_path) -> None:
     db.execute("INSERT INTO checkpoints (job_id, attempt, path, metrics, at) VALUES ('j', 1, '/c', '{}', 0)")
     db.close()
     store = SQLiteStore(str(tmp_path / "old.db"))
-    assert store.schema_version == 3
+    assert store.schema_version == SCHEMA_VERSION
     assert store.checkpoints("j") == [{"job_id": "j", "attempt": 1, "path": "/c", "metrics": {}, "at": 0.0,
                                        "pinned": False, "deleted_at": None, "bytes": None}]
     assert store.update_checkpoint("j", "/c", {"bytes": 7}) and store.checkpoint_bytes("j") == 7

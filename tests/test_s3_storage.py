@@ -40,7 +40,6 @@ def test_s3_job_pauses_resumes_from_an_older_checkpoint_and_shows_its_logs(tq, l
     root = f"{local_s3['root']}/run-{uuid.uuid4().hex[:8]}"
     spec = tq.steps_spec("s3", total=8, every=2, step_s=0.3, cooperative=True, say="s3-step")
     spec["storage_path"] = root
-    spec["runtime_env"]["env_vars"] = {"TRAINQ_LOG_UPLOAD_S": "1"}  # the workers' logs reach S3 often
     job_id = tq.submit(spec)["job_id"]
 
     _wait_for(lambda: len(c.checkpoints(job_id)) >= 2, 180, "two checkpoints on S3")

@@ -87,9 +87,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-preempt", action="store_true", help="never pause this job to make room for another")
     p.add_argument("--min-runtime", dest="min_runtime_s", type=float,
                    help="not preempted before its attempt has run this many seconds (default $TRAINQ_MIN_RUNTIME_S)")
-    p.add_argument("--working-dir", help="runtime_env working_dir: a folder on the scheduler's machine, or a URI")
+    p.add_argument("--working-dir", help="runtime_env working_dir: a folder here (uploaded to trainq, as `ray job "
+                   "submit` does), or a URI (s3://, gs://, gcs://, https://)")
+    p.add_argument("--py-module", action="append", metavar="FOLDER",
+                   help="runtime_env py_modules entry: a package folder here (uploaded), or a URI (repeatable)")
     p.add_argument("--env", action="append", metavar="KEY=VALUE", help="runtime_env env var (repeatable)")
-    p.add_argument("--storage-path", help="storage root for this job")
+    p.add_argument("--storage-path", help="storage root for this job: under the storage root or one of the "
+                   "server's TRAINQ_STORAGE_ROOTS")
+    p.add_argument("--idempotency-key", metavar="KEY",
+                   help="submitting again with the same key returns the job the first submit created")
     p.add_argument("--watch", action="store_true", help="then follow it live")
 
     p = sub.add_parser("list", help="list jobs, newest first")

@@ -59,12 +59,14 @@ def cmd_submit(api: Client, args: argparse.Namespace) -> int:
     runtime_env = spec.setdefault("runtime_env", {})
     if args.working_dir:
         runtime_env["working_dir"] = args.working_dir if "://" in args.working_dir else os.path.abspath(args.working_dir)
+    for folder in args.py_module or []:
+        runtime_env.setdefault("py_modules", []).append(folder if "://" in folder else os.path.abspath(folder))
     for item in args.env or []:
         key, _, value = item.partition("=")
         runtime_env.setdefault("env_vars", {})[key] = value
     if not runtime_env:
         spec.pop("runtime_env")
-    job = api.submit(spec)
+    job = api.submit(spec, idempotency_key=args.idempotency_key)
     _print(args, job, f"submitted {job['job_id']} ({job['status']}"
            + (f", queue position {job['queue_position']})" if job["queue_position"] else ")"))
     if args.watch:

@@ -5,6 +5,12 @@
 - ``preemption``: which running jobs to pause (at a checkpoint) to make room for the head.
 - ``failure``: what the end of an attempt, or the loss of its runner, means for the job.
 - ``pausing``: the deadline a pause gets from the job's own checkpoint cadence, and when to expect it.
+- ``quota``: guaranteed and max resources per user; borrowing beyond the guarantee; reclaiming.
+- ``fairshare``: decayed usage per user and the fair order within a priority.
+- ``backfill``: the head's reservation and the jobs that may start around it without delaying it.
+- ``timeslice``: which running jobs make way for equal-priority waiting ones (opt-in).
+- ``pending``: why a queued job waits, and its ETA.
+- ``simulate``: a discrete-event simulation of the queue, for property tests and benchmarks.
 
 ``core.Scheduler`` carries the decisions out through its one transition function.
 """

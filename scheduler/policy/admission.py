@@ -1,0 +1,81 @@
+"""One admission pass with quotas, pure: gang admission in the given order, owners' quotas applied.
+
+The order comes from ``fairshare.fair_order`` (or the plain queue order). Walking it from the
+head, as ``queue.admit`` does:
+- a job in its requeue backoff is skipped (it keeps its place);
+- a job that would take its owner past their ``max`` is held (reason ``quota``) and skipped: it
+  is its owner's limit, not the cluster, that holds it, so it must not hold up other users;
+- otherwise the job starts if its whole gang fits (on the nodes too, when they are known), and
+  is marked ``borrowing`` when it takes its owner beyond their guarantee; the first job that does
+  not fit stops the pass (strict order: it is the head that preemption and backfill serve).
+Each job started counts toward its owner's usage for the jobs after it in the same pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .placement import place_gang, take
+from .queue import Entry, Resources, fits, ready, subtract
+from .quota import BORROWING, GUARANTEED, OVER_MAX, Quota, QuotaCheck, check
+
+#: a user without a quota is not limited, and never borrowing (quotas are not in force for them)
+_UNLIMITED = QuotaCheck(GUARANTEED)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """A job to start now; ``borrowing``: beyond its owner's guarantee (first to be reclaimed)."""
+
+    job_id: str
+    borrowing: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The jobs to start, the jobs their owner's quota holds (job id -> message), and the blocked head."""
+
+    start: list[Admitted] = field(default_factory=list)
+    held: dict[str, str] = field(default_factory=dict)
+    head: Entry | None = None  # the first ready job that did not fit, if any
+
+
+def admit_with_quotas(order: Sequence[Entry], free: Mapping[str, float], now: float, *,
+                      owners: Mapping[str, str], used: Mapping[str, Mapping[str, float]],
+                      quotas: Mapping[str, Quota], nodes_free: Sequence[Mapping[str, float]] | None = None
+                      ) -> Admission:
+    """Walk ``order`` and decide who starts now.
+
+    ``owners`` maps job ids to users (a job without one counts as user ``""``); ``used`` is what each
+    user holds now (``quota.usage_by_user``); ``quotas`` each user's quota (a user without one has no
+    limits and never borrows; with a users file every user has one, the file's default at least).
+    ``free`` and ``nodes_free`` as for ``queue.admit``.
+    """
+    left: Resources = dict(free)
+    nodes = [dict(n) for n in nodes_free] if nodes_free is not None else None
+    holding = {user: dict(r) for user, r in used.items()}
+    out = Admission()
+    for entry in order:
+        if not ready(entry, now):
+            continue
+        user = owners.get(entry.job_id, "")
+        quota = quotas.get(user)
+        verdict = check(entry.demand, holding.get(user, {}), quota) if quota is not None else _UNLIMITED
+        if verdict.status == OVER_MAX:
+            out.held[entry.job_id] = verdict.message
+            continue
+        if not fits(entry.demand, left):
+            return Admission(out.start, out.held, entry)
+        if nodes is not None and entry.worker:
+            placement = place_gang(entry.worker, entry.num_workers, nodes)
+            if placement is None:
+                return Admission(out.start, out.held, entry)
+            take(nodes, entry.worker, placement)
+        left = subtract(left, entry.demand)
+        mine = holding.setdefault(user, {})
+        for name, amount in entry.demand.items():
+            mine[name] = mine.get(name, 0.0) + amount
+        out.start.append(Admitted(entry.job_id, verdict.status == BORROWING, verdict.message))
+    return out

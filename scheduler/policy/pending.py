@@ -1,0 +1,206 @@
+"""Why a queued job waits, and when it should start, pure (Slurm's reason codes + ``squeue --start``).
+
+Codes: ``priority`` (jobs ahead of it), ``resources`` (it is the head and does not fit; with
+the numbers), ``quota`` (its owner's max holds it), ``preempting`` (room is being made for it:
+the victims are pausing at a checkpoint), ``reserved`` (it would fit now, but the room is held
+for the head), ``backoff`` (a requeue after an infrastructure failure waits out its delay).
+
+The ETA walks forward in simulated time in strict queue order: running jobs release their
+resources at their estimated ends, each queued job starts as soon as it fits and then holds
+its resources for its own known run time (forever when unknown). A job that would wait on a
+release nobody can estimate gets ``eta`` None: a null beats a guess. ``eta_basis`` says which
+estimates the ETA rests on. Backfill can only start jobs earlier than this walk says, never the
+head later.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .queue import Entry, Resources, fits, subtract
+
+PRIORITY, RESOURCES, QUOTA, PREEMPTING, RESERVED, BACKOFF = \
+    "priority", "resources", "quota", "preempting", "reserved", "backoff"
+
+
+@dataclass(frozen=True)
+class RunningEnd:
+    """A job holding resources, with its estimated release (None: unknown) and what that rests on."""
+
+    job_id: str
+    demand: Mapping[str, float]
+    end_at: float | None
+    basis: str = ""
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A queued job as this policy sees it."""
+
+    entry: Entry
+    run_s: float | None = None  # its own expected run time, when known
+    quota: str | None = None  # why its owner's quota holds it (None: it does not)
+    preempting: Sequence[str] = ()  # victims pausing to make room for it
+
+
+@dataclass(frozen=True)
+class Pending:
+    """Why a queued job waits, and its estimated start."""
+
+    job_id: str
+    code: str
+    message: str
+    eta: float | None
+    eta_basis: str | None
+    ahead: int = 0
+
+    def reason(self) -> dict[str, Any]:
+        """``pending_reason`` as the API shows it."""
+        return {"code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class EndEstimate:
+    """When a running job is expected to end, and what that rests on."""
+
+    end_at: float | None
+    basis: str = field(default="")
+
+
+def step_rate(reports: Sequence[tuple[float, float]], window: int = 20) -> float | None:
+    """Steps per second over the last ``window`` reports ``(at, step)`` of one attempt; None if unknown."""
+    recent = sorted(reports)[-window:]
+    if len(recent) < 2:
+        return None
+    (t0, s0), (t1, s1) = recent[0], recent[-1]
+    return (s1 - s0) / (t1 - t0) if t1 > t0 and s1 > s0 else None
+
+
+def estimate_end(now: float, started_at: float, *, time_limit_s: float | None = None,
+                 total_steps: float | None = None, step: float | None = None,
+                 rate: float | None = None) -> EndEstimate:
+    """A running attempt's expected end: the earlier of its time limit and its steps to go at its rate."""
+    found: list[tuple[float, str]] = []
+    if time_limit_s is not None:
+        found.append((started_at + time_limit_s, f"time limit {time_limit_s:g} s"))
+    if total_steps is not None and step is not None and rate:
+        left = max(0.0, total_steps - step)
+        found.append((now + left / rate, f"step {step:g} of {total_steps:g} at {rate:.3g} steps/s"))
+    if not found:
+        return EndEstimate(None, "no time limit and no step total with a rate")
+    end, basis = min(found)
+    return EndEstimate(max(now, end), basis)
+
+
+def explain(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Mapping[str, float],
+            now: float) -> list[Pending]:
+    """Every queued job's ``pending_reason``, ``eta`` and ``eta_basis``, in queue order.
+
+    ``waiting`` is the queue in admission order after this pass's decisions; ``running`` every
+    job holding resources (a pausing one ends at its expected pause); ``free`` what is free now.
+    """
+    reasons = _reasons(waiting, free, now)
+    etas = _etas(waiting, running, free, now)
+    return [Pending(w.entry.job_id, code, message, *etas[w.entry.job_id], ahead=ahead)
+            for w, (code, message, ahead) in zip(waiting, reasons, strict=True)]
+
+
+def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float) -> list[tuple[str, str, int]]:
+    out: list[tuple[str, str, int]] = []
+    head: Entry | None = None
+    ahead = 0
+    for w in waiting:
+        e = w.entry
+        if w.quota is not None:
+            out.append((QUOTA, f"its owner's quota: {w.quota}", ahead))
+            continue
+        if e.not_before is not None and e.not_before > now:
+            out.append((BACKOFF, f"requeued after a failure; may start again in {e.not_before - now:.0f} s", ahead))
+            continue
+        if w.preempting:
+            out.append((PREEMPTING, f"making room: waiting for {', '.join(w.preempting)} to pause at a checkpoint",
+                        ahead))
+        elif head is None:
+            out.append((RESOURCES, _short(e.demand, free), ahead) if not fits(e.demand, free)
+                       else (RESOURCES, "fits now: starts at the next scheduling pass", ahead))
+        elif fits(e.demand, free):
+            out.append((RESERVED, f"fits now, but the room is held for {head.job_id}, ahead of it", ahead))
+        else:
+            out.append((PRIORITY, f"{ahead} job{'s' if ahead != 1 else ''} ahead (first: {head.job_id}); "
+                        + _short(e.demand, free), ahead))
+        head = head or e
+        ahead += 1
+    return out
+
+
+def _etas(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Mapping[str, float],
+          now: float) -> dict[str, tuple[float | None, str | None]]:
+    order = itertools.count()
+    releases: list[tuple[float, int, str, Mapping[str, float], str]] = [
+        (r.end_at, next(order), r.job_id, r.demand, r.basis) for r in running if r.end_at is not None]
+    heapq.heapify(releases)
+    unknown = sorted(r.job_id for r in running if r.end_at is None)
+    room: Resources = dict(free)
+    t = now
+    used: list[str] = []  # the estimates the walk has relied on so far
+    out: dict[str, tuple[float | None, str | None]] = {}
+    blocked: str | None = None
+    for w in waiting:
+        e = w.entry
+        if w.quota is not None:
+            out[e.job_id] = (None, "its owner's quota holds it; no estimate")
+            continue
+        if blocked is not None:
+            out[e.job_id] = (None, blocked)
+            continue
+        start = max(t, e.not_before or t)
+        while releases and releases[0][0] <= start:
+            room = _release(room, heapq.heappop(releases), used)
+        while not fits(e.demand, room):
+            if not releases:
+                why = f"waits on {', '.join(unknown)}, whose end nobody can estimate" if unknown \
+                    else "waits on jobs ahead with no known run time"
+                blocked = f"no estimate: {why}"
+                break
+            nxt = heapq.heappop(releases)
+            start = max(start, nxt[0])
+            room = _release(room, nxt, used)
+        if blocked is not None:
+            out[e.job_id] = (None, blocked)
+            continue
+        t = start
+        room = subtract(room, e.demand)
+        if w.run_s is not None:
+            heapq.heappush(releases, (start + w.run_s, next(order), e.job_id, e.demand, f"expected run {w.run_s:g} s"))
+        else:
+            unknown.append(e.job_id)
+        out[e.job_id] = (start, _basis(start, now, used))
+    return out
+
+
+def _release(room: Resources, release: tuple[float, int, str, Mapping[str, float], str], used: list[str]) -> Resources:
+    _, _, job_id, demand, basis = release
+    used.append(f"{job_id}: {basis}" if basis else job_id)
+    return {**room, **{k: room.get(k, 0.0) + v for k, v in demand.items()}}
+
+
+def _basis(start: float, now: float, used: list[str]) -> str:
+    if start <= now or not used:
+        return "fits in what is free now"
+    shown = used[-3:]
+    more = f" and {len(used) - 3} earlier" if len(used) > 3 else ""
+    return "strict queue order, after the ends of " + "; ".join(shown) + more
+
+
+def _short(demand: Mapping[str, float], free: Mapping[str, float]) -> str:
+    short = [f"needs {_n(v)} {k}, {_n(max(0.0, free.get(k, 0.0)))} free" for k, v in sorted(demand.items())
+             if v > free.get(k, 0.0) + 1e-9]
+    return "; ".join(short) or "fits the totals but not the free resources of any set of nodes"
+
+
+def _n(x: float) -> str:
+    return f"{x:g}"

@@ -1,0 +1,105 @@
+"""Quotas with borrowing, pure: each user has ``guaranteed`` resources and an optional ``max``.
+
+- A job that keeps its owner within the guarantee is admitted in the normal queue order.
+- Beyond the guarantee a job may borrow idle capacity up to the owner's ``max``; it is marked
+  ``borrowing`` for its attempt (decided once, at admission).
+- A job that would take its owner past ``max`` waits (reason ``quota``) without blocking the
+  jobs behind it: it is skipped, like a job in its requeue backoff, because it is the owner's
+  limit, not the cluster, that holds it back.
+- A job whose own demand exceeds its owner's ``max`` can never start and is refused at submit.
+- When a job that stays within its owner's guarantee waits, other users' borrowing jobs are
+  the first victims (Kueue's ``reclaimWithinCohort``), whatever their priority: a guarantee
+  that a higher-priority borrower could hold off would be no guarantee. A reclaimed job becomes
+  borrowing again if it comes back over its owner's guarantee, so it cannot reclaim in turn
+  (no ping-pong).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .preemption import Candidate, Preemption, choose_victims
+from .queue import Resources
+
+_EPS = 1e-9
+#: The priority a borrowing job is given when a guarantee reclaims: below any real priority.
+RECLAIM_PRIORITY = -(1 << 62)
+
+GUARANTEED, BORROWING, OVER_MAX = "guaranteed", "borrowing", "over_max"
+
+
+@dataclass(frozen=True)
+class Quota:
+    """A user's quota. Resources absent from ``guaranteed`` are guaranteed 0; ``max`` None: no cap."""
+
+    guaranteed: Mapping[str, float] = field(default_factory=dict)
+    max: Mapping[str, float] | None = None
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    """Where admitting a job would leave its owner: ``guaranteed``, ``borrowing`` or ``over_max``."""
+
+    status: str
+    message: str = ""
+
+
+def usage_by_user(holders: Iterable[tuple[str, Mapping[str, float]]]) -> dict[str, Resources]:
+    """Sum ``(user, demand)`` pairs of the attempts holding resources into per-user usage."""
+    out: dict[str, Resources] = {}
+    for user, demand in holders:
+        mine = out.setdefault(user, {})
+        for name, amount in demand.items():
+            mine[name] = mine.get(name, 0.0) + amount
+    return out
+
+
+def check(demand: Mapping[str, float], used: Mapping[str, float], quota: Quota) -> QuotaCheck:
+    """Classify admitting ``demand`` for a user who already holds ``used``."""
+    after = {name: used.get(name, 0.0) + amount for name, amount in demand.items() if amount > 0}
+    if quota.max is not None:
+        over = [name for name, amount in after.items() if name in quota.max and amount > quota.max[name] + _EPS]
+        if over:
+            parts = [f"needs {_n(demand[n])} {n}, its owner holds {_n(used.get(n, 0.0))} of a max of "
+                     f"{_n(quota.max[n])}" for n in over]
+            return QuotaCheck(OVER_MAX, "; ".join(parts))
+    beyond = [name for name, amount in after.items() if amount > quota.guaranteed.get(name, 0.0) + _EPS]
+    if beyond:
+        parts = [f"{_n(after[n])} {n} against a guarantee of {_n(quota.guaranteed.get(n, 0.0))}" for n in beyond]
+        return QuotaCheck(BORROWING, "borrows idle capacity: " + "; ".join(parts))
+    return QuotaCheck(GUARANTEED)
+
+
+def never_fits_quota(demand: Mapping[str, float], quota: Quota, user: str) -> str | None:
+    """The message refusing a job at submit because it exceeds its owner's max; None when it may wait."""
+    if quota.max is None:
+        return None
+    over = [name for name, amount in demand.items() if name in quota.max and amount > quota.max[name] + _EPS]
+    if not over:
+        return None
+    parts = [f"{_n(demand[n])} {n} requested, user {user!r} may hold at most {_n(quota.max[n])}" for n in over]
+    return "the job can never start under its owner's quota: " + "; ".join(parts)
+
+
+def reclaim_victims(head_id: str, head_priority: int, head_demand: Mapping[str, float], head_user: str,
+                    head_used: Mapping[str, float], head_quota: Quota, holders: Sequence[Candidate],
+                    borrowing: Mapping[str, str], free: Mapping[str, float], capacity: Mapping[str, float],
+                    now: float) -> Preemption | None:
+    """Victims for a waiting job, with other users' borrowing jobs first.
+
+    ``borrowing`` maps the job ids of running borrowing attempts to their owners. When the head
+    stays within its owner's guarantee, those jobs (of other users) are ranked below every real
+    priority, so ``choose_victims`` takes them first and only then lower-priority jobs, with the
+    same rules as ever (preemptible, past ``min_runtime_s``, fewest needed). Otherwise this is
+    plain ``choose_victims``.
+    """
+    if check(head_demand, head_used, head_quota).status == GUARANTEED:
+        holders = [dataclasses.replace(c, priority=RECLAIM_PRIORITY)
+                   if borrowing.get(c.job_id, head_user) != head_user else c for c in holders]
+    return choose_victims(head_id, head_priority, head_demand, holders, free, capacity, now)
+
+
+def _n(x: float) -> str:
+    return f"{x:g}"

@@ -1,0 +1,92 @@
+"""Time slicing, pure and opt-in (``TRAINQ_TIME_SLICE_S``): equal-priority jobs take turns.
+
+When queued jobs wait that would fit in the place of running jobs of their own priority, a
+running job that has run at least one slice in its current attempt is paused at its next
+checkpoint and requeued behind them (Gandiva's slices, Tiresias's least attained service):
+waiting jobs are served least attained service (resources × seconds, over all attempts) first,
+and running jobs with the most attained service are rotated out first. A job is only rotated
+out for a waiting one that has had strictly less service, so two jobs swap once per slice at
+most and never back and forth within one (no ping-pong), and only as many are rotated out as
+the waiting job needs.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .queue import Entry, Resources, fits, subtract
+
+
+def slice_from_env(environ: Mapping[str, str] | None = None) -> float | None:
+    """``$TRAINQ_TIME_SLICE_S`` in seconds, or None when time slicing is off (unset, empty or 0)."""
+    raw = (os.environ if environ is None else environ).get("TRAINQ_TIME_SLICE_S", "")
+    if not raw.strip():
+        return None
+    value = float(raw)
+    if value < 0 or math.isnan(value) or math.isinf(value):
+        raise ValueError(f"TRAINQ_TIME_SLICE_S must be a number of seconds >= 0 (got {raw!r})")
+    return value or None
+
+
+@dataclass(frozen=True)
+class Sliced:
+    """A running job as time slicing sees it."""
+
+    job_id: str
+    priority: int
+    demand: Mapping[str, float]
+    attempt_started_at: float
+    attained: float  # resources × seconds over all its attempts (its dominant share × seconds)
+    preemptible: bool = True
+    stopping: bool = False
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Pause ``job_id`` at its next checkpoint and requeue it behind ``for_jobs``."""
+
+    job_id: str
+    for_jobs: list[str] = field(default_factory=list)
+
+
+def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running: Sequence[Sliced],
+               free: Mapping[str, float], now: float, slice_s: float) -> list[Rotation]:
+    """Which running jobs to rotate out now so that waiting jobs of equal priority get a turn.
+
+    ``waiting`` are the queued jobs that did not start in this pass; ``attained`` their service
+    so far (0 when absent). Each waiting job, least attained first, may take the place of
+    running jobs of its priority that ran at least ``slice_s`` in this attempt and had strictly
+    more service than it, most served first; only if their places (with what is free) hold it.
+    """
+    room: Resources = dict(free)
+    pool = sorted((r for r in running if r.preemptible and not r.stopping
+                   and now - r.attempt_started_at >= slice_s), key=lambda r: (-r.attained, r.job_id))
+    taken: dict[str, list[str]] = {}
+    for w in sorted(waiting, key=lambda e: (-e.priority, attained.get(e.job_id, 0.0), e.seq)):
+        mine = attained.get(w.job_id, 0.0)
+        if fits(w.demand, room):  # room freed for an earlier waiting job is not counted twice
+            room = subtract(room, w.demand)
+            continue
+        chosen: list[Sliced] = []
+        trial = dict(room)
+        for r in pool:
+            if r.job_id in taken or r.priority != w.priority or r.attained <= mine:
+                continue
+            chosen.append(r)
+            trial = {**trial, **{k: trial.get(k, 0.0) + v for k, v in r.demand.items()}}
+            if fits(w.demand, trial):
+                break
+        else:
+            continue
+        for r in list(reversed(chosen[:-1])):  # drop the ones not needed, least served first
+            without = subtract(trial, r.demand)
+            if fits(w.demand, without):
+                chosen.remove(r)
+                trial = without
+        for r in chosen:
+            taken[r.job_id] = [w.job_id]
+        room = subtract(trial, w.demand)
+    return [Rotation(job_id, for_jobs) for job_id, for_jobs in taken.items()]

@@ -1,0 +1,169 @@
+"""What a job may reach on trainq's machines: pure checks, no Ray, no I/O beyond resolving paths.
+
+A job's spec comes from a token holder who should reach only trainq's API, not the head node's
+files or trainq's own settings. These functions decide, the core applies them at submit:
+
+- local folders (``runtime_env.working_dir``/``py_modules``) only under the folders an admin
+  allows, or under trainq's own package store (what clients uploaded);
+- ``storage_path`` only under the storage roots an admin lists, never inside a job's folder;
+- ``runtime_env.env_vars`` never set trainq's or Ray's own variables;
+- secrets (``TRAINQ_SECRET_ENV``) go to the workers from the scheduler's environment, never
+  through the spec.
+
+Paths are compared after ``os.path.realpath``: a symlink or ``..`` that leads out of an allowed
+folder is judged by where it really leads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import InvalidSpec
+
+#: URI schemes Ray can fetch a package from that do not read the head node's own files.
+REMOTE_SCHEMES = frozenset({"s3", "gs", "gcs", "https"})
+#: URI schemes that name a path on the machine that reads them: checked like plain paths.
+LOCAL_SCHEMES = frozenset({"file", "local"})
+#: env_vars prefixes a job may not set: trainq's settings and Ray's own switches.
+RESERVED_ENV_PREFIXES = ("TRAINQ_", "RAY_")
+#: a job's folder under a storage root is ``<root>/<job_id>``; see ``jobs.new_job_id``
+JOB_FOLDER_RE = re.compile(r"^job_[0-9a-f]+$")
+
+
+def parse_list(raw: str | None) -> list[str] | None:
+    """A list setting, split on ``os.pathsep`` or commas; None when unset, [] when empty."""
+    if raw is None:
+        return None
+    return [part.strip() for part in re.split(rf"[{re.escape(os.pathsep)},]", raw) if part.strip()]
+
+
+def real(path: str) -> str:
+    """The path with ``~``, symlinks and ``..`` resolved."""
+    return os.path.realpath(os.path.expanduser(path))
+
+
+def is_under(path: str, roots: Iterable[str]) -> bool:
+    """True when ``path`` (resolved) is one of ``roots`` (resolved) or inside one of them."""
+    target = real(path)
+    for root in roots:
+        base = real(root)
+        if target == base or target.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def scheme_of(value: str) -> str | None:
+    """``s3`` for ``s3://bucket/x``; None for a plain path."""
+    head, sep, _ = value.partition("://")
+    return head.lower() if sep else None
+
+
+def local_path_of(value: str) -> str | None:
+    """The local path a runtime_env entry names (plain, ``file://`` or ``local://``), else None."""
+    scheme = scheme_of(value)
+    if scheme is None:
+        return value
+    if scheme in LOCAL_SCHEMES:
+        return value.split("://", 1)[1] or "/"
+    return None
+
+
+def check_package_paths(runtime_env: Mapping[str, Any], allowed_dirs: list[str] | None,
+                        trainq_dirs: Iterable[str] = ()) -> None:
+    """Refuse a ``working_dir``/``py_modules`` entry that reads a head-node folder not allowed.
+
+    ``allowed_dirs`` None allows any local folder (single-user mode); ``trainq_dirs`` (the
+    package store trainq writes uploads into) are always allowed. Remote URIs in
+    ``REMOTE_SCHEMES`` are allowed; other schemes are refused. Raises ``InvalidSpec`` naming the field.
+    """
+    for field, value in package_entries(runtime_env):
+        if not isinstance(value, str):
+            raise InvalidSpec(f"{field} must be a string (a folder or a URI)", field=field)
+        scheme = scheme_of(value)
+        if scheme is not None and scheme not in LOCAL_SCHEMES:
+            if scheme in REMOTE_SCHEMES:
+                continue
+            raise InvalidSpec(f"{field} {value!r}: unsupported URI scheme {scheme!r}; use one of "
+                              f"{sorted(REMOTE_SCHEMES)}, or upload a local folder with the CLI or the "
+                              "Python HTTP client", field=field)
+        path = local_path_of(value) or ""
+        if not os.path.isabs(path):
+            raise InvalidSpec(f"{field} {value!r} must be an absolute path on the scheduler's machine",
+                              field=field)
+        if allowed_dirs is None or is_under(path, [*allowed_dirs, *trainq_dirs]):
+            continue
+        where = (f"the allowed folders ({', '.join(allowed_dirs)})" if allowed_dirs
+                 else "any folder (no local folders are allowed here)")
+        raise InvalidSpec(f"{field} {value!r} is a folder on the scheduler's machine outside {where}; "
+                          "submit with `trainq submit --working-dir` or scheduler.http.Client, which "
+                          "upload your own folder, or use a URI such as s3://...", field=field)
+
+
+def package_entries(runtime_env: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """``(field, value)`` of the working_dir and every py_modules entry of a runtime_env."""
+    entries: list[tuple[str, Any]] = []
+    if runtime_env.get("working_dir") is not None:
+        entries.append(("runtime_env.working_dir", runtime_env["working_dir"]))
+    modules = runtime_env.get("py_modules") or []
+    if not isinstance(modules, list):
+        raise InvalidSpec("runtime_env.py_modules must be a list", field="runtime_env.py_modules")
+    entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(modules)]
+    return entries
+
+
+def reserved_env_vars(names: Iterable[str]) -> list[str]:
+    """The names a job may not set in ``runtime_env.env_vars`` (trainq's and Ray's own)."""
+    return sorted(n for n in names if n.upper().startswith(RESERVED_ENV_PREFIXES))
+
+
+def check_storage_path(storage_path: str | None, roots: list[str]) -> None:
+    """Refuse a ``storage_path`` outside the admin's storage roots or inside a job's folder.
+
+    A job's runs go to ``<storage_path>/<job_id>``; inside another job's folder (``<root>/job_...``)
+    it could overwrite that job's checkpoints or resume from them. URIs (``s3://...``) are compared
+    as prefixes. Raises ``InvalidSpec`` with ``field="storage_path"``.
+    """
+    if storage_path is None:
+        return
+    root = _root_of(storage_path, roots)
+    if root is None:
+        raise InvalidSpec(f"storage_path {storage_path!r} is outside the storage roots an admin allows "
+                          f"({', '.join(roots) or 'none'}; setting TRAINQ_STORAGE_ROOTS)", field="storage_path")
+    if scheme_of(storage_path) is None:
+        rest = os.path.relpath(real(storage_path), real(root))
+    else:
+        rest = storage_path.rstrip("/")[len(root.rstrip("/")):].lstrip("/")
+    parts = [p for p in rest.split("/") if p and p != "."]
+    if any(JOB_FOLDER_RE.match(p) for p in parts):
+        raise InvalidSpec(f"storage_path {storage_path!r} is inside a job's folder; each job's runs live in "
+                          "their own folder under a storage root", field="storage_path")
+
+
+def _root_of(path: str, roots: list[str]) -> str | None:
+    for root in roots:
+        local = scheme_of(root) is None and scheme_of(path) is None
+        if local and is_under(path, [root]):
+            return root
+        # A URI is compared as text, so "s3://b/root/../other" must not pass as inside "s3://b/root".
+        inside_uri = path.rstrip("/") == root.rstrip("/") or path.startswith(root.rstrip("/") + "/")
+        if not local and scheme_of(root) is not None and inside_uri and "/../" not in path + "/" \
+                and "/./" not in path + "/":
+            return root
+    return None
+
+
+def secret_values(names: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The secrets to hand the workers: each named variable that is set (and not empty) in ``environ``."""
+    return {name: environ[name] for name in names if environ.get(name)}
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every secret value replaced by ``***`` (values shorter than 4 are left alone:
+    they would blank out ordinary words)."""
+    for value in sorted(secrets, key=len, reverse=True):
+        if len(value) >= 4:
+            text = text.replace(value, "***")
+    return text

@@ -1,0 +1,105 @@
+"""Idempotent verbs and reconciliation in the core, with fakes: what a retried call or a lost
+runner event does to the registry."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher, RunnerSim
+from scheduler.errors import IdempotencyConflict, IllegalTransition, InvalidSpec
+
+
+def test_a_submit_retried_with_its_key_returns_the_same_job_even_after_a_restart(make_core) -> None:
+    core = make_core(FakeCluster({"CPU": 1}))
+    first = core.submit(spec(), idempotency_key="k1")
+    again = core.submit(spec(), idempotency_key="k1")
+    assert again["job_id"] == first["job_id"] and core.count() == 1
+    # Ray re-runs an in-flight call on the restarted actor: a new core over the same store.
+    restarted = make_core(FakeCluster({"CPU": 1}))
+    assert restarted.submit(spec(), idempotency_key="k1")["job_id"] == first["job_id"]
+    assert restarted.count() == 1
+    other = restarted.submit(spec(), idempotency_key="k2")
+    assert other["job_id"] != first["job_id"] and restarted.count() == 2
+
+
+def test_a_key_reused_for_something_else_is_a_conflict_and_changes_nothing(make_core) -> None:
+    core = make_core(FakeCluster({"CPU": 1}))
+    job = core.submit(spec(), idempotency_key="k")
+    with pytest.raises(IdempotencyConflict, match="different spec"):
+        core.submit(spec(num_workers=1, priority=5), idempotency_key="k")
+    with pytest.raises(IdempotencyConflict, match="not to cancel"):
+        core.cancel(job["job_id"], idempotency_key="k")
+    assert core.count() == 1 and core.get(job["job_id"])["status"] == "pending"
+    for bad in ("", "x" * 201, "tab\there"):
+        with pytest.raises(InvalidSpec, match="idempotency_key"):
+            core.submit(spec(), idempotency_key=bad)
+    assert core.count() == 1
+
+
+def test_a_resume_that_committed_answers_the_same_when_retried_instead_of_409(make_core) -> None:
+    launcher = FakeLauncher()
+    core = make_core(FakeCluster({"CPU": 1}), launcher)
+    blocker = core.submit(spec())
+    job = core.submit(spec())
+    core.pause(job["job_id"])
+    first = core.resume(job["job_id"], idempotency_key="r1")
+    assert first["status"] == "queued" and first["queue_position"] == 1
+    restarted = make_core(FakeCluster({"CPU": 1}), launcher)
+    assert restarted.resume(job["job_id"], idempotency_key="r1") == first
+    with pytest.raises(IllegalTransition):  # without the key it is a second, refused resume
+        restarted.resume(job["job_id"])
+    with pytest.raises(IdempotencyConflict, match="not job"):
+        restarted.resume(blocker["job_id"], idempotency_key="r1")
+    assert restarted.get(blocker["job_id"])["status"] == "pending"
+    history = restarted.history(job["job_id"])["transitions"]
+    assert [t["to_status"] for t in history].count("queued") == 2  # submitted, resumed once
+
+
+def test_a_failed_verb_records_no_key_so_its_retry_runs_again(make_core) -> None:
+    core = make_core(FakeCluster({"CPU": 1}))
+    job = core.submit(spec())
+    with pytest.raises(IllegalTransition):
+        core.resume(job["job_id"], idempotency_key="r")  # pending: nothing to resume
+    core.pause(job["job_id"])
+    assert core.resume(job["job_id"], idempotency_key="r")["status"] in ("queued", "pending")
+
+
+def test_reconciliation_settles_a_job_whose_runner_vanished_and_stops_orphans(make_core) -> None:
+    launcher = FakeLauncher()
+    core = make_core(FakeCluster({"CPU": 2}), launcher)
+    a = core.submit(spec(max_retries=0))["job_id"]
+    b = core.submit(spec())["job_id"]
+    RunnerSim(core, a, 1).started()
+    RunnerSim(core, b, 1).started()
+    # b's runner is watched (its end reaches the core anyway); a's is gone with no word; an
+    # unknown runner of a finished attempt is alive.
+    done = core.reconcile(alive={(b, 1), ("job_old", 3)}, watched={(b, 1)})
+    assert core.get(a)["status"] == "failed"
+    assert "reconciliation found no runner" in core.get(a)["error"]
+    assert core.get(b)["status"] == "running"
+    assert ("job_old", 3) in launcher.stops and (a, 1) not in core.held
+    assert len(done) == 2 and any("settled" in line for line in done)
+    assert core.reconcile(alive={(b, 1)}, watched={(b, 1)}) == []  # settled once, quiet after
+
+
+def test_reconciliation_releases_resources_that_no_runner_holds(make_core) -> None:
+    launcher = FakeLauncher()
+    core = make_core(FakeCluster({"CPU": 1}), launcher)
+    a = core.submit(spec())["job_id"]
+    waiting = core.submit(spec())["job_id"]
+    RunnerSim(core, a, 1).started()
+    core.cancel(a)  # stopping: held until its runner says it stopped, which never comes
+    assert core.get(waiting)["status"] == "queued"
+    done = core.reconcile(alive=set(), watched=set())
+    assert any("released" in line for line in done)
+    assert core.get(waiting)["status"] == "pending"
+
+
+def test_a_launch_that_fails_later_fails_the_job_with_the_error(make_core) -> None:
+    core = make_core(FakeCluster({"CPU": 1}))
+    a = core.submit(spec())["job_id"]
+    b = core.submit(spec())["job_id"]
+    core.on_launch_failed(a, 1, "RuntimeError: working_dir upload failed")
+    assert core.get(a)["status"] == "failed" and "upload failed" in core.get(a)["error"]
+    assert core.get(b)["status"] == "pending"

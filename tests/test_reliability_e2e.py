@@ -1,0 +1,139 @@
+"""Reliability on a real local Ray: the scheduler actor killed over and over, background work
+that starts with the actor, and a slow launch that must not stall anyone else."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import ray
+
+from conftest import JOBS_DIR, RAY_CPUS
+from scheduler.config import NAMESPACE, RUNNER_PREFIX, SCHEDULER_NAME
+from scheduler.states import JobStatus, allowed
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+def _kill_scheduler() -> None:
+    ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE), no_restart=False)
+
+
+def _runners_of(job_ids: set[str]) -> list[str]:
+    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+            if a["namespace"] == NAMESPACE and a["name"].startswith(RUNNER_PREFIX)
+            and a["name"].split(":")[1] in job_ids]
+
+
+def _wait(predicate, timeout_s: float, what: str):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
+def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq) -> None:
+    """Fault injection: five kills of the scheduler actor, 3 s apart, while one job runs to the end
+    and another is paused and resumed. Nothing is lost, doubled, leaked or illegal."""
+    c = tq.c
+    a = tq.submit(tq.steps_spec("fa", total=40, every=4, step_s=0.15))["job_id"]
+    b = tq.submit(tq.steps_spec("fb", total=40, every=4, step_s=0.15))["job_id"]
+    c.wait(a, "running", timeout_s=120)
+    c.wait(b, "running", timeout_s=120)
+    kills = 0
+    stop = threading.Event()
+
+    def killer() -> None:
+        nonlocal kills
+        while kills < 5 and not stop.wait(3.0):
+            _kill_scheduler()
+            kills += 1
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    try:
+        # Every verb below may land on a dying or restarting actor: Ray retries it, and the
+        # idempotency key makes the retry answer as the first run did.
+        _wait(lambda: len(tq.steps_run("fb")) >= 6, 60, "fb made progress")
+        c.pause(b)
+        assert c.wait(b, "paused", timeout_s=120)["checkpoint_path"]
+        c.resume(b)
+        done = {j: c.wait(j, timeout_s=240) for j in (a, b)}
+    finally:
+        stop.set()
+        thread.join()
+    assert kills >= 3, f"only {kills} kills happened: the test did not test much"
+    for job_id, name in ((a, "fa"), (b, "fb")):
+        assert done[job_id]["status"] == "completed", done[job_id]
+        assert sorted(set(tq.steps_run(name))) == list(range(40)), name  # every step done
+        history = c.history(job_id)
+        for before, after in itertools.pairwise(history["transitions"]):
+            assert before["to_status"] == after["from_status"]
+            assert allowed(JobStatus(after["from_status"]), JobStatus(after["to_status"])), after
+        attempts = history["attempts"]
+        for first, second in itertools.pairwise(attempts):  # never two attempts at once
+            assert first["ended_at"] is not None and first["ended_at"] <= second["started_at"], attempts
+    assert done[a]["attempt"] == 1  # never requeued or restarted by the kills
+    _wait(lambda: not _runners_of({a, b}), 60, "runners gone")
+    _wait(lambda: ray.available_resources().get("CPU", 0) >= RAY_CPUS, 60, "CPUs free again")
+
+
+def test_background_work_starts_with_the_actor_not_with_the_first_call(tq, ray_cluster) -> None:
+    """A pause deadline passes while the restarted scheduler hears from nobody: it is enforced."""
+    c = tq.c
+    # One step of 40 s: the runner says nothing between its start and then.
+    job_id = tq.submit(tq.steps_spec("quiet", total=2, every=1000, step_s=40))["job_id"]
+    c.wait(job_id, "running", timeout_s=120)
+    c.pause(job_id, deadline_s=2)
+    _kill_scheduler()
+    killed_at = time.time()
+
+    def status() -> str:  # read the store directly: a call to the actor would start its loop
+        with sqlite3.connect(ray_cluster["db_path"]) as db:
+            return db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
+
+    _wait(lambda: status() == "paused", 25, "paused at its deadline with no caller")
+    assert time.time() - killed_at < 25
+    assert c.reports(job_id) == []  # no runner event woke the scheduler up either
+
+
+def test_a_slow_working_dir_upload_does_not_stall_other_jobs(tq, tmp_path: Path) -> None:
+    """Launching a job with a big working_dir takes seconds (zip + upload); meanwhile ``get`` of
+    another job answers at once and its reports keep arriving."""
+    c = tq.c
+    a = tq.submit(tq.steps_spec("busy", total=400, every=1000, step_s=0.1))["job_id"]
+    c.wait(a, "running", timeout_s=120)
+    big = tmp_path / "big"
+    big.mkdir()
+    shutil.copy(Path(JOBS_DIR) / "steps.py", big / "steps.py")
+    for i in range(3):  # random bytes do not compress: zipping and hashing take real time
+        (big / f"blob{i}.bin").write_bytes(os.urandom(40 * 1024 * 1024))
+    slow = tq.steps_spec("slowlaunch", total=2, step_s=0.01)
+    slow["runtime_env"] = {"working_dir": str(big)}
+    reports_before = len(c.reports(a))
+    submitted = time.monotonic()
+    b = tq.submit(slow)["job_id"]
+    latencies = []
+    while not _runners_of({b}) and time.monotonic() - submitted < 120:
+        asked = time.monotonic()
+        c.get(a)
+        latencies.append(time.monotonic() - asked)
+        time.sleep(0.05)
+    window = time.monotonic() - submitted
+    reports_after = len(c.reports(a))
+    assert window >= 1.5, f"the upload took only {window:.1f}s: not slow enough to show anything"
+    assert max(latencies) < 0.5, f"get waited {max(latencies):.2f}s during a {window:.1f}s launch"
+    # ~10 reports a second; allow for a loaded machine, but a stalled loop delivers none.
+    assert reports_after - reports_before >= window * 2, (reports_before, reports_after, window)
+    assert ray.get(c.handle.health.remote())["loop_lag_s"] < 0.5
+    c.cancel(a)
+    c.cancel(b)
