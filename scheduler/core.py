@@ -866,6 +866,8 @@ class Scheduler:
 
     def _recorded_checkpoint(self, job: Job, path: str) -> str:
         root = self.job_root(job)
+        if "\x00" in path:  # no path holds one, and os.path refuses to look at it
+            raise CheckpointRefused(job.job_id, path, "a path cannot contain a NUL byte")
         candidate = path if "://" in path else os.path.normpath(path)
         if not _inside(candidate, root):
             raise CheckpointRefused(job.job_id, path, f"it is outside the job's storage {root}")

@@ -111,6 +111,12 @@ class MissingOnServer(InvalidSpec):
     depends_on_server = True
 
 
+class NotAllowedHere(InvalidSpec):
+    """An input names a folder or storage this server's admin does not allow (its allow-lists)."""
+
+    depends_on_server = True
+
+
 class IdempotencyConflict(TrainqError):
     """An idempotency key came back with a different request than the one it was first used for."""
 

@@ -82,7 +82,7 @@ class ModelCache:
         """The folder of a ready model (for ``from_pretrained``)."""
         try:
             entry = self.entry(model_id)
-        except ModelNotFound:
+        except (ModelNotFound, InvalidSpec):  # not even an id: neither a folder nor a cached model
             raise MissingOnServer(f"model {model_id!r} is neither a folder nor in the model cache;"
                               f" download it first: trainq models pull {model_id}", field="config.model") from None
         if entry["status"] != "ready":

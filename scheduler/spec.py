@@ -12,7 +12,7 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationE
 from typing_extensions import TypedDict
 
 from .errors import InvalidSpec
-from .security import RESERVED_ENV_PREFIXES, reserved_env_vars
+from .security import JOB_FOLDER_IN_PATH, PACKAGE_PATTERN, RESERVED_ENV_PREFIXES, reserved_env_vars
 
 # The patterns are ASCII on purpose: they are also the OpenAPI schema's, and a JSON Schema regex
 # (ECMA) reads \w as ASCII while Python reads it as Unicode; spelled out, both agree.
@@ -20,7 +20,7 @@ _IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
 ENTRYPOINT_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$"
 ENTRYPOINT_RE = re.compile(ENTRYPOINT_PATTERN)
 #: an absolute path, or a URI with a scheme (s3://bucket/prefix, gs://..., file:///...)
-STORAGE_PATH_PATTERN = r"^(/|[A-Za-z][A-Za-z0-9+.-]*://)"
+STORAGE_PATH_PATTERN = r"^(/|[A-Za-z][A-Za-z0-9+.-]*://)[^\x00]*$"
 STORAGE_PATH_RE = re.compile(STORAGE_PATH_PATTERN)
 #: the names a job may not set in env_vars, as the schema says it (any case, like ``reserved_env_vars``)
 RESERVED_ENV_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in prefix)
@@ -55,8 +55,8 @@ class RuntimeEnv(TypedDict, total=False):
     shape is validated here and published in the OpenAPI schema.
     """
 
-    working_dir: str
-    py_modules: list[str]
+    working_dir: Annotated[str, Field(json_schema_extra={"pattern": PACKAGE_PATTERN})]
+    py_modules: list[Annotated[str, Field(json_schema_extra={"pattern": PACKAGE_PATTERN})]]
     env_vars: Annotated[dict[str, str], Field(json_schema_extra={"propertyNames": {"not": {
         "pattern": RESERVED_ENV_PATTERN}}})]
     pip: str | list[str] | dict[str, Any]  # str: a requirements file, as Ray takes it
@@ -122,7 +122,8 @@ class JobSpec(BaseModel):
                                     " must exist on the scheduler's machine")
     storage_path: str | None = Field(default=None, description="overrides the storage root for this job:"
                                      " an absolute path or a URI such as s3://bucket/prefix",
-                                     json_schema_extra={"pattern": STORAGE_PATH_PATTERN})
+                                     json_schema_extra={"pattern": STORAGE_PATH_PATTERN, "not": {
+                                         "type": "string", "pattern": JOB_FOLDER_IN_PATH}})
 
     @field_validator("entrypoint")
     @classmethod
@@ -172,7 +173,7 @@ class JobSpec(BaseModel):
     @classmethod
     def _storage_absolute(cls, v: str | None) -> str | None:
         if v is not None and not STORAGE_PATH_RE.match(v):
-            raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix")
+            raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix (and no NUL byte)")
         return v
 
     @model_validator(mode="after")
