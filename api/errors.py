@@ -53,7 +53,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 
 def _flat(routes: list[Any]) -> Iterator[Any]:
-    # FastAPI >= 0.120 keeps an included router whole (an ``_IncludedRouter``) instead of copying its
+    # Recent FastAPI keeps an included router whole (an ``_IncludedRouter``) instead of copying its
     # routes; theirs already carry the router's own prefix, and app.py includes with no other prefix.
     for route in routes:
         inner = getattr(route, "original_router", None)
