@@ -50,7 +50,8 @@ def parse_list(raw: str | None) -> list[str] | None:
     """A list setting, split on ``os.pathsep`` or commas; None when unset, [] when empty."""
     if raw is None:
         return None
-    return [part.strip() for part in re.split(rf"[{re.escape(os.pathsep)},]", raw) if part.strip()]
+    # os.pathsep (":" here) also ends a URI's scheme: "s3://bucket" is one entry, not "s3" and "//bucket".
+    return [part.strip() for part in re.split(rf",|{re.escape(os.pathsep)}(?!//)", raw) if part.strip()]
 
 
 def real(path: str) -> str:
