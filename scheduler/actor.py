@@ -380,7 +380,10 @@ class SchedulerService:
             raise JobNotFound(job_id)
         number = attempt or job.attempt
         record = self.core.store.get_attempt(job_id, number) if number else None
-        out = read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
+        # unreachable), and the scheduler's event loop must keep answering meanwhile.
+        out = await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
+                                      record.run_name if record else None)
         # A library that prints its token (or a loop that prints the environment) must not hand the
         # scheduler's secrets to everyone who may read this job's logs.
         secrets = security.secret_values(self.settings.secret_names(), os.environ).values()

@@ -131,11 +131,10 @@ class _AttemptLog(logging.Handler):
     """The host's log records of one attempt (its own, and Ray Train's from its ``fit()``
     thread) into ``<attempt>/logs/runner.log``, next to the workers' logs."""
 
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(self, name: str, file: Any, finish: Any) -> None:
         super().__init__()
         self.attempt = name
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self._file = open(path, "a", buffering=1)  # noqa: SIM115 - closed with the attempt
+        self._file, self._finish = file, finish
         self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -143,7 +142,7 @@ class _AttemptLog(logging.Handler):
             self._file.write(self.format(record) + "\n")
 
     def close(self) -> None:
-        self._file.close()
+        self._finish()  # closes the file; on object storage, uploads it
         super().close()
 
 
@@ -284,8 +283,8 @@ class Runner:
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
         event: dict[str, Any] = {"kind": "exit"}
-        folder = logs.log_dir(join_path(self.run_root, self.run_name))
-        handler = _AttemptLog(self.name, os.path.join(folder, "runner.log")) if folder else None
+        opened = logs.open_log(join_path(self.run_root, self.run_name), "runner")
+        handler = _AttemptLog(self.name, *opened) if opened else None
         _log_to(handler, attach=True)
         _ATTEMPT.set(self.name)
         try:

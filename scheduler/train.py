@@ -136,7 +136,10 @@ def wrap(entrypoint: str, runner: str, resume_from: str | None,
         raycompat.on_checkpoint_read(_tell_checkpoint_read)
         train_fn = load_entrypoint(entrypoint)
         takes_config = len(inspect.signature(train_fn).parameters) > 0
-        return train_fn(config) if takes_config else train_fn()
+        try:
+            return train_fn(config) if takes_config else train_fn()
+        finally:
+            logs.sync()  # object storage: the last lines, before Ray ends this worker
 
     trainq_train_loop.__name__ = entrypoint.rpartition(":")[2] or "train_loop"
     return trainq_train_loop
