@@ -112,9 +112,11 @@ class MissingOnServer(InvalidSpec):
 
 
 class NotAllowedHere(InvalidSpec):
-    """An input names a folder or storage this server's admin does not allow (its allow-lists)."""
+    """An input names a folder or storage this server's admin does not allow (its allow-lists).
 
-    depends_on_server = True
+    A 422 like any invalid input (the field is named): the admin's lists are part of what this
+    server accepts, not of the OpenAPI document every server shares.
+    """
 
 
 class IdempotencyConflict(TrainqError):

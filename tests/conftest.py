@@ -178,7 +178,20 @@ def server(client) -> Iterator[str]:
 
 @pytest.fixture
 def tq(client, tmp_path: Path):
-    """The client, with a helper to build step-counting jobs; cancels what a test left running."""
+    """The client, with a helper to build step-counting jobs; cancels what a test left running.
+
+    Each test starts on an idle cluster: every CPU free in Ray's view and in the scheduler's copy
+    of it (refreshed every housekeeping tick), so what the test submits starts as it expects.
+    """
+    import time
+
+    import ray
+
+    if ray.available_resources().get("CPU", 0) < RAY_CPUS:
+        deadline = time.monotonic() + 60
+        while ray.available_resources().get("CPU", 0) < RAY_CPUS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.2)  # one tick of the scheduler's housekeeping, which refreshes its view
     submitted: list[str] = []
 
     class Helper:

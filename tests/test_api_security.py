@@ -49,11 +49,11 @@ def _refused(http, body: dict, field: str, status: int = 422) -> dict:
 def test_a_head_node_folder_is_refused_and_nothing_is_stored(http, tmp_path) -> None:
     code = tmp_path / "code"
     code.mkdir()
-    # Well-formed, but outside what this server's admin allows: 409 (the schema allows any absolute path).
-    _refused(http, spec(runtime_env={"working_dir": str(code)}), "runtime_env.working_dir", 409)
+    # Outside what this server's admin allows: 422 naming the field.
+    _refused(http, spec(runtime_env={"working_dir": str(code)}), "runtime_env.working_dir", 422)
     _refused(http, spec(runtime_env={"working_dir": str(tmp_path / "storage" / "packages" / ".." / ".." / "code")}),
-             "runtime_env.working_dir", 409)
-    _refused(http, spec(runtime_env={"py_modules": ["/etc"]}), "runtime_env.py_modules.0", 409)
+             "runtime_env.working_dir", 422)
+    _refused(http, spec(runtime_env={"py_modules": ["/etc"]}), "runtime_env.py_modules.0", 422)
 
 
 def test_storage_path_outside_the_roots_or_in_a_job_folder_is_refused(http, tmp_path) -> None:
@@ -61,8 +61,8 @@ def test_storage_path_outside_the_roots_or_in_a_job_folder_is_refused(http, tmp_
     assert first["spec"]["storage_path"] == str(tmp_path / "shared" / "team")
     http.post(f"/api/training/cancel/{first['job_id']}")
     before = http.get("/api/training/jobs").json()["total"]
-    # Outside the admin's roots: 409 (this server's setting); inside a job's folder: 422 (the schema says so).
-    for path, status in ((str(tmp_path / "elsewhere"), 409), (str(tmp_path / "storage" / first["job_id"]), 422),
+    # Outside the admin's roots, or inside a job's folder: 422 naming the field.
+    for path, status in ((str(tmp_path / "elsewhere"), 422), (str(tmp_path / "storage" / first["job_id"]), 422),
                          (str(tmp_path / "shared" / "team" / first["job_id"] / "x"), 422)):
         r = http.post("/api/training/jobs", json=spec(storage_path=path))
         assert r.status_code == status and r.json()["field"] == "storage_path", path

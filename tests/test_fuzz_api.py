@@ -62,7 +62,11 @@ def fuzz_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Liv
                         "AWS_ACCESS_KEY_ID": "fuzz", "AWS_SECRET_ACCESS_KEY": "fuzz",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    settings = Settings(storage_root=str(tmp_path / "storage"), db_path=str(tmp_path / "trainq.db"))
+    # The admin's allow-lists are this server's own rules, not the document's (a refusal is a
+    # 422 naming the field, tested in test_api_security): the fuzzed server allows every folder and
+    # storage root, so a schema-valid job is never refused for them.
+    settings = Settings(storage_root=str(tmp_path / "storage"), db_path=str(tmp_path / "trainq.db"),
+                        allowed_dirs=None, storage_roots="/")
     stores: list[SQLiteStore] = []
 
     def make() -> SchedulerService:

@@ -110,16 +110,17 @@ def test_background_work_starts_with_the_actor_not_with_the_first_call(tq, ray_c
 
 
 def test_a_slow_working_dir_upload_does_not_stall_other_jobs(tq, tmp_path: Path) -> None:
-    """Launching a job with a big working_dir takes seconds (zip + upload); meanwhile ``get`` of
-    another job answers at once and its reports keep arriving."""
+    """Launching a job with a big working_dir takes seconds (the client uploads it to trainq, then
+    the scheduler zips and uploads it to Ray for the workers); meanwhile ``get`` of another job
+    answers at once and its reports keep arriving."""
     c = tq.c
     a = tq.submit(tq.steps_spec("busy", total=400, every=1000, step_s=0.1))["job_id"]
     c.wait(a, "running", timeout_s=120)
     big = tmp_path / "big"
     big.mkdir()
     shutil.copy(Path(JOBS_DIR) / "steps.py", big / "steps.py")
-    for i in range(3):  # random bytes do not compress: zipping and hashing take real time
-        (big / f"blob{i}.bin").write_bytes(os.urandom(40 * 1024 * 1024))
+    for i in range(2):  # random bytes do not compress: zipping and hashing take real time
+        (big / f"blob{i}.bin").write_bytes(os.urandom(45 * 1024 * 1024))
     slow = tq.steps_spec("slowlaunch", total=2, step_s=0.01)
     slow["runtime_env"] = {"working_dir": str(big)}
     reports_before = len(c.reports(a))

@@ -69,4 +69,4 @@ def test_s3_job_pauses_resumes_from_an_older_checkpoint_and_shows_its_logs(tq, l
     assert second_steps == list(range(oldest["metrics"]["step"] + 1, 8)), (first_steps, second_steps)
     assert done["checkpoint_path"].startswith(f"{root}/{job_id}/")
     second_logs = _logs(server, job_id, 2)
-    assert f"s3-step {oldest['metrics']['step'] + 1} on rank 0" in second_logs["logs"]["rank-0"]
+    assert f"s3-step {oldest['metrics']['step'] + 1} on rank 0" in second_logs["logs"].get("rank-0", []), second_logs
