@@ -204,10 +204,12 @@ class RayLauncher:
         # abort hangs, kill the controller (its workers go with it) and the run ends that way.
         try:
             await ref.ready()
-            await asyncio.wait_for(ref.call("abort"), timeout=60)
+            if await asyncio.wait_for(ref.call("abort", 15.0), timeout=60):
+                return
+            logger.warning("%s did not end after an abort; killing its controller", ref.name)
         except Exception as e:  # noqa: BLE001 - hung or gone: the kill settles it
             logger.warning("graceful abort of %s failed (%s); killing its controller", ref.name, e)
-            ref.call("kill")
+        ref.call("kill")
 
     async def _find(self, job_id: str, attempt: int) -> "AttemptRef | None":
         ref = self.handles.get((job_id, attempt))

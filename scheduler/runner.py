@@ -175,6 +175,7 @@ class Runner:
         self.read_checkpoint = False  # some rank called ray.train.get_checkpoint() this attempt
         self.stopped_for_pause = False
         self.aborting = False
+        self.killing = False
         self._controller: Any = None
         self.seq = 0
         self.exit_event: dict[str, Any] | None = None
@@ -246,8 +247,9 @@ class Runner:
         so the note always arrives before that worker's next report."""
         self.read_checkpoint = True
 
-    async def abort(self, timeout_s: float = 30.0) -> None:
-        """Stop the run now and wait (bounded) until Ray Train has released its resources."""
+    async def abort(self, timeout_s: float = 30.0) -> bool:
+        """Stop the run now and wait (bounded) until Ray Train has released its resources;
+        True when the run has ended (its exit is on its way to the scheduler)."""
         self.aborting = True
         await self._abort_controller()
         if self._done is not None:
@@ -255,11 +257,21 @@ class Runner:
                 await asyncio.wait_for(self._done.wait(), timeout_s)
             except asyncio.TimeoutError:
                 logger.warning("run of %s did not end %ss after abort", self.job_id, timeout_s)
+        return self._done is not None and self._done.is_set()
+
+    def kill(self) -> None:
+        """Kill the run's Ray Train controller (its workers go with it), now or when it starts:
+        for a run that an abort did not end (e.g. a controller still waiting for its workers)."""
+        self.aborting = self.killing = True
+        if self._controller is not None:
+            ray.kill(self._controller, no_restart=True)
 
     async def attach_controller(self, controller: Any) -> None:
         """Ray Train's controller, from the lifecycle callback, so ``abort`` can reach it."""
         self._controller = controller
-        if self.aborting:
+        if self.killing:
+            ray.kill(controller, no_restart=True)
+        elif self.aborting:
             await self._abort_controller()
 
     async def _abort_controller(self) -> None:
@@ -437,19 +449,18 @@ class RunnerHost:
     async def request_checkpoint(self, name: str) -> None:
         await self._get(name).request_checkpoint()
 
-    async def abort(self, name: str, timeout_s: float = 30.0) -> None:
-        await self._get(name).abort(timeout_s)
+    async def abort(self, name: str, timeout_s: float = 30.0) -> bool:
+        return await self._get(name).abort(timeout_s)
 
     async def forget(self, name: str) -> None:
         """Drop an ended attempt (its exit was recorded)."""
         self._runners.pop(name, None)
 
     async def kill(self, name: str) -> None:
-        """Last resort after an abort that hung: kill the attempt's Ray Train controller (its
-        workers go with it) and drop the attempt. Other attempts are not touched."""
-        runner = self._runners.pop(name, None)
-        if runner is not None and runner._controller is not None:
-            ray.kill(runner._controller, no_restart=True)
+        """Last resort after an abort that did not end the run: kill the attempt's Ray Train
+        controller (its workers go with it); the run ends and reports its exit as usual. Other
+        attempts are not touched."""
+        self._get(name).kill()
 
     # -- called from Ray Train's controller and workers -------------------------------------------
     async def hook(self, name: str) -> tuple[bool, bool]:
