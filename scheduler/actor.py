@@ -121,8 +121,14 @@ class RayLauncher:
     async def _launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         key = (job.job_id, attempt.attempt)
         try:
-            # Zips and uploads local folders: seconds for a big one, so in a thread.
-            worker_env = await asyncio.to_thread(self.worker_env, job.spec)
+            runtime_env = dict(job.spec.get("runtime_env") or {})
+            if _has_local_dirs(runtime_env):
+                # Zipping and pushing a folder to Ray takes seconds for a big one and holds the
+                # GIL much of that time: a task on the head node does it, not this process.
+                upload = ray.remote(raycompat.upload_local_dirs).options(
+                    num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_retries=0)
+                runtime_env = await upload.remote(runtime_env)
+            worker_env = self.worker_env({**job.spec, "runtime_env": runtime_env})
             host = await asyncio.to_thread(self.host)
             if key in self._abandoned:
                 self._lost(*key, "stopped before its runner was started")

@@ -4,9 +4,12 @@ that starts with the actor, and a slow launch that must not stall anyone else.""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +22,24 @@ from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_
 from scheduler.states import JobStatus, allowed
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
+
+
+POLLER = """
+import json, pathlib, sys, time
+import ray
+ray.init(address=sys.argv[1], namespace="trainq", log_to_driver=False, configure_logging=False)
+handle = ray.get_actor("scheduler", namespace="trainq")
+ray.get(handle.get.remote(sys.argv[2]))
+stop = pathlib.Path(sys.argv[3])
+pathlib.Path(sys.argv[3] + ".ready").touch()
+latencies = []
+while not stop.exists():
+    asked = time.monotonic()
+    ray.get(handle.get.remote(sys.argv[2]))
+    latencies.append(time.monotonic() - asked)
+    time.sleep(0.05)
+print(json.dumps(latencies))
+"""
 
 
 def _kill_scheduler() -> None:
@@ -126,27 +147,23 @@ def test_a_slow_working_dir_upload_does_not_stall_other_jobs(tq, tmp_path: Path)
     slow = tq.steps_spec("slowlaunch", total=2, step_s=0.01)
     slow["runtime_env"] = {"working_dir": str(big)}
     reports_before = len(c.reports(a))
-    latencies: list[float] = []
-    done = threading.Event()
-
-    def poll() -> None:  # another user's client, asking about its own job all along
-        while not done.is_set():
-            asked = time.monotonic()
-            c.get(a)
-            latencies.append(time.monotonic() - asked)
-            time.sleep(0.05)
-
-    poller = threading.Thread(target=poll, daemon=True)
-    poller.start()
+    # Another user's client, in its own process (this one's GIL is busy zipping and sending the
+    # folder), asks about its own job every 50 ms for the whole launch.
+    stop = tmp_path / "stop"
+    poller = subprocess.Popen(
+        [sys.executable, "-c", POLLER, ray.get_runtime_context().gcs_address, a, str(stop)],
+        stdout=subprocess.PIPE, text=True)
+    _wait(lambda: (tmp_path / "stop.ready").exists() or poller.poll() is not None, 60, "the poller connected")
     submitted = time.monotonic()
     b = tq.submit(slow)["job_id"]  # the client zips and uploads it, then the scheduler uploads it to Ray
     _wait(lambda: _runners_of({b}), 120, "the slow job's runner started")
     window = time.monotonic() - submitted
-    done.set()
-    poller.join()
+    stop.touch()
+    latencies = json.loads(poller.communicate(timeout=60)[0])
     reports_after = len(c.reports(a))
     assert window >= 1.5, f"the launch took only {window:.1f}s: not slow enough to show anything"
-    assert max(latencies) < 0.5, f"get waited {max(latencies):.2f}s during a {window:.1f}s launch"
+    assert len(latencies) > 10 and max(latencies) < 0.5, \
+        f"get waited {max(latencies):.2f}s during a {window:.1f}s launch"
     # ~10 reports a second; allow for a loaded machine, but a stalled loop delivers none.
     assert reports_after - reports_before >= window * 2, (reports_before, reports_after, window)
     assert ray.get(c.handle.health.remote())["loop_lag_s"] < 0.5
