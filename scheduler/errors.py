@@ -112,6 +112,12 @@ class Unauthorized(TrainqError):
     code = "unauthorized"
 
 
+class Forbidden(TrainqError):
+    """A known user asked to act on another user's job (only its owner or an admin may)."""
+
+    code = "forbidden"
+
+
 class NotReady(TrainqError):
     """The service cannot answer yet (e.g. no scheduler actor reachable)."""
 

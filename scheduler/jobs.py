@@ -70,6 +70,9 @@ class Job:
     resumable: bool | None = None  # does its train function read its checkpoint? None: not known yet
     cooperative: bool = False  # its loop calls scheduler.train's hook (so it can checkpoint on request)
     checkpoint_requested_at: float | None = None  # a checkpoint-now waiting for its report
+    owner: str | None = None  # the user who submitted it (None: no users file, or a trusted caller)
+    borrowing: bool = False  # its current attempt runs beyond its owner's guarantee (reclaimed first)
+    backfill: str | None = None  # its current attempt started as backfill: ends_before or spare
 
     def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
         """The job as every API returns it (timestamps ISO 8601, status a lowercase string)."""
