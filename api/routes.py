@@ -13,11 +13,12 @@ from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 
 from . import schemas, stream
-from .auth import require_token
+from .auth import Caller, require_token
 from .backend import Backend
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody, "description": "missing or wrong token (when one is configured)"},
+    403: {"model": schemas.ErrorBody, "description": "another user's job: only its owner or an admin may"},
     404: {"model": schemas.ErrorBody, "description": "unknown job"},
     409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this"},
     422: {"model": schemas.ErrorBody, "description": "invalid input; `field` names it"},
@@ -41,11 +42,12 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 @router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
-async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
+async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, caller: Caller,
+                 idempotency_key: IdempotencyKey = None) -> Any:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
     return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
-                              idempotency_key or new_key())
+                              idempotency_key or new_key(), owner=caller)
 
 
 @router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
@@ -92,35 +94,35 @@ async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1)] =
 
 
 @router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")
-async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep) -> Any:
-    return await backend.call("set_priority", job_id, body.priority)
+async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep, caller: Caller) -> Any:
+    return await backend.call("set_priority", job_id, body.priority, as_user=caller)
 
 
 @router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
-async def pause(job_id: JobId, backend: BackendDep,
+async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
                 deadline_s: Annotated[float | None, Query(gt=0, description="stop anyway after this long"
                                                           " (default: from the job's checkpoint cadence)")] = None,
                 no_deadline: Annotated[bool, Query(description="wait for the checkpoint however long")] = False,
                 idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key())
+    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key(), as_user=caller)
 
 
 @router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
              summary="Save a checkpoint now and keep running (jobs that use the cooperative hook)")
-async def checkpoint(job_id: JobId, backend: BackendDep) -> Any:
-    return await backend.call("checkpoint", job_id)
+async def checkpoint(job_id: JobId, backend: BackendDep, caller: Caller) -> Any:
+    return await backend.call("checkpoint", job_id, as_user=caller)
 
 
 @router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
-async def resume(job_id: JobId, backend: BackendDep,
+async def resume(job_id: JobId, backend: BackendDep, caller: Caller,
                  checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key())
+    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key(), as_user=caller)
 
 
 @router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
-async def cancel(job_id: JobId, backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("cancel", job_id, idempotency_key or new_key())
+async def cancel(job_id: JobId, backend: BackendDep, caller: Caller, idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("cancel", job_id, idempotency_key or new_key(), as_user=caller)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],
@@ -132,15 +134,17 @@ async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
 @router.post("/jobs/{job_id}/checkpoints/pin", response_model=schemas.CheckpointPublic,
              summary="Pin a recorded checkpoint: kept whatever keep_checkpoints says")
 async def pin_checkpoint(job_id: JobId, backend: BackendDep,
+                         caller: Caller,
                          path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
-    return await backend.call("pin_checkpoint", job_id, path, True)
+    return await backend.call("pin_checkpoint", job_id, path, True, as_user=caller)
 
 
 @router.post("/jobs/{job_id}/checkpoints/unpin", response_model=schemas.CheckpointPublic,
              summary="Unpin a checkpoint; the retention rule applies to it again (it may be deleted at once)")
 async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
+                           caller: Caller,
                            path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
-    return await backend.call("pin_checkpoint", job_id, path, False)
+    return await backend.call("pin_checkpoint", job_id, path, False, as_user=caller)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],
@@ -180,6 +184,17 @@ async def all_events(backend: BackendDep, last_event_id: LastEventId = None) -> 
     return StreamingResponse(stream.follow(backend, None, last_event_id=last_event_id),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+usage_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["usage"], responses=_ERRORS)
+
+
+@usage_router.get("/usage", response_model=schemas.Usage,
+                  summary="Resource use per user or per job: GPU-hours, CPU-hours, lost work, preemptions, attempts")
+async def usage(backend: BackendDep,
+                by: Annotated[str, Query(pattern="^(user|job)$", description="user or job")] = "user",
+                since: Annotated[str | None, Query(description="ISO 8601 time (default: all time)")] = None) -> Any:
+    return await backend.call("usage", by, since)
 
 
 models_router = APIRouter(prefix="/api/models", dependencies=[Depends(require_token)], tags=["models"],
