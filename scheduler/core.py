@@ -602,7 +602,13 @@ class Scheduler:
         expected = {e.job_id: t for e in self.queue.in_order()
                     if (t := self._spec_of(e.job_id).time_limit_s) is not None}
         return fairshare.fair_order(list(self.queue.in_order()), self._owners, self.ledger.snapshot(now), weights,
-                                    capacity, expected_s=expected)
+                                    self._share_base(capacity), expected_s=expected)
+
+    def _share_base(self, capacity: Resources) -> Resources:
+        """What shares of the cluster are measured against: its size, or its largest size when an
+        autoscaler has shrunk it (a cluster scaled to zero still compares GPUs with CPUs)."""
+        most = self.cluster.max_capacity()
+        return {k: max(capacity.get(k, 0.0), most.get(k, 0.0)) for k in set(capacity) | set(most)}
 
     def _quotas(self) -> Mapping[str, quota.Quota]:
         """Every owner's quota (a user missing from it is unlimited: so with no users file, all)."""
@@ -700,16 +706,23 @@ class Scheduler:
 
     def _releases(self, now: float) -> list[backfill.Holder]:
         """Every attempt holding resources, with when it is expected to release them."""
+        return [backfill.Holder(r.job_id, r.demand, r.end_at, backfilled=spare)
+                for r, spare in self._running_ends(now)]
+
+    def _running_ends(self, now: float) -> list[tuple[pending.RunningEnd, bool]]:
+        """Every attempt holding resources: its expected release (and what that rests on), and
+        whether it started as ``spare`` backfill."""
         out = []
         for (job_id, attempt), demand in self.held.items():
             job = self._live.get(job_id)
-            end_at: float | None = None
+            end = pending.EndEstimate(None, "releasing")
             if job is not None and job.attempt == attempt:
                 if job.status is S.PAUSING:
-                    end_at = job.expected_paused_by
+                    end = pending.EndEstimate(job.expected_paused_by, "pausing at its next checkpoint")
                 else:
-                    end_at = self._end_estimate(job, now).end_at
-            out.append(backfill.Holder(job_id, demand, end_at, backfilled=job is not None and job.backfill == "spare"))
+                    end = self._end_estimate(job, now)
+            out.append((pending.RunningEnd(job_id, demand, end.end_at, end.basis),
+                        job is not None and job.backfill == "spare"))
         return out
 
     def _end_estimate(self, job: Job, now: float) -> pending.EndEstimate:
@@ -764,7 +777,7 @@ class Scheduler:
         since, self._charged_at = self._charged_at, now
         if since is None or now <= since:
             return
-        capacity = self.cluster.capacity()
+        capacity = self._share_base(self.cluster.capacity())
         for (job_id, _), demand in self.held.items():
             self.ledger.charge(self._owners.get(job_id, ""), demand, now - since, now, capacity)
         if now - self._ledger_saved_at >= _LEDGER_SAVE_S:
@@ -834,7 +847,7 @@ class Scheduler:
             waiting.append(pending.Waiting(e, self._spec_of(e.job_id).time_limit_s,
                                            verdict.message if verdict and verdict.status == quota.OVER_MAX else None,
                                            tuple(preempting.get(e.job_id, ()))))
-        running = [pending.RunningEnd(h.job_id, h.demand, h.end_at) for h in self._releases(now)]
+        running = [r for r, _ in self._running_ends(now)]
         explained = {p.job_id: p for p in pending.explain(waiting, running, free, now)}
         return _QueueView(order, {e.job_id: i + 1 for i, e in enumerate(order)}, explained)
 
@@ -940,7 +953,11 @@ class Scheduler:
             reason = decision.reason
             if job.pause_reason == failure.PREEMPT and job.preempted_by:
                 reason = f"preempted by {job.preempted_by}: " + reason.removeprefix("preempted: ")
-            behind = {"seq": self.store.next_seq()} if job.pause_reason == failure.ROTATE else {}
+            # A job whose time slice is over, or a borrowing job preempted (its owner's guarantee did
+            # not cover it), goes behind the jobs waiting: back in its old place it would start
+            # again at once on the room just made, ahead of the job it was paused for.
+            behind = {"seq": self.store.next_seq()} if job.pause_reason == failure.ROTATE or (
+                job.pause_reason == failure.PREEMPT and job.borrowing) else {}
             return self._requeue(job, "requeue", reason, job.checkpoint_path,
                                  retries=job.retries + (1 if decision.retry else 0),
                                  not_before=at + decision.backoff_s if decision.backoff_s else None,
