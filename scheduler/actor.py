@@ -313,6 +313,19 @@ class SchedulerService:
         self._tend()
         return self.core.checkpoint(job_id, as_user)
 
+    async def reload_users(self, path: str | None = None) -> dict[str, Any]:
+        """Read the users file again (``path``, default the setting ``TRAINQ_USERS_FILE``) so edits
+        to users, roles and quotas apply without a restart; an empty ``path`` ("") turns users off.
+        A malformed file changes nothing and raises ``UsersFileError`` naming the line. Only for
+        callers through Ray (trusted: Ray access is cluster access); no route exposes it."""
+        self._tend()
+        from .users import load_users
+
+        target = self.settings.users_file if path is None else path
+        self.core.users = load_users(target) if target else None
+        self.core.schedule()
+        return {"users": [u.public() for u in self.core.users.users] if self.core.users else None}
+
     async def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
         """Resource-seconds (GPU-hours, CPU-hours), lost work, preemptions and attempts per user or
         job since ``since`` (epoch seconds or an ISO time; None: all time)."""
