@@ -40,16 +40,37 @@ from typing import Any, Protocol
 from . import policy, security, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, packages_root, train_run_name
-from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, Forbidden, IdempotencyConflict,
-                     IllegalTransition, InvalidSpec, JobNotFound, NotCooperative)
+from .errors import (
+    CheckpointMissing,
+    CheckpointRefused,
+    DoesNotFit,
+    Forbidden,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidSpec,
+    JobNotFound,
+    NotCooperative,
+)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
-from .policy import Entry, QueueIndex, Resources, admission, backfill, failure, fairshare, pending, preemption, \
-    quota, retention, timeslice
-from .users import Users, load_users
+from .policy import (
+    Entry,
+    QueueIndex,
+    Resources,
+    admission,
+    backfill,
+    failure,
+    fairshare,
+    pending,
+    preemption,
+    quota,
+    retention,
+    timeslice,
+)
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
 from .store import Request, Store
+from .users import Users, load_users
 
 S = JobStatus
 Event = dict[str, Any]
@@ -555,7 +576,7 @@ class Scheduler:
                                           quotas=quotas, nodes_free=self._nodes_free())
         started = [job_id for a in adm.start if (job_id := self._start(a.job_id, now, a.borrowing)) is not None]
         free = policy.subtract(capacity, *self.allocated)
-        head = adm.head if adm.head is not None and adm.head.job_id in self._queued_ids() else None
+        head = adm.head if adm.head is not None and adm.head.job_id in self.queue else None
         if head is not None and not policy.fits(head.demand, free):
             if not self._reclaim_for(head, free, capacity, now) and self._may_preempt():
                 self._preempt_for_queue(free, capacity, now)
@@ -563,15 +584,12 @@ class Scheduler:
             free = policy.subtract(capacity, *self.allocated)
         if self.settings.time_slice_s > 0:
             self._rotate(free, capacity, now)
-        head = head if head is not None and head.job_id in self._queued_ids() else None
+        head = head if head is not None and head.job_id in self.queue else None
         wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, free) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
             self.cluster.request(wanted or [])
         return started
-
-    def _queued_ids(self) -> Mapping[str, Any]:
-        return self.queue._by_job  # membership only; O(1)
 
     def _start(self, job_id: str, now: float, borrowing: bool = False, how: str | None = None) -> str | None:
         """queued -> pending: a new attempt, launched; None when the launch failed at once."""
@@ -586,7 +604,7 @@ class Scheduler:
         self.store.save_attempt(attempt)
         try:
             self.launcher.launch(job, attempt, self.job_root(job))
-        except Exception as e:  # a launch that cannot even start fails the job, loudly
+        except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
             self._launch_failed(job.job_id, attempt_no, f"{type(e).__name__}: {e}")
             return None
         return job.job_id

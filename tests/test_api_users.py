@@ -6,12 +6,12 @@ import hashlib
 import logging
 
 import pytest
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher, RunnerSim
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from conftest import spec
-from fakes import FakeCluster, FakeLauncher, RunnerSim
 from scheduler.actor import SchedulerService
 from scheduler.config import Settings
 from scheduler.users import UsersFileError, parse_users

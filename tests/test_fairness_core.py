@@ -4,9 +4,9 @@ time slicing, pending reasons and usage, through ``core.schedule`` with fakes (n
 from __future__ import annotations
 
 import pytest
-
 from conftest import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+
 from scheduler.config import Settings
 from scheduler.errors import InvalidSpec
 from scheduler.users import parse_users
@@ -75,7 +75,7 @@ def test_without_a_users_file_the_order_is_the_plain_queue_order(make_core) -> N
 
 # -- quotas: borrowing, reclaim, max, refusal -------------------------------------------------------------
 def test_jobs_beyond_the_guarantee_borrow_and_are_reclaimed_first_for_a_guarantee(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core, cpus=4)
+    core, _, clock, _ = _core(make_core, cpus=4)
     mine = [core.submit(spec(min_runtime_s=0), owner="alice")["job_id"] for _ in range(4)]
     assert [core.get(j)["status"] for j in mine] == ["pending"] * 4  # idle capacity is lent
     assert [core.get(j)["borrowing"] for j in mine] == [False, False, True, True]
@@ -154,7 +154,7 @@ def test_an_attempt_past_its_time_limit_is_stopped_and_the_job_fails_saying_so(m
 
 def test_backfill_starts_a_job_that_ends_before_the_head_could_start_and_holds_back_one_that_would_not(
         make_core) -> None:
-    core, _, clock, _ = _core(make_core, cpus=5, users=None)
+    core, _, _, _ = _core(make_core, cpus=5, users=None)
     running = core.submit(spec(num_workers=3, time_limit_s=100))["job_id"]
     RunnerSim(core, running, 1).started()
     head = core.submit(spec(num_workers=5))["job_id"]

@@ -4,7 +4,6 @@ its capacity's guaranteed owner submits, and comes back by itself from that chec
 from __future__ import annotations
 
 import pytest
-
 from test_ray_e2e import _legal_history, _step_of_checkpoint, _wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
