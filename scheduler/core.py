@@ -135,6 +135,8 @@ class Scheduler:
         self.ledger = fairshare.UsageLedger.from_dict(saved, self.settings.fairshare_half_life_s)
         self._charged_at: float | None = None  # when running jobs were last charged to the ledger
         self._ledger_saved_at = 0.0
+        self._version = 0  # bumped on every change the queue view depends on
+        self._view: tuple[tuple[int, int], _QueueView] | None = None
         self.queue = QueueIndex()
         #: (job_id, attempt) -> resources, from launch until its runner stopped or is gone
         self.held: dict[tuple[str, int], Resources] = {}
@@ -177,7 +179,7 @@ class Scheduler:
         fingerprint = hashlib.sha256(json.dumps(dumped if owner is None else {**dumped, "owner": owner},
                                                 sort_keys=True).encode()).hexdigest()
         if key is not None and (found := self._replay(key, "submit", None, fingerprint)) is not None:
-            return self.get(found["job_id"])
+            return self._public(self._job(found["job_id"]))
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
@@ -197,7 +199,9 @@ class Scheduler:
         self._index(job)
         self._notify_status(job, None, "submitted")
         self.schedule()
-        return self.get(job.job_id)
+        # Without its pending_reason/eta (GET the job for them): working them out walks the whole
+        # queue, and a submit must not cost more the longer the queue is.
+        return self._public(self._job(job.job_id))
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job as a dict; a queued one with its ``pending_reason``, ``eta`` and ``eta_basis``."""
@@ -349,7 +353,7 @@ class Scheduler:
             self._notify({"type": "priority", "job_id": job_id, "priority": priority,
                           "previous_priority": previous, "at": iso(self.clock())})
             self.schedule()
-        return self.get(job_id)
+        return self._public(self._job(job_id))
 
     def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
         """Have a running job save a checkpoint at its next step and go on (checkpoint-now)."""
@@ -692,6 +696,12 @@ class Scheduler:
                   held: set[str]) -> list[str]:
         """Start jobs behind the blocked head that cannot delay it (policy.backfill)."""
         free = policy.subtract(capacity, *self.allocated)
+        if not any(amount > 1e-9 for amount in free.values()):
+            return []  # nothing is free: nothing can start now (the common case of a full cluster)
+        holders = self._releases(now)
+        reservation = backfill.reserve(head.job_id, head.demand, free, holders, now)
+        if reservation.earliest_at is None or (reservation.earliest_at <= now and not reservation.spare):
+            return []  # the head might start any moment (a running job's end is unknown): nothing may go first
         order = itertools.islice(self._order(now, capacity), _BACKFILL_DEPTH)
         rest = [e for e in order if e.job_id not in held]
         at = next((i for i, e in enumerate(rest) if e.job_id == head.job_id), None)
@@ -699,7 +709,7 @@ class Scheduler:
             return []
         rest = rest[at:]  # jobs ahead of the head are in their backoff: not ready, they keep their place
         run_s = {e.job_id: t for e in rest if (t := self._spec_of(e.job_id).time_limit_s) is not None}
-        plan = backfill.plan_backfill(rest, free, self._releases(now), now, run_s=run_s)
+        plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s)
         used = self._used_by_user()
         nodes = self._nodes_free()
         started = []
@@ -847,8 +857,17 @@ class Scheduler:
 
     # -- why pending, and when ---------------------------------------------------------------------------
     def _queue_view(self) -> _QueueView:
-        """The queue as users see it: its order, each job's position and why it waits (O(n))."""
+        """The queue as users see it: its order, each job's position and why it waits (O(n));
+        kept until the next change, or for a second (pages polling it cost one walk a second)."""
         now = self.clock()
+        key = (self._version, math.floor(now))
+        if self._view is not None and self._view[0] == key:
+            return self._view[1]
+        view = self._compute_queue_view(now)
+        self._view = (key, view)
+        return view
+
+    def _compute_queue_view(self, now: float) -> _QueueView:
         capacity = self.cluster.capacity()
         free = policy.subtract(capacity, *self.allocated)
         order = list(self._order(now, capacity))
@@ -1075,6 +1094,7 @@ class Scheduler:
 
     def _index(self, job: Job) -> None:
         """Keep the queue, deadlines and owners in step with a job's stored state."""
+        self._version += 1
         if job.status is S.QUEUED or job.status in ACTIVE:
             self._owners[job.job_id] = job.owner or ""
         elif not any(key[0] == job.job_id for key in self.held):
@@ -1093,6 +1113,7 @@ class Scheduler:
     def _release(self, job_id: str, attempt: int) -> None:
         """The attempt's runner has stopped (or is gone): what it held is free again."""
         self.held.pop((job_id, attempt), None)
+        self._version += 1
 
     def _nodes_free(self) -> list[Resources] | None:
         """Free resources per node, less what pending jobs will take once Ray places them."""
