@@ -619,12 +619,13 @@ class Scheduler:
         plain order, lazily (a pass then reads only the jobs it starts)."""
         if self.users is None:
             return self.queue.in_order()
-        users = {self._owners.get(e.job_id, "") for e in self.queue.in_order()}
-        weights = {u: self.users.weight(u) for u in users}
-        expected = {e.job_id: t for e in self.queue.in_order()
-                    if (t := self._spec_of(e.job_id).time_limit_s) is not None}
-        return fairshare.fair_order(list(self.queue.in_order()), self._owners, self.ledger.snapshot(now), weights,
-                                    self._share_base(capacity), expected_s=expected)
+        # Lazy all the way: a pass that starts k jobs pays for k of them (plus one grouping walk).
+        return fairshare.fair_iter(list(self.queue.in_order()), self._owners, self.ledger.snapshot(now),
+                                   _PerUser(self.users.weight), self._share_base(capacity),
+                                   expected_s=_PerUser(self._time_limit_or_none))
+
+    def _time_limit_or_none(self, job_id: str) -> float | None:
+        return self._spec_of(job_id).time_limit_s
 
     def _share_base(self, capacity: Resources) -> Resources:
         """What shares of the cluster are measured against: its size, or its largest size when an
@@ -889,9 +890,13 @@ class Scheduler:
         return _QueueView(order, {e.job_id: i + 1 for i, e in enumerate(order)}, explained)
 
     def _position(self, job_id: str) -> int | None:
-        if self.users is None:
+        """1-based place in the queue users see (fair order with a users file): O(position)."""
+        if self.users is None or job_id not in self.queue:
             return self.queue.position(job_id)
-        return self._queue_view().positions.get(job_id)
+        if self._view is not None and self._view[0] == (self._version, math.floor(self.clock())):
+            return self._view[1].positions.get(job_id)
+        now = self.clock()
+        return next(i for i, e in enumerate(self._order(now, self.cluster.capacity()), 1) if e.job_id == job_id)
 
     def _spec_of(self, job_id: str) -> JobSpec:
         spec = self._specs.get(job_id)
@@ -1403,7 +1408,8 @@ class _QueueView:
 
 
 class _PerUser(Mapping[str, Any]):
-    """A mapping computed per key on first use (every user of a users file has a quota)."""
+    """A mapping computed per key on first use (every user of a users file has a quota); a key
+    whose value computes to None is missing (``get`` gives the default)."""
 
     def __init__(self, compute: Callable[[str], Any]) -> None:
         self._compute, self._seen = compute, {}
@@ -1411,6 +1417,8 @@ class _PerUser(Mapping[str, Any]):
     def __getitem__(self, key: str) -> Any:
         if key not in self._seen:
             self._seen[key] = self._compute(key)
+        if self._seen[key] is None:
+            raise KeyError(key)
         return self._seen[key]
 
     def __iter__(self) -> Iterator[str]:
