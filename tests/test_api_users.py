@@ -150,3 +150,34 @@ def test_trainq_serve_refuses_a_malformed_users_file_and_says_which_line(tmp_pat
     assert main(["serve", "--users-file", str(bad)]) != 0
     err = capsys.readouterr().err
     assert f"users.yaml {where}" in err and "alice-token-0002" not in err
+
+
+def _cli(http, token: str):
+    from scheduler.http import Client
+
+    api = Client("http://testserver", token)
+    api.http = TestClient(http.app, headers={"Authorization": f"Bearer {token}"})
+    return api
+
+
+def test_the_cli_shows_why_jobs_wait_and_usage_and_the_http_client_raises_forbidden(http, service, capsys) -> None:
+    from scheduler.cli import build_parser, exit_code
+    from scheduler.cli.commands import cmd_queue, cmd_status, cmd_usage
+    from scheduler.errors import Forbidden
+
+    alice, bob = _cli(http, ALICE), _cli(http, BOB)
+    running = alice.submit(spec(num_workers=2, time_limit_s=120))
+    RunnerSim(service.core, running["job_id"], 1).started()
+    waiting = bob.submit(spec(num_workers=2))
+    assert cmd_queue(alice, build_parser().parse_args(["queue"])) == 0  # everyone sees the queue
+    out = capsys.readouterr().out
+    assert waiting["job_id"] in out and "resources: needs 2 CPU, 0 free" in out and "bob" in out
+    assert cmd_status(alice, build_parser().parse_args(["status", waiting["job_id"]])) == 0
+    out = capsys.readouterr().out
+    assert "pending_reason" in out and "eta_basis" in out and "time limit 120" in out
+    assert cmd_usage(alice, build_parser().parse_args(["usage", "--by", "job"])) == 0
+    assert running["job_id"] in capsys.readouterr().out
+    with pytest.raises(Forbidden) as e:
+        alice.cancel(waiting["job_id"])
+    assert e.value.fields["owner"] == "bob" and exit_code(e.value) == 8
+    assert service.core.get(waiting["job_id"])["status"] == "queued"
