@@ -181,3 +181,11 @@ def test_the_cli_shows_why_jobs_wait_and_usage_and_the_http_client_raises_forbid
         alice.cancel(waiting["job_id"])
     assert e.value.fields["owner"] == "bob" and exit_code(e.value) == 8
     assert service.core.get(waiting["job_id"])["status"] == "queued"
+
+
+def test_websockets_take_a_users_token_and_refuse_a_wrong_one(http) -> None:
+    with http.websocket_connect("/api/training/ws?token=wrong-token-000") as ws:
+        message = ws.receive_json()
+    assert message["data"]["error"] == "unauthorized"
+    with http.websocket_connect(f"/api/training/ws?token={BOB}") as ws:
+        assert ws.receive_json()["event"] == "snapshot"
