@@ -51,7 +51,7 @@ from .errors import (
     JobNotFound,
     NotCooperative,
 )
-from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
+from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of, total_steps_of
 from .policy import (
     Entry,
     QueueIndex,
@@ -738,9 +738,10 @@ class Scheduler:
         return [backfill.Holder(r.job_id, r.demand, r.end_at, backfilled=spare)
                 for r, spare in self._running_ends(now)]
 
-    def _running_ends(self, now: float) -> list[tuple[pending.RunningEnd, bool]]:
+    def _running_ends(self, now: float, by_rate: bool = False) -> list[tuple[pending.RunningEnd, bool]]:
         """Every attempt holding resources: its expected release (and what that rests on), and
-        whether it started as ``spare`` backfill."""
+        whether it started as ``spare`` backfill. ``by_rate``: also from its steps to go at its
+        recent step rate (for ETAs; backfill counts on time limits only, which are promises)."""
         out = []
         for (job_id, attempt), demand in self.held.items():
             job = self._live.get(job_id)
@@ -749,14 +750,22 @@ class Scheduler:
                 if job.status is S.PAUSING:
                     end = pending.EndEstimate(job.expected_paused_by, "pausing at its next checkpoint")
                 else:
-                    end = self._end_estimate(job, now)
+                    end = self._end_estimate(job, now, by_rate and job.status is S.RUNNING)
             out.append((pending.RunningEnd(job_id, demand, end.end_at, end.basis),
                         job is not None and job.backfill == "spare"))
         return out
 
-    def _end_estimate(self, job: Job, now: float) -> pending.EndEstimate:
-        limit = self._spec(job).time_limit_s
-        return pending.estimate_end(now, self._attempt_started(job), time_limit_s=limit)
+    def _end_estimate(self, job: Job, now: float, by_rate: bool = False) -> pending.EndEstimate:
+        spec = self._spec(job)
+        total = total_steps_of(spec.config) if by_rate else None
+        step = rate = None
+        if total is not None:
+            recent = [(r.at, s) for r in self.store.last_reports(job.job_id, job.attempt, 20)
+                      if (s := step_of(r.metrics)) is not None]
+            rate = pending.step_rate(recent)
+            step = recent[-1][1] if recent else None
+        return pending.estimate_end(now, self._attempt_started(job), time_limit_s=spec.time_limit_s,
+                                    total_steps=total, step=step, rate=rate)
 
     def _rotate(self, free: Resources, capacity: Resources, now: float) -> None:
         """Time slicing: pause (at a checkpoint) running jobs whose slice is over, for waiting ones."""
@@ -885,7 +894,7 @@ class Scheduler:
             waiting.append(pending.Waiting(e, self._spec_of(e.job_id).time_limit_s,
                                            verdict.message if verdict and verdict.status == quota.OVER_MAX else None,
                                            tuple(preempting.get(e.job_id, ()))))
-        running = [r for r, _ in self._running_ends(now)]
+        running = [r for r, _ in self._running_ends(now, by_rate=True)]
         explained = {p.job_id: p for p in pending.explain(waiting, running, free, now)}
         return _QueueView(order, {e.job_id: i + 1 for i, e in enumerate(order)}, explained)
 

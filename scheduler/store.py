@@ -156,6 +156,7 @@ class Store(Protocol):
     def attempts(self, job_id: str) -> list[Attempt]: ...
     def attempts_since(self, since: float | None) -> list[Attempt]: ...
     def next_seq(self) -> int: ...
+    def last_reports(self, job_id: str, attempt: int, n: int) -> list[Report]: ...
     def get_meta(self, key: str) -> Any: ...
     def set_meta(self, key: str, value: Any) -> None: ...
 
@@ -346,6 +347,13 @@ class SQLiteStore:
             Report(r["job_id"], r["attempt"], r["seq"], r["at"], json.loads(r["metrics"]), r["checkpoint_path"])
             for r in self._db.execute(sql, args)
         ]
+
+    def last_reports(self, job_id: str, attempt: int, n: int) -> list[Report]:
+        """The newest ``n`` reports of one attempt, oldest first (a step rate's window)."""
+        rows = self._db.execute("SELECT * FROM reports WHERE job_id = ? AND attempt = ? ORDER BY id DESC LIMIT ?",
+                                (job_id, attempt, n)).fetchall()
+        return [Report(r["job_id"], r["attempt"], r["seq"], r["at"], json.loads(r["metrics"]), r["checkpoint_path"])
+                for r in reversed(rows)]
 
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first."""

@@ -96,6 +96,12 @@ def test_jobs_beyond_the_guarantee_borrow_and_are_reclaimed_first_for_a_guarante
     assert core.get(pausing[0])["status"] == "queued"
     assert core.get(pausing[0])["resume_from"] == f"/s/{pausing[0]}/ck1"
     assert core.get(theirs)["status"] == "pending" and core.get(theirs)["borrowing"] is False
+    RunnerSim(core, theirs, 1).started()
+    clock.advance(60)
+    core.tick()  # the victim, borrowing again if it came back, cannot reclaim in turn: no ping-pong
+    assert core.get(pausing[0])["status"] == "queued" and core.get(theirs)["status"] == "running"
+    assert not [j for j in mine if core.get(j)["status"] == "pausing"]
+    assert core.get(pausing[0])["pending_reason"]["code"] == "resources"
 
 
 def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_others(make_core) -> None:
@@ -254,3 +260,17 @@ def test_usage_per_user_and_per_job(make_core) -> None:
     assert by_job[a]["cpu_hours"] == 0 and by_job[b]["user"] == "bob"
     with pytest.raises(InvalidSpec):
         core.usage("team")
+
+
+def test_an_eta_can_rest_on_a_running_jobs_step_rate(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=1, users=None)
+    running = core.submit(spec(config={"total": 100}))["job_id"]
+    sim = RunnerSim(core, running, 1)
+    sim.started()
+    for step in range(10):  # one step a second
+        sim.report(step)
+        clock.advance(1)
+    waiting = core.submit(spec())["job_id"]
+    job = core.get(waiting)
+    from scheduler.jobs import iso
+    assert job["eta"] == iso(clock() + 91) and "step 9 of 100" in job["eta_basis"]
