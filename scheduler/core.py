@@ -135,6 +135,9 @@ class Scheduler:
         self.ledger = fairshare.UsageLedger.from_dict(saved, self.settings.fairshare_half_life_s)
         self._charged_at: float | None = None  # when running jobs were last charged to the ledger
         self._ledger_saved_at = 0.0
+        #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
+        #: such a job then runs on, and only the head's start may be later than reserved)
+        self._planned: dict[str, backfill.PlannedPause] = {}
         self._version = 0  # bumped on every change the queue view depends on
         self._view: tuple[tuple[int, int], _QueueView] | None = None
         self.queue = QueueIndex()
@@ -581,6 +584,7 @@ class Scheduler:
         started = [job_id for a in adm.start if (job_id := self._start(a.job_id, now, a.borrowing)) is not None]
         free = policy.subtract(capacity, *self.allocated)
         head = adm.head if adm.head is not None and adm.head.job_id in self.queue else None
+        self._pause_planned(now)
         if head is not None and not policy.fits(head.demand, free):
             if not self._reclaim_for(head, free, capacity, now) and self._may_preempt():
                 self._preempt_for_queue(free, capacity, now)
@@ -710,7 +714,10 @@ class Scheduler:
             return []
         rest = rest[at:]  # jobs ahead of the head are in their backoff: not ready, they keep their place
         run_s = {e.job_id: t for e in rest if (t := self._spec_of(e.job_id).time_limit_s) is not None}
-        plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s)
+        # A preemption's pause is stopped at its grace at the latest, so that bounds the pause.
+        pause_s = self.settings.preempt_grace_s + _STOP_MARGIN_S
+        preemptible = {e.job_id: pause_s for e in rest if self._spec_of(e.job_id).preemptible}
+        plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s, preemptible=preemptible)
         used = self._used_by_user()
         nodes = self._nodes_free()
         started = []
@@ -728,10 +735,36 @@ class Scheduler:
                 policy.placement.take(nodes, entry.worker, placed)
             if self._start(b.job_id, now, verdict is not None and verdict.status == quota.BORROWING, b.why):
                 started.append(b.job_id)
+                if b.why == backfill.PREEMPTIBLE and b.preempt_at is not None:
+                    self._planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
                 mine = used.setdefault(user, {})
                 for name, amount in entry.demand.items():
                     mine[name] = mine.get(name, 0.0) + amount
         return started
+
+    def _pause_planned(self, now: float) -> None:
+        """Pause the ``preemptible`` backfills whose time has come (their head still waits), at a
+        checkpoint and within the preemption grace; forget the plans whose head has gone."""
+        if not self._planned:
+            return
+        due = backfill.due_preemptions(list(self._planned.values()), self.queue, now)
+        for job_id in due.dropped:
+            self._planned.pop(job_id, None)
+        for job_id in due.due:
+            job = self._live.get(job_id)
+            if job is None or job.status in (S.PAUSING,):
+                self._planned.pop(job_id, None)
+                continue
+            if job.status is not S.RUNNING:
+                continue  # still starting: paused once it runs (its pause time counts from then)
+            planned = self._planned.pop(job_id)
+            plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
+            self._begin_pause(job, plan, failure.PREEMPT, f"preempted by {planned.head}: it was backfilled on the"
+                              f" condition that it makes way before {planned.head} may start; pausing at its next"
+                              f" checkpoint ({plan.message})", preempted_by=planned.head,
+                              preemptions=job.preemptions + 1)
+            self._notify({"type": "preemption", "job_id": job_id, "preempted_by": planned.head, "backfill": True,
+                          "at": iso(now)})
 
     def _releases(self, now: float) -> list[backfill.Holder]:
         """Every attempt holding resources, with when it is expected to release them."""
@@ -749,6 +782,9 @@ class Scheduler:
             if job is not None and job.attempt == attempt:
                 if job.status is S.PAUSING:
                     end = pending.EndEstimate(job.expected_paused_by, "pausing at its next checkpoint")
+                elif job_id in self._planned:
+                    at = self._planned[job_id].at + self.settings.preempt_grace_s + _STOP_MARGIN_S
+                    end = pending.EndEstimate(at, "backfilled: paused before the head it runs beside")
                 else:
                     end = self._end_estimate(job, now, by_rate and job.status is S.RUNNING)
             out.append((pending.RunningEnd(job_id, demand, end.end_at, end.basis),
@@ -1403,6 +1439,8 @@ class Scheduler:
 
 #: How many queued jobs behind the head backfill and time slicing look at (Slurm's bf_max_job_test).
 _BACKFILL_DEPTH = 500
+#: Allowance for a stopped run to release its resources after its pause deadline.
+_STOP_MARGIN_S = 30.0
 #: Where the fair-share ledger is kept in the store, and how often it is saved.
 _LEDGER_KEY, _LEDGER_SAVE_S = "fairshare_ledger", 60.0
 

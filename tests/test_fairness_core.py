@@ -274,3 +274,27 @@ def test_an_eta_can_rest_on_a_running_jobs_step_rate(make_core) -> None:
     job = core.get(waiting)
     from scheduler.jobs import iso
     assert job["eta"] == iso(clock() + 91) and "step 9 of 100" in job["eta_basis"]
+
+
+def test_a_preemptible_job_is_backfilled_and_paused_before_the_head_may_start(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=4, users=None, preempt_grace_s=60)
+    running = core.submit(spec(num_workers=3, time_limit_s=1000))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=4))["job_id"]
+    pinned = core.submit(spec(preemptible=False))["job_id"]
+    lent = core.submit(spec())["job_id"]
+    assert core.get(pinned)["status"] == "queued"  # no time limit, cannot be paused: never in front
+    assert core.get(lent)["status"] == "pending" and core.get(lent)["backfill"] == "preemptible"
+    sim = RunnerSim(core, lent, 1)
+    sim.started()
+    sim.report(1, "/s/lent/ck1")
+    clock.advance(1000 - 90 - 1)
+    core.tick()
+    assert core.get(lent)["status"] == "running"  # not yet: it makes way 90 s (grace + stop) before
+    clock.advance(1)
+    core.tick()
+    paused = core.get(lent)
+    assert paused["status"] == "pausing" and paused["preempted_by"] == head
+    assert launcher.pauses == [(lent, 1)]
+    sim.exit("paused")
+    assert core.get(lent)["status"] == "queued" and core.get(lent)["resume_from"] == "/s/lent/ck1"
