@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
-from scheduler.errors import TrainqError
+from scheduler.errors import InvalidSpec, TrainqError
 from scheduler.spec import describe_errors
 
 logger = logging.getLogger("trainq.api")
@@ -22,6 +26,42 @@ STATUS_BY_CODE = {
     "too_large": 413,
     "unavailable": 503,
 }
+#: the ``error`` code of the framework's own refusals (no route, wrong method)
+CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 422: "invalid"}
+_NOT_JSON = {"error": "invalid", "message": "the request body is not valid JSON", "field": "body"}
+
+
+def status_of(exc: TrainqError) -> int:
+    """The HTTP status of a trainq error: by its code, and 409 for input the server cannot satisfy now."""
+    if isinstance(exc, InvalidSpec) and exc.depends_on_server:
+        return 409
+    return STATUS_BY_CODE.get(exc.code, 500)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path.
+
+    Starlette's 405 names only the methods of the first route that matched the path, but here
+    several routes share one (``GET`` and ``POST /api/training/jobs``), and ``Allow`` must list them all.
+    """
+    scope = {"type": "http", "path": request.url.path, "root_path": "", "method": request.method}
+    methods: set[str] = set()
+    for route in _flat(request.app.router.routes):
+        match, _ = route.matches(scope)
+        if match is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _flat(routes: list[Any]) -> Iterator[Any]:
+    # Recent FastAPI keeps an included router whole (an ``_IncludedRouter``) instead of copying its
+    # routes; theirs already carry the router's own prefix, and app.py includes with no other prefix.
+    for route in routes:
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _flat(inner.routes)
+        else:
+            yield route
 
 
 def install(app: FastAPI) -> None:
@@ -29,12 +69,14 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TrainqError)
     async def _trainq(request: Request, exc: TrainqError) -> JSONResponse:
-        status = STATUS_BY_CODE.get(exc.code, 500)
+        status = status_of(exc)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if any(e.get("type") == "json_invalid" for e in exc.errors()):
+            return JSONResponse(_NOT_JSON, status_code=422)
         errors = [dict(e) for e in exc.errors()]
         for e in errors:  # "body.num_workers" reads better as "num_workers", "query.status.0" as "status"
             where = e["loc"][0] if e["loc"] else None
@@ -45,6 +87,18 @@ def install(app: FastAPI) -> None:
         return JSONResponse({"error": "invalid", "message": "invalid request: " + "; ".join(problems),
                              "field": first, "problems": problems}, status_code=422)
 
+    @app.exception_handler(HTTPException)
+    async def _framework(request: Request, exc: HTTPException) -> JSONResponse:
+        # The framework's own refusals in the same body shape as ours. Its 400 is a body it could
+        # not parse (not UTF-8): a 422 like any other malformed body, so clients see one status.
+        if exc.status_code == 400:
+            return JSONResponse(_NOT_JSON, status_code=422)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        body = {"error": CODE_BY_STATUS.get(exc.status_code, "error"), "message": str(exc.detail)}
+        return JSONResponse(body, status_code=exc.status_code, headers=headers or None)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -52,4 +106,4 @@ def install(app: FastAPI) -> None:
                             status_code=500)
 
 
-__all__ = ["STATUS_BY_CODE", "install"]
+__all__ = ["STATUS_BY_CODE", "allowed_methods", "install", "status_of"]

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Query, Request
+from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
 from scheduler.client import new_key
 from scheduler.errors import TooLarge
+from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 
@@ -20,9 +24,19 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody, "description": "missing or wrong token (when one is configured)"},
     403: {"model": schemas.ErrorBody, "description": "another user's job: only its owner or an admin may"},
     404: {"model": schemas.ErrorBody, "description": "unknown job"},
-    409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this"},
-    422: {"model": schemas.ErrorBody, "description": "invalid input; `field` names it"},
+    409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this, or a well-formed"
+          " input the server cannot satisfy as things stand (the cluster is too small for the job, a path"
+          " or cached model is not on the scheduler's machine, a checkpoint the job did not record); "
+          "`field` names the input"},
+    422: {"model": schemas.ErrorBody, "description": "invalid input (the schema says so); `field` names it"},
 }
+#: bounds on counts and offsets: far above any real use, well inside SQLite's 64-bit integers
+MAX_OFFSET = 1_000_000_000
+MAX_PAGE = 10_000
+MAX_EVENT_ID = 2**62
+MAX_ATTEMPT = 1_000_000
+#: a pause deadline: one year (a timestamp past year 9999 would not print)
+MAX_DEADLINE_S = 365 * 86400.0
 _ZIP_BODY = {"requestBody": {"required": True, "content": {"application/zip": {
     "schema": {"type": "string", "format": "binary"}}}}}
 router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"],
@@ -75,7 +89,7 @@ async def list_jobs(
     backend: BackendDep,
     status: Annotated[list[JobStatus] | None, Query(description="repeat to filter by several")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Any:
     statuses = [s.value for s in status] if status else None
     page = await backend.call("page", statuses, limit, offset)  # one actor call: jobs and total
@@ -88,8 +102,8 @@ async def get_job(job_id: JobId, backend: BackendDep) -> Any:
 
 
 @router.get("/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
-async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1)] = None,
-                offset: Annotated[int, Query(ge=0)] = 0) -> Any:
+async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
+                offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
     return await backend.call("queue", limit, offset)
 
 
@@ -100,9 +114,10 @@ async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep, 
 
 @router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
 async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
-                deadline_s: Annotated[float | None, Query(gt=0, description="stop anyway after this long"
-                                                          " (default: from the job's checkpoint cadence)")] = None,
-                no_deadline: Annotated[bool, Query(description="wait for the checkpoint however long")] = False,
+                deadline_s: Annotated[float | None, Query(gt=0, le=MAX_DEADLINE_S, description="stop anyway after"
+                                                          " this long (default: from the job's checkpoint cadence)")] = None,
+                no_deadline: Annotated[bool, Query(description="no default deadline: wait for the checkpoint however"
+                                                   " long (a deadline_s given as well still applies)")] = False,
                 idempotency_key: IdempotencyKey = None) -> Any:
     return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key(), as_user=caller)
 
@@ -149,8 +164,8 @@ async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],
             summary="Metrics history: every report, oldest first")
-async def metrics(job_id: JobId, backend: BackendDep, after_id: Annotated[int, Query(ge=0)] = 0,
-                  limit: Annotated[int | None, Query(ge=1)] = None) -> Any:
+async def metrics(job_id: JobId, backend: BackendDep, after_id: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
+                  limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None) -> Any:
     return await backend.call("reports", job_id, after_id, limit)
 
 
@@ -162,12 +177,12 @@ async def history(job_id: JobId, backend: BackendDep) -> Any:
 
 @router.get("/jobs/{job_id}/logs", response_model=schemas.Logs,
             summary="The last lines of the runner's and every worker's output")
-async def logs(job_id: JobId, backend: BackendDep, attempt: Annotated[int | None, Query(ge=1)] = None,
+async def logs(job_id: JobId, backend: BackendDep, attempt: Annotated[int | None, Query(ge=1, le=MAX_ATTEMPT)] = None,
                tail: Annotated[int, Query(ge=1, le=10_000)] = 200) -> Any:
     return await backend.call("logs", job_id, attempt, tail)
 
 
-LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0,
+LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID,
                                            description="resume after this event id (instead of a snapshot)")]
 
 
@@ -186,6 +201,13 @@ async def all_events(backend: BackendDep, last_event_id: LastEventId = None) -> 
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
+def _iso_time_only(value: Any) -> Any:
+    """Refuse epoch numbers, which pydantic would read as times but the schema's date-time does not allow."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value):
+        raise ValueError("must be an ISO 8601 time such as 2026-11-29T10:00:00Z")
+    return value
+
+
 usage_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["usage"], responses=_ERRORS)
 
 
@@ -193,10 +215,16 @@ usage_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], t
                   summary="Resource use per user or per job: GPU-hours, CPU-hours, lost work, preemptions, attempts")
 async def usage(backend: BackendDep,
                 by: Annotated[str, Query(pattern="^(user|job)$", description="user or job")] = "user",
-                since: Annotated[str | None, Query(description="ISO 8601 time (default: all time)")] = None) -> Any:
-    return await backend.call("usage", by, since)
+                since: Annotated[datetime | None, BeforeValidator(_iso_time_only),
+                                 Query(description="ISO 8601 time; without a zone, UTC (default: all time)")] = None
+                ) -> Any:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return await backend.call("usage", by, None if since is None else since.timestamp())
 
 
+ModelId = Annotated[str, Path(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX,
+                               description='a hub model id, "org/name" or "name"')]
 models_router = APIRouter(prefix="/api/models", dependencies=[Depends(require_token)], tags=["models"],
                           responses=_ERRORS)
 
@@ -213,12 +241,12 @@ async def list_models(backend: BackendDep) -> Any:
 
 
 @models_router.get("/{model_id:path}", response_model=schemas.ModelEntry, summary="One cached model")
-async def get_model(model_id: str, backend: BackendDep) -> Any:
+async def get_model(model_id: ModelId, backend: BackendDep) -> Any:
     return await backend.call("models_get", model_id)
 
 
 @models_router.delete("/{model_id:path}", response_model=schemas.ModelEntry, summary="Delete a cached model")
-async def delete_model(model_id: str, backend: BackendDep) -> Any:
+async def delete_model(model_id: ModelId, backend: BackendDep) -> Any:
     return await backend.call("models_delete", model_id)
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler.spec import JobSpec
+from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
+from scheduler.spec import JobSpec, JsonInt
 
 
 class _Out(BaseModel):
@@ -100,8 +101,8 @@ class JobPublic(_Out):
 class JobPatch(BaseModel):
     """Fields of a job that may change after submit."""
 
-    model_config = ConfigDict(extra="forbid")
-    priority: int = Field(ge=-1_000_000, le=1_000_000, description="higher starts first; a raise may preempt")
+    model_config = ConfigDict(extra="forbid", strict=True)  # ``true`` is not a priority
+    priority: JsonInt = Field(ge=-1_000_000, le=1_000_000, description="higher starts first; a raise may preempt")
 
 
 class CheckpointResponse(_Out):
@@ -198,6 +199,7 @@ class Logs(_Out):
     attempt: int
     folder: str | None
     logs: dict[str, list[str]]
+    error: str | None = Field(default=None, description="why no lines could be read (storage unreachable...)")
 
 
 class Health(_Out):
@@ -228,9 +230,11 @@ class ErrorBody(_Out):
 class ModelPull(BaseModel):
     """A request to download a model from the HuggingFace hub into the cache."""
 
-    model_config = ConfigDict(extra="forbid")
-    model_id: str
-    revision: str | None = None
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=True)
+    model_id: str = Field(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX,
+                          description='a hub model id, "org/name" or "name"')
+    revision: str | None = Field(default=None, min_length=1, max_length=200,
+                                 description="a branch, tag or commit (default: the main branch)")
 
 
 class ModelEntry(_Out):

@@ -25,6 +25,7 @@ from .checkpoint_fs import BackgroundDeletes, StorageFS
 from .config import (
     HEAD_RESOURCE,
     NAMESPACE,
+    RUNNER_HOST_NAME,
     SCHEDULER_NAME,
     Settings,
     packages_root,
@@ -107,7 +108,8 @@ class RayLauncher:
         self._spawn = spawn
         self._failed = failed  # (job_id, attempt, error): the runner could not be started
         self._lost = lost  # (job_id, attempt, why): a launch abandoned before its runner existed
-        self.handles: dict[tuple[str, int], Any] = {}  # live runners, so a stop never needs a lookup
+        self.handles: dict[tuple[str, int], AttemptRef] = {}  # live attempts: a stop needs no lookup
+        self._host: Any = None
         self.launching: set[tuple[str, int]] = set()  # runtime_env being prepared, no runner yet
         self._abandoned: set[tuple[str, int]] = set()  # stopped while launching
 
@@ -121,10 +123,13 @@ class RayLauncher:
         try:
             # Zips and uploads local folders: seconds for a big one, so in a thread.
             worker_env = await asyncio.to_thread(self.worker_env, job.spec)
+            host = await asyncio.to_thread(self.host)
             if key in self._abandoned:
                 self._lost(*key, "stopped before its runner was started")
                 return
-            self.adopt(*key, self._create(job, attempt, run_root, worker_env))
+            started = host.start.remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
+                                        attempt.resumed_from, worker_env)
+            self.adopt(*key, AttemptRef(host, runner_name(*key), started))
         except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
             logger.exception("could not start a runner for %s attempt %s", *key)
             self._failed(*key, f"{type(e).__name__}: {e}")
@@ -132,21 +137,25 @@ class RayLauncher:
             self.launching.discard(key)
             self._abandoned.discard(key)
 
-    def _create(self, job: Job, attempt: Attempt, run_root: str, worker_env: dict[str, Any]) -> Any:
-        from .runner import Runner
+    def host(self) -> Any:
+        """The runner host, created on first use (blocking: a GCS round trip; call in a thread)."""
+        if self._host is None:
+            from .runner import RunnerHost
 
-        handle = ray.remote(Runner).options(
-            name=runner_name(job.job_id, attempt.attempt), namespace=NAMESPACE, lifetime="detached",
-            num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0,
-            # Only trainq's own switches: the runner and its Ray Train controller (which inherits
-            # this) run on the head node and must never get the job's code or packages. Ray
-            # Train's state tracking is off by default, which hides trainq's runs from the Ray
-            # dashboard's Train API.
-            runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
-        ).remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
-                 attempt.resumed_from, self.settings.report_poll_s, worker_env)
-        handle.start.remote()
-        return handle
+            self._host = ray.remote(RunnerHost).options(
+                name=RUNNER_HOST_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+                num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0, max_concurrency=100_000,
+                # Only trainq's own switches: the host and the Ray Train controllers it starts
+                # (which inherit this) run on the head node and never get a job's code or
+                # packages. Ray Train's state tracking is off by default, which hides trainq's
+                # runs from the Ray dashboard's Train API.
+                runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
+            ).remote(self.settings.report_poll_s)
+        return self._host
+
+    def host_lost(self) -> None:
+        """The host died (with every attempt on it): the next launch starts a new one."""
+        self._host = None
 
     def worker_env(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The runtime_env of a job's training workers: its own, with local folders uploaded (as
@@ -181,58 +190,76 @@ class RayLauncher:
         self._spawn(self._stop(job_id, attempt))
 
     async def _call(self, job_id: str, attempt: int, method: str) -> None:
-        handle = await self._find(job_id, attempt)
-        if handle is not None:
-            getattr(handle, method).remote()
+        ref = await self._find(job_id, attempt)
+        if ref is not None:
+            await ref.ready()
+            ref.call(method)
 
     async def _stop(self, job_id: str, attempt: int) -> None:
-        handle = await self._find(job_id, attempt)
-        if handle is None:
+        ref = await self._find(job_id, attempt)
+        if ref is None:
             return
-        # Graceful first: the controller shuts its workers down and frees the placement group.
-        # Then the kill, which also takes the controller and workers down if abort hung.
+        # Graceful: the controller shuts its workers down and frees the placement group; the
+        # run ends, its exit reaches the scheduler and the watcher forgets the attempt. If the
+        # abort hangs, kill the controller (its workers go with it) and the run ends that way.
         try:
-            await asyncio.wait_for(handle.abort.remote(), timeout=60)
-        except Exception as e:  # noqa: BLE001 - dead, hung or gone: the kill below settles it
-            logger.warning("graceful abort of a runner failed (%s); killing it", e)
-        ray.kill(handle, no_restart=True)
+            await ref.ready()
+            await asyncio.wait_for(ref.call("abort"), timeout=60)
+        except Exception as e:  # noqa: BLE001 - hung or gone: the kill settles it
+            logger.warning("graceful abort of %s failed (%s); killing its controller", ref.name, e)
+            ref.call("kill")
 
-    async def _find(self, job_id: str, attempt: int) -> Any:
-        handle = self.handles.get((job_id, attempt))
-        return handle if handle is not None else await asyncio.to_thread(self.find, job_id, attempt)
+    async def _find(self, job_id: str, attempt: int) -> "AttemptRef | None":
+        ref = self.handles.get((job_id, attempt))
+        return ref if ref is not None else await asyncio.to_thread(self.find, job_id, attempt)
 
-    def find(self, job_id: str, attempt: int) -> Any:
-        """A runner by name (blocking: a GCS lookup), or None."""
-        handle = self.handles.get((job_id, attempt))
-        if handle is not None:
-            return handle
-        try:
-            return ray.get_actor(runner_name(job_id, attempt), namespace=NAMESPACE)
-        except ValueError:
-            return None
+    def find(self, job_id: str, attempt: int) -> "AttemptRef | None":
+        """An attempt on the runner host (blocking: GCS round trips), or None."""
+        ref = self.handles.get((job_id, attempt))
+        if ref is not None:
+            return ref
+        return self.alive().get((job_id, attempt))
 
     def watched(self) -> set[tuple[str, int]]:
         """Attempts whose runner is being started or watched: their end reaches the core anyway."""
         return set(self.handles) | self.launching
 
-    @staticmethod
-    def alive_keys() -> set[tuple[str, int]]:
-        """Every attempt whose runner actor is alive now (blocking: one GCS call)."""
-        keys = set()
-        for entry in ray.util.list_named_actors(all_namespaces=True):
-            key = parse_runner_name(entry["name"]) if entry["namespace"] == NAMESPACE else None
-            if key is not None:
-                keys.add(key)
-        return keys
+    def alive_keys(self) -> set[tuple[str, int]]:
+        """Every attempt the runner host carries now (blocking: GCS round trips)."""
+        return set(self.alive())
 
-    def alive(self) -> dict[tuple[str, int], Any]:
-        """Every runner actor alive now, by (job_id, attempt), with its handle (blocking)."""
+    def alive(self) -> dict[tuple[str, int], "AttemptRef"]:
+        """Every attempt the runner host carries now, by (job_id, attempt) (blocking)."""
+        try:
+            host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
+            names = ray.get(host.attempts.remote(), timeout=30)
+        except (ValueError, ray.exceptions.RayActorError):
+            return {}  # no host (yet), or it is gone with its attempts
+        self._host = host
         found = {}
-        for key in self.alive_keys():
-            handle = self.find(*key)
-            if handle is not None:
-                found[key] = handle
+        for name in names:
+            key = parse_runner_name(name)
+            if key is not None:
+                found[key] = AttemptRef(host, name)
         return found
+
+
+class AttemptRef:
+    """One attempt on the runner host: ``ref.call("abort")`` is ``host.abort.remote(key)``."""
+
+    def __init__(self, host: Any, name: str, started: Any = None) -> None:
+        self.host, self.name = host, name
+        self._started = started  # the host's ``start`` call, for an attempt launched by us
+
+    async def ready(self) -> None:
+        """Wait until the host has the attempt: Ray does not run an async actor's calls in the
+        order they were sent, so a call right after ``start`` could otherwise arrive first."""
+        if self._started is not None:
+            await self._started
+            self._started = None
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.host, method).remote(self.name, *args)
 
 
 def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
@@ -377,7 +404,10 @@ class SchedulerService:
             raise JobNotFound(job_id)
         number = attempt or job.attempt
         record = self.core.store.get_attempt(job_id, number) if number else None
-        out = read_logs(self.core.job_root(job), number, tail, record.run_name if record else None)
+        # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
+        # unreachable), and the scheduler's event loop must keep answering meanwhile.
+        out = await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
+                                      record.run_name if record else None)
         # A library that prints its token (or a loop that prints the environment) must not hand the
         # scheduler's secrets to everyone who may read this job's logs.
         secrets = security.secret_values(self.settings.secret_names(), os.environ).values()
@@ -559,9 +589,13 @@ class SchedulerActor(SchedulerService):
         """Wait for a runner to finish; if it dies without a word, or its exit never reached the
         core (the runner gives up on an event the scheduler raised on), tell the core."""
         try:
-            exit_event = await handle.wait.remote()
+            await handle.ready()
+            exit_event = await handle.call("wait")
         except ray.exceptions.RayActorError as e:
-            self.core.on_runner_lost(job_id, attempt, f"runner actor died: {type(e).__name__}")
+            self.launcher.host_lost()
+            self.core.on_runner_lost(job_id, attempt, f"the runner host died: {type(e).__name__}")
+        except ray.exceptions.RayTaskError as e:  # the host does not carry it (any more)
+            self.core.on_runner_lost(job_id, attempt, f"the runner is gone: {e.cause}")
         else:
             if (job_id, attempt) in self.core.held:  # its exit event was lost on the way
                 try:
@@ -569,7 +603,7 @@ class SchedulerActor(SchedulerService):
                 except Exception as e:  # noqa: BLE001 - settle it anyway, with the reason
                     logger.exception("the exit of %s attempt %s could not be applied", job_id, attempt)
                     self.core.on_runner_lost(job_id, attempt, f"its exit could not be recorded: {e}")
-            ray.kill(handle, no_restart=True)  # its exit is recorded; free the name
+            handle.call("forget")  # its exit is recorded
         finally:
             self.launcher.forget(job_id, attempt)
             self._spawn(self._refresh_and_schedule())  # what it held shows as free in Ray now

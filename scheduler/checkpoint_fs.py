@@ -49,7 +49,7 @@ class StorageFS:
                 return False
         from pyarrow import fs as pafs
 
-        filesystem, inner = _arrow(path)
+        filesystem, inner = arrow_fs(path)
         try:
             return bool(filesystem.get_file_info(pafs.FileSelector(inner, recursive=False)))
         except (FileNotFoundError, OSError):
@@ -69,7 +69,7 @@ class StorageFS:
             return total
         from pyarrow import fs as pafs
 
-        filesystem, inner = _arrow(path)
+        filesystem, inner = arrow_fs(path)
         try:
             infos = filesystem.get_file_info(pafs.FileSelector(inner, recursive=True))
         except (FileNotFoundError, OSError):
@@ -83,14 +83,19 @@ class StorageFS:
             except FileNotFoundError:
                 pass
             return
-        filesystem, inner = _arrow(path)
+        filesystem, inner = arrow_fs(path)
         try:
             filesystem.delete_dir(inner)
         except FileNotFoundError:
             pass
 
 
-def _arrow(uri: str) -> tuple[Any, str]:
+def arrow_fs(uri: str) -> tuple[Any, str]:
+    """``pyarrow.fs`` filesystem and path inside it for a URI (``s3://bucket/key`` -> S3, ``bucket/key``).
+
+    Credentials and endpoint come from the environment as for Ray Train (``AWS_ENDPOINT_URL``,
+    ``AWS_ACCESS_KEY_ID``...), so the scheduler reads what the workers wrote.
+    """
     from pyarrow import fs as pafs
 
     filesystem, inner = pafs.FileSystem.from_uri(uri)

@@ -40,32 +40,11 @@ from typing import Any, Protocol
 from . import policy, security, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, packages_root, train_run_name
-from .errors import (
-    CheckpointMissing,
-    CheckpointRefused,
-    DoesNotFit,
-    Forbidden,
-    IdempotencyConflict,
-    IllegalTransition,
-    InvalidSpec,
-    JobNotFound,
-    NotCooperative,
-)
+from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, Forbidden, IdempotencyConflict,
+                     IllegalTransition, InvalidSpec, JobNotFound, MissingOnServer, NotCooperative, OverQuota)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of, total_steps_of
-from .policy import (
-    Entry,
-    QueueIndex,
-    Resources,
-    admission,
-    backfill,
-    failure,
-    fairshare,
-    pending,
-    preemption,
-    quota,
-    retention,
-    timeslice,
-)
+from .policy import (Entry, QueueIndex, Resources, admission, backfill, failure, fairshare, pending, preemption,
+                     quota, retention, timeslice)
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
@@ -244,13 +223,12 @@ class Scheduler:
 
         A running job stops right after its next checkpoint report, or at ``deadline_s``; without
         one the deadline comes from its checkpoint cadence (``policy.pausing``), unless
-        ``no_deadline`` says to wait for the checkpoint however long it takes.
+        ``no_deadline`` says to wait for the checkpoint however long it takes (an explicit
+        ``deadline_s`` given with it still applies).
         """
         if deadline_s is not None and (not math.isfinite(deadline_s) or deadline_s <= 0):
             raise InvalidSpec(f"deadline_s must be a positive number of seconds, got {deadline_s}",
                               field="deadline_s")
-        if deadline_s is not None and no_deadline:
-            raise InvalidSpec("give either deadline_s or no_deadline, not both", field="no_deadline")
         job = self._job(job_id)
         previous = job.status
         if previous is S.PAUSING and job.pause_reason != failure.USER:
@@ -274,7 +252,9 @@ class Scheduler:
             self._end_attempt(job, "paused", now)
             message = "Job paused (was pending); its start was abandoned"
         elif previous is S.RUNNING:
-            plan = self._plan_pause(job, now, deadline_s=deadline_s, wait_forever=no_deadline)
+            # no_deadline turns off the *default* deadline; an explicit one still applies (HTTP
+            # query parameters cannot say "not both", so the pair must mean something).
+            plan = self._plan_pause(job, now, deadline_s=deadline_s, wait_forever=no_deadline and deadline_s is None)
             job = self._begin_pause(job, plan, failure.USER, "pause requested"
                                     + (f" with a {deadline_s:g}s deadline" if deadline_s else ""))
             message = f"Job is pausing: it stops right after its next checkpoint report ({plan.message})"
@@ -657,7 +637,7 @@ class Scheduler:
             return
         why = quota.never_fits_quota(spec.demand(), self.users.quota(owner or ""), owner or "")
         if why is not None:
-            raise InvalidSpec(why, field="num_workers", owner=owner)
+            raise OverQuota(why, field="num_workers", owner=owner)
 
     def _authorize(self, job_id: str, as_user: str | None, action: str) -> Job:
         """The job, if ``as_user`` may act on it: its owner or an admin. ``as_user`` None is a
@@ -949,8 +929,8 @@ class Scheduler:
 
     def _check_reach(self, spec: JobSpec) -> None:
         """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
-        security.check_package_paths(spec.runtime_env, self.settings.allowed_dir_list(),
-                                     [packages_root(self.storage_root)])
+        allowed = self.settings.allowed_dir_list()
+        security.check_package_paths(spec.runtime_env, allowed, [packages_root(self.storage_root)])
         _check_local_dirs(spec.runtime_env)
         roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
         security.check_storage_path(spec.storage_path, roots)
@@ -1294,6 +1274,8 @@ class Scheduler:
 
     def _recorded_checkpoint(self, job: Job, path: str) -> str:
         root = self.job_root(job)
+        if "\x00" in path:  # no path holds one, and os.path refuses to look at it
+            raise CheckpointRefused(job.job_id, path, "a path cannot contain a NUL byte")
         candidate = path if "://" in path else os.path.normpath(path)
         if not _inside(candidate, root):
             raise CheckpointRefused(job.job_id, path, f"it is outside the job's storage {root}")
@@ -1512,7 +1494,7 @@ def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
     for field, value in entries:
         path = security.local_path_of(value) if isinstance(value, str) else None
         if path is not None and not os.path.exists(path):
-            raise InvalidSpec(
+            raise MissingOnServer(
                 f"{field} {path!r} does not exist on the scheduler's machine; give a folder there"
                 " (shared storage on a cluster) or a URI such as s3://..., gcs://... or https://....zip",
                 field=field)

@@ -63,6 +63,11 @@ class InvalidSpec(TrainqError):
     """A job spec (or another input) is malformed; ``field`` names what is wrong."""
 
     code = "invalid"
+    #: True for a well-formed input that this server cannot satisfy as things stand (the cluster's
+    #: size, a file on its machine, a checkpoint the job recorded). Over HTTP that is a 409, not a
+    #: 422: the OpenAPI schema allows the request, and a 422 there would say the schema lies.
+    #: The ``error`` code stays ``invalid``, so clients raise the same type and the CLI the same exit code.
+    depends_on_server = False
 
     def __init__(self, message: str, field: str | None = None, **fields: Any) -> None:
         super().__init__(message, field=field, **fields)
@@ -70,6 +75,8 @@ class InvalidSpec(TrainqError):
 
 class DoesNotFit(InvalidSpec):
     """The job asks for more than this cluster can ever give."""
+
+    depends_on_server = True
 
     def __init__(self, requested: dict[str, float], available: dict[str, float]) -> None:
         short = {
@@ -87,6 +94,8 @@ class DoesNotFit(InvalidSpec):
 class CheckpointRefused(InvalidSpec):
     """A resume named a checkpoint this job did not record."""
 
+    depends_on_server = True
+
     def __init__(self, job_id: str, path: str, why: str) -> None:
         super().__init__(
             f"checkpoint_path {path!r} refused for job {job_id!r}: {why}",
@@ -94,6 +103,24 @@ class CheckpointRefused(InvalidSpec):
             job_id=job_id,
             checkpoint_path=path,
         )
+
+
+class MissingOnServer(InvalidSpec):
+    """An input names a file, folder or cached model that the scheduler's machine does not have."""
+
+    depends_on_server = True
+
+
+class NotAllowedHere(InvalidSpec):
+    """An input names a folder or storage this server's admin does not allow (its allow-lists)."""
+
+    depends_on_server = True
+
+
+class OverQuota(InvalidSpec):
+    """The job asks for more than its owner's quota (users file) may ever hold."""
+
+    depends_on_server = True
 
 
 class IdempotencyConflict(TrainqError):

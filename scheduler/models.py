@@ -19,9 +19,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .errors import IllegalTransition, InvalidSpec, TrainqError
+from .errors import IllegalTransition, InvalidSpec, MissingOnServer, TrainqError
 
-MODEL_ID_RE = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+# ASCII and without "..", in a form a JSON Schema (the OpenAPI document) can state as it is:
+# dots only between other characters, so no segment can be ".." or climb out of the cache.
+_SEGMENT = r"[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9_-]+)*"
+MODEL_ID_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})?$"
+MODEL_ID_RE = re.compile(MODEL_ID_PATTERN)
+MODEL_ID_MAX = 200
 
 
 class ModelNotFound(TrainqError):
@@ -35,7 +40,7 @@ class ModelNotFound(TrainqError):
 
 def check_model_id(model_id: str) -> str:
     """A hub model id ("org/name" or "name"), or InvalidSpec."""
-    if not isinstance(model_id, str) or not MODEL_ID_RE.match(model_id) or ".." in model_id:
+    if not isinstance(model_id, str) or len(model_id) > MODEL_ID_MAX or not MODEL_ID_RE.match(model_id):
         raise InvalidSpec(f"model_id {model_id!r} is not a hub model id like 'org/name'", field="model_id")
     return model_id
 
@@ -77,11 +82,11 @@ class ModelCache:
         """The folder of a ready model (for ``from_pretrained``)."""
         try:
             entry = self.entry(model_id)
-        except ModelNotFound:
-            raise InvalidSpec(f"model {model_id!r} is neither a folder nor in the model cache;"
+        except (ModelNotFound, InvalidSpec):  # not even an id: neither a folder nor a cached model
+            raise MissingOnServer(f"model {model_id!r} is neither a folder nor in the model cache;"
                               f" download it first: trainq models pull {model_id}", field="config.model") from None
         if entry["status"] != "ready":
-            raise InvalidSpec(f"model {model_id!r} is {entry['status']} in the model cache, not ready",
+            raise MissingOnServer(f"model {model_id!r} is {entry['status']} in the model cache, not ready",
                               field="config.model")
         return entry["path"]
 

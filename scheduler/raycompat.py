@@ -110,3 +110,47 @@ def starts_local_ray(address: str | None) -> bool:
     from ray._private.services import canonicalize_bootstrap_address
 
     return canonicalize_bootstrap_address(address) is None
+
+
+def lazy_torch_config(use_gpu: bool) -> Any:
+    """Ray Train's ``TorchConfig`` without importing torch where the trainer is built.
+
+    ``TorchTrainer`` and ``TorchConfig`` import torch at import time (hundreds of MB); trainq's
+    runner host only builds trainers, so it hands Ray Train this stand-in instead: the same
+    fields, and the real backend (which needs torch) is looked up only where it runs, in Ray
+    Train's controller and workers. Chosen as ``TorchTrainer`` chooses: nccl with GPUs, else gloo.
+    """
+    from dataclasses import dataclass
+
+    from ray.train.backend import BackendConfig
+    from ray.train.v2._internal.util import TrainingFramework
+
+    @dataclass
+    class LazyTorchConfig(BackendConfig):
+        backend: str | None = None
+        init_method: str = "env"
+        timeout_s: int = 1800
+
+        def _real(self) -> Any:
+            from ray.train.torch.config import TorchConfig
+
+            return TorchConfig(backend=self.backend, init_method=self.init_method, timeout_s=self.timeout_s)
+
+        @property
+        def backend_cls(self) -> Any:
+            return self._real().backend_cls
+
+        @property
+        def train_func_context(self) -> Any:
+            return self._real().train_func_context
+
+        @property
+        def framework(self) -> Any:
+            return TrainingFramework.TORCH
+
+        def to_dict(self) -> dict[str, Any]:
+            return {"backend": self.backend, "init_method": self.init_method, "timeout_s": self.timeout_s}
+
+    # Defined in a function so importing raycompat never imports Ray Train; pickled by value
+    # (cloudpickle), so the controller needs no trainq-specific class on its path either.
+    return LazyTorchConfig(backend="nccl" if use_gpu else "gloo")

@@ -1,23 +1,35 @@
-"""The runner: one named, detached actor per attempt, which owns that attempt's ``fit()``.
+"""The runners: one ``Runner`` per attempt, which owns that attempt's ``fit()``, all carried by
+one long-lived, detached actor, the ``RunnerHost``.
 
-It outlives a scheduler restart (Ray Train's controller fate-shares with whoever calls
-``fit()``, so that must not be the scheduler). It relays every report to the scheduler in
-order, with retries, and stops the run right after a checkpoint report once a pause was
+The host outlives a scheduler restart (Ray Train's controller fate-shares with whoever calls
+``fit()``, so that must not be the scheduler). Each runner relays every report to the scheduler
+in order, with retries, and stops the run right after a checkpoint report once a pause was
 requested: the report callback runs in Ray Train's controller and asks it to abort.
 
+Why one host and not an actor per attempt: a runner only builds a trainer and waits on
+``fit()`` in a thread, so a process of its own (a Python with Ray, Ray Train and torch loaded,
+~390 MB, started anew for every attempt) cost as much as Ray Train's own controller and seconds
+of every start. The host imports neither torch (``raycompat.lazy_torch_config``) nor any user
+code (the entrypoint is imported in the workers, ``scheduler.train.wrap``), and a job's
+``runtime_env`` goes to its workers (``worker_runtime_env``), never to the host or the
+controller: one attempt's environment cannot leak into another's. An attempt is addressed by
+its key, ``runner:<job_id>:<attempt>`` (``config.runner_name``).
+
 Hard stops (cancel, a pause deadline, a pause while starting) come from the scheduler as
-``abort()``: the runner asks the controller to abort, so Ray Train shuts the workers down and
-frees the placement group itself; the scheduler then kills the runner. (Killing first would
-leave the freeing to Ray's PlacementGroupCleaner, which needs the dashboard's State API.)
+``abort``: the runner asks the controller to abort, so Ray Train shuts the workers down and
+frees the placement group itself; the scheduler then ``forget``s the attempt (or ``kill``s its
+controller if the abort hung).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
@@ -25,7 +37,7 @@ from ray.train import UserCallback
 
 from . import logs, raycompat, workloads
 from . import train as train_helpers
-from .config import NAMESPACE, SCHEDULER_NAME, join_path, runner_name
+from .config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, join_path, runner_name
 from .policy.failure import INFRASTRUCTURE, USER
 from .spec import JobSpec
 
@@ -90,29 +102,63 @@ class ReportRelay(UserCallback):
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         if self._handle is None:
-            self._handle = ray.get_actor(self.runner, namespace=NAMESPACE)
-        runner = self._handle
+            self._handle = host_handle()
         path = checkpoint_uri(checkpoint) if checkpoint is not None else None
-        stop = ray.get(runner.on_report.remote(metrics[0] if metrics else {}, path, time.time()))
+        stop = ray.get(self._handle.on_report.remote(self.runner, metrics[0] if metrics else {}, path, time.time()))
         if stop:
             # The checkpoint is persisted and registered; end the run here, gracefully.
             raycompat.current_controller().abort.remote()
 
 
+def host_handle() -> Any:
+    """The runner host, by name (from the scheduler, Ray Train's controller or a worker)."""
+    return ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
+
+
 def _tell_controller(runner: str, controller: Any) -> None:
-    ray.get(ray.get_actor(runner, namespace=NAMESPACE).attach_controller.remote(controller))
+    ray.get(host_handle().attach_controller.remote(runner, controller))
 
 
 def _tell_started(runner: str) -> None:
-    ray.get_actor(runner, namespace=NAMESPACE).on_started.remote()
+    host_handle().on_started.remote(runner)
+
+
+#: The attempt whose code runs in this thread or task: routes log records to its runner.log.
+_ATTEMPT: contextvars.ContextVar[str | None] = contextvars.ContextVar("trainq_attempt", default=None)
+
+
+class _AttemptLog(logging.Handler):
+    """The host's log records of one attempt (its own, and Ray Train's from its ``fit()``
+    thread) into ``<attempt>/logs/runner.log``, next to the workers' logs."""
+
+    def __init__(self, name: str, file: Any, finish: Any) -> None:
+        super().__init__()
+        self.attempt = name
+        self._file, self._finish = file, finish
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if _ATTEMPT.get() == self.attempt:
+            self._file.write(self.format(record) + "\n")
+
+    def close(self) -> None:
+        self._finish()  # closes the file; on object storage, uploads it
+        super().close()
+
+
+def _log_to(handler: logging.Handler | None, attach: bool) -> None:
+    if handler is None:
+        return
+    for name in ("", "ray", "ray.train"):  # Ray's loggers do not all propagate to the root
+        (logging.getLogger(name).addHandler if attach else logging.getLogger(name).removeHandler)(handler)
 
 
 class Runner:
-    """One attempt of one job. Created by the scheduler's launcher; see module docstring."""
+    """One attempt of one job, inside the ``RunnerHost``; see the module docstring."""
 
     def __init__(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str,
-                 run_name: str, resume_from: str | None, report_poll_s: float,
-                 worker_env: dict[str, Any] | None = None) -> None:
+                 run_name: str, resume_from: str | None, worker_env: dict[str, Any] | None = None,
+                 pool: ThreadPoolExecutor | None = None) -> None:
         self.job_id, self.attempt = job_id, attempt
         self.spec = JobSpec.model_validate(spec)
         #: The job's runtime_env as Ray Train's workers get it (folders already uploaded, secrets
@@ -131,10 +177,7 @@ class Runner:
         self._controller: Any = None
         self.seq = 0
         self.exit_event: dict[str, Any] | None = None
-        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
-        # fit() blocks in a worker thread (asyncio.to_thread), not on the event loop; Ray's
-        # "blocking ray.get inside async actor" warning cannot tell the difference.
-        os.environ["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] = "0"
+        self._pool = pool
         self._scheduler: Any = None
         self._outbox: asyncio.Queue[dict[str, Any]] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -240,10 +283,16 @@ class Runner:
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
         event: dict[str, Any] = {"kind": "exit"}
-        logs.tee_output(join_path(self.run_root, self.run_name), "runner")
+        opened = logs.open_log(join_path(self.run_root, self.run_name), "runner")
+        handler = _AttemptLog(self.name, *opened) if opened else None
+        _log_to(handler, attach=True)
+        _ATTEMPT.set(self.name)
         try:
             trainer = self._build_trainer()
-            result = await asyncio.to_thread(trainer.fit)
+            # fit() blocks for the whole run: in a thread of the host's pool (one per running
+            # attempt), with this task's context so its log records find this attempt's file.
+            fit = functools.partial(contextvars.copy_context().run, trainer.fit)
+            result = await asyncio.get_running_loop().run_in_executor(self._pool, fit)
             final = checkpoint_uri(result.checkpoint) if result.checkpoint is not None else None
             event.update(outcome="paused" if self.stopped_for_pause else "completed", checkpoint_path=final)
         except BaseException as e:  # noqa: BLE001 - every way a run can end is reported
@@ -254,6 +303,10 @@ class Runner:
             else:
                 logger.exception("attempt %s of %s failed", self.attempt, self.job_id)
                 event.update(outcome="failed", error=describe_failure(e), failure=failure_kind(e))
+        finally:
+            _log_to(handler, attach=False)
+            if handler is not None:
+                handler.close()
         event["at"] = time.time()
         self.exit_event = {**event, "job_id": self.job_id, "attempt": self.attempt}
         self._emit(event)
@@ -263,15 +316,16 @@ class Runner:
 
     def _build_trainer(self) -> Any:
         from ray.train import FailureConfig, RunConfig, ScalingConfig
-        from ray.train.torch import TorchTrainer
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
         spec = self.spec
         entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
         attempt_dir = join_path(self.run_root, self.run_name)
         train_loop = train_helpers.wrap(entrypoint, self.name, self.resume_from, attempt_dir)
-        return TorchTrainer(
+        return DataParallelTrainer(
             train_loop,
             train_loop_config=dict(spec.config),
+            backend_config=raycompat.lazy_torch_config(spec.use_gpu),
             scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
                                          resources_per_worker=spec.resources_per_worker),
             run_config=RunConfig(
@@ -315,3 +369,88 @@ class Runner:
                 return
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)
+
+
+class UnknownAttempt(KeyError):
+    """The host carries no attempt by this key (never started here, or already forgotten)."""
+
+
+class RunnerHost:
+    """The detached actor that carries every attempt's ``Runner`` (see the module docstring).
+
+    The scheduler creates it on the head node on its first launch; each method names an
+    attempt by its key. It holds no state the scheduler needs after a restart beyond its
+    attempts, which the scheduler re-attaches with ``attempts()``.
+    """
+
+    def __init__(self, report_poll_s: float) -> None:
+        # Ray Train reads these in the process that calls fit() and hands them to each controller.
+        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
+        # fit() blocks in a pool thread, not on the event loop; Ray's "blocking ray.get inside
+        # async actor" warning cannot tell the difference.
+        os.environ["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] = "0"
+        self._runners: dict[str, Runner] = {}
+        # One thread per running attempt, made as needed (asyncio's default pool has only a few).
+        self._pool = ThreadPoolExecutor(max_workers=100_000, thread_name_prefix="trainq-fit")
+
+    def _get(self, name: str) -> Runner:
+        runner = self._runners.get(name)
+        if runner is None:
+            raise UnknownAttempt(f"the runner host carries no attempt {name!r}")
+        return runner
+
+    # -- called by the scheduler ------------------------------------------------------------------
+    async def start(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str, run_name: str,
+                    resume_from: str | None, worker_env: dict[str, Any] | None = None) -> None:
+        """Start an attempt (idempotent: a second start of the same attempt changes nothing)."""
+        name = runner_name(job_id, attempt)
+        if name not in self._runners:
+            self._runners[name] = Runner(job_id, attempt, spec, run_root, run_name, resume_from,
+                                         worker_env, self._pool)
+        await self._runners[name].start()
+
+    async def attempts(self) -> list[str]:
+        """Every attempt this host carries (running, or ended but not yet forgotten)."""
+        return list(self._runners)
+
+    async def wait(self, name: str) -> dict[str, Any]:
+        return await self._get(name).wait()
+
+    async def request_pause(self, name: str) -> None:
+        await self._get(name).request_pause()
+
+    async def request_checkpoint(self, name: str) -> None:
+        await self._get(name).request_checkpoint()
+
+    async def abort(self, name: str, timeout_s: float = 30.0) -> None:
+        await self._get(name).abort(timeout_s)
+
+    async def forget(self, name: str) -> None:
+        """Drop an ended attempt (its exit was recorded)."""
+        self._runners.pop(name, None)
+
+    async def kill(self, name: str) -> None:
+        """Last resort after an abort that hung: kill the attempt's Ray Train controller (its
+        workers go with it) and drop the attempt. Other attempts are not touched."""
+        runner = self._runners.pop(name, None)
+        if runner is not None and runner._controller is not None:
+            ray.kill(runner._controller, no_restart=True)
+
+    # -- called from Ray Train's controller and workers -------------------------------------------
+    async def hook(self, name: str) -> tuple[bool, bool]:
+        return await self._get(name).hook()
+
+    async def pause_requested(self, name: str) -> bool:
+        return await self._get(name).pause_requested()
+
+    async def on_checkpoint_read(self, name: str) -> None:
+        await self._get(name).on_checkpoint_read()
+
+    async def attach_controller(self, name: str, controller: Any) -> None:
+        await self._get(name).attach_controller(controller)
+
+    async def on_started(self, name: str) -> None:
+        await self._get(name).on_started()
+
+    async def on_report(self, name: str, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
+        return await self._get(name).on_report(metrics, checkpoint_path, at)

@@ -21,7 +21,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .errors import InvalidSpec
+from .errors import InvalidSpec, NotAllowedHere
 
 #: URI schemes Ray can fetch a package from that do not read the head node's own files.
 REMOTE_SCHEMES = frozenset({"s3", "gs", "gcs", "https"})
@@ -31,13 +31,27 @@ LOCAL_SCHEMES = frozenset({"file", "local"})
 RESERVED_ENV_PREFIXES = ("TRAINQ_", "RAY_")
 #: a job's folder under a storage root is ``<root>/<job_id>``; see ``jobs.new_job_id``
 JOB_FOLDER_RE = re.compile(r"^job_[0-9a-f]+$")
+#: a path with a job's folder in it, as a JSON Schema pattern (the spec's schema refuses it)
+JOB_FOLDER_IN_PATH = r"(^|/)job_[0-9a-f]+(/|$)"
+
+
+def _anycase(word: str) -> str:
+    # JSON Schema patterns have no case-insensitive flag; scheme_of() lowercases, so spell both.
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word)
+
+
+#: what ``check_package_paths`` takes, as a JSON Schema pattern: an absolute path, a remote URI,
+#: or file:// / local:// with an absolute path; never a NUL byte (no path can hold one)
+PACKAGE_PATTERN = (r"^(/|(" + "|".join(_anycase(s) for s in sorted(REMOTE_SCHEMES)) + r")://|("
+                   + "|".join(_anycase(s) for s in sorted(LOCAL_SCHEMES)) + r")://(/|$))[^\x00]*$")
 
 
 def parse_list(raw: str | None) -> list[str] | None:
     """A list setting, split on ``os.pathsep`` or commas; None when unset, [] when empty."""
     if raw is None:
         return None
-    return [part.strip() for part in re.split(rf"[{re.escape(os.pathsep)},]", raw) if part.strip()]
+    # os.pathsep (":" here) also ends a URI's scheme: "s3://bucket" is one entry, not "s3" and "//bucket".
+    return [part.strip() for part in re.split(rf",|{re.escape(os.pathsep)}(?!//)", raw) if part.strip()]
 
 
 def real(path: str) -> str:
@@ -79,9 +93,16 @@ def check_package_paths(runtime_env: Mapping[str, Any], allowed_dirs: list[str] 
     package store trainq writes uploads into) are always allowed. Remote URIs in
     ``REMOTE_SCHEMES`` are allowed; other schemes are refused. Raises ``InvalidSpec`` naming the field.
     """
-    for field, value in package_entries(runtime_env):
-        if not isinstance(value, str):
-            raise InvalidSpec(f"{field} must be a string (a folder or a URI)", field=field)
+    check_local_paths(package_entries(runtime_env), allowed_dirs, trainq_dirs)
+
+
+def check_local_paths(entries: Iterable[tuple[str, Any]], allowed_dirs: list[str] | None,
+                      trainq_dirs: Iterable[str] = ()) -> None:
+    """``check_package_paths`` for any ``(field, path or URI)`` pairs (e.g. a workload's data files)."""
+    trainq_dirs = list(trainq_dirs)
+    for field, value in entries:
+        if not isinstance(value, str) or "\x00" in value:
+            raise InvalidSpec(f"{field} must be a string (a folder or a URI) without NUL bytes", field=field)
         scheme = scheme_of(value)
         if scheme is not None and scheme not in LOCAL_SCHEMES:
             if scheme in REMOTE_SCHEMES:
@@ -97,7 +118,7 @@ def check_package_paths(runtime_env: Mapping[str, Any], allowed_dirs: list[str] 
             continue
         where = (f"the allowed folders ({', '.join(allowed_dirs)})" if allowed_dirs
                  else "any folder (no local folders are allowed here)")
-        raise InvalidSpec(f"{field} {value!r} is a folder on the scheduler's machine outside {where}; "
+        raise NotAllowedHere(f"{field} {value!r} is a folder on the scheduler's machine outside {where}; "
                           "submit with `trainq submit --working-dir` or scheduler.http.Client, which "
                           "upload your own folder, or use a URI such as s3://...", field=field)
 
@@ -130,7 +151,7 @@ def check_storage_path(storage_path: str | None, roots: list[str]) -> None:
         return
     root = _root_of(storage_path, roots)
     if root is None:
-        raise InvalidSpec(f"storage_path {storage_path!r} is outside the storage roots an admin allows "
+        raise NotAllowedHere(f"storage_path {storage_path!r} is outside the storage roots an admin allows "
                           f"({', '.join(roots) or 'none'}; setting TRAINQ_STORAGE_ROOTS)", field="storage_path")
     if scheme_of(storage_path) is None:
         rest = os.path.relpath(real(storage_path), real(root))

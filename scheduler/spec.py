@@ -5,50 +5,128 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator, with_config)
+from typing_extensions import TypedDict
 
 from .errors import InvalidSpec
-from .security import RESERVED_ENV_PREFIXES, reserved_env_vars
+from .security import JOB_FOLDER_IN_PATH, PACKAGE_PATTERN, RESERVED_ENV_PREFIXES, reserved_env_vars
 
-ENTRYPOINT_RE = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
-RUNTIME_ENV_KEYS = frozenset(
-    {"working_dir", "py_modules", "env_vars", "pip", "uv", "conda", "excludes", "config"}
-)
+# The patterns are ASCII on purpose: they are also the OpenAPI schema's, and a JSON Schema regex
+# (ECMA) reads \w as ASCII while Python reads it as Unicode; spelled out, both agree.
+_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+ENTRYPOINT_PATTERN = rf"^{_IDENT}(\.{_IDENT})*:{_IDENT}$"
+ENTRYPOINT_RE = re.compile(ENTRYPOINT_PATTERN)
+#: an absolute path, or a URI with a scheme (s3://bucket/prefix, gs://..., file:///...)
+STORAGE_PATH_PATTERN = r"^(/|[A-Za-z][A-Za-z0-9+.-]*://)[^\x00]*$"
+STORAGE_PATH_RE = re.compile(STORAGE_PATH_PATTERN)
+#: the names a job may not set in env_vars, as the schema says it (any case, like ``reserved_env_vars``)
+RESERVED_ENV_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in prefix)
+                                       for prefix in RESERVED_ENV_PREFIXES) + ")"
+#: a resource amount per worker; far above any machine (Ray's ``memory`` is in bytes), and finite
+MAX_RESOURCE = 1e15
+
+
+def _whole_number(v: Any) -> Any:
+    # JSON Schema's "integer" includes 3.0 (the value, not the spelling), so it is one; the
+    # models are strict otherwise, so true and "3" stay refused.
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+#: an integer as JSON Schema means it: 3 or 3.0, not true or "3" (use in strict models)
+JsonInt = Annotated[int, BeforeValidator(_whole_number)]
+
+
+def OptionalJsonInt(**bounds: int) -> Any:  # used as a type, hence the name
+    """``JsonInt`` with bounds, or null. The bounds sit inside, before the validator: outside,
+    pydantic writes them into the JSON schema as invalid ``ge``/``le`` keywords."""
+    return Annotated[int, Field(**bounds), BeforeValidator(_whole_number)] | None
+
+
+@with_config(ConfigDict(extra="forbid"))
+class RuntimeEnv(TypedDict, total=False):
+    """The part of Ray's ``runtime_env`` a job may set; Ray checks the values when the job starts.
+
+    A TypedDict (not a model) so the spec keeps a plain dict that goes to Ray as it is, while the
+    shape is validated here and published in the OpenAPI schema.
+    """
+
+    working_dir: Annotated[str, Field(json_schema_extra={"pattern": PACKAGE_PATTERN})]
+    py_modules: list[Annotated[str, Field(json_schema_extra={"pattern": PACKAGE_PATTERN})]]
+    env_vars: Annotated[dict[str, str], Field(json_schema_extra={"propertyNames": {"not": {
+        "pattern": RESERVED_ENV_PATTERN}}})]
+    pip: str | list[str] | dict[str, Any]  # str: a requirements file, as Ray takes it
+    uv: str | list[str] | dict[str, Any]
+    conda: str | dict[str, Any]
+    excludes: list[str]
+    config: dict[str, Any]
+
+
+RUNTIME_ENV_KEYS = frozenset(RuntimeEnv.__annotations__)
+
+
+def _one_program_schema(schema: dict[str, Any]) -> None:
+    """The spec's "exactly one of entrypoint or workload", in the JSON schema as well (``oneOf``).
+
+    Without it the OpenAPI document calls ``{}`` a valid job, and a client generated from it (or
+    a fuzzer) could never tell why a submit is refused.
+    """
+    from . import workloads  # a light module: names and validators, no torch
+
+    schema["oneOf"] = [
+        {"title": "entrypoint", "required": ["entrypoint"],
+         "properties": {"entrypoint": {"type": "string"}, "workload": {"type": "null"}}},
+        *({"title": f"workload {name}", "required": ["workload", "config"],
+           "properties": {"workload": {"const": name}, "entrypoint": {"type": "null"},
+                          "config": workloads.config_schema(name)}} for name in workloads.names()),
+    ]
 
 
 class JobSpec(BaseModel):
     """What a user asks trainq to run. Unknown fields are refused."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: a JSON ``true`` is not the integer 1, nor ``"4"`` the number 4 (the schema says so).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, json_schema_extra=_one_program_schema)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     entrypoint: str | None = Field(
-        default=None, description='"package.module:function", a Ray Train train-loop function'
+        default=None, description='"package.module:function", a Ray Train train-loop function',
+        json_schema_extra={"pattern": ENTRYPOINT_PATTERN},
     )
     workload: str | None = Field(default=None, description="a built-in workload instead of an entrypoint")
     config: dict[str, Any] = Field(default_factory=dict, description="passed as train_loop_config")
-    num_workers: int = Field(default=1, ge=1, le=4096)
+    num_workers: JsonInt = Field(default=1, ge=1, le=4096)
     use_gpu: bool = False
-    resources_per_worker: dict[str, float] | None = None
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, description="higher starts first")
-    max_failures: int = Field(default=0, ge=-1, description="worker-group retries (Ray Train FailureConfig); -1 = forever")
-    max_retries: int = Field(default=3, ge=-1, le=1000, description="requeues after an infrastructure failure"
+    resources_per_worker: dict[str, float] | None = Field(
+        default=None, description=f"resources of one worker, each a number from 0 to {MAX_RESOURCE:g}",
+        json_schema_extra={"propertyNames": {"minLength": 1},
+                           "additionalProperties": {"type": "number", "minimum": 0, "maximum": MAX_RESOURCE}})
+    priority: JsonInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="higher starts first")
+    max_failures: JsonInt = Field(default=0, ge=-1, description="worker-group retries (Ray Train FailureConfig); -1 = forever")
+    max_retries: JsonInt = Field(default=3, ge=-1, le=1000, description="requeues after an infrastructure failure"
                              " (a node, a worker process or the runner lost); -1 = always")
     preemptible: bool = Field(default=True, description="may be paused at a checkpoint to make room for a"
                               " higher-priority job, then requeued by itself")
     min_runtime_s: float | None = Field(default=None, ge=0, le=365 * 86400, description="not preempted before its"
                                         " attempt has run this long (default: the setting TRAINQ_MIN_RUNTIME_S)")
-    keep_checkpoints: int | None = Field(default=None, ge=1, le=1_000_000, description="keep this many of the"
+    keep_checkpoints: OptionalJsonInt(ge=1, le=1_000_000) = Field(default=None, description="keep this many of the"
                                          " job's newest checkpoints (across its attempts) and delete older ones,"
                                          " except pinned ones and what the job resumes from; null keeps all"
                                          " (left out: the setting TRAINQ_KEEP_CHECKPOINTS, by default 3)")
     time_limit_s: float | None = Field(default=None, gt=0, le=365 * 86400, description="each attempt is stopped"
                                        " after running this long and the job fails with a time-limit error;"
                                        " lets backfill start it early around a waiting job")
-    runtime_env: dict[str, Any] = Field(default_factory=dict)
-    storage_path: str | None = Field(default=None, description="overrides the storage root for this job")
+    runtime_env: RuntimeEnv = Field(default_factory=lambda: RuntimeEnv(),
+                                    description="Ray's runtime_env: a local working_dir or py_modules folder"
+                                    " must exist on the scheduler's machine")
+    storage_path: str | None = Field(default=None, description="overrides the storage root for this job:"
+                                     " an absolute path or a URI such as s3://bucket/prefix",
+                                     json_schema_extra={"pattern": STORAGE_PATH_PATTERN, "not": {
+                                         "type": "string", "pattern": JOB_FOLDER_IN_PATH}})
 
     @field_validator("entrypoint")
     @classmethod
@@ -74,33 +152,31 @@ class JobSpec(BaseModel):
         for key, amount in v.items():
             if not key:
                 raise ValueError("resource names must not be empty")
-            if not math.isfinite(amount) or amount < 0:
-                raise ValueError(f"{key} must be a finite number >= 0, got {amount}")
+            if not math.isfinite(amount) or amount < 0 or amount > MAX_RESOURCE:
+                raise ValueError(f"{key} must be a finite number >= 0 (at most {MAX_RESOURCE:g}), got {amount}")
         return v
 
-    @field_validator("runtime_env")
+    @field_validator("runtime_env", mode="before")
     @classmethod
-    def _runtime_env_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
-        unknown = sorted(set(v) - RUNTIME_ENV_KEYS)
-        if unknown:
-            raise ValueError(f"unsupported keys {unknown}; allowed: {sorted(RUNTIME_ENV_KEYS)}")
-        env_vars = v.get("env_vars", {})
-        if not isinstance(env_vars, dict) or not all(
-            isinstance(k, str) and isinstance(x, str) for k, x in env_vars.items()
-        ):
-            raise ValueError("env_vars must map strings to strings")
-        reserved = reserved_env_vars(env_vars)
-        if reserved:
-            # trainq's and Ray's own switches (e.g. RAY_TRAIN_*, TRAINQ_RUNNER) belong to the admin.
-            raise ValueError(f"env_vars may not set {', '.join(reserved)}: names starting with "
-                             f"{' or '.join(RESERVED_ENV_PREFIXES)} are reserved for trainq and Ray")
+    def _runtime_env_keys(cls, v: Any) -> Any:
+        # Before the TypedDict's own check, so an unknown key gets a message listing the allowed ones.
+        if isinstance(v, dict):
+            unknown = sorted(set(v) - RUNTIME_ENV_KEYS)
+            if unknown:
+                raise ValueError(f"unsupported keys {unknown}; allowed: {sorted(RUNTIME_ENV_KEYS)}")
+            env_vars = v.get("env_vars")
+            reserved = reserved_env_vars(k for k in env_vars if isinstance(k, str)) if isinstance(env_vars, dict) else []
+            if reserved:
+                # trainq's and Ray's own switches (e.g. RAY_TRAIN_*, TRAINQ_RUNNER) belong to the admin.
+                raise ValueError(f"env_vars may not set {', '.join(reserved)}: names starting with "
+                                 f"{' or '.join(RESERVED_ENV_PREFIXES)} are reserved for trainq and Ray")
         return v
 
     @field_validator("storage_path")
     @classmethod
     def _storage_absolute(cls, v: str | None) -> str | None:
-        if v is not None and not (v.startswith("/") or "://" in v):
-            raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix")
+        if v is not None and not STORAGE_PATH_RE.match(v):
+            raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix (and no NUL byte)")
         return v
 
     @model_validator(mode="after")

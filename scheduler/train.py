@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from .config import NAMESPACE
+from .config import NAMESPACE, RUNNER_HOST_NAME
 
 #: Set by the trainq wrapper in each worker process: the actor name of this attempt's runner.
 RUNNER_ENV = "TRAINQ_RUNNER"
@@ -59,9 +59,10 @@ def _ask() -> tuple[bool, bool]:
     context = ray.train.get_context()
     answer = (False, False)
     if context.get_world_rank() == 0:
-        runner = _runner_handle()
-        if runner is not None:
-            pause, checkpoint = ray.get(runner.hook.remote())
+        found = _runner_handle()
+        if found is not None:
+            host, name = found
+            pause, checkpoint = ray.get(host.hook.remote(name))
             answer = (bool(pause), bool(checkpoint))
     if context.get_world_size() > 1:
         from ray.train.collective import broadcast_from_rank_zero
@@ -78,16 +79,17 @@ def _runner_handle() -> Any:
     if _runner is None or _runner[0] != name:
         import ray
 
-        _runner = (name, ray.get_actor(name, namespace=NAMESPACE))
-    return _runner[1]
+        _runner = (name, ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE))
+    return _runner[1], name
 
 
 def _tell_checkpoint_read() -> None:
     import ray
 
-    runner = _runner_handle()
-    if runner is not None:
-        ray.get(runner.on_checkpoint_read.remote())  # before this worker's next report
+    found = _runner_handle()
+    if found is not None:
+        host, name = found
+        ray.get(host.on_checkpoint_read.remote(name))  # before this worker's next report
 
 
 def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
@@ -134,7 +136,10 @@ def wrap(entrypoint: str, runner: str, resume_from: str | None,
         raycompat.on_checkpoint_read(_tell_checkpoint_read)
         train_fn = load_entrypoint(entrypoint)
         takes_config = len(inspect.signature(train_fn).parameters) > 0
-        return train_fn(config) if takes_config else train_fn()
+        try:
+            return train_fn(config) if takes_config else train_fn()
+        finally:
+            logs.sync()  # object storage: the last lines, before Ray ends this worker
 
     trainq_train_loop.__name__ = entrypoint.rpartition(":")[2] or "train_loop"
     return trainq_train_loop

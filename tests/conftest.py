@@ -56,9 +56,47 @@ def spec(**overrides: object) -> dict:
 RAY_CPUS = 2
 
 
+S3_BUCKET = "trainq-test"
+
+
 @pytest.fixture(scope="session")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """One local Ray (2 logical CPUs) for the whole test session."""
+def local_s3() -> Iterator[dict]:
+    """A local S3 (moto's server on 127.0.0.1) with bucket ``trainq-test``; its address in AWS_* variables.
+
+    Ray's processes inherit the variables when Ray starts after this (``ray_cluster`` depends on
+    it), so pyarrow's S3 client in the scheduler, the runners and the workers all reach it, as
+    they would reach a cluster's real S3 (or MinIO) given the same variables. Every variable is
+    restored at the end; ``AWS_EC2_METADATA_DISABLED`` keeps the SDK from asking a metadata service.
+    """
+    import logging
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "trainq-test",
+           "AWS_SECRET_ACCESS_KEY": "trainq-test", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true",
+           # the bucket is a storage root jobs may name (the scheduler actor reads this at creation)
+           "TRAINQ_STORAGE_ROOTS": ",".join(filter(None, [os.environ.get("TRAINQ_STORAGE_ROOTS"), f"s3://{S3_BUCKET}"]))}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    boto3.client("s3").create_bucket(Bucket=S3_BUCKET)
+    yield {"bucket": S3_BUCKET, "root": f"s3://{S3_BUCKET}", **env}
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory: pytest.TempPathFactory, local_s3: dict) -> Iterator[dict]:
+    """One local Ray (2 logical CPUs) for the whole test session (it can reach ``local_s3``)."""
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -89,8 +127,9 @@ SECRET_VAR, SECRET_VALUE = "TQ_TEST_SECRET", "tq-secret-" + uuid.uuid4().hex
 def client(ray_cluster: dict, hub):
     """The scheduler actor on the shared Ray, through the Python client (its hub: the local one).
 
-    As a shared deployment runs it: no head-node folder is allowed (clients upload theirs) and
-    a secret from this process's environment goes to the workers.
+    As a shared deployment runs it: the only head-node folder a job may name is the tests' own
+    job folder (as an admin may allow a shared code folder; any other folder is uploaded by the
+    client that submits it) and a secret from this process's environment goes to the workers.
     """
     from scheduler.actor import ensure_scheduler
     from scheduler.client import Client
@@ -103,7 +142,7 @@ def client(ray_cluster: dict, hub):
     os.environ.setdefault("TRAINQ_RETRY_BACKOFF_S", "1")
     os.environ[SECRET_VAR] = SECRET_VALUE
     settings = Settings().with_overrides(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"],
-                                         allowed_dirs="", secret_env=f"HF_TOKEN,{SECRET_VAR}")
+                                         allowed_dirs=JOBS_DIR, secret_env=f"HF_TOKEN,{SECRET_VAR}")
     return Client(ensure_scheduler(settings))
 
 

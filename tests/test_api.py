@@ -124,11 +124,25 @@ def test_illegal_transition_is_409(http, service) -> None:
     ({"entrypoint": "m:f", "num_workers": 0}, "num_workers", "num_workers"),
     ({"entrypoint": "m:f", "bogus": 1}, "bogus", "bogus: unknown field"),
     ({"entrypoint": "not an entrypoint"}, "entrypoint", "package.module:function"),
-    ({"entrypoint": "m:f", "num_workers": 64}, "resources_per_worker", "asks for CPU=64 but the cluster has at most CPU=2"),
 ])
 def test_invalid_spec_is_422_naming_the_field(http, payload: dict, field: str, words: str) -> None:
     r = http.post("/api/training/jobs", json=payload)
     assert r.status_code == 422
+    body = r.json()
+    assert body["error"] == "invalid" and body["field"] == field and words in body["message"]
+    assert "Traceback" not in r.text
+    assert http.get("/api/training/jobs").json()["total"] == 0
+
+
+@pytest.mark.parametrize("payload,field,words", [
+    ({"entrypoint": "m:f", "num_workers": 64}, "resources_per_worker", "asks for CPU=64 but the cluster has at most CPU=2"),
+    ({"entrypoint": "m:f", "runtime_env": {"working_dir": "/no/such/dir"}}, "runtime_env.working_dir",
+     "does not exist on the scheduler's machine"),
+])
+def test_well_formed_spec_this_server_cannot_satisfy_is_409(http, payload: dict, field: str, words: str) -> None:
+    """The schema allows these, so not 422; the body is still an ``invalid`` error naming the field."""
+    r = http.post("/api/training/jobs", json=payload)
+    assert r.status_code == 409
     body = r.json()
     assert body["error"] == "invalid" and body["field"] == field and words in body["message"]
     assert "Traceback" not in r.text
@@ -142,11 +156,11 @@ def test_malformed_json_and_bad_query_are_422(http) -> None:
     assert r.status_code == 422 and r.json()["field"] == "status"
 
 
-def test_refused_checkpoint_is_422(http, service) -> None:
+def test_refused_checkpoint_is_409(http, service) -> None:
     job_id, sim = _running(http, service)
     sim.exit("failed", error="x")
     r = http.post(f"/api/training/resume/{job_id}", params={"checkpoint_path": "/etc"})
-    assert r.status_code == 422 and r.json()["field"] == "checkpoint_path"
+    assert r.status_code == 409 and r.json()["field"] == "checkpoint_path" and r.json()["error"] == "invalid"
 
 
 def test_internal_errors_never_leak_a_traceback(service) -> None:
@@ -265,3 +279,49 @@ def test_all_jobs_stream_snapshots_active_jobs_then_follows_every_job(service) -
         await gen.aclose()
 
     asyncio.run(scenario())
+
+
+# -- what fuzzing found (tests/test_fuzz_api.py runs schemathesis itself) -----------------------------
+def test_out_of_range_numbers_are_422_not_500(http) -> None:
+    for path in ("/api/training/jobs?offset=5369965778165713648746496", "/api/training/queue?limit=10000000000",
+                 "/api/training/jobs/job_x/metrics?after_id=99999999999999999999",
+                 "/api/training/pause/job_x?deadline_s=1e308"):
+        r = http.request("POST" if "pause" in path else "GET", path)
+        assert r.status_code == 422 and r.json()["error"] == "invalid", (path, r.text)
+
+
+def test_a_body_that_is_not_json_text_is_422(http) -> None:
+    for content in (b"\x80", b"{not json"):  # not UTF-8 (the framework's 400), not JSON (its 422)
+        r = http.post("/api/training/jobs", content=content, headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json() == {"error": "invalid", "field": "body",
+                                                     "message": "the request body is not valid JSON"}
+
+
+def test_405_lists_every_method_of_the_path_and_unknown_paths_keep_the_error_shape(http) -> None:
+    r = http.options("/api/training/jobs")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST" and r.json()["error"] == "method_not_allowed"
+    assert http.options("/api/training/jobs/job_x").headers["allow"] == "GET, PATCH"
+    assert http.options("/api/models/org/name").headers["allow"] == "DELETE, GET"
+    r = http.delete("/api/models/a%0Ab")  # no route matches a newline
+    assert r.status_code == 404 and r.json()["error"] == "not_found"
+
+
+def test_the_schema_states_the_rules_the_server_enforces(http) -> None:
+    schema = http.get("/openapi.json").json()
+    body = schema["components"]["schemas"]["JobSpec"]
+    shapes = {branch["title"]: branch for branch in body["oneOf"]}
+    assert shapes["entrypoint"]["required"] == ["entrypoint"]
+    assert shapes["workload hf-causal-lm"]["properties"]["config"]["required"] == ["train_files"]
+    assert body["properties"]["entrypoint"]["pattern"].startswith("^")
+    offset = next(p for p in schema["paths"]["/api/training/jobs"]["get"]["parameters"] if p["name"] == "offset")
+    assert offset["schema"]["maximum"] == 1_000_000_000
+    assert http.post("/api/training/jobs", json={}).status_code == 422
+    assert http.post("/api/training/jobs", json=spec(num_workers=2.0)).status_code == 201  # an integer in JSON
+    assert http.post("/api/training/jobs", json=spec(num_workers=True)).status_code == 422
+    assert http.post("/api/training/jobs", json=spec(num_workers="2")).status_code == 422
+
+
+def test_pause_with_a_deadline_and_no_deadline_keeps_the_deadline(http, service) -> None:
+    job_id, _ = _running(http, service)
+    r = http.post(f"/api/training/pause/{job_id}", params={"deadline_s": 30, "no_deadline": "true"})
+    assert r.status_code == 200 and r.json()["deadline_at"] is not None

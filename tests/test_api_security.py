@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 
 import pytest
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from conftest import spec
-from fakes import FakeCluster, FakeLauncher
 from scheduler.actor import RayLauncher, SchedulerService
 from scheduler.config import Settings
 from scheduler.errors import InvalidSpec, TooLarge
@@ -36,10 +36,11 @@ def http(service, settings):
         yield c
 
 
-def _refused(http, body: dict, field: str) -> dict:
+def _refused(http, body: dict, field: str, status: int = 422) -> dict:
     r = http.post("/api/training/jobs", json=body)
-    assert r.status_code == 422, r.text
+    assert r.status_code == status, r.text
     error = r.json()
+    assert error["error"] == "invalid"
     assert error["field"] == field and field.split(".")[-1] in error["message"]
     assert http.get("/api/training/jobs").json()["total"] == 0  # nothing stored
     return error
@@ -48,10 +49,11 @@ def _refused(http, body: dict, field: str) -> dict:
 def test_a_head_node_folder_is_refused_and_nothing_is_stored(http, tmp_path) -> None:
     code = tmp_path / "code"
     code.mkdir()
-    _refused(http, spec(runtime_env={"working_dir": str(code)}), "runtime_env.working_dir")
+    # Well-formed, but outside what this server's admin allows: 409 (the schema allows any absolute path).
+    _refused(http, spec(runtime_env={"working_dir": str(code)}), "runtime_env.working_dir", 409)
     _refused(http, spec(runtime_env={"working_dir": str(tmp_path / "storage" / "packages" / ".." / ".." / "code")}),
-             "runtime_env.working_dir")
-    _refused(http, spec(runtime_env={"py_modules": ["/etc"]}), "runtime_env.py_modules.0")
+             "runtime_env.working_dir", 409)
+    _refused(http, spec(runtime_env={"py_modules": ["/etc"]}), "runtime_env.py_modules.0", 409)
 
 
 def test_storage_path_outside_the_roots_or_in_a_job_folder_is_refused(http, tmp_path) -> None:
@@ -59,10 +61,11 @@ def test_storage_path_outside_the_roots_or_in_a_job_folder_is_refused(http, tmp_
     assert first["spec"]["storage_path"] == str(tmp_path / "shared" / "team")
     http.post(f"/api/training/cancel/{first['job_id']}")
     before = http.get("/api/training/jobs").json()["total"]
-    for path in (str(tmp_path / "elsewhere"), str(tmp_path / "storage" / first["job_id"]),
-                 str(tmp_path / "shared" / "team" / first["job_id"] / "x")):
+    # Outside the admin's roots: 409 (this server's setting); inside a job's folder: 422 (the schema says so).
+    for path, status in ((str(tmp_path / "elsewhere"), 409), (str(tmp_path / "storage" / first["job_id"]), 422),
+                         (str(tmp_path / "shared" / "team" / first["job_id"] / "x"), 422)):
         r = http.post("/api/training/jobs", json=spec(storage_path=path))
-        assert r.status_code == 422 and r.json()["field"] == "storage_path", path
+        assert r.status_code == status and r.json()["field"] == "storage_path", path
     assert http.get("/api/training/jobs").json()["total"] == before
 
 
@@ -91,7 +94,8 @@ def test_the_http_client_uploads_its_own_folder_when_no_folder_is_allowed(http, 
     assert env["working_dir"].startswith(packages_root) and env["working_dir"].endswith(os.sep + "code")
     assert env["py_modules"][0].startswith(packages_root) and env["py_modules"][0].endswith(os.sep + "lib")
     assert env["py_modules"][1] == "s3://b/x.zip"
-    assert open(os.path.join(env["working_dir"], "train.py")).read() == "def main(): pass\n"
+    with open(os.path.join(env["working_dir"], "train.py")) as f:
+        assert f.read() == "def main(): pass\n"
     again = api.upload(str(code))
     assert again["path"] == env["working_dir"]  # content-addressed
 

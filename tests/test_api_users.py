@@ -107,7 +107,7 @@ def test_users_own_their_jobs_see_everyones_and_get_403_on_others(http, service,
 def test_a_quota_refusal_over_http_names_the_numbers_and_stores_nothing(http, service) -> None:
     service.core.cluster.total = {"CPU": 4}  # the cluster could hold it; alice's max cannot
     r = http.post("/api/training/jobs", json=spec(num_workers=3), headers=as_(ALICE))
-    assert r.status_code == 422
+    assert r.status_code == 409 and r.json()["error"] == "invalid"  # the schema allows it; this server cannot
     assert "3 CPU requested, user 'alice' may hold at most 2" in r.json()["message"]
     assert service.core.count() == 0
 
@@ -189,3 +189,13 @@ def test_websockets_take_a_users_token_and_refuse_a_wrong_one(http) -> None:
     assert message["data"]["error"] == "unauthorized"
     with http.websocket_connect(f"/api/training/ws?token={BOB}") as ws:
         assert ws.receive_json()["event"] == "snapshot"
+
+
+def test_usage_since_takes_iso_times_only(http) -> None:
+    ok = http.get("/api/usage", params={"since": "2026-11-29T10:00:00Z"}, headers=as_(ALICE))
+    assert ok.status_code == 200 and ok.json()["since"] == "2026-11-29T10:00:00.000Z"
+    assert http.get("/api/usage", params={"since": "2026-11-29"}, headers=as_(ALICE)).json()["since"].startswith(
+        "2026-11-29T00:00:00")
+    for bad in ("0.5", "12", "yesterday"):
+        r = http.get("/api/usage", params={"since": bad}, headers=as_(ALICE))
+        assert r.status_code == 422 and r.json()["field"] == "since", bad

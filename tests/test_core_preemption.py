@@ -8,6 +8,7 @@ from conftest import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from scheduler.config import Settings
 from scheduler.errors import DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound, NotCooperative
+from scheduler.jobs import iso
 
 
 def _core(make_core, cpus: float = 2, nodes: list | None = None, **settings):
@@ -250,8 +251,10 @@ def test_pause_says_when_to_expect_it(make_core) -> None:
     assert "at the latest in 30 s" in result["message"]
     job = core.get(job_id)
     assert job["expected_paused_by"] == result["expected_paused_by"] and job["pause_deadline_at"] == result["deadline_at"]
-    with pytest.raises(InvalidSpec, match="not both"):
-        core.pause(job_id, deadline_s=5, no_deadline=True)
+    # no_deadline only turns off the default deadline: one given as well still applies.
+    other, _ = _start(core)
+    both = core.pause(other, deadline_s=5, no_deadline=True)
+    assert both["deadline_at"] == iso(clock() + 5)
 
 
 def test_drain_pauses_everything_and_the_next_start_requeues_it(make_core) -> None:

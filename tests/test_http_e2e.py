@@ -59,7 +59,7 @@ def test_submit_pause_resume_complete_over_http_with_a_live_stream(server, tmp_p
 
         r = http.post("/api/training/jobs", json=_spec("http", str(tmp_path / "http.log"),
                                                        total=30, every=4, step_s=0.15))
-        assert r.status_code == 201
+        assert r.status_code == 201, r.text
         job_id = r.json()["job_id"]
         reader = StreamReader(f"{server}/api/training/jobs/{job_id}/events")
         reader.start()

@@ -6,6 +6,7 @@ steps ran, which ran twice and where each attempt started.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
 import time
@@ -13,7 +14,7 @@ import time
 import pytest
 import ray
 
-from scheduler.config import NAMESPACE, SCHEDULER_NAME, runner_name
+from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, runner_name
 from scheduler.errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec
 from scheduler.states import JobStatus, allowed
 
@@ -149,9 +150,11 @@ def test_pause_deadline_stops_the_run_at_its_last_checkpoint(tq) -> None:
     job_id = job["job_id"]
     c.wait(job_id, "running", timeout_s=120)
     _wait_for(lambda: c.checkpoints(job_id), what="a first checkpoint")
-    runner = ray.get_actor(runner_name(job_id, 1), namespace=NAMESPACE)
+    host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
+    name = runner_name(job_id, 1)
     # Pretend the function stopped checkpointing: swallow the pause request at the runner.
-    ray.get(runner.__ray_call__.remote(lambda self: setattr(self, "pause_at", None)))
+    ray.get(host.__ray_call__.remote(
+        lambda self: setattr(self._runners[name], "request_pause", lambda: asyncio.sleep(0))))
     c.handle.pause.remote(job_id, 1.5)  # via the actor's own verb, with a deadline
     paused = c.wait(job_id, timeout_s=60)
     assert paused["status"] == "paused"
@@ -159,7 +162,7 @@ def test_pause_deadline_stops_the_run_at_its_last_checkpoint(tq) -> None:
     assert paused["lost_work"]["seconds"] > 0
     reasons = [t["reason"] for t in c.history(job_id)["transitions"]]
     assert "pause deadline passed; stopped at the last recorded checkpoint" in reasons
-    _wait_for(lambda: runner_name(job_id, 1) not in ray.util.list_named_actors(), what="runner gone")
+    _wait_for(lambda: name not in ray.get(host.attempts.remote()), what="runner gone")
 
 
 def test_cancel_running_frees_resources_and_the_next_job_starts(tq) -> None:
@@ -171,7 +174,8 @@ def test_cancel_running_frees_resources_and_the_next_job_starts(tq) -> None:
     cancelled = c.cancel(long["job_id"])
     assert cancelled["status"] == "cancelled"
     assert c.wait(nxt["job_id"], timeout_s=120)["status"] == "completed"
-    assert runner_name(long["job_id"], 1) not in ray.util.list_named_actors()
+    host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
+    _wait_for(lambda: runner_name(long["job_id"], 1) not in ray.get(host.attempts.remote()), what="runner gone")
     with pytest.raises(IllegalTransition, match="it is completed"):
         c.pause(nxt["job_id"])
 

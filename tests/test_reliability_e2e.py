@@ -15,7 +15,7 @@ import pytest
 import ray
 
 from conftest import JOBS_DIR, RAY_CPUS
-from scheduler.config import NAMESPACE, RUNNER_PREFIX, SCHEDULER_NAME
+from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
 from scheduler.states import JobStatus, allowed
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -26,9 +26,12 @@ def _kill_scheduler() -> None:
 
 
 def _runners_of(job_ids: set[str]) -> list[str]:
-    return [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-            if a["namespace"] == NAMESPACE and a["name"].startswith(RUNNER_PREFIX)
-            and a["name"].split(":")[1] in job_ids]
+    """The attempts of these jobs that the runner host still carries."""
+    try:
+        host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
+    except ValueError:
+        return []
+    return [name for name in ray.get(host.attempts.remote()) if parse_runner_name(name)[0] in job_ids]
 
 
 def _wait(predicate, timeout_s: float, what: str):

@@ -257,7 +257,7 @@ def test_http_pin_unpin_states_bytes_and_the_409(make_core, tmp_path) -> None:
         paths = _attempt(core, job_id)(range(0, 2))
         r = http.post(f"/api/training/jobs/{job_id}/checkpoints/pin", params={"path": paths[0]})
         assert r.status_code == 200 and r.json()["state"] == "pinned"
-        assert http.post(f"/api/training/jobs/{job_id}/checkpoints/pin", params={"path": "/etc"}).status_code == 422
+        assert http.post(f"/api/training/jobs/{job_id}/checkpoints/pin", params={"path": "/etc"}).status_code == 409
         http.post(f"/api/training/cancel/{job_id}")
         cks = http.get(f"/api/training/jobs/{job_id}/checkpoints").json()
         assert [(c["state"], c["bytes"]) for c in cks] == [("kept", fs.size_of), ("pinned", fs.size_of)]

@@ -167,3 +167,9 @@ def test_package_names_and_sizes_are_limited(tmp_path) -> None:
     (tmp_path / "big" / "f").write_bytes(os.urandom(5000))
     with pytest.raises(TooLarge):
         packages.pack(str(tmp_path / "big"), max_bytes=1000)
+
+
+def test_a_list_setting_keeps_uris_whole() -> None:
+    from scheduler.security import parse_list
+
+    assert parse_list("/a:/b,s3://bucket/x:gs://other") == ["/a", "/b", "s3://bucket/x", "gs://other"]

@@ -416,7 +416,8 @@ $("#submit-form").addEventListener("submit", async (e) => {
   }
   const r = await api("POST", "/api/training/jobs", spec);
   result.className = `answer ${r.ok ? "ok" : "err"}`;
-  if (!r.ok) { result.textContent = r.body.message; if (r.status === 422) showFieldErrors(r.body); return; }
+  // 422 (malformed) or 409 (well-formed, but this server cannot run it): both "invalid", both name the field.
+  if (!r.ok) { result.textContent = r.body.message; if (r.body.error === "invalid") showFieldErrors(r.body); return; }
   result.textContent = `submitted ${r.body.job_id} (${r.body.status})`;
   state.jobs.set(r.body.job_id, r.body);
   showTab("jobs");

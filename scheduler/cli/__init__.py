@@ -22,7 +22,8 @@ from . import commands
 from .commands import UsageError
 
 EXIT = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "conflict": 4, "invalid": 5,
-        "unauthorized": 6, "unreachable": 7, "forbidden": 8}
+        "unauthorized": 6, "unreachable": 7, "too_large": 5,
+        "forbidden": 8}
 
 
 def exit_code(error: TrainqError) -> int:
@@ -74,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
                         " acts as its token's user; a malformed file stops serve, naming the line")
     p.add_argument("--insecure-no-token", action="store_true",
                    help="allow a non-local --host without a token")
+    p.epilog = ("Security settings (environment): TRAINQ_ALLOWED_DIRS: folders on this machine a job may name as "
+                "working_dir/py_modules (unset: any; empty: none, clients upload their own); TRAINQ_STORAGE_ROOTS: "
+                "where a job's storage_path may point (besides the storage root); TRAINQ_SECRET_ENV: variables of "
+                "this environment handed to every job's workers, never shown (default HF_TOKEN); "
+                "TRAINQ_MAX_PACKAGE_MB: largest upload (default 100). See the README's Security model.")
 
     p = sub.add_parser("submit", help="submit a job from a YAML/JSON spec file and/or flags")
     p.add_argument("file", nargs="?", help="spec file (YAML or JSON); flags override its fields")

@@ -85,6 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"trainq: {len(users.users)} users from {users_file}: every call acts as its token's user", flush=True)
     elif token:
         print("trainq: API token required (Authorization: Bearer ...; the page asks for it)")
+    if args.host not in LOCAL_HOSTS and settings.allowed_dir_list() is None:
+        print("trainq: TRAINQ_ALLOWED_DIRS is unset, so a job may name any folder on this machine as its "
+              "working_dir; set it (empty: none) when others hold the token", flush=True)
     app = create_app(ActorBackend(handle), token, ray_dashboard_url=f"http://{dashboard}" if dashboard else None,
                      users=users)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))

@@ -12,9 +12,10 @@ from typing import Any
 
 from ..errors import InvalidSpec
 
-#: workload name -> (train-loop entrypoint, validator "module:function")
-WORKLOADS: dict[str, tuple[str, str]] = {
-    "hf-causal-lm": ("scheduler.workloads.hf:train_causal_lm", "scheduler.workloads.hf_config:validate"),
+#: workload name -> (train-loop entrypoint, validator "module:function", config model "module:class")
+WORKLOADS: dict[str, tuple[str, str, str]] = {
+    "hf-causal-lm": ("scheduler.workloads.hf:train_causal_lm", "scheduler.workloads.hf_config:validate",
+                     "scheduler.workloads.hf_config:CausalLMConfig"),
 }
 
 
@@ -31,6 +32,14 @@ def entrypoint_of(workload: str) -> str:
         raise InvalidSpec(
             f"unknown workload {workload!r}; built-in workloads: {names() or 'none'}", field="workload"
         ) from None
+
+
+def config_schema(workload: str) -> dict[str, Any]:
+    """The JSON schema of a workload's ``config`` (inlined: the OpenAPI document shows it in the spec)."""
+    module, cls = WORKLOADS[workload][2].split(":")
+    schema: dict[str, Any] = getattr(importlib.import_module(module), cls).model_json_schema()
+    schema.pop("title", None)
+    return schema
 
 
 def validate(workload: str, config: dict[str, Any], storage_root: str | None = None) -> dict[str, Any]:

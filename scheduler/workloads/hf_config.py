@@ -7,14 +7,27 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..errors import InvalidSpec
-from ..spec import describe_errors
+from ..errors import InvalidSpec, MissingOnServer
+from ..spec import JsonInt, OptionalJsonInt, describe_errors
+
+
+def _choices_schema(schema: dict[str, Any]) -> None:
+    """The validator's "exactly one of" rules, in the JSON schema too (see ``spec._one_program_schema``)."""
+    schema["allOf"] = [
+        {"oneOf": [{"required": ["model"], "properties": {"model": {"type": "string"}, "model_config": {"type": "null"}}},
+                   {"required": ["model_config"], "properties": {
+                       "model_config": {"type": "object", "required": ["model_type"]}, "model": {"type": "null"}}}]},
+        {"oneOf": [{"required": ["max_steps"], "properties": {
+                        "max_steps": {"type": "integer"}, "num_train_epochs": {"type": "null"}}},
+                   {"required": ["num_train_epochs"], "properties": {
+                       "num_train_epochs": {"type": "number"}, "max_steps": {"type": "null"}}}]},
+    ]
 
 
 class CausalLMConfig(BaseModel):
     """Fine-tune (or train from scratch) a causal language model with transformers' Trainer."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=True, json_schema_extra=_choices_schema)
 
     model: str | None = Field(default=None, description="a local folder, or a model id in trainq's model cache")
     model_config_: dict[str, Any] | None = Field(
@@ -23,17 +36,17 @@ class CausalLMConfig(BaseModel):
     cache_dir: str | None = Field(default=None, description="the model cache (default <storage root>/models)")
     train_files: list[str] = Field(min_length=1, description="text (.txt) or JSONL (.jsonl, a 'text' field) files")
     text_field: str = "text"
-    block_size: int = Field(default=64, ge=8, le=8192)
-    max_steps: int | None = Field(default=None, ge=1)
+    block_size: JsonInt = Field(default=64, ge=8, le=8192)
+    max_steps: OptionalJsonInt(ge=1) = None  # type: ignore[valid-type]
     num_train_epochs: float | None = Field(default=None, gt=0)
-    per_device_train_batch_size: int = Field(default=8, ge=1)
-    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    per_device_train_batch_size: JsonInt = Field(default=8, ge=1)
+    gradient_accumulation_steps: JsonInt = Field(default=1, ge=1)
     learning_rate: float = Field(default=5e-4, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
-    warmup_steps: int = Field(default=0, ge=0)
-    save_steps: int = Field(default=50, ge=1, description="checkpoint every this many steps")
-    logging_steps: int = Field(default=1, ge=1, description="report metrics every this many steps")
-    seed: int = 42
+    warmup_steps: JsonInt = Field(default=0, ge=0)
+    save_steps: JsonInt = Field(default=50, ge=1, description="checkpoint every this many steps")
+    logging_steps: JsonInt = Field(default=1, ge=1, description="report metrics every this many steps")
+    seed: JsonInt = 42
 
     @model_validator(mode="after")
     def _choices(self) -> "CausalLMConfig":
@@ -60,11 +73,11 @@ def validate(config: dict[str, Any], storage_root: str | None = None) -> dict[st
         raise InvalidSpec(f"invalid hf-causal-lm config: {problems[0]}", field=f"config.{loc}".rstrip(".")) from None
     for i, path in enumerate(parsed.train_files):
         if "://" not in path and not os.path.isfile(path):
-            raise InvalidSpec(f"config.train_files[{i}] {path!r} is not a file on the scheduler's machine"
+            raise MissingOnServer(f"config.train_files[{i}] {path!r} is not a file on the scheduler's machine"
                               " (on a cluster, put data on shared storage)", field=f"config.train_files.{i}")
     if parsed.model is not None and not os.path.isdir(parsed.model):
         if parsed.model.startswith(("/", ".")):
-            raise InvalidSpec(f"config.model {parsed.model!r} is not a folder", field="config.model")
+            raise MissingOnServer(f"config.model {parsed.model!r} is not a folder", field="config.model")
         from ..models import ModelCache
 
         cache_dir = parsed.cache_dir or (os.path.join(storage_root, "models") if storage_root else ModelCache.default_root())

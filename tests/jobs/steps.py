@@ -6,7 +6,7 @@ then pause_requested()), legacy_hook (pause_requested() every step, the older pa
 fail_at (raise at that step; only once if fail_once names a marker file), ignore_checkpoint
 (start from 0 regardless), never_read (never call ray.train.get_checkpoint(): not resumable),
 ckpt_log (a file each rank 0 checkpoint step is appended to), ckpt_at (checkpoint exactly at
-these steps instead of every k).
+these steps instead of every k), say (print "<say> <step> on rank <rank>" every step).
 """
 
 from __future__ import annotations
@@ -49,6 +49,8 @@ def count_steps(config: dict) -> None:
         if rank == 0 and config.get("log"):
             with open(config["log"], "a") as f:
                 f.write(f"{step}\n")
+        if config.get("say"):
+            print(f"{config['say']} {step} on rank {rank}", flush=True)  # for the logs route
         last = step == total - 1
         if config.get("legacy_hook"):
             pause = scheduler.train.pause_requested()
