@@ -11,12 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from . import common, control_plane, fairness, overhead, packing, pause, preemption
+from . import common, control_plane, fairness, footprint, hook, overhead, packing, pause, preemption, scale
 
 SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption.run,
-          "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run}
+          "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run,
+          "hook": hook.run, "scale": scale.run, "footprint": footprint.run}
 #: suites that simulate and need neither Ray nor a client
-PURE = {"fairness"}
+PURE = {"fairness", "scale"}
 
 
 def main() -> int:

@@ -169,6 +169,7 @@ class Runner:
         self.pause_at: float | None = None
         self.checkpoint_at: float | None = None  # a checkpoint-now waiting for its report
         self.checkpoint_told = False  # the loop was told (once) to save it
+        self.checkpoint_gen = 0  # checkpoint-now requests so far (the hook answers each once)
         self.hook_seen = False  # the loop calls scheduler.train's hook
         self.pause_told = False  # the loop heard "pause": it returns right after its checkpoint
         self.read_checkpoint = False  # some rank called ray.train.get_checkpoint() this attempt
@@ -208,10 +209,24 @@ class Runner:
         """Have a cooperative loop checkpoint at its next step and go on (idempotent)."""
         if self.checkpoint_at is None:
             self.checkpoint_at, self.checkpoint_told = time.time(), False
+            self.checkpoint_gen += 1
 
     async def pause_requested(self) -> bool:
         """Asked by older workers' ``scheduler.train.pause_requested()`` on rank 0."""
         return (await self.hook())[0]
+
+    async def hook_state(self) -> tuple[bool, int]:
+        """``(pause asked, checkpoint-now generation)``, polled by rank 0 of a loop that uses the
+        hook (``scheduler.train.HookSync``); the first poll marks the job cooperative."""
+        if not self.hook_seen:
+            self.hook_seen = True
+            self._emit({"kind": "hook"})
+        return self.pause_at is not None, self.checkpoint_gen
+
+    async def hook_told(self, pause: bool, gen: int) -> None:
+        """The loop's ranks agreed on a pause (it returns after its checkpoint) or a checkpoint-now."""
+        self.pause_told = self.pause_told or pause
+        self.checkpoint_told = self.checkpoint_told or gen >= self.checkpoint_gen
 
     async def hook(self) -> tuple[bool, bool]:
         """``(pause, checkpoint)``: asked by ``scheduler.train``'s hook on rank 0, once per step."""
@@ -439,6 +454,12 @@ class RunnerHost:
     # -- called from Ray Train's controller and workers -------------------------------------------
     async def hook(self, name: str) -> tuple[bool, bool]:
         return await self._get(name).hook()
+
+    async def hook_state(self, name: str) -> tuple[bool, int]:
+        return await self._get(name).hook_state()
+
+    async def hook_told(self, name: str, pause: bool, gen: int) -> None:
+        await self._get(name).hook_told(pause, gen)
 
     async def pause_requested(self, name: str) -> bool:
         return await self._get(name).pause_requested()

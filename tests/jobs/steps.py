@@ -70,3 +70,19 @@ def count_steps(config: dict) -> None:
             ray.train.report({"step": step})
         if pause:
             return
+
+
+def hook_cost(config: dict) -> None:
+    """Sleeps ``steps`` steps of ``step_s``, calling the hook every step when ``hook`` is set;
+    rank 0 reports the loop's own elapsed time (the benchmark compares with and without)."""
+    steps, step_s = int(config.get("steps", 100)), float(config.get("step_s", 0.05))
+    use_hook = bool(config.get("hook"))
+    if use_hook:
+        scheduler.train.should_checkpoint()  # the first call sets up (the state poller), not timed
+    start = time.perf_counter()
+    for _ in range(steps):
+        time.sleep(step_s)
+        if use_hook and scheduler.train.should_checkpoint():
+            break
+    elapsed = time.perf_counter() - start
+    ray.train.report({"elapsed_s": elapsed, "steps": steps})

@@ -1,0 +1,100 @@
+"""The cooperative hook's agreement protocol (``scheduler.train.HookSync``) with threads as ranks:
+every rank gets the same answer at the same call, a request lands within the sync interval,
+and the broadcast runs on a small share of calls."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from scheduler.train import HookSync
+
+
+class FakeCollective:
+    """``broadcast_from_rank_zero`` for ranks that are threads: rank 0's value reaches everyone."""
+
+    def __init__(self, world: int) -> None:
+        self.barrier = threading.Barrier(world)
+        self.value = None
+        self.calls = 0
+
+    def broadcast(self, rank: int, payload):
+        if rank == 0:
+            self.value = payload
+            self.calls += 1
+        self.barrier.wait()
+        value = self.value
+        self.barrier.wait()  # nobody overwrites it before all have read it
+        return value
+
+
+class FakeRunner:
+    """The runner's hook state as a function of simulated time (rank 0's poller would copy it)."""
+
+    def __init__(self, pause_at_step: int | None = None, checkpoint_at_steps: tuple[int, ...] = ()) -> None:
+        self.pause_at_step, self.checkpoint_at_steps = pause_at_step, checkpoint_at_steps
+        self.step = 0
+        self.told: list[tuple[bool, int]] = []
+
+    def state(self) -> tuple[bool, int]:
+        gen = sum(1 for s in self.checkpoint_at_steps if self.step >= s)
+        return self.pause_at_step is not None and self.step >= self.pause_at_step, gen
+
+
+def _run(world: int, steps: int, runner: FakeRunner, step_s: float = 0.01, target_s: float = 0.1):
+    """Each rank runs the documented loop: should_checkpoint(); after a checkpoint, pause_requested()."""
+    collective = FakeCollective(world)
+    answers: dict[int, list[tuple[int, bool, bool]]] = {r: [] for r in range(world)}
+    stopped_at: dict[int, int] = {}
+    clock = [0.0]  # simulated: rank 0 advances it one step at a time
+
+    def rank_loop(rank: int) -> None:
+        sync = HookSync(rank, world, lambda p: collective.broadcast(rank, p), runner.state,
+                        lambda: clock[0], told=lambda p, g: runner.told.append((p, g)), target_s=target_s)
+        for step in range(steps):
+            if rank == 0:
+                runner.step = step
+                clock[0] = step * step_s
+            pause, checkpoint = sync.ask()
+            answers[rank].append((step, pause, checkpoint))
+            if checkpoint:
+                pause_now, _ = sync.ask()
+                if pause_now:
+                    stopped_at[rank] = step
+                    return
+
+    threads = [threading.Thread(target=rank_loop, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return answers, stopped_at, collective
+
+
+@pytest.mark.parametrize("world", [4, 64])
+def test_every_rank_answers_the_same_at_the_same_call_and_stops_at_the_same_step(world) -> None:
+    runner = FakeRunner(pause_at_step=137, checkpoint_at_steps=(40,))
+    answers, stopped_at, collective = _run(world, 400, runner)
+    assert all(answers[r] == answers[0] for r in range(world))
+    assert len(set(stopped_at.values())) == 1 and len(stopped_at) == world
+    stop = stopped_at[0]
+    # Asked at step 137; syncs come every ~target_s (10 steps of 10 ms): it lands within that.
+    assert 137 <= stop <= 137 + 12
+    checkpoints = [step for step, _, ckpt in answers[0] if ckpt]
+    assert checkpoints[0] in range(40, 40 + 12) and checkpoints[-1] == stop  # the checkpoint-now once, then the pause
+    assert len(checkpoints) == 2
+    # The broadcast ran on a small share of the calls: about one per target_s.
+    assert collective.calls <= stop / 10 + 4, collective.calls
+    assert (True, 1) in runner.told  # the runner heard that the loop will stop by itself
+
+
+def test_a_single_worker_needs_no_broadcast_and_hears_at_once() -> None:
+    runner = FakeRunner(pause_at_step=5)
+    answers, stopped_at, collective = _run(1, 50, runner)
+    assert stopped_at == {0: 5} and collective.calls == 0
+
+
+def test_nothing_asked_means_no_checkpoint_and_no_stop() -> None:
+    answers, stopped_at, _ = _run(8, 200, FakeRunner())
+    assert stopped_at == {} and not any(p or c for _, p, c in answers[0])
