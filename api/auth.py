@@ -1,4 +1,10 @@
-"""Bearer-token auth: on when a token is configured, for every route but /health."""
+"""Who is calling: bearer-token auth, for every route but /health.
+
+Three modes: with a users file (``TRAINQ_USERS_FILE``) every token names a user and the routes act
+as that user (a job's owner or an admin may change it; everyone sees every job); without one, a
+single configured token (``TRAINQ_API_TOKEN``) or no token at all, both as one anonymous user.
+Tokens are compared by hash in constant time and never logged or returned.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from scheduler.errors import Unauthorized
+from scheduler.users import Users
+
+_MISSING = "missing or wrong API token: send 'Authorization: Bearer <token>'"
 
 
 def configured_token() -> str | None:
@@ -33,15 +42,35 @@ def token_matches(expected: str | None, given: str | None) -> bool:
     return given is not None and secrets.compare_digest(given.strip().encode(), expected.encode())
 
 
-def require_token(request: Request) -> None:
-    """Dependency: 401 unless the request carries the configured token."""
-    expected: str | None = request.app.state.token
-    if expected is None:
-        return
+def user_for_token(users: Users | None, expected: str | None, given: str | None) -> str | None:
+    """The caller's user name (users file), or None for the one anonymous user; raises
+    ``Unauthorized`` when the token is missing or wrong."""
+    if users is not None:
+        user = users.by_token(given.strip() if given else None)
+        if user is None:
+            raise Unauthorized(_MISSING)
+        return user.name
+    if not token_matches(expected, given):
+        raise Unauthorized(_MISSING)
+    return None
+
+
+def current_user(request: Request) -> str | None:
+    """Dependency: the calling user's name (None without a users file); 401 without a valid token."""
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not token_matches(expected, given):
-        raise Unauthorized("missing or wrong API token: send 'Authorization: Bearer <token>'")
+    users: Users | None = getattr(request.app.state, "users", None)
+    expected: str | None = request.app.state.token
+    if users is None and expected is None:
+        return None
+    return user_for_token(users, expected, given if scheme.lower() == "bearer" else None)
+
+
+def require_token(request: Request) -> None:
+    """Dependency: 401 unless the request carries a valid token (when tokens are configured)."""
+    current_user(request)
 
 
 Authorized = Annotated[None, Depends(require_token)]
+#: The caller's user name, or None (no users file): what routes pass as ``owner`` / ``as_user``.
+Caller = Annotated[str | None, Depends(current_user)]

@@ -10,7 +10,7 @@ from scheduler.errors import NotReady, TrainqError
 class Backend(Protocol):
     """The scheduler actor's public methods, as awaitables returning plain dicts."""
 
-    async def call(self, method: str, *args: Any) -> Any: ...
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any: ...
 
 
 class ActorBackend:
@@ -19,11 +19,11 @@ class ActorBackend:
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    async def call(self, method: str, *args: Any) -> Any:
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         import ray
 
         try:
-            return await getattr(self.handle, method).remote(*args)
+            return await getattr(self.handle, method).remote(*args, **kwargs)
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, TrainqError):
                 raise e.cause from None
@@ -38,5 +38,5 @@ class ServiceBackend:
     def __init__(self, service: Any) -> None:
         self.service = service
 
-    async def call(self, method: str, *args: Any) -> Any:
-        return await getattr(self.service, method)(*args)
+    async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(self.service, method)(*args, **kwargs)

@@ -22,6 +22,7 @@ STATUS_BY_CODE = {
     "conflict": 409,
     "invalid": 422,
     "unauthorized": 401,
+    "forbidden": 403,
     "too_large": 413,
     "unavailable": 503,
 }

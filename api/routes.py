@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
+from pydantic import BeforeValidator
 
-from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
 from scheduler.client import new_key
 from scheduler.errors import TooLarge
+from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 
 from . import schemas, stream
-from .auth import require_token
+from .auth import Caller, require_token
 from .backend import Backend
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody, "description": "missing or wrong token (when one is configured)"},
+    403: {"model": schemas.ErrorBody, "description": "another user's job: only its owner or an admin may"},
     404: {"model": schemas.ErrorBody, "description": "unknown job"},
     409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this, or a well-formed"
           " input the server cannot satisfy as things stand (the cluster is too small for the job, a path"
@@ -52,11 +56,12 @@ IdempotencyKey = Annotated[str | None, Header(
 
 
 @router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
-async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
+async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, caller: Caller,
+                 idempotency_key: IdempotencyKey = None) -> Any:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
     return await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
-                              idempotency_key or new_key())
+                              idempotency_key or new_key(), owner=caller)
 
 
 @router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
@@ -103,36 +108,36 @@ async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1, le
 
 
 @router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")
-async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep) -> Any:
-    return await backend.call("set_priority", job_id, body.priority)
+async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep, caller: Caller) -> Any:
+    return await backend.call("set_priority", job_id, body.priority, as_user=caller)
 
 
 @router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
-async def pause(job_id: JobId, backend: BackendDep,
+async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
                 deadline_s: Annotated[float | None, Query(gt=0, le=MAX_DEADLINE_S, description="stop anyway after"
                                                           " this long (default: from the job's checkpoint cadence)")] = None,
                 no_deadline: Annotated[bool, Query(description="no default deadline: wait for the checkpoint however"
                                                    " long (a deadline_s given as well still applies)")] = False,
                 idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key())
+    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key(), as_user=caller)
 
 
 @router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
              summary="Save a checkpoint now and keep running (jobs that use the cooperative hook)")
-async def checkpoint(job_id: JobId, backend: BackendDep) -> Any:
-    return await backend.call("checkpoint", job_id)
+async def checkpoint(job_id: JobId, backend: BackendDep, caller: Caller) -> Any:
+    return await backend.call("checkpoint", job_id, as_user=caller)
 
 
 @router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
-async def resume(job_id: JobId, backend: BackendDep,
+async def resume(job_id: JobId, backend: BackendDep, caller: Caller,
                  checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key())
+    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key(), as_user=caller)
 
 
 @router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
-async def cancel(job_id: JobId, backend: BackendDep, idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("cancel", job_id, idempotency_key or new_key())
+async def cancel(job_id: JobId, backend: BackendDep, caller: Caller, idempotency_key: IdempotencyKey = None) -> Any:
+    return await backend.call("cancel", job_id, idempotency_key or new_key(), as_user=caller)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],
@@ -144,15 +149,17 @@ async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
 @router.post("/jobs/{job_id}/checkpoints/pin", response_model=schemas.CheckpointPublic,
              summary="Pin a recorded checkpoint: kept whatever keep_checkpoints says")
 async def pin_checkpoint(job_id: JobId, backend: BackendDep,
+                         caller: Caller,
                          path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
-    return await backend.call("pin_checkpoint", job_id, path, True)
+    return await backend.call("pin_checkpoint", job_id, path, True, as_user=caller)
 
 
 @router.post("/jobs/{job_id}/checkpoints/unpin", response_model=schemas.CheckpointPublic,
              summary="Unpin a checkpoint; the retention rule applies to it again (it may be deleted at once)")
 async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
+                           caller: Caller,
                            path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
-    return await backend.call("pin_checkpoint", job_id, path, False)
+    return await backend.call("pin_checkpoint", job_id, path, False, as_user=caller)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],
@@ -192,6 +199,28 @@ async def all_events(backend: BackendDep, last_event_id: LastEventId = None) -> 
     return StreamingResponse(stream.follow(backend, None, last_event_id=last_event_id),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _iso_time_only(value: Any) -> Any:
+    """Refuse epoch numbers, which pydantic would read as times but the schema's date-time does not allow."""
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*", value):
+        raise ValueError("must be an ISO 8601 time such as 2026-11-29T10:00:00Z")
+    return value
+
+
+usage_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["usage"], responses=_ERRORS)
+
+
+@usage_router.get("/usage", response_model=schemas.Usage,
+                  summary="Resource use per user or per job: GPU-hours, CPU-hours, lost work, preemptions, attempts")
+async def usage(backend: BackendDep,
+                by: Annotated[str, Query(pattern="^(user|job)$", description="user or job")] = "user",
+                since: Annotated[datetime | None, BeforeValidator(_iso_time_only),
+                                 Query(description="ISO 8601 time; without a zone, UTC (default: all time)")] = None
+                ) -> Any:
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=timezone.utc)
+    return await backend.call("usage", by, None if since is None else since.timestamp())
 
 
 ModelId = Annotated[str, Path(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX,

@@ -26,6 +26,36 @@ class LostWork(_Out):
     note: str | None = None
 
 
+class PendingReason(_Out):
+    """Why a queued job waits: code priority, resources, quota, preempting, reserved or backoff."""
+
+    code: str
+    message: str
+
+
+class UsageRow(_Out):
+    """One user's or one job's use of the cluster over the period."""
+
+    user: str | None = None
+    job_id: str | None = None
+    name: str | None = None
+    resource_seconds: dict[str, float]
+    gpu_hours: float
+    cpu_hours: float
+    lost_work_s: float
+    preemptions: int
+    attempts: int
+    jobs: int | None = None
+    fair_share_usage: float | None = None
+
+
+class Usage(_Out):
+    by: str
+    since: str | None
+    until: str
+    rows: list[UsageRow]
+
+
 class JobPublic(_Out):
     """A job as every route returns it."""
 
@@ -59,6 +89,13 @@ class JobPublic(_Out):
     cooperative: bool = False
     checkpoint_requested_at: str | None = None
     checkpoint_bytes: int | None = Field(default=None, description="bytes its checkpoints that are not deleted use")
+    owner: str | None = Field(default=None, description="the user who submitted it (users file)")
+    borrowing: bool = Field(default=False, description="its attempt runs beyond its owner's guarantee, on idle"
+                            " capacity: the first to be paused when a guarantee is reclaimed")
+    backfill: str | None = Field(default=None, description="started as backfill: ends_before or spare")
+    pending_reason: PendingReason | None = Field(default=None, description="while queued: why it waits")
+    eta: str | None = Field(default=None, description="while queued: its estimated start (null: no estimate)")
+    eta_basis: str | None = Field(default=None, description="what the eta rests on")
 
 
 class JobPatch(BaseModel):

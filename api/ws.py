@@ -47,12 +47,13 @@ async def _serve(websocket: WebSocket, job_id: str | None) -> None:
         last_event_id = _int(websocket.query_params.get("last_event_id"))
         token = websocket.query_params.get("token")
         expected = websocket.app.state.token
-        if expected is not None and token is None:
+        users = getattr(websocket.app.state, "users", None)
+        if (expected is not None or users is not None) and token is None:
             first = await _first_message(websocket)
             token = first.get("token")
             if first.get("last_event_id") is not None:
                 last_event_id = _int(first.get("last_event_id"))
-        if not token_matches(expected, token):
+        if not (users.by_token(token) is not None if users is not None else token_matches(expected, token)):
             await _fail(websocket, "unauthorized", "missing or wrong API token: pass ?token=<token> or "
                         'send {"token": "<token>"} as the first message')
             return

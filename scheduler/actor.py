@@ -33,7 +33,7 @@ from .config import (
     runner_name,
 )
 from .core import Scheduler
-from .errors import JobNotFound
+from .errors import InvalidSpec, JobNotFound
 from .events import EventLog
 from .eventstore import events_path
 from .jobs import Attempt, Job, iso, step_of
@@ -296,10 +296,13 @@ class SchedulerService:
         """Hook run at the start of every call (the actor starts its background work here)."""
 
     # -- public API: plain dicts in and out ---------------------------------------------------------
-    async def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
+    # A caller through Ray is trusted (Ray access is cluster access): it may name any ``owner``
+    # and act on any job. The HTTP layer passes the token's user as ``owner`` / ``as_user``.
+    async def submit(self, spec: dict[str, Any], idempotency_key: str | None = None,
+                     owner: str | None = None) -> dict[str, Any]:
         """Submit a job; the same ``idempotency_key`` (and spec) returns the same job again."""
         self._tend()
-        return self.core.submit(spec, idempotency_key)
+        return self.core.submit(spec, idempotency_key, owner)
 
     async def get(self, job_id: str) -> dict[str, Any]:
         self._tend()
@@ -323,26 +326,46 @@ class SchedulerService:
         return self.core.queue_jobs(limit, offset)
 
     async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
-                    idempotency_key: str | None = None) -> dict[str, Any]:
+                    idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.pause(job_id, deadline_s, no_deadline, idempotency_key)
+        return self.core.pause(job_id, deadline_s, no_deadline, idempotency_key, as_user)
 
     async def resume(self, job_id: str, checkpoint_path: str | None = None,
-                     idempotency_key: str | None = None) -> dict[str, Any]:
+                     idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.resume(job_id, checkpoint_path, idempotency_key)
+        return self.core.resume(job_id, checkpoint_path, idempotency_key, as_user)
 
-    async def cancel(self, job_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
+    async def cancel(self, job_id: str, idempotency_key: str | None = None,
+                     as_user: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.cancel(job_id, idempotency_key)
+        return self.core.cancel(job_id, idempotency_key, as_user)
 
-    async def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+    async def set_priority(self, job_id: str, priority: int, as_user: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.set_priority(job_id, priority)
+        return self.core.set_priority(job_id, priority, as_user)
 
-    async def checkpoint(self, job_id: str) -> dict[str, Any]:
+    async def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
         self._tend()
-        return self.core.checkpoint(job_id)
+        return self.core.checkpoint(job_id, as_user)
+
+    async def reload_users(self, path: str | None = None) -> dict[str, Any]:
+        """Read the users file again (``path``, default the setting ``TRAINQ_USERS_FILE``) so edits
+        to users, roles and quotas apply without a restart; an empty ``path`` ("") turns users off.
+        A malformed file changes nothing and raises ``UsersFileError`` naming the line. Only for
+        callers through Ray (trusted: Ray access is cluster access); no route exposes it."""
+        self._tend()
+        from .users import load_users
+
+        target = self.settings.users_file if path is None else path
+        self.core.users = load_users(target) if target else None
+        self.core.schedule()
+        return {"users": [u.public() for u in self.core.users.users] if self.core.users else None}
+
+    async def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
+        """Resource-seconds (GPU-hours, CPU-hours), lost work, preemptions and attempts per user or
+        job since ``since`` (epoch seconds or an ISO time; None: all time)."""
+        self._tend()
+        return self.core.usage(by, _since(since))
 
     async def drain(self, grace_s: float) -> dict[str, Any]:
         """A shutdown: pause every active job to resume at the next start; see ``draining``."""
@@ -365,10 +388,11 @@ class SchedulerService:
         self._tend()
         return self.core.checkpoints(job_id)
 
-    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True,
+                             as_user: str | None = None) -> dict[str, Any]:
         """Pin (or unpin) a recorded checkpoint: pinned ones survive the retention rule."""
         self._tend()
-        return self.core.pin_checkpoint(job_id, path, pinned)
+        return self.core.pin_checkpoint(job_id, path, pinned, as_user)
 
     async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
         self._tend()
@@ -487,6 +511,22 @@ class SchedulerService:
         self._tend()
         self.core.on_runner_event(event)
 
+
+
+def _since(since: float | str | None) -> float | None:
+    """Epoch seconds from a number or an ISO 8601 time (``2026-11-29``, ``...T10:00:00Z``)."""
+    if since is None or isinstance(since, (int, float)) and not isinstance(since, bool):
+        return None if since is None else float(since)
+    if isinstance(since, str):
+        from datetime import datetime, timezone
+
+        try:
+            when = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidSpec(f"since must be an ISO 8601 time such as 2026-11-29T10:00:00Z, got {since!r}",
+                              field="since") from None
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    raise InvalidSpec(f"since must be an ISO 8601 time or epoch seconds, got {since!r}", field="since")
 
 
 class SchedulerActor(SchedulerService):

@@ -67,16 +67,19 @@ class Client:
                 raise e.cause from None
             raise
 
-    def submit(self, spec: dict[str, Any] | Any, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit(self, spec: dict[str, Any] | Any, idempotency_key: str | None = None,
+               owner: str | None = None) -> dict[str, Any]:
         """Queue a job; returns it (``status`` queued, or pending if it started at once).
 
         The same ``idempotency_key`` (and spec) returns the job the first call created; without
         one a fresh key is used, so Ray re-running the call after a scheduler restart never
-        creates the job twice.
+        creates the job twice. ``owner`` names the user it belongs to (a users file's user): a
+        caller through Ray is trusted, as Ray access is cluster access.
         """
         if hasattr(spec, "model_dump"):
             spec = spec.model_dump(exclude_unset=True)  # an explicit keep_checkpoints=None means "keep all"
-        return self._call("submit", self.upload_local_dirs(absolute_local_dirs(spec)), idempotency_key or new_key())
+        return self._call("submit", self.upload_local_dirs(absolute_local_dirs(spec)), idempotency_key or new_key(),
+                          owner)
 
     def upload(self, folder: str) -> dict[str, Any]:
         """Store a local folder with the scheduler, as the HTTP client does: ``{"name", "path", ...}``."""
@@ -143,6 +146,11 @@ class Client:
     def history(self, job_id: str) -> dict[str, Any]:
         """The job's transitions and attempts."""
         return self._call("history", job_id)
+
+    def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
+        """GPU-hours, CPU-hours, resource-seconds, lost work, preemptions and attempts per ``user``
+        or per ``job`` since ``since`` (an ISO 8601 time or epoch seconds; None: all time)."""
+        return self._call("usage", by, since)
 
     def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
              poll_s: float = 0.2) -> dict[str, Any]:

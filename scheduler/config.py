@@ -59,6 +59,14 @@ def env_float(name: str, default: float) -> float:
     return value
 
 
+def _env_positive(name: str, default: float) -> float:
+    """A number of seconds > 0 from the environment, with an error naming the variable."""
+    value = env_float(name, default)
+    if value <= 0:
+        raise ValueError(f"{name}={os.environ.get(name)!r} must be a number of seconds > 0")
+    return value
+
+
 def _env_keep(name: str, default: int | None) -> int | None:
     """A count of checkpoints to keep: a positive integer, or ``all`` (keep every one)."""
     raw = os.environ.get(name)
@@ -134,6 +142,14 @@ class Settings:
     secret_env: str = field(default_factory=lambda: os.environ.get("TRAINQ_SECRET_ENV", "HF_TOKEN"))
     #: The largest folder (zipped) a client may upload as a job's working_dir or py_modules.
     max_package_mb: float = field(default_factory=lambda: env_float("TRAINQ_MAX_PACKAGE_MB", 100))
+
+    #: The users file (YAML: users, tokens, roles, quotas, fair-share weights); unset: one user, as before.
+    users_file: str | None = field(default_factory=lambda: os.environ.get("TRAINQ_USERS_FILE") or None)
+    #: Fair share forgets usage with this half-life (seconds; default 7 days).
+    fairshare_half_life_s: float = field(default_factory=lambda: _env_positive("TRAINQ_FAIRSHARE_HALF_LIFE_S",
+                                                                               7 * 86400.0))
+    #: Time slicing: equal-priority jobs take turns every this many seconds; 0 (default) turns it off.
+    time_slice_s: float = field(default_factory=lambda: env_float("TRAINQ_TIME_SLICE_S", 0))
 
     def allowed_dir_list(self) -> list[str] | None:
         """``allowed_dirs`` as a list; None means any folder is allowed."""

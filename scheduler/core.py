@@ -14,6 +14,11 @@ Glossary
 - preemption: pausing lower-priority jobs right after a checkpoint so the head can start.
 - requeue: an attempt ended by the infrastructure (a node, a worker, the runner) goes back to
   the queue from its last checkpoint, up to the job's ``max_retries``.
+- owner: the user who submitted a job (users file); only they or an admin act on it.
+- borrowing: an attempt beyond its owner's guaranteed resources; the first to be reclaimed.
+- backfill: a job started behind a blocked head because it cannot delay it (docs/fairness.md).
+- time slice: with ``time_slice_s``, a job that has run a slice makes way for equal-priority
+  waiting jobs and is requeued behind them.
 
 ``Scheduler._transition`` is the only writer of job state: it checks the table, writes with
 compare-and-set, keeps the in-memory queue and allocations in step, then notifies listeners.
@@ -24,24 +29,27 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
 from . import policy, security, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, packages_root, train_run_name
-from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, IdempotencyConflict, IllegalTransition,
-                     InvalidSpec, JobNotFound, MissingOnServer, NotCooperative)
-from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of
-from .policy import Entry, QueueIndex, Resources, failure, preemption, retention
+from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, Forbidden, IdempotencyConflict,
+                     IllegalTransition, InvalidSpec, JobNotFound, MissingOnServer, NotCooperative, OverQuota)
+from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of, total_steps_of
+from .policy import (Entry, QueueIndex, Resources, admission, backfill, failure, fairshare, pending, preemption,
+                     quota, retention, timeslice)
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed
 from .store import Request, Store
+from .users import Users, load_users
 
 S = JobStatus
 Event = dict[str, Any]
@@ -87,7 +95,7 @@ class Scheduler:
 
     def __init__(self, store: Store, launcher: Launcher, cluster: Cluster, *, storage_root: str,
                  clock: Callable[[], float] = time.time, settings: Settings | None = None,
-                 checkpoint_fs: CheckpointFS | None = None) -> None:
+                 checkpoint_fs: CheckpointFS | None = None, users: Users | None = None) -> None:
         self.store = store
         #: where checkpoints are checked, measured and deleted (retention, resume)
         self.checkpoint_fs: CheckpointFS = checkpoint_fs or StorageFS()
@@ -97,6 +105,20 @@ class Scheduler:
         self.clock = clock
         self.settings = settings or Settings(storage_root=storage_root)
         self.listeners: list[Callable[[Event], None]] = []
+        #: who may do what, quotas and fair-share weights; None: one user, no quotas (as before)
+        self.users: Users | None = users
+        if users is None and self.settings.users_file:
+            self.users = load_users(self.settings.users_file)
+        self._owners: dict[str, str] = {}  # queued and active job -> owner ("" when none)
+        saved = store.get_meta(_LEDGER_KEY) or {}
+        self.ledger = fairshare.UsageLedger.from_dict(saved, self.settings.fairshare_half_life_s)
+        self._charged_at: float | None = None  # when running jobs were last charged to the ledger
+        self._ledger_saved_at = 0.0
+        #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
+        #: such a job then runs on, and only the head's start may be later than reserved)
+        self._planned: dict[str, backfill.PlannedPause] = {}
+        self._version = 0  # bumped on every change the queue view depends on
+        self._view: tuple[tuple[int, int], _QueueView] | None = None
         self.queue = QueueIndex()
         #: (job_id, attempt) -> resources, from launch until its runner stopped or is gone
         self.held: dict[tuple[str, int], Resources] = {}
@@ -124,17 +146,22 @@ class Scheduler:
         return list(self.held.values())
 
     # -- the verbs ------------------------------------------------------------------------------
-    def submit(self, data: Any, idempotency_key: str | None = None) -> dict[str, Any]:
+    def submit(self, data: Any, idempotency_key: str | None = None, owner: str | None = None) -> dict[str, Any]:
         """Validate a spec, store the job as ``queued`` and start whatever fits now.
 
         With an ``idempotency_key``, the same key (and spec) returns the job it created the first
         time instead of a new one: a client, or Ray retrying the call after a restart, may resend.
+        ``owner`` is the submitting user (the HTTP layer passes the token's; a Ray caller is
+        trusted and may name anyone in the users file).
         """
         key = _idempotency_key(idempotency_key)
         spec = parse_spec(data)
-        fingerprint = hashlib.sha256(json.dumps(spec.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+        self._check_owner(owner)
+        dumped = spec.model_dump(mode="json")
+        fingerprint = hashlib.sha256(json.dumps(dumped if owner is None else {**dumped, "owner": owner},
+                                                sort_keys=True).encode()).hexdigest()
         if key is not None and (found := self._replay(key, "submit", None, fingerprint)) is not None:
-            return self.get(found["job_id"])
+            return self._public(self._job(found["job_id"]))
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
             spec = spec.model_copy(update={"config": config})
@@ -143,26 +170,33 @@ class Scheduler:
             # trainq delete checkpoints of a job that was submitted under another rule.
             spec = spec.model_copy(update={"keep_checkpoints": self.settings.keep_checkpoints})
         self._check_fits(spec)
+        self._check_quota(spec, owner)
         self._check_reach(spec)
         now = self.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
-                  priority=spec.priority, seq=0, created_at=now, updated_at=now)
+                  priority=spec.priority, seq=0, created_at=now, updated_at=now, owner=owner)
         request = Request(key, "submit", fingerprint) if key is not None else None
         job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request)
         self._counts[S.QUEUED] = self._counts.get(S.QUEUED, 0) + 1
         self._index(job)
         self._notify_status(job, None, "submitted")
         self.schedule()
-        return self.get(job.job_id)
+        # Without its pending_reason/eta (GET the job for them): working them out walks the whole
+        # queue, and a submit must not cost more the longer the queue is.
+        return self._public(self._job(job.job_id))
 
     def get(self, job_id: str) -> dict[str, Any]:
-        """One job as a dict."""
-        return self._public(self._job(job_id))
+        """One job as a dict; a queued one with its ``pending_reason``, ``eta`` and ``eta_basis``."""
+        job = self._job(job_id)
+        return self._public_many([job], self._queue_view() if job.status is S.QUEUED else None)[0]
 
     def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
              offset: int = 0) -> list[dict[str, Any]]:
-        """Jobs newest first, optionally filtered by status (one or several)."""
-        return self._public_many(self.store.list_jobs(_statuses(status), limit, offset))
+        """Jobs newest first, optionally filtered by status (one or several). Everyone sees every
+        job (as ``squeue`` shows them); only acting on one is limited to its owner and admins."""
+        jobs = self.store.list_jobs(_statuses(status), limit, offset)
+        view = self._queue_view() if any(j.status is S.QUEUED for j in jobs) else None
+        return self._public_many(jobs, view)
 
     def count(self, status: str | Iterable[str] | None = None) -> int:
         """How many jobs (in ``status``) there are (counted as they change, not by a scan)."""
@@ -170,14 +204,18 @@ class Scheduler:
         return sum(n for s, n in self._counts.items() if statuses is None or s in statuses)
 
     def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        """The queued jobs in the order they will start."""
-        page = self.queue.page(limit, offset)
+        """The queued jobs in the order they will start (fair-share order with a users file), each
+        with why it waits (``pending_reason``) and when it should start (``eta``, ``eta_basis``)."""
+        view = self._queue_view()
+        end = None if limit is None else offset + limit
+        page = view.order[offset:end]
         jobs = self.store.get_jobs([e.job_id for e in page])
-        return self._public_many([jobs[e.job_id] for e in page if e.job_id in jobs])
+        return self._public_many([jobs[e.job_id] for e in page if e.job_id in jobs], view)
 
     def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
-              idempotency_key: str | None = None) -> dict[str, Any]:
+              idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
         """Pause a job; see ``_pause``. A repeated ``idempotency_key`` gets the first answer again."""
+        self._authorize(job_id, as_user, "pause")
         return self._idempotent(idempotency_key, "pause", job_id, lambda: self._pause(job_id, deadline_s, no_deadline))
 
     def _pause(self, job_id: str, deadline_s: float | None, no_deadline: bool) -> dict[str, Any]:
@@ -228,11 +266,12 @@ class Scheduler:
         return self._pause_result(job, previous, message)
 
     def resume(self, job_id: str, checkpoint_path: str | None = None,
-               idempotency_key: str | None = None) -> dict[str, Any]:
+               idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
         """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint.
 
         A repeated ``idempotency_key`` gets the first answer again instead of a conflict.
         """
+        self._authorize(job_id, as_user, "resume")
         return self._idempotent(idempotency_key, "resume", job_id, lambda: self._resume(job_id, checkpoint_path))
 
     def _resume(self, job_id: str, checkpoint_path: str | None) -> dict[str, Any]:
@@ -247,7 +286,7 @@ class Scheduler:
         warning = NOT_RESUMABLE if job.resumable is False else None
         job = self._requeue(job, "resume", f"resumed from {start_from or 'the start (no checkpoint)'}",
                             start_from, warning=warning)
-        position = self.queue.position(job_id)
+        position = self._position(job_id)
         message = (f"Job resumed from checkpoint and queued at position {position}" if start_from
                    else f"Job has no checkpoint; it starts over, queued at position {position}")
         if fallback:
@@ -262,8 +301,9 @@ class Scheduler:
         self.schedule()
         return result
 
-    def cancel(self, job_id: str, idempotency_key: str | None = None) -> dict[str, Any]:
+    def cancel(self, job_id: str, idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
         """Cancel a job; a running one is stopped now (its resources free once it has stopped)."""
+        self._authorize(job_id, as_user, "cancel")
         return self._idempotent(idempotency_key, "cancel", job_id, lambda: self._cancel(job_id))
 
     def _cancel(self, job_id: str) -> dict[str, Any]:
@@ -280,8 +320,9 @@ class Scheduler:
         self.schedule()
         return self._public(job)
 
-    def set_priority(self, job_id: str, priority: Any) -> dict[str, Any]:
+    def set_priority(self, job_id: str, priority: Any, as_user: str | None = None) -> dict[str, Any]:
         """Change a job's priority; its queue position changes at once and a raise may preempt."""
+        self._authorize(job_id, as_user, "reprioritize")
         if isinstance(priority, bool) or not isinstance(priority, int) or not -1_000_000 <= priority <= 1_000_000:
             raise InvalidSpec(f"priority must be an integer from -1000000 to 1000000, got {priority!r}",
                               field="priority")
@@ -295,11 +336,11 @@ class Scheduler:
             self._notify({"type": "priority", "job_id": job_id, "priority": priority,
                           "previous_priority": previous, "at": iso(self.clock())})
             self.schedule()
-        return self.get(job_id)
+        return self._public(self._job(job_id))
 
-    def checkpoint(self, job_id: str) -> dict[str, Any]:
+    def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
         """Have a running job save a checkpoint at its next step and go on (checkpoint-now)."""
-        job = self._job(job_id)
+        job = self._authorize(job_id, as_user, "checkpoint")
         if job.status is not S.RUNNING:
             raise IllegalTransition(job_id, job.status.value, job.status.value, "checkpoint",
                                     "only a running job can save a checkpoint on request")
@@ -323,12 +364,13 @@ class Scheduler:
         self._job(job_id)
         return [self._checkpoint_public(c) for c in self.store.checkpoints(job_id)]
 
-    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True,
+                       as_user: str | None = None) -> dict[str, Any]:
         """Pin a recorded checkpoint (kept whatever the retention rule says) or unpin it.
 
         Unpinning applies the rule at once, so an old checkpoint may be deleted right away.
         """
-        job = self._job(job_id)
+        job = self._authorize(job_id, as_user, "pin" if pinned else "unpin")
         candidate = self._recorded_checkpoint(job, path)
         record = self.store.find_checkpoint(job_id, candidate)
         assert record is not None  # _recorded_checkpoint checked it
@@ -480,8 +522,10 @@ class Scheduler:
         return done
 
     def tick(self) -> None:
-        """Periodic work: enforce pause deadlines and start timeouts, then start what fits."""
+        """Periodic work: pause deadlines, time limits, start timeouts, usage; then start what fits."""
         now = self.clock()
+        self._charge_usage(now)
+        self._enforce_time_limits(now)
         for job_id, deadline in list(self.deadlines.items()):
             if deadline <= now:
                 job = self._job(job_id)
@@ -502,36 +546,386 @@ class Scheduler:
         self.schedule()
 
     def schedule(self) -> list[str]:
-        """Start every queued job that fits now, in policy order; preempt for a blocked head."""
+        """One scheduling pass (docs/fairness.md, "The order of one scheduling pass").
+
+        Admit in fair order within quotas; make room for a blocked head (other users' borrowing
+        jobs first, then lower priorities); backfill around it what cannot delay it; rotate out
+        jobs whose time slice is over. Returns the jobs started.
+        """
         if self.draining:
             return []
         now = self.clock()
         capacity = self.cluster.capacity()
         free = policy.subtract(capacity, *self.allocated)
-        started = []
-        for entry in policy.admit(self.queue, free, self._nodes_free(), now):
-            job = self._job(entry.job_id)
-            attempt_no = job.attempt + 1
-            job = self._transition(job, S.PENDING, "start", f"admitted as attempt {attempt_no}",
-                                   attempt=attempt_no, started_at=now, not_before=None)
-            attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
-                              run_name=train_run_name(job.name, job.job_id, attempt_no))
-            self.store.save_attempt(attempt)
-            try:
-                self.launcher.launch(job, attempt, self.job_root(job))
-            except Exception as e:  # a launch that cannot even start fails the job, loudly
-                self._launch_failed(job.job_id, attempt_no, f"{type(e).__name__}: {e}")
-                continue
-            started.append(job.job_id)
+        used = self._used_by_user()
+        quotas = self._quotas()
+        adm = admission.admit_with_quotas(self._order(now, capacity), free, now, owners=self._owners, used=used,
+                                          quotas=quotas, nodes_free=self._nodes_free())
+        started = [job_id for a in adm.start if (job_id := self._start(a.job_id, now, a.borrowing)) is not None]
         free = policy.subtract(capacity, *self.allocated)
-        head = policy.head(self.queue, now)
-        if head is not None and not policy.fits(head.demand, free) and self._may_preempt():
-            self._preempt_for_queue(free, capacity, now)
+        head = adm.head if adm.head is not None and adm.head.job_id in self.queue else None
+        self._pause_planned(now)
+        if head is not None and not policy.fits(head.demand, free):
+            if not self._reclaim_for(head, free, capacity, now) and self._may_preempt():
+                self._preempt_for_queue(free, capacity, now)
+            started += self._backfill(head, capacity, now, quotas, set(adm.held))
+            free = policy.subtract(capacity, *self.allocated)
+        if self.settings.time_slice_s > 0:
+            self._rotate(free, capacity, now)
+        head = head if head is not None and head.job_id in self.queue else None
         wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, free) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
             self.cluster.request(wanted or [])
         return started
+
+    def _start(self, job_id: str, now: float, borrowing: bool = False, how: str | None = None) -> str | None:
+        """queued -> pending: a new attempt, launched; None when the launch failed at once."""
+        job = self._job(job_id)
+        attempt_no = job.attempt + 1
+        reason = f"admitted as attempt {attempt_no}" + (f" (backfill: {how})" if how else "") \
+            + (" borrowing idle capacity beyond its owner's guarantee" if borrowing else "")
+        job = self._transition(job, S.PENDING, "start", reason, attempt=attempt_no, started_at=now,
+                               not_before=None, borrowing=borrowing, backfill=how)
+        attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
+                          run_name=train_run_name(job.name, job.job_id, attempt_no))
+        self.store.save_attempt(attempt)
+        try:
+            self.launcher.launch(job, attempt, self.job_root(job))
+        except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
+            self._launch_failed(job.job_id, attempt_no, f"{type(e).__name__}: {e}")
+            return None
+        return job.job_id
+
+    # -- users, quotas, fair share --------------------------------------------------------------------
+    def _order(self, now: float, capacity: Resources) -> Iterable[Entry]:
+        """The queue in admission order: fair order within a priority with a users file, else the
+        plain order, lazily (a pass then reads only the jobs it starts)."""
+        if self.users is None:
+            return self.queue.in_order()
+        # Lazy all the way: a pass that starts k jobs pays for k of them (plus one grouping walk).
+        return fairshare.fair_iter(list(self.queue.in_order()), self._owners, self.ledger.snapshot(now),
+                                   _PerUser(self.users.weight), self._share_base(capacity),
+                                   expected_s=_PerUser(self._time_limit_or_none))
+
+    def _time_limit_or_none(self, job_id: str) -> float | None:
+        return self._spec_of(job_id).time_limit_s
+
+    def _share_base(self, capacity: Resources) -> Resources:
+        """What shares of the cluster are measured against: its size, or its largest size when an
+        autoscaler has shrunk it (a cluster scaled to zero still compares GPUs with CPUs)."""
+        most = self.cluster.max_capacity()
+        return {k: max(capacity.get(k, 0.0), most.get(k, 0.0)) for k in set(capacity) | set(most)}
+
+    def _quotas(self) -> Mapping[str, quota.Quota]:
+        """Every owner's quota (a user missing from it is unlimited: so with no users file, all)."""
+        return {} if self.users is None else _PerUser(self.users.quota)
+
+    def _used_by_user(self) -> dict[str, Resources]:
+        """What each owner's attempts hold now (attempts still releasing included)."""
+        return quota.usage_by_user((self._owners.get(job_id, ""), demand) for (job_id, _), demand in self.held.items())
+
+    def _check_owner(self, owner: str | None) -> None:
+        if owner is None or self.users is None:
+            return
+        if self.users.get(owner) is None:
+            raise InvalidSpec(f"unknown user {owner!r}: owner must be a user of the users file", field="owner")
+
+    def _check_quota(self, spec: JobSpec, owner: str | None) -> None:
+        """Refuse a job its owner's max can never hold, with the numbers."""
+        if self.users is None:
+            return
+        why = quota.never_fits_quota(spec.demand(), self.users.quota(owner or ""), owner or "")
+        if why is not None:
+            raise OverQuota(why, field="num_workers", owner=owner)
+
+    def _authorize(self, job_id: str, as_user: str | None, action: str) -> Job:
+        """The job, if ``as_user`` may act on it: its owner or an admin. ``as_user`` None is a
+        trusted caller (through Ray, or no users file)."""
+        job = self._job(job_id)
+        if as_user is None or self.users is None:
+            return job
+        user = self.users.get(as_user)
+        if user is None:
+            raise Forbidden(f"unknown user {as_user!r} may not {action} jobs", user=as_user, action=action,
+                            job_id=job_id)
+        if not user.is_admin and job.owner != user.name:
+            raise Forbidden(f"user {user.name!r} may not {action} job {job_id!r}: it belongs to"
+                            f" {job.owner or 'no user'!r}; only its owner or an admin may", user=user.name,
+                            owner=job.owner, action=action, job_id=job_id)
+        return job
+
+    def _reclaim_for(self, head: Entry, free: Resources, capacity: Resources, now: float) -> bool:
+        """With quotas: pause other users' borrowing jobs for a head within its owner's guarantee.
+
+        True when room is being made for it (victims chosen now or already stopping)."""
+        if self.users is None:
+            return False
+        user = self._owners.get(head.job_id, "")
+        borrowing = {j.job_id: self._owners.get(j.job_id, "") for j in self._live.values()
+                     if j.borrowing and j.status in (S.PENDING, S.RUNNING, S.PAUSING)}
+        if not any(owner != user for owner in borrowing.values()):
+            return False
+        mine = self._used_by_user().get(user, {})
+        decision = quota.reclaim_victims(head.job_id, head.priority, head.demand, user, mine, self.users.quota(user),
+                                         self._holders(now), borrowing, free, capacity, now)
+        if decision is None:
+            return False
+        for victim_id in decision.victims:
+            why = ("reclaimed" if victim_id in borrowing and borrowing[victim_id] != user else "preempted")
+            self._preempt(victim_id, head, now, decision.lost_work_s.get(victim_id), reclaim=why == "reclaimed")
+        return True
+
+    # -- backfill and time slicing --------------------------------------------------------------------
+    def _backfill(self, head: Entry, capacity: Resources, now: float, quotas: Mapping[str, quota.Quota],
+                  held: set[str]) -> list[str]:
+        """Start jobs behind the blocked head that cannot delay it (policy.backfill)."""
+        free = policy.subtract(capacity, *self.allocated)
+        if not any(amount > 1e-9 for amount in free.values()):
+            return []  # nothing is free: nothing can start now (the common case of a full cluster)
+        holders = self._releases(now)
+        reservation = backfill.reserve(head.job_id, head.demand, free, holders, now)
+        if reservation.earliest_at is None or (reservation.earliest_at <= now and not reservation.spare):
+            return []  # the head might start any moment (a running job's end is unknown): nothing may go first
+        order = itertools.islice(self._order(now, capacity), _BACKFILL_DEPTH)
+        rest = [e for e in order if e.job_id not in held]
+        at = next((i for i, e in enumerate(rest) if e.job_id == head.job_id), None)
+        if at is None or at + 1 >= len(rest):
+            return []
+        rest = rest[at:]  # jobs ahead of the head are in their backoff: not ready, they keep their place
+        run_s = {e.job_id: t for e in rest if (t := self._spec_of(e.job_id).time_limit_s) is not None}
+        # A preemption's pause is stopped at its grace at the latest, so that bounds the pause.
+        pause_s = self.settings.preempt_grace_s + _STOP_MARGIN_S
+        preemptible = {e.job_id: pause_s for e in rest if self._spec_of(e.job_id).preemptible}
+        plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s, preemptible=preemptible)
+        used = self._used_by_user()
+        nodes = self._nodes_free()
+        started = []
+        for b in plan.start:
+            entry = next(e for e in rest if e.job_id == b.job_id)
+            user = self._owners.get(b.job_id, "")
+            q = quotas.get(user)
+            verdict = quota.check(entry.demand, used.get(user, {}), q) if q is not None else None
+            if verdict is not None and verdict.status == quota.OVER_MAX:
+                continue
+            if nodes is not None and entry.worker:
+                placed = policy.place_gang(entry.worker, entry.num_workers, nodes)
+                if placed is None:
+                    continue
+                policy.placement.take(nodes, entry.worker, placed)
+            if self._start(b.job_id, now, verdict is not None and verdict.status == quota.BORROWING, b.why):
+                started.append(b.job_id)
+                if b.why == backfill.PREEMPTIBLE and b.preempt_at is not None:
+                    self._planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
+                mine = used.setdefault(user, {})
+                for name, amount in entry.demand.items():
+                    mine[name] = mine.get(name, 0.0) + amount
+        return started
+
+    def _pause_planned(self, now: float) -> None:
+        """Pause the ``preemptible`` backfills whose time has come (their head still waits), at a
+        checkpoint and within the preemption grace; forget the plans whose head has gone."""
+        if not self._planned:
+            return
+        due = backfill.due_preemptions(list(self._planned.values()), self.queue, now)
+        for job_id in due.dropped:
+            self._planned.pop(job_id, None)
+        for job_id in due.due:
+            job = self._live.get(job_id)
+            if job is None or job.status in (S.PAUSING,):
+                self._planned.pop(job_id, None)
+                continue
+            if job.status is not S.RUNNING:
+                continue  # still starting: paused once it runs (its pause time counts from then)
+            planned = self._planned.pop(job_id)
+            plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
+            self._begin_pause(job, plan, failure.PREEMPT, f"preempted by {planned.head}: it was backfilled on the"
+                              f" condition that it makes way before {planned.head} may start; pausing at its next"
+                              f" checkpoint ({plan.message})", preempted_by=planned.head,
+                              preemptions=job.preemptions + 1)
+            self._notify({"type": "preemption", "job_id": job_id, "preempted_by": planned.head, "backfill": True,
+                          "at": iso(now)})
+
+    def _releases(self, now: float) -> list[backfill.Holder]:
+        """Every attempt holding resources, with when it is expected to release them."""
+        return [backfill.Holder(r.job_id, r.demand, r.end_at, backfilled=spare)
+                for r, spare in self._running_ends(now)]
+
+    def _running_ends(self, now: float, by_rate: bool = False) -> list[tuple[pending.RunningEnd, bool]]:
+        """Every attempt holding resources: its expected release (and what that rests on), and
+        whether it started as ``spare`` backfill. ``by_rate``: also from its steps to go at its
+        recent step rate (for ETAs; backfill counts on time limits only, which are promises)."""
+        out = []
+        for (job_id, attempt), demand in self.held.items():
+            job = self._live.get(job_id)
+            end = pending.EndEstimate(None, "releasing")
+            if job is not None and job.attempt == attempt:
+                if job.status is S.PAUSING:
+                    end = pending.EndEstimate(job.expected_paused_by, "pausing at its next checkpoint")
+                elif job_id in self._planned:
+                    at = self._planned[job_id].at + self.settings.preempt_grace_s + _STOP_MARGIN_S
+                    end = pending.EndEstimate(at, "backfilled: paused before the head it runs beside")
+                else:
+                    end = self._end_estimate(job, now, by_rate and job.status is S.RUNNING)
+            out.append((pending.RunningEnd(job_id, demand, end.end_at, end.basis),
+                        job is not None and job.backfill == "spare"))
+        return out
+
+    def _end_estimate(self, job: Job, now: float, by_rate: bool = False) -> pending.EndEstimate:
+        spec = self._spec(job)
+        total = total_steps_of(spec.config) if by_rate else None
+        step = rate = None
+        if total is not None:
+            recent = [(r.at, s) for r in self.store.last_reports(job.job_id, job.attempt, 20)
+                      if (s := step_of(r.metrics)) is not None]
+            rate = pending.step_rate(recent)
+            step = recent[-1][1] if recent else None
+        return pending.estimate_end(now, self._attempt_started(job), time_limit_s=spec.time_limit_s,
+                                    total_steps=total, step=step, rate=rate)
+
+    def _rotate(self, free: Resources, capacity: Resources, now: float) -> None:
+        """Time slicing: pause (at a checkpoint) running jobs whose slice is over, for waiting ones."""
+        waiting = [e for e in itertools.islice(self.queue.in_order(), _BACKFILL_DEPTH) if policy.ready(e, now)]
+        if not waiting:
+            return
+        running = []
+        for job in self._live.values():
+            if job.status is S.RUNNING:
+                spec = self._spec(job)
+                running.append(timeslice.Sliced(job.job_id, job.priority, self._demand(job), self._attempt_started(job),
+                                                self._attained(job.job_id, capacity, now), spec.preemptible))
+        attained = {e.job_id: self._attained(e.job_id, capacity, now) for e in waiting}
+        for rotation in timeslice.rotate_out(waiting, attained, running, free, now, self.settings.time_slice_s):
+            job = self._job(rotation.job_id)
+            plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
+            for_job = rotation.for_jobs[0] if rotation.for_jobs else None
+            self._begin_pause(job, plan, failure.ROTATE, f"time slice of {self.settings.time_slice_s:g}s over;"
+                              f" making way for {for_job}; pausing at its next checkpoint ({plan.message})",
+                              preempted_by=for_job, preemptions=job.preemptions + 1)
+            self._notify({"type": "preemption", "job_id": job.job_id, "preempted_by": for_job,
+                          "time_slice": True, "at": iso(now)})
+
+    def _attained(self, job_id: str, capacity: Resources, now: float) -> float:
+        """Service a job has had over all its attempts: dominant share × seconds."""
+        spec = self._spec_of(job_id)
+        seconds = sum(max(0.0, (a.ended_at or now) - a.started_at) for a in self.store.attempts(job_id))
+        return fairshare.resource_seconds(spec.demand(), seconds, capacity)
+
+    # -- time limits and usage ---------------------------------------------------------------------------
+    def _enforce_time_limits(self, now: float) -> None:
+        """Stop an attempt that has run its ``time_limit_s``: the job fails with a time-limit error."""
+        for job in list(self._live.values()):
+            limit = self._spec(job).time_limit_s
+            if limit is None or job.status not in (S.PENDING, S.RUNNING) or job.started_at is None \
+                    or now - job.started_at < limit:
+                continue
+            job = self._transition(job, S.FAILED, "fail", f"time limit of {limit:g}s reached; stopped",
+                                   finished_at=now, error=f"TimeLimit: attempt {job.attempt} ran for its time limit"
+                                   f" of {limit:g} s (time_limit_s) and was stopped; resume it to go on from its"
+                                   " last checkpoint")
+            self.launcher.stop(job.job_id, job.attempt)
+            self._end_attempt(job, "time limit", now)
+
+    def _charge_usage(self, now: float) -> None:
+        """Charge what each owner's attempts held since the last tick to the fair-share ledger."""
+        since, self._charged_at = self._charged_at, now
+        if since is None or now <= since:
+            return
+        capacity = self._share_base(self.cluster.capacity())
+        for (job_id, _), demand in self.held.items():
+            self.ledger.charge(self._owners.get(job_id, ""), demand, now - since, now, capacity)
+        if now - self._ledger_saved_at >= _LEDGER_SAVE_S:
+            self._ledger_saved_at = now
+            self.store.set_meta(_LEDGER_KEY, self.ledger.to_dict())
+
+    def usage(self, by: str = "user", since: float | None = None) -> dict[str, Any]:
+        """Resource use per user or per job since ``since`` (epoch seconds; None: all time).
+
+        Each row: ``resource_seconds`` per resource, ``gpu_hours``, ``cpu_hours``, ``lost_work_s``
+        (work redone after pauses and failures), ``preemptions`` and ``attempts``; per user also
+        ``jobs`` and ``fair_share_usage`` (the decayed usage fair share orders by).
+        """
+        if by not in ("user", "job"):
+            raise InvalidSpec(f"by must be 'user' or 'job', got {by!r}", field="by")
+        if since is not None and (not math.isfinite(since)):
+            raise InvalidSpec("since must be a time", field="since")
+        now = self.clock()
+        attempts = self.store.attempts_since(since)
+        jobs = self.store.get_jobs(sorted({a.job_id for a in attempts}))
+        rows: dict[str, dict[str, Any]] = {}
+        for a in attempts:
+            job = jobs.get(a.job_id)
+            if job is None:
+                continue
+            owner = job.owner or ""
+            key = owner if by == "user" else a.job_id
+            row = rows.setdefault(key, _usage_row(by, key, job))
+            seconds = max(0.0, (a.ended_at if a.ended_at is not None else now) - max(a.started_at, since or 0.0))
+            for name, amount in self._spec(job).demand().items():
+                row["resource_seconds"][name] = row["resource_seconds"].get(name, 0.0) + amount * seconds
+            row["lost_work_s"] += float((a.lost_work or {}).get("seconds") or 0.0)
+            row["attempts"] += 1
+            if a.job_id not in row["_jobs"]:
+                row["_jobs"].add(a.job_id)
+                row["preemptions"] += job.preemptions
+        out = []
+        for key, row in sorted(rows.items()):
+            rs = row["resource_seconds"]
+            row["resource_seconds"] = {k: round(v, 3) for k, v in sorted(rs.items())}
+            row["gpu_hours"], row["cpu_hours"] = round(rs.get("GPU", 0.0) / 3600, 6), round(rs.get("CPU", 0.0) / 3600, 6)
+            row["lost_work_s"] = round(row["lost_work_s"], 3)
+            n = len(row.pop("_jobs"))
+            if by == "user":
+                row["jobs"] = n
+                row["fair_share_usage"] = round(self.ledger.of(key, now), 6)
+            out.append(row)
+        return {"by": by, "since": iso(since), "until": iso(now), "rows": out}
+
+    # -- why pending, and when ---------------------------------------------------------------------------
+    def _queue_view(self) -> _QueueView:
+        """The queue as users see it: its order, each job's position and why it waits (O(n));
+        kept until the next change, or for a second (pages polling it cost one walk a second)."""
+        now = self.clock()
+        key = (self._version, math.floor(now))
+        if self._view is not None and self._view[0] == key:
+            return self._view[1]
+        view = self._compute_queue_view(now)
+        self._view = (key, view)
+        return view
+
+    def _compute_queue_view(self, now: float) -> _QueueView:
+        capacity = self.cluster.capacity()
+        free = policy.subtract(capacity, *self.allocated)
+        order = list(self._order(now, capacity))
+        used, quotas = self._used_by_user(), self._quotas()
+        preempting: dict[str, list[str]] = {}
+        for job in self._live.values():
+            if job.status is S.PAUSING and job.pause_reason in (failure.PREEMPT, failure.ROTATE) and job.preempted_by:
+                preempting.setdefault(job.preempted_by, []).append(job.job_id)
+        waiting = []
+        for e in order:
+            user = self._owners.get(e.job_id, "")
+            q = quotas.get(user)
+            verdict = quota.check(e.demand, used.get(user, {}), q) if q is not None else None
+            waiting.append(pending.Waiting(e, self._spec_of(e.job_id).time_limit_s,
+                                           verdict.message if verdict and verdict.status == quota.OVER_MAX else None,
+                                           tuple(preempting.get(e.job_id, ()))))
+        running = [r for r, _ in self._running_ends(now, by_rate=True)]
+        explained = {p.job_id: p for p in pending.explain(waiting, running, free, now)}
+        return _QueueView(order, {e.job_id: i + 1 for i, e in enumerate(order)}, explained)
+
+    def _position(self, job_id: str) -> int | None:
+        """1-based place in the queue users see (fair order with a users file): O(position)."""
+        if self.users is None or job_id not in self.queue:
+            return self.queue.position(job_id)
+        if self._view is not None and self._view[0] == (self._version, math.floor(self.clock())):
+            return self._view[1].positions.get(job_id)
+        now = self.clock()
+        return next(i for i, e in enumerate(self._order(now, self.cluster.capacity()), 1) if e.job_id == job_id)
+
+    def _spec_of(self, job_id: str) -> JobSpec:
+        spec = self._specs.get(job_id)
+        return spec if spec is not None else self._spec(self._job(job_id))
 
     def _check_reach(self, spec: JobSpec) -> None:
         """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
@@ -626,10 +1020,15 @@ class Scheduler:
             reason = decision.reason
             if job.pause_reason == failure.PREEMPT and job.preempted_by:
                 reason = f"preempted by {job.preempted_by}: " + reason.removeprefix("preempted: ")
+            # A job whose time slice is over, or a borrowing job preempted (its owner's guarantee did
+            # not cover it), goes behind the jobs waiting: back in its old place it would start
+            # again at once on the room just made, ahead of the job it was paused for.
+            behind = {"seq": self.store.next_seq()} if job.pause_reason == failure.ROTATE or (
+                job.pause_reason == failure.PREEMPT and job.borrowing) else {}
             return self._requeue(job, "requeue", reason, job.checkpoint_path,
                                  retries=job.retries + (1 if decision.retry else 0),
                                  not_before=at + decision.backoff_s if decision.backoff_s else None,
-                                 keep_reason=job.pause_reason == failure.PREEMPT)
+                                 keep_reason=job.pause_reason in (failure.PREEMPT, failure.ROTATE), **behind)
         return self._transition(job, S.FAILED, "fail", decision.reason, finished_at=at,
                                 error=error or "the run failed without an error message")
 
@@ -710,18 +1109,26 @@ class Scheduler:
                 last_checkpoint_at=self._last_checkpoint_at(job), resumable=job.resumable))
         return holders
 
-    def _preempt(self, victim_id: str, head: Entry, now: float, expected_loss_s: float | None) -> None:
+    def _preempt(self, victim_id: str, head: Entry, now: float, expected_loss_s: float | None,
+                 reclaim: bool = False) -> None:
         job = self._job(victim_id)
         plan = self._plan_pause(job, now, cap_s=self.settings.preempt_grace_s)
+        why = (f"its owner's guarantee is reclaimed for {head.job_id} (this job borrows idle capacity)" if reclaim
+               else f"priority {head.priority} > {job.priority}")
         self._begin_pause(job, plan, failure.PREEMPT,
-                          f"preempted by {head.job_id} (priority {head.priority} > {job.priority});"
+                          f"preempted by {head.job_id} ({why});"
                           f" pausing at its next checkpoint ({plan.message})",
                           preempted_by=head.job_id, preemptions=job.preemptions + 1)
         self._notify({"type": "preemption", "job_id": victim_id, "preempted_by": head.job_id,
                       "expected_lost_work_s": expected_loss_s, "at": iso(now)})
 
     def _index(self, job: Job) -> None:
-        """Keep the queue and deadlines in step with a job's stored state."""
+        """Keep the queue, deadlines and owners in step with a job's stored state."""
+        self._version += 1
+        if job.status is S.QUEUED or job.status in ACTIVE:
+            self._owners[job.job_id] = job.owner or ""
+        elif not any(key[0] == job.job_id for key in self.held):
+            self._owners.pop(job.job_id, None)
         if job.status is S.QUEUED:
             spec = self._spec(job)
             self.queue.add(Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(),
@@ -736,6 +1143,7 @@ class Scheduler:
     def _release(self, job_id: str, attempt: int) -> None:
         """The attempt's runner has stopped (or is gone): what it held is free again."""
         self.held.pop((job_id, attempt), None)
+        self._version += 1
 
     def _nodes_free(self) -> list[Resources] | None:
         """Free resources per node, less what pending jobs will take once Ray places them."""
@@ -973,17 +1381,25 @@ class Scheduler:
         return job
 
     def _public(self, job: Job) -> dict[str, Any]:
-        d = job.to_dict(queue_position=self.queue.position(job.job_id))
+        d = job.to_dict(queue_position=self.queue.position(job.job_id) if self.users is None
+                        else self._position(job.job_id))
         d["checkpoint_bytes"] = self.store.checkpoint_bytes(job.job_id)
+        d.update(pending_reason=None, eta=None, eta_basis=None)
         return d
 
-    def _public_many(self, jobs: list[Job]) -> list[dict[str, Any]]:
-        """``_public`` of a page of jobs with one query for all their checkpoint sizes."""
+    def _public_many(self, jobs: list[Job], view: _QueueView | None = None) -> list[dict[str, Any]]:
+        """``_public`` of a page of jobs with one query for all their checkpoint sizes; with the
+        queue ``view``, queued jobs carry their position in it and why they wait."""
         sizes = self.store.checkpoint_bytes_of([j.job_id for j in jobs])
         out = []
         for job in jobs:
-            d = job.to_dict(queue_position=self.queue.position(job.job_id))
+            position = view.positions.get(job.job_id) if view is not None else self.queue.position(job.job_id)
+            d = job.to_dict(queue_position=position)
             d["checkpoint_bytes"] = sizes.get(job.job_id, 0)
+            why = view.pending.get(job.job_id) if view is not None and job.status is S.QUEUED else None
+            d["pending_reason"] = why.reason() if why else None
+            d["eta"] = iso(why.eta) if why else None
+            d["eta_basis"] = why.eta_basis if why else None
             out.append(d)
         return out
 
@@ -1001,6 +1417,51 @@ class Scheduler:
     def _notify(self, event: Event) -> None:
         for listener in self.listeners:
             listener(event)
+
+
+#: How many queued jobs behind the head backfill and time slicing look at (Slurm's bf_max_job_test).
+_BACKFILL_DEPTH = 500
+#: Allowance for a stopped run to release its resources after its pause deadline.
+_STOP_MARGIN_S = 30.0
+#: Where the fair-share ledger is kept in the store, and how often it is saved.
+_LEDGER_KEY, _LEDGER_SAVE_S = "fairshare_ledger", 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class _QueueView:
+    """The queue as users see it: order, 1-based positions, and why each job waits."""
+
+    order: list[Entry]
+    positions: dict[str, int]
+    pending: dict[str, pending.Pending]
+
+
+class _PerUser(Mapping[str, Any]):
+    """A mapping computed per key on first use (every user of a users file has a quota); a key
+    whose value computes to None is missing (``get`` gives the default)."""
+
+    def __init__(self, compute: Callable[[str], Any]) -> None:
+        self._compute, self._seen = compute, {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._seen:
+            self._seen[key] = self._compute(key)
+        if self._seen[key] is None:
+            raise KeyError(key)
+        return self._seen[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def _usage_row(by: str, key: str, job: Job) -> dict[str, Any]:
+    row: dict[str, Any] = {"user": key} if by == "user" else {"job_id": key, "name": job.name, "user": job.owner}
+    row.update(resource_seconds={}, gpu_hours=0.0, cpu_hours=0.0, lost_work_s=0.0, preemptions=0, attempts=0,
+               _jobs=set())
+    return row
 
 
 #: What a pause, resume or the job says when its train function never reads its checkpoint.

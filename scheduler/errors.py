@@ -119,6 +119,12 @@ class NotAllowedHere(InvalidSpec):
     """
 
 
+class OverQuota(InvalidSpec):
+    """The job asks for more than its owner's quota (users file) may ever hold."""
+
+    depends_on_server = True
+
+
 class IdempotencyConflict(TrainqError):
     """An idempotency key came back with a different request than the one it was first used for."""
 
@@ -133,6 +139,12 @@ class Unauthorized(TrainqError):
     """A request without the configured API token."""
 
     code = "unauthorized"
+
+
+class Forbidden(TrainqError):
+    """A known user asked to act on another user's job (only its owner or an admin may)."""
+
+    code = "forbidden"
 
 
 class NotReady(TrainqError):

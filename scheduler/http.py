@@ -4,7 +4,7 @@ No Ray here: it only needs ``httpx`` (and ``httpx-sse`` for live streams), so it
 machine that can reach ``trainq serve``. Errors come back as trainq's own types, rebuilt from
 the JSON ``error`` code that ``api/errors.py`` writes: ``not_found`` -> ``JobNotFound``,
 ``conflict`` -> ``IllegalTransition``, ``invalid`` -> ``InvalidSpec``, ``unauthorized`` ->
-``Unauthorized``, ``unavailable`` -> ``NotReady``, ``too_large`` -> ``TooLarge``; a server that cannot be reached raises
+``Unauthorized``, ``forbidden`` -> ``Forbidden``, ``unavailable`` -> ``NotReady``, ``too_large`` -> ``TooLarge``; a server that cannot be reached raises
 ``Unreachable``. Each keeps the body's fields in ``.fields``.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from .errors import IllegalTransition, InvalidSpec, JobNotFound, NotReady, TooLarge, TrainqError, Unauthorized
+from .errors import (Forbidden, IllegalTransition, InvalidSpec, JobNotFound, NotReady, TooLarge, TrainqError,
+                     Unauthorized)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: states in which a job stays until someone acts on it
@@ -36,7 +37,7 @@ class ApiError(TrainqError):
 
 _BY_CODE: dict[str, type[TrainqError]] = {
     "not_found": JobNotFound, "conflict": IllegalTransition, "invalid": InvalidSpec,
-    "unauthorized": Unauthorized, "unavailable": NotReady, "too_large": TooLarge,
+    "unauthorized": Unauthorized, "forbidden": Forbidden, "unavailable": NotReady, "too_large": TooLarge,
 }
 
 
@@ -210,6 +211,11 @@ class Client:
     def cluster(self) -> dict[str, Any]:
         """Capacity used and free per resource, running and queued counts, usage per user."""
         return self.request("GET", "/api/training/cluster")
+
+    def usage(self, by: str = "user", since: str | None = None) -> dict[str, Any]:
+        """GPU-hours, CPU-hours, resource-seconds, lost work, preemptions and attempts per ``user``
+        or per ``job`` since ``since`` (an ISO 8601 time; None: all time)."""
+        return self.request("GET", "/api/usage", params={"by": by, **({"since": since} if since else {})})
 
     def health(self) -> dict[str, Any]:
         """Liveness (needs no token)."""

@@ -12,6 +12,8 @@ from .states import JobStatus
 
 #: Metrics keys read as a step counter, in order of preference.
 STEP_KEYS = ("global_step", "step", "iteration", "training_iteration", "epoch")
+#: Config keys read as "how many steps in total" (progress bars, ETAs), in order of preference.
+TOTAL_KEYS = ("max_steps", "total_steps", "total", "steps", "num_steps")
 
 
 def new_job_id() -> str:
@@ -34,6 +36,15 @@ def step_of(metrics: dict[str, Any] | None) -> int | None:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return int(value)
+    return None
+
+
+def total_steps_of(config: dict[str, Any] | None) -> int | None:
+    """The run's total of steps, if its config names one (see TOTAL_KEYS)."""
+    for key in TOTAL_KEYS:
+        value = (config or {}).get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
     return None
 
 
@@ -70,6 +81,9 @@ class Job:
     resumable: bool | None = None  # does its train function read its checkpoint? None: not known yet
     cooperative: bool = False  # its loop calls scheduler.train's hook (so it can checkpoint on request)
     checkpoint_requested_at: float | None = None  # a checkpoint-now waiting for its report
+    owner: str | None = None  # the user who submitted it (None: no users file, or a trusted caller)
+    borrowing: bool = False  # its current attempt runs beyond its owner's guarantee (reclaimed first)
+    backfill: str | None = None  # its current attempt started as backfill: ends_before or spare
 
     def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
         """The job as every API returns it (timestamps ISO 8601, status a lowercase string)."""

@@ -117,6 +117,9 @@ class JobSpec(BaseModel):
                                          " job's newest checkpoints (across its attempts) and delete older ones,"
                                          " except pinned ones and what the job resumes from; null keeps all"
                                          " (left out: the setting TRAINQ_KEEP_CHECKPOINTS, by default 3)")
+    time_limit_s: float | None = Field(default=None, gt=0, le=365 * 86400, description="each attempt is stopped"
+                                       " after running this long and the job fails with a time-limit error;"
+                                       " lets backfill start it early around a waiting job")
     runtime_env: RuntimeEnv = Field(default_factory=lambda: RuntimeEnv(),
                                     description="Ray's runtime_env: a local working_dir or py_modules folder"
                                     " must exist on the scheduler's machine")

@@ -23,9 +23,9 @@ _JOB_COLUMNS = (
     "started_at", "finished_at", "paused_at", "attempt", "checkpoint_path", "resume_from",
     "metrics", "error", "warning", "lost_work", "pause_requested_at", "pause_deadline_at",
     "expected_paused_by", "pause_reason", "preempted_by", "preemptions", "retries", "not_before",
-    "resumable", "cooperative", "checkpoint_requested_at",
+    "resumable", "cooperative", "checkpoint_requested_at", "owner", "borrowing", "backfill",
 )
-_BOOL_FIELDS = ("resumable", "cooperative")
+_BOOL_FIELDS = ("resumable", "cooperative", "borrowing")
 
 # Numbered migrations: index i brings the schema from version i to i + 1. Append only.
 MIGRATIONS: list[str] = [
@@ -102,6 +102,18 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 5: users and quotas (owner, borrowing), backfill, and small durable values (the fair-share ledger).
+    """
+    ALTER TABLE jobs ADD COLUMN owner TEXT;
+    ALTER TABLE jobs ADD COLUMN borrowing INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs ADD COLUMN backfill TEXT;
+    CREATE INDEX jobs_by_owner ON jobs (owner);
+    CREATE INDEX attempts_by_end ON attempts (ended_at);
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -142,6 +154,11 @@ class Store(Protocol):
     def save_attempt(self, attempt: Attempt) -> None: ...
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None: ...
     def attempts(self, job_id: str) -> list[Attempt]: ...
+    def attempts_since(self, since: float | None) -> list[Attempt]: ...
+    def next_seq(self) -> int: ...
+    def last_reports(self, job_id: str, attempt: int, n: int) -> list[Report]: ...
+    def get_meta(self, key: str) -> Any: ...
+    def set_meta(self, key: str, value: Any) -> None: ...
 
 
 class SQLiteStore:
@@ -331,6 +348,13 @@ class SQLiteStore:
             for r in self._db.execute(sql, args)
         ]
 
+    def last_reports(self, job_id: str, attempt: int, n: int) -> list[Report]:
+        """The newest ``n`` reports of one attempt, oldest first (a step rate's window)."""
+        rows = self._db.execute("SELECT * FROM reports WHERE job_id = ? AND attempt = ? ORDER BY id DESC LIMIT ?",
+                                (job_id, attempt, n)).fetchall()
+        return [Report(r["job_id"], r["attempt"], r["seq"], r["at"], json.loads(r["metrics"]), r["checkpoint_path"])
+                for r in reversed(rows)]
+
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first."""
         rows = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY id DESC", (job_id,))
@@ -394,6 +418,30 @@ class SQLiteStore:
     def attempts(self, job_id: str) -> list[Attempt]:
         rows = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))
         return [_attempt(r) for r in rows]
+
+    def attempts_since(self, since: float | None) -> list[Attempt]:
+        """Every attempt still running or ended at or after ``since`` (all of them when None)."""
+        if since is None:
+            rows = self._db.execute("SELECT * FROM attempts ORDER BY started_at")
+        else:
+            rows = self._db.execute("SELECT * FROM attempts WHERE ended_at IS NULL OR ended_at >= ?"
+                                    " ORDER BY started_at", (since,))
+        return [_attempt(r) for r in rows]
+
+    def next_seq(self) -> int:
+        """A submission number behind every job's: a job requeued behind the others takes it."""
+        return int(self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0])
+
+    # -- small durable values -------------------------------------------------------------------------
+    def get_meta(self, key: str) -> Any:
+        """A JSON value stored under ``key``, or None."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def set_meta(self, key: str, value: Any) -> None:
+        """Store a JSON value under ``key`` (without its own fsync: the next state change syncs it)."""
+        with self._lock, self._tx(durable=False):
+            self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- helpers ------------------------------------------------------------------------------
     def _insert_transition(self, t: Transition) -> None:

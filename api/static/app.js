@@ -125,7 +125,9 @@ function renderJobs() {
   for (const job of state.jobs.values()) {
     if (!showFinished && ["completed", "failed", "cancelled"].includes(job.status)) continue;
     const queue = job.queue_position ? `#${job.queue_position}` : "-";
-    const why = job.pending_reason ? el("span", { class: "why" }, job.pending_reason) : "";
+    const reason = job.pending_reason;
+    const why = reason ? el("span", { class: "why", title: job.eta ? `expected start ${job.eta}` : "no estimate" },
+                            typeof reason === "object" ? `${reason.code}: ${reason.message}` : reason) : "";
     rows.push(el("tr", { "data-job-id": job.job_id, class: job.job_id === state.selected ? "selected" : "",
                          onclick: () => selectJob(job.job_id) },
       el("td", {}, el("strong", {}, job.name), " ", el("code", {}, job.job_id)),

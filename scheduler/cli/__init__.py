@@ -22,7 +22,8 @@ from . import commands
 from .commands import UsageError
 
 EXIT = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "conflict": 4, "invalid": 5,
-        "unauthorized": 6, "unreachable": 7, "too_large": 5}
+        "unauthorized": 6, "unreachable": 7, "too_large": 5,
+        "forbidden": 8}
 
 
 def exit_code(error: TrainqError) -> int:
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainq", description="Queue, pause and resume Ray Train jobs.",
         epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 unknown job, 4 state conflict, 5 invalid input, "
-               "6 unauthorized, 7 server unreachable.")
+               "6 unauthorized, 7 server unreachable, 8 forbidden (another user's job).")
     parser.add_argument("--url", default=os.environ.get("TRAINQ_URL", DEFAULT_URL),
                         help=f"trainq API (default $TRAINQ_URL or {DEFAULT_URL})")
     parser.add_argument("--token", default=None,
@@ -69,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started by serve")
     p.add_argument("--demo", action="store_true", help="submit a small demo job at start")
     p.add_argument("--demo-steps", type=int, default=60, help="steps of the demo job (default 60)")
+    p.add_argument("--users-file", default=None, metavar="FILE",
+                   help="users, tokens, roles and quotas (YAML; default $TRAINQ_USERS_FILE): every API call then"
+                        " acts as its token's user; a malformed file stops serve, naming the line")
     p.add_argument("--insecure-no-token", action="store_true",
                    help="allow a non-local --host without a token")
     p.epilog = ("Security settings (environment): TRAINQ_ALLOWED_DIRS: folders on this machine a job may name as "
@@ -90,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, help="worker-group retries inside an attempt (Ray Train)")
     p.add_argument("--max-retries", type=int, help="requeues after an infrastructure failure (default 3; -1 always)")
     p.add_argument("--no-preempt", action="store_true", help="never pause this job to make room for another")
+    p.add_argument("--time-limit", dest="time_limit_s", type=float, metavar="SECONDS",
+                   help="stop each attempt after this long (the job fails with a time-limit error); lets"
+                        " backfill start it early around a waiting job")
     p.add_argument("--min-runtime", dest="min_runtime_s", type=float,
                    help="not preempted before its attempt has run this many seconds (default $TRAINQ_MIN_RUNTIME_S)")
     p.add_argument("--working-dir", help="runtime_env working_dir: a folder here (uploaded to trainq, as `ray job "
@@ -107,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--status", action="append", help="filter (repeatable): queued, running, paused, ...")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
-    sub.add_parser("queue", help="the queue, in the order jobs will start")
+    sub.add_parser("queue", help="the queue, in the order jobs will start, with why each waits and its ETA")
+    p = sub.add_parser("usage", help="GPU-hours, CPU-hours, lost work, preemptions and attempts per user or job")
+    p.add_argument("--by", choices=("user", "job"), default="user", help="one row per user (default) or per job")
+    p.add_argument("--since", metavar="TIME", help="ISO 8601 time, e.g. 2026-11-01 (default: all time)")
     p = sub.add_parser("top", help="the queue and the running jobs, live (Ctrl-C to leave)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
     p.add_argument("--once", action="store_true", help="draw once and exit")
@@ -163,7 +173,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "status": commands.cmd_status, "pause": commands.cmd_pause, "resume": commands.cmd_resume,
     "cancel": commands.cmd_cancel, "checkpoints": commands.cmd_checkpoints, "logs": commands.cmd_logs,
     "watch": commands.cmd_watch, "top": commands.cmd_top, "models": commands.cmd_models,
-    "priority": commands.cmd_priority, "checkpoint": commands.cmd_checkpoint,
+    "priority": commands.cmd_priority, "checkpoint": commands.cmd_checkpoint, "usage": commands.cmd_usage,
 }
 
 

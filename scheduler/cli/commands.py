@@ -41,7 +41,7 @@ def cmd_submit(api: Client, args: argparse.Namespace) -> int:
     if args.file:
         spec = load_spec(args.file)
     for key in ("name", "entrypoint", "workload", "num_workers", "priority", "max_failures", "max_retries",
-                "min_runtime_s", "storage_path"):
+                "min_runtime_s", "time_limit_s", "storage_path"):
         value = getattr(args, key)
         if value is not None:
             spec[key] = value
@@ -86,7 +86,16 @@ def cmd_list(api: Client, args: argparse.Namespace) -> int:
 
 def cmd_queue(api: Client, args: argparse.Namespace) -> int:
     jobs = api.queue()
-    _print(args, jobs, render.table(jobs, render.JOB_COLUMNS) if jobs else "the queue is empty")
+    _print(args, jobs, render.table(jobs, render.QUEUE_COLUMNS) if jobs else "the queue is empty")
+    return 0
+
+
+def cmd_usage(api: Client, args: argparse.Namespace) -> int:
+    body = api.usage(args.by, args.since)
+    rows = body["rows"]
+    columns = render.USAGE_COLUMNS[args.by]
+    title = f"usage by {args.by} since {body['since'] or 'the start'} until {body['until']}"
+    _print(args, body, render.table(rows, columns, title=title) if rows else f"{title}: nothing ran")
     return 0
 
 

@@ -21,8 +21,18 @@ TOTAL_KEYS = ("max_steps", "total_steps", "total", "steps", "num_steps")
 JOB_COLUMNS = [("job_id", "job"), ("name", "name"), ("status", "status"), ("priority", "prio"),
                ("queue_position", "queue"), ("attempt", "attempt"), ("created_at", "created"),
                ("metrics", "latest metrics")]
+#: ``trainq queue``: the queue in start order, why each job waits and when it should start
+QUEUE_COLUMNS = [("queue_position", "pos"), ("job_id", "job"), ("name", "name"), ("owner", "owner"),
+                 ("priority", "prio"), ("pending_reason", "waiting for"), ("eta", "eta"), ("created_at", "submitted")]
+USAGE_COLUMNS = {
+    "user": [("user", "user"), ("jobs", "jobs"), ("attempts", "attempts"), ("gpu_hours", "gpu-h"),
+             ("cpu_hours", "cpu-h"), ("lost_work_s", "lost work s"), ("preemptions", "preempted"),
+             ("fair_share_usage", "fair-share usage")],
+    "job": [("job_id", "job"), ("name", "name"), ("user", "user"), ("attempts", "attempts"), ("gpu_hours", "gpu-h"),
+            ("cpu_hours", "cpu-h"), ("lost_work_s", "lost work s"), ("preemptions", "preempted")],
+}
 #: job fields that appear as the scheduler grows (treat absent as unknown)
-OPTIONAL_FIELDS = ("owner", "pending_reason", "preemptions", "retries", "resumable", "pause_reason",
+OPTIONAL_FIELDS = ("owner", "pending_reason", "eta", "eta_basis", "borrowing", "backfill", "preemptions", "retries", "resumable", "pause_reason",
                    "preempted_by", "expected_paused_by", "pause_deadline_at", "not_before",
                    "checkpoint_requested_at", "checkpoint_bytes")
 STATUS_STYLE = {"queued": "yellow", "pending": "cyan", "running": "green", "pausing": "magenta",
@@ -43,6 +53,8 @@ def cell(value: Any) -> str:
         return "-"
     if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
         return value[:19].replace("T", " ")
+    if isinstance(value, dict) and set(value) == {"code", "message"}:  # a pending_reason
+        return f"{value['code']}: {value['message']}"
     if isinstance(value, dict):
         return " ".join(f"{k}={short(v)}" for k, v in list(value.items())[:4])
     return str(value)

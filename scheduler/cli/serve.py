@@ -11,6 +11,21 @@ from .commands import UsageError
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
+def load_users_for_serve(path: str | None) -> tuple[str | None, Any]:
+    """The users file (``--users-file``, else ``TRAINQ_USERS_FILE``) as an absolute path and its
+    users, or (None, None). A malformed file stops ``serve`` before anything starts, naming the
+    line and the field (``UsersFileError``)."""
+    import os
+
+    from ..users import load_users
+
+    path = path or os.environ.get("TRAINQ_USERS_FILE") or None
+    if path is None:
+        return None, None
+    path = os.path.abspath(os.path.expanduser(path))
+    return path, load_users(path)
+
+
 def train_state_env() -> None:
     """Turn on Ray Train's state tracking in this process, so a Ray started here inherits it.
 
@@ -41,7 +56,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..config import NAMESPACE, Settings, env_float
 
     token = configured_token()
-    if args.host not in LOCAL_HOSTS and token is None and not args.insecure_no_token:
+    users_file, users = load_users_for_serve(getattr(args, "users_file", None))
+    if args.host not in LOCAL_HOSTS and token is None and users is None and not args.insecure_no_token:
         raise UsageError(f"refusing to serve on {args.host} without an API token: set TRAINQ_API_TOKEN "
                          "(or TRAINQ_API_TOKEN_FILE), or pass --insecure-no-token if you mean it")
     grace_s = args.shutdown_grace if args.shutdown_grace is not None else env_float("TRAINQ_SHUTDOWN_GRACE_S", 60)
@@ -51,7 +67,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if embedded and args.num_cpus is not None:
         init["num_cpus"] = args.num_cpus
     context = ray.init(**init)
-    settings = Settings().with_overrides(storage_root=args.storage, db_path=args.db)
+    settings = Settings().with_overrides(storage_root=args.storage, db_path=args.db, users_file=users_file)
     handle = ensure_scheduler(settings)
     health = ray.get(handle.health.remote())
     print(f"trainq: scheduler ready (storage {health['storage_root']}, registry {health['db_path']}, "
@@ -65,12 +81,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     base = f"http://{args.host}:{args.port}"
     print(f"trainq: page {base}/  API {base}/api  (docs {base}/docs)"
           + (f", Ray dashboard http://{dashboard}" if dashboard else ""), flush=True)
-    if token:
+    if users is not None:
+        print(f"trainq: {len(users.users)} users from {users_file}: every call acts as its token's user", flush=True)
+    elif token:
         print("trainq: API token required (Authorization: Bearer ...; the page asks for it)")
     if args.host not in LOCAL_HOSTS and settings.allowed_dir_list() is None:
         print("trainq: TRAINQ_ALLOWED_DIRS is unset, so a job may name any folder on this machine as its "
               "working_dir; set it (empty: none) when others hold the token", flush=True)
-    app = create_app(ActorBackend(handle), token, ray_dashboard_url=f"http://{dashboard}" if dashboard else None)
+    app = create_app(ActorBackend(handle), token, ray_dashboard_url=f"http://{dashboard}" if dashboard else None,
+                     users=users)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))
     if not embedded:
         print("trainq: Ray runs separately: stopping this API process stops no job", flush=True)

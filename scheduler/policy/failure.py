@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 #: Pause intents: who asked for the pause, which decides where the job goes when it stops.
-USER, PREEMPT, SHUTDOWN = "user", "preempt", "shutdown"
+#: ``timeslice``: a time slice is over; like a preemption it goes back to the queue, but behind.
+USER, PREEMPT, SHUTDOWN, ROTATE = "user", "preempt", "shutdown", "timeslice"
 #: Failure kinds a runner reports.
 USER_ERROR, INFRASTRUCTURE = "user", "infrastructure"
 
@@ -37,6 +38,8 @@ def after_pause(intent: str | None, how: str) -> Decision:
     """Where a pausing job goes once its run stopped (``how`` says how it stopped)."""
     if intent == PREEMPT:
         return Decision("queued", f"preempted: {how}; requeued to resume from its last checkpoint")
+    if intent == ROTATE:
+        return Decision("queued", f"time slice over: {how}; requeued behind the jobs waiting for their turn")
     if intent == SHUTDOWN:
         return Decision("paused", f"paused for a shutdown: {how}; it resumes when trainq starts again")
     return Decision("paused", how)

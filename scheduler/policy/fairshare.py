@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .preemption import dominant_share
@@ -104,37 +104,44 @@ def fair_order(entries: Sequence[Entry], owners: Mapping[str, str], usage: Mappi
     time or ``provisional_s``), so the next place goes to whoever is then furthest behind.
     Ties go to the earlier submission. O(n log u) for n jobs of u users.
     """
+    return list(fair_iter(entries, owners, usage, weights, capacity, expected_s=expected_s,
+                          provisional_s=provisional_s))
+
+
+def fair_iter(entries: Iterable[Entry], owners: Mapping[str, str], usage: Mapping[str, float],
+              weights: Mapping[str, float], capacity: Mapping[str, float], *,
+              expected_s: Mapping[str, float] | None = None,
+              provisional_s: float = DEFAULT_PROVISIONAL_S) -> Iterator[Entry]:
+    """``fair_order`` lazily: grouping a priority's jobs by user is O(n), but each job taken
+    from it costs O(log u), so a scheduling pass that starts k jobs pays for k, not for n."""
     expected = expected_s or {}
-    out: list[Entry] = []
     charged = dict(usage)  # provisional charges stay local to this ordering
-    i = 0
-    while i < len(entries):
-        j = i
-        while j < len(entries) and entries[j].priority == entries[i].priority:
-            j += 1
-        out += _one_priority(entries[i:j], owners, charged, weights, capacity, expected, provisional_s)
-        i = j
-    return out
+    band: list[Entry] = []
+    for entry in entries:
+        if band and entry.priority != band[0].priority:
+            yield from _one_priority(band, owners, charged, weights, capacity, expected, provisional_s)
+            band = []
+        band.append(entry)
+    if band:
+        yield from _one_priority(band, owners, charged, weights, capacity, expected, provisional_s)
 
 
 def _one_priority(band: Sequence[Entry], owners: Mapping[str, str], charged: dict[str, float],
                   weights: Mapping[str, float], capacity: Mapping[str, float], expected: Mapping[str, float],
-                  provisional_s: float) -> list[Entry]:
+                  provisional_s: float) -> Iterator[Entry]:
     per_user: dict[str, list[Entry]] = {}
     for e in band:
         per_user.setdefault(owners.get(e.job_id, ""), []).append(e)
     heap = [(_share(u, charged, weights), jobs[0].seq, u, 0) for u, jobs in per_user.items()]
     heapq.heapify(heap)
-    out: list[Entry] = []
     while heap:
         _, _, user, k = heapq.heappop(heap)
         entry = per_user[user][k]
-        out.append(entry)
+        yield entry
         seconds = expected.get(entry.job_id, provisional_s)
         charged[user] = charged.get(user, 0.0) + resource_seconds(entry.demand, seconds, capacity)
         if k + 1 < len(per_user[user]):
             heapq.heappush(heap, (_share(user, charged, weights), per_user[user][k + 1].seq, user, k + 1))
-    return out
 
 
 def _share(user: str, charged: Mapping[str, float], weights: Mapping[str, float]) -> float:

@@ -91,6 +91,10 @@ class QueueIndex:
     def __len__(self) -> int:
         return len(self._keys)
 
+    def __contains__(self, job_id: object) -> bool:
+        """Whether the job is queued (O(1))."""
+        return job_id in self._by_job
+
     def add(self, entry: Entry) -> None:
         """Queue a job (replacing any earlier entry of it)."""
         self.remove(entry.job_id)

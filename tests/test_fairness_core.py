@@ -1,0 +1,300 @@
+"""Issue 11 wired into the core: fair share, quotas with borrowing and reclaim, backfill, time limits,
+time slicing, pending reasons and usage, through ``core.schedule`` with fakes (no Ray)."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import spec
+from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+
+from scheduler.config import Settings
+from scheduler.errors import InvalidSpec
+from scheduler.users import parse_users
+
+USERS = """
+users:
+  alice:
+    token: "alice-token-123"
+    quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}
+  bob:
+    token: "bob-token-4567"
+    quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}
+"""
+
+
+def _core(make_core, cpus: float = 4, users: str | None = USERS, maximum: float | None = None, **settings):
+    launcher, clock = FakeLauncher(), FakeClock()
+    cluster = FakeCluster({"CPU": cpus}, maximum={"CPU": maximum} if maximum is not None else None)
+    core = make_core(cluster, launcher, clock)
+    core.settings = Settings(storage_root=core.storage_root, db_path=":memory:", **settings)
+    core.users = parse_users(users) if users else None
+    return core, launcher, clock, cluster
+
+
+def _owners_of_starts(core, launcher) -> list[str]:
+    return [core.get(job_id)["owner"] for job_id, _, _ in launcher.launched]
+
+
+# -- fair share --------------------------------------------------------------------------------------
+def test_two_users_submitting_ten_jobs_each_at_once_start_interleaved_in_one_pass(make_core) -> None:
+    core, launcher, _, cluster = _core(make_core, cpus=0, maximum=20, users=USERS.replace("max: {CPU: 4}", "max: {CPU: 20}"))
+    for owner in ["alice"] * 10 + ["bob"] * 10:
+        core.submit(spec(), owner=owner)
+    assert [j["owner"] for j in core.queue_jobs()] == ["alice", "bob"] * 10  # the queue users see is that order
+    assert [j["queue_position"] for j in core.queue_jobs()] == list(range(1, 21))
+    cluster.total = {"CPU": 20}
+    core.schedule()
+    assert _owners_of_starts(core, launcher) == ["alice", "bob"] * 10
+
+
+def test_users_take_turns_across_passes_as_their_usage_is_charged(make_core) -> None:
+    core, launcher, clock, cluster = _core(make_core, cpus=0, maximum=1)
+    for owner in ["alice"] * 3 + ["bob"] * 3:
+        core.submit(spec(), owner=owner)
+    cluster.total = {"CPU": 1}
+    core.tick()
+    for _ in range(5):  # each job runs a minute, charged by the ticks, then completes
+        job_id, attempt, _ = launcher.launched[-1]
+        sim = RunnerSim(core, job_id, attempt)
+        sim.started()
+        clock.advance(60)
+        core.tick()
+        sim.exit("completed")
+    assert _owners_of_starts(core, launcher) == ["alice", "bob", "alice", "bob", "alice", "bob"]
+    assert core.ledger.of("alice", clock()) > 0 and core.ledger.of("bob", clock()) > 0
+
+
+def test_without_a_users_file_the_order_is_the_plain_queue_order(make_core) -> None:
+    core, launcher, _, cluster = _core(make_core, cpus=0, maximum=4, users=None)
+    ids = [core.submit(spec(), owner=o)["job_id"] for o in ("x", "x", "y", "y")]
+    assert [j["job_id"] for j in core.queue_jobs()] == ids
+    cluster.total = {"CPU": 4}
+    core.schedule()
+    assert [j for j, _, _ in launcher.launched] == ids
+
+
+# -- quotas: borrowing, reclaim, max, refusal -------------------------------------------------------------
+def test_jobs_beyond_the_guarantee_borrow_and_are_reclaimed_first_for_a_guarantee(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=4)
+    mine = [core.submit(spec(min_runtime_s=0), owner="alice")["job_id"] for _ in range(4)]
+    assert [core.get(j)["status"] for j in mine] == ["pending"] * 4  # idle capacity is lent
+    assert [core.get(j)["borrowing"] for j in mine] == [False, False, True, True]
+    sims = {j: RunnerSim(core, j, 1) for j in mine}
+    for j, sim in sims.items():
+        sim.started()
+        sim.report(1, f"/s/{j}/ck1")
+    clock.advance(10)
+    theirs = core.submit(spec(), owner="bob")["job_id"]  # within bob's guarantee: reclaims
+    pausing = [j for j in mine if core.get(j)["status"] == "pausing"]
+    assert len(pausing) == 1 and pausing[0] in mine[2:]
+    victim = core.get(pausing[0])
+    assert victim["preempted_by"] == theirs and victim["pause_reason"] == "preempt"
+    assert "reclaimed" in core.history(pausing[0])["transitions"][-1]["reason"]
+    queued = core.get(theirs)
+    assert queued["status"] == "queued" and queued["pending_reason"]["code"] == "preempting"
+    sims[pausing[0]].exit("paused")  # paused at its checkpoint: requeued by itself
+    assert core.get(pausing[0])["status"] == "queued"
+    assert core.get(pausing[0])["resume_from"] == f"/s/{pausing[0]}/ck1"
+    assert core.get(theirs)["status"] == "pending" and core.get(theirs)["borrowing"] is False
+    RunnerSim(core, theirs, 1).started()
+    clock.advance(60)
+    core.tick()  # the victim, borrowing again if it came back, cannot reclaim in turn: no ping-pong
+    assert core.get(pausing[0])["status"] == "queued" and core.get(theirs)["status"] == "running"
+    assert not [j for j in mine if core.get(j)["status"] == "pausing"]
+    assert core.get(pausing[0])["pending_reason"]["code"] == "resources"
+
+
+def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_others(make_core) -> None:
+    core, _, _, _ = _core(make_core, cpus=8)
+    for _ in range(4):
+        core.submit(spec(), owner="alice")
+    over = core.submit(spec(), owner="alice")
+    assert over["status"] == "queued"
+    shown = core.get(over["job_id"])
+    assert shown["pending_reason"]["code"] == "quota" and "max of 4" in shown["pending_reason"]["message"]
+    assert shown["eta"] is None
+    later = core.submit(spec(), owner="bob")  # behind it in the queue, but not held up by alice's max
+    assert later["status"] == "pending"
+
+
+def test_a_job_larger_than_its_owners_max_is_refused_at_submit_with_the_numbers(make_core) -> None:
+    core, _, _, _ = _core(make_core, cpus=8)
+    with pytest.raises(InvalidSpec) as e:
+        core.submit(spec(num_workers=5), owner="alice")
+    assert "5 CPU requested, user 'alice' may hold at most 4" in e.value.message
+    assert e.value.fields["field"] == "num_workers"
+    assert core.count() == 0
+
+
+def test_an_unknown_owner_is_refused_and_nothing_is_stored(make_core) -> None:
+    core, _, _, _ = _core(make_core)
+    with pytest.raises(InvalidSpec) as e:
+        core.submit(spec(), owner="mallory")
+    assert e.value.fields["field"] == "owner" and "unknown user 'mallory'" in e.value.message
+    assert core.count() == 0
+
+
+# -- time limits and backfill ------------------------------------------------------------------------------
+@pytest.mark.parametrize("bad", [0, -5])
+def test_time_limit_must_be_positive(make_core, bad) -> None:
+    core, _, _, _ = _core(make_core)
+    with pytest.raises(InvalidSpec) as e:
+        core.submit(spec(time_limit_s=bad))
+    assert e.value.fields["field"] == "time_limit_s" and core.count() == 0
+
+
+def test_an_attempt_past_its_time_limit_is_stopped_and_the_job_fails_saying_so(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, users=None)
+    job_id = core.submit(spec(time_limit_s=30))["job_id"]
+    RunnerSim(core, job_id, 1).started()
+    clock.advance(29)
+    core.tick()
+    assert core.get(job_id)["status"] == "running"
+    clock.advance(2)
+    core.tick()
+    job = core.get(job_id)
+    assert job["status"] == "failed" and "time limit of 30 s" in job["error"]
+    assert (job_id, 1) in launcher.stops
+    assert core.history(job_id)["attempts"][0]["outcome"] == "time limit"
+
+
+def test_backfill_starts_a_job_that_ends_before_the_head_could_start_and_holds_back_one_that_would_not(
+        make_core) -> None:
+    core, _, _, _ = _core(make_core, cpus=5, users=None)
+    running = core.submit(spec(num_workers=3, time_limit_s=100))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=5))["job_id"]
+    long = core.submit(spec(time_limit_s=500))["job_id"]
+    short = core.submit(spec(time_limit_s=50))["job_id"]
+    assert core.get(head)["status"] == "queued"
+    assert core.get(short)["status"] == "pending" and core.get(short)["backfill"] == "ends_before"
+    waiting = core.get(long)
+    assert waiting["status"] == "queued" and waiting["pending_reason"]["code"] == "reserved"
+    head_now = core.get(head)
+    assert head_now["pending_reason"]["code"] == "resources"
+    assert head_now["eta"] is not None and "time limit 100" in head_now["eta_basis"]
+
+
+def test_a_job_without_a_time_limit_is_never_backfilled_in_front_of_a_head_it_could_delay(make_core) -> None:
+    core, _, _, _ = _core(make_core, cpus=4, users=None)
+    running = core.submit(spec(num_workers=3, time_limit_s=100))["job_id"]
+    RunnerSim(core, running, 1).started()
+    core.submit(spec(num_workers=4))
+    unknown = core.submit(spec())["job_id"]
+    assert core.get(unknown)["status"] == "queued"
+
+
+# -- time slicing --------------------------------------------------------------------------------------------
+def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=1, users=None, time_slice_s=60)
+    first = core.submit(spec(min_runtime_s=0))["job_id"]
+    sim = RunnerSim(core, first, 1)
+    sim.started()
+    second = core.submit(spec())["job_id"]
+    third = core.submit(spec())["job_id"]
+    clock.advance(30)
+    core.tick()
+    assert core.get(first)["status"] == "running"  # its slice is not over yet
+    clock.advance(31)
+    sim.report(5, "/s/first/ck5")
+    core.tick()
+    rotated = core.get(first)
+    assert rotated["status"] == "pausing" and rotated["pause_reason"] == "timeslice"
+    assert launcher.pauses == [(first, 1)]
+    sim.exit("paused")
+    assert core.get(second)["status"] == "pending"
+    back = core.get(first)
+    assert back["status"] == "queued" and back["resume_from"] == "/s/first/ck5"
+    assert [j["job_id"] for j in core.queue_jobs()] == [third, first]  # behind: a new place at the end
+
+
+def test_time_slicing_is_off_by_default(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=1, users=None)
+    first = core.submit(spec(min_runtime_s=0))["job_id"]
+    RunnerSim(core, first, 1).started()
+    core.submit(spec())
+    clock.advance(10_000)
+    core.tick()
+    assert core.get(first)["status"] == "running"
+
+
+# -- why pending -----------------------------------------------------------------------------------------
+def test_every_queued_job_says_why_it_waits_and_when(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=2, users=None)
+    running = core.submit(spec(num_workers=2, time_limit_s=100))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=2, time_limit_s=60))["job_id"]
+    behind = core.submit(spec(num_workers=2))["job_id"]
+    queue = {j["job_id"]: j for j in core.queue_jobs()}
+    assert queue[head]["pending_reason"] == {"code": "resources", "message": "needs 2 CPU, 0 free"}
+    assert queue[behind]["pending_reason"]["code"] == "priority"
+    assert "1 job ahead (first: " + head in queue[behind]["pending_reason"]["message"]
+    from scheduler.jobs import iso
+    assert queue[head]["eta"] == iso(clock() + 100) and queue[behind]["eta"] == iso(clock() + 160)
+    assert core.get(running)["pending_reason"] is None  # only queued jobs wait
+    listed = {j["job_id"]: j for j in core.list()}
+    assert listed[head]["pending_reason"]["code"] == "resources"
+
+
+# -- usage ---------------------------------------------------------------------------------------------
+def test_usage_per_user_and_per_job(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=4)
+    start = clock()
+    a = core.submit(spec(num_workers=2), owner="alice")["job_id"]
+    sim = RunnerSim(core, a, 1)
+    sim.started()
+    sim.report(1, "/s/a/ck1")
+    clock.advance(3600)
+    core.pause(a)
+    sim.exit("paused")
+    b = core.submit(spec(), owner="bob")["job_id"]
+    RunnerSim(core, b, 1).started()
+    clock.advance(1800)
+    by_user = {r["user"]: r for r in core.usage("user")["rows"]}
+    assert by_user["alice"]["cpu_hours"] == pytest.approx(2.0)
+    assert by_user["alice"]["lost_work_s"] == pytest.approx(3600.0)
+    assert by_user["alice"]["attempts"] == 1 and by_user["alice"]["jobs"] == 1
+    assert by_user["bob"]["cpu_hours"] == pytest.approx(0.5) and by_user["bob"]["gpu_hours"] == 0
+    by_job = {r["job_id"]: r for r in core.usage("job", since=start + 3600)["rows"]}
+    assert set(by_job) == {a, b}  # a ended at the window's start: it overlaps
+    assert by_job[a]["cpu_hours"] == 0 and by_job[b]["user"] == "bob"
+    with pytest.raises(InvalidSpec):
+        core.usage("team")
+
+
+def test_an_eta_can_rest_on_a_running_jobs_step_rate(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=1, users=None)
+    running = core.submit(spec(config={"total": 100}))["job_id"]
+    sim = RunnerSim(core, running, 1)
+    sim.started()
+    for step in range(10):  # one step a second
+        sim.report(step)
+        clock.advance(1)
+    waiting = core.submit(spec())["job_id"]
+    job = core.get(waiting)
+    from scheduler.jobs import iso
+    assert job["eta"] == iso(clock() + 91) and "step 9 of 100" in job["eta_basis"]
+
+
+def test_a_preemptible_job_is_backfilled_and_paused_before_the_head_may_start(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=4, users=None, preempt_grace_s=60)
+    running = core.submit(spec(num_workers=3, time_limit_s=1000))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=4))["job_id"]
+    pinned = core.submit(spec(preemptible=False))["job_id"]
+    lent = core.submit(spec())["job_id"]
+    assert core.get(pinned)["status"] == "queued"  # no time limit, cannot be paused: never in front
+    assert core.get(lent)["status"] == "pending" and core.get(lent)["backfill"] == "preemptible"
+    sim = RunnerSim(core, lent, 1)
+    sim.started()
+    sim.report(1, "/s/lent/ck1")
+    clock.advance(1000 - 90 - 1)
+    core.tick()
+    assert core.get(lent)["status"] == "running"  # not yet: it makes way 90 s (grace + stop) before
+    clock.advance(1)
+    core.tick()
+    paused = core.get(lent)
+    assert paused["status"] == "pausing" and paused["preempted_by"] == head
+    assert launcher.pauses == [(lent, 1)]
+    sim.exit("paused")
+    assert core.get(lent)["status"] == "queued" and core.get(lent)["resume_from"] == "/s/lent/ck1"
