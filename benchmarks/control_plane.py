@@ -171,7 +171,7 @@ class _Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", *args, str(self.port)], env=env)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "_Server":
+    def __enter__(self) -> _Server:
         import httpx
 
         deadline = time.monotonic() + 60

@@ -136,7 +136,7 @@ class RayLauncher:
             started = host.start.remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
                                         attempt.resumed_from, worker_env)
             self.adopt(*key, AttemptRef(host, runner_name(*key), started))
-        except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
+        except Exception as e:
             logger.exception("could not start a runner for %s attempt %s", *key)
             self._failed(*key, f"{type(e).__name__}: {e}")
         finally:
@@ -217,11 +217,11 @@ class RayLauncher:
             logger.warning("graceful abort of %s failed (%s); killing its controller", ref.name, e)
         ref.call("kill")
 
-    async def _find(self, job_id: str, attempt: int) -> "AttemptRef | None":
+    async def _find(self, job_id: str, attempt: int) -> AttemptRef | None:
         ref = self.handles.get((job_id, attempt))
         return ref if ref is not None else await asyncio.to_thread(self.find, job_id, attempt)
 
-    def find(self, job_id: str, attempt: int) -> "AttemptRef | None":
+    def find(self, job_id: str, attempt: int) -> AttemptRef | None:
         """An attempt on the runner host (blocking: GCS round trips), or None."""
         ref = self.handles.get((job_id, attempt))
         if ref is not None:
@@ -236,7 +236,7 @@ class RayLauncher:
         """Every attempt the runner host carries now (blocking: GCS round trips)."""
         return set(self.alive())
 
-    def alive(self) -> dict[tuple[str, int], "AttemptRef"]:
+    def alive(self) -> dict[tuple[str, int], AttemptRef]:
         """Every attempt the runner host carries now, by (job_id, attempt) (blocking)."""
         try:
             host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
@@ -608,7 +608,7 @@ class SchedulerActor(SchedulerService):
             if (job_id, attempt) in self.core.held:  # its exit event was lost on the way
                 try:
                     self.core.on_runner_event(exit_event)
-                except Exception as e:  # noqa: BLE001 - settle it anyway, with the reason
+                except Exception as e:
                     logger.exception("the exit of %s attempt %s could not be applied", job_id, attempt)
                     self.core.on_runner_lost(job_id, attempt, f"its exit could not be recorded: {e}")
             handle.call("forget")  # its exit is recorded

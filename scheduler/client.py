@@ -14,7 +14,7 @@ from .states import STOPPED, JobStatus
 
 
 def connect(address: str | None = None, *, storage_root: str | None = None, db_path: str | None = None,
-            **ray_init_kwargs: Any) -> "Client":
+            **ray_init_kwargs: Any) -> Client:
     """Connect to Ray (or start a local Ray when no cluster runs) and ensure the scheduler actor.
 
     ``address`` is passed to ``ray.init`` ("auto", "ray://...", or None: an existing local

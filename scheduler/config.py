@@ -168,7 +168,7 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def with_overrides(self, **overrides: Any) -> "Settings":
+    def with_overrides(self, **overrides: Any) -> Settings:
         """A copy with the non-None overrides applied; local paths are made absolute."""
         values = {**self.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
         for key in ("storage_root", "db_path"):

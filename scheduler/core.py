@@ -40,11 +40,34 @@ from typing import Any, Protocol
 from . import policy, security, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, packages_root, train_run_name
-from .errors import (CheckpointMissing, CheckpointRefused, DoesNotFit, Forbidden, IdempotencyConflict,
-                     IllegalTransition, InvalidSpec, JobNotFound, MissingOnServer, NotCooperative, OverQuota)
+from .errors import (
+    CheckpointMissing,
+    CheckpointRefused,
+    DoesNotFit,
+    Forbidden,
+    IdempotencyConflict,
+    IllegalTransition,
+    InvalidSpec,
+    JobNotFound,
+    MissingOnServer,
+    NotCooperative,
+    OverQuota,
+)
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of, total_steps_of
-from .policy import (Entry, QueueIndex, Resources, admission, backfill, failure, fairshare, pending, preemption,
-                     quota, retention, timeslice)
+from .policy import (
+    Entry,
+    QueueIndex,
+    Resources,
+    admission,
+    backfill,
+    failure,
+    fairshare,
+    pending,
+    preemption,
+    quota,
+    retention,
+    timeslice,
+)
 from .policy.pausing import PausePlan, plan_pause
 from .spec import JobSpec, parse_spec
 from .states import ACTIVE, RESUMABLE, JobStatus, allowed

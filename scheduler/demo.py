@@ -7,8 +7,7 @@ from typing import Any
 
 from .config import trainq_home
 
-WORDS = ("the queue starts a job when all of its workers fit and pauses it right after a checkpoint "
-         "so that a resume continues from exactly where it stopped without losing a step").split()
+WORDS = ["the", "queue", "starts", "a", "job", "when", "all", "of", "its", "workers", "fit", "and", "pauses", "it", "right", "after", "a", "checkpoint", "so", "that", "a", "resume", "continues", "from", "exactly", "where", "it", "stopped", "without", "losing", "a", "step"]
 
 
 def demo_text(path: str, lines: int = 400, seed: int = 0) -> str:
@@ -19,8 +18,7 @@ def demo_text(path: str, lines: int = 400, seed: int = 0) -> str:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         rng = random.Random(seed)
         with open(path, "w") as f:
-            for _ in range(lines):
-                f.write(" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))) + ".\n")
+            f.writelines(" ".join(rng.choice(WORDS) for _ in range(rng.randint(8, 20))) + ".\n" for _ in range(lines))
     return path
 
 

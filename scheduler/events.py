@@ -47,7 +47,7 @@ class EventLog:
         if self._store is not None:
             try:
                 self._store.append(numbered)
-            except Exception:  # noqa: BLE001 - a full disk must not stop the scheduler; memory still has it
+            except Exception:
                 logger.exception("could not persist event %s", self._next)
         self._events.append(numbered)
         self._next += 1

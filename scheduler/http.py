@@ -17,8 +17,16 @@ from typing import Any
 
 import httpx
 
-from .errors import (Forbidden, IllegalTransition, InvalidSpec, JobNotFound, NotReady, TooLarge, TrainqError,
-                     Unauthorized)
+from .errors import (
+    Forbidden,
+    IllegalTransition,
+    InvalidSpec,
+    JobNotFound,
+    NotReady,
+    TooLarge,
+    TrainqError,
+    Unauthorized,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: states in which a job stays until someone acts on it
@@ -72,10 +80,10 @@ class Client:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def __exit__(self, *_: object) -> None:
         self.close()
 
     def close(self) -> None:

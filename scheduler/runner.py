@@ -69,8 +69,12 @@ def failure_kind(exc: BaseException) -> str:
     """``user`` when the train function raised; ``infrastructure`` when a node, a worker process
     or Ray Train's controller was lost (``policy.failure`` requeues those)."""
     from ray.train.v2._internal.exceptions import (
-        InsufficientClusterResourcesError, WorkerGroupStartupFailedError, WorkerGroupStartupTimeoutError,
-        WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError)
+        InsufficientClusterResourcesError,
+        WorkerGroupStartupFailedError,
+        WorkerGroupStartupTimeoutError,
+        WorkerHealthCheckFailedError,
+        WorkerHealthCheckTimeoutError,
+    )
 
     lost = (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, WorkerGroupStartupTimeoutError,
             WorkerGroupStartupFailedError, InsufficientClusterResourcesError, ray.exceptions.RayActorError,
@@ -322,7 +326,7 @@ class Runner:
             result = await asyncio.get_running_loop().run_in_executor(self._pool, fit)
             final = checkpoint_uri(result.checkpoint) if result.checkpoint is not None else None
             event.update(outcome="paused" if self.stopped_for_pause else "completed", checkpoint_path=final)
-        except BaseException as e:  # noqa: BLE001 - every way a run can end is reported
+        except BaseException as e:
             if self.stopped_for_pause:
                 event.update(outcome="paused")  # our own abort, right after the checkpoint
             elif self.aborting:

@@ -7,8 +7,16 @@ import math
 import re
 from typing import Annotated, Any
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator,
-                      model_validator, with_config)
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+    with_config,
+)
 from typing_extensions import TypedDict
 
 from .errors import InvalidSpec
@@ -180,7 +188,7 @@ class JobSpec(BaseModel):
         return v
 
     @model_validator(mode="after")
-    def _one_program(self) -> "JobSpec":
+    def _one_program(self) -> JobSpec:
         if (self.entrypoint is None) == (self.workload is None):
             raise ValueError("give exactly one of entrypoint or workload")
         return self

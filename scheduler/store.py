@@ -455,7 +455,7 @@ class SQLiteStore:
             self._db.execute("INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)",
                              (request.key, request.verb, job_id, request.fingerprint, at))
 
-    def _tx(self, durable: bool = True) -> "_Tx":
+    def _tx(self, durable: bool = True) -> _Tx:
         return _Tx(self._db, durable)
 
 
@@ -475,7 +475,7 @@ class _Tx:
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("BEGIN IMMEDIATE")
 
-    def __exit__(self, exc_type: Any, *_: Any) -> None:
+    def __exit__(self, exc_type: Any, *_: object) -> None:
         try:
             self._db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:

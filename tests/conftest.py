@@ -14,7 +14,7 @@ from scheduler.core import Scheduler
 from scheduler.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher  # noqa: E402
+from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
 
 JOBS_DIR = str(Path(__file__).parent / "jobs")
 

@@ -75,7 +75,7 @@ class Hub:
                                                     log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "Hub":
+    def __enter__(self) -> Hub:
         self.thread.start()
         deadline = time.monotonic() + 10
         while not self.server.started and time.monotonic() < deadline:

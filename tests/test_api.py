@@ -6,12 +6,12 @@ import asyncio
 import json
 
 import pytest
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher, RunnerSim
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from conftest import spec
-from fakes import FakeCluster, FakeLauncher, RunnerSim
 from scheduler.actor import SchedulerService
 from scheduler.config import Settings
 

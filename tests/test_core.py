@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+
 from scheduler.errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+
 from scheduler.config import Settings
 from scheduler.errors import DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound, NotCooperative
 from scheduler.jobs import iso

@@ -6,8 +6,8 @@ import time
 
 import httpx
 import pytest
-
 from conftest import API_TOKEN
+
 from scheduler.demo import demo_spec
 from scheduler.errors import InvalidSpec
 

@@ -11,7 +11,6 @@ import time
 
 import httpx
 import pytest
-
 from conftest import API_TOKEN, JOBS_DIR
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -4,9 +4,9 @@ runner event does to the registry."""
 from __future__ import annotations
 
 import pytest
-
 from conftest import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
+
 from scheduler.errors import IdempotencyConflict, IllegalTransition, InvalidSpec
 
 

@@ -19,11 +19,11 @@ import pytest
 import uvicorn
 import websockets
 import websockets.sync.client as ws_client
+from conftest import spec
+from fakes import FakeCluster, FakeLauncher, RunnerSim
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from conftest import spec
-from fakes import FakeCluster, FakeLauncher, RunnerSim
 from scheduler.actor import SchedulerService
 from scheduler.cli import main
 from scheduler.config import Settings
@@ -54,14 +54,14 @@ class LiveServer:
         self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started and time.monotonic() < deadline:
             time.sleep(0.02)
         return self
 
-    def __exit__(self, *_: Any) -> None:
+    def __exit__(self, *_: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
 
@@ -73,7 +73,7 @@ class LiveServer:
         assert self.loop is not None
         return asyncio.run_coroutine_threadsafe(call(), self.loop).result(10)
 
-    def runner(self, job_id: str, attempt: int = 1) -> "LoopRunner":
+    def runner(self, job_id: str, attempt: int = 1) -> LoopRunner:
         return LoopRunner(self, RunnerSim(self.service.core, job_id, attempt))
 
     def restart(self) -> None:

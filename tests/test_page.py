@@ -20,7 +20,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import JOBS_DIR
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -10,7 +10,6 @@ import time
 from datetime import datetime
 
 import pytest
-
 from test_ray_e2e import _legal_history, _step_of_checkpoint, _wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

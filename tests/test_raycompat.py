@@ -20,9 +20,9 @@ def test_train_context_still_holds_the_checkpoint_we_seed() -> None:
 
 
 def test_internal_callback_hooks_exist_and_are_called_by_the_controller() -> None:
-    import ray.train.v2._internal.execution.controller.controller as controller
-    import ray.train.v2._internal.execution.worker_group.worker_group as worker_group
     from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
+    from ray.train.v2._internal.execution.controller import controller
+    from ray.train.v2._internal.execution.worker_group import worker_group
 
     assert "after_controller_start" in vars(ControllerCallback)
     assert "after_worker_group_training_start" in vars(WorkerGroupCallback)

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 import ray
-
 from conftest import JOBS_DIR, RAY_CPUS
+
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
 from scheduler.states import JobStatus, allowed
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from conftest import spec
+from fakes import FakeCheckpointFS, FakeCluster, FakeLauncher, RunnerSim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import spec
-from fakes import FakeCheckpointFS, FakeCluster, FakeLauncher, RunnerSim
 from scheduler.checkpoint_fs import BackgroundDeletes, StorageFS
 from scheduler.config import Settings
 from scheduler.errors import CheckpointMissing, CheckpointRefused
@@ -109,7 +109,7 @@ def test_the_setting_is_the_default_and_null_keeps_all(make_core) -> None:
 def test_retention_counts_across_attempts_and_keeps_the_resume_point(make_core) -> None:
     core, fs = _core(make_core)
     job_id = core.submit(spec(keep_checkpoints=2))["job_id"]
-    first = _attempt(core, job_id)(range(0, 3))
+    first = _attempt(core, job_id)(range(3))
     assert fs.deleted == [first[0]]  # the third checkpoint pushed the first out
     core.pause(job_id)
     RunnerSim(core, job_id, 1).exit("paused")
@@ -132,7 +132,7 @@ def test_pinning_keeps_a_checkpoint_and_unpinning_lets_the_rule_delete_it(make_c
     core, fs = _core(make_core)
     job_id = core.submit(spec(keep_checkpoints=1))["job_id"]
     checkpoints = _attempt(core, job_id)
-    paths = checkpoints(range(0, 1))
+    paths = checkpoints(range(1))
     pinned = core.pin_checkpoint(job_id, paths[0])
     assert pinned["state"] == "pinned" and pinned["pinned"] is True
     paths += checkpoints(range(1, 3))
@@ -150,7 +150,7 @@ def test_pinning_keeps_a_checkpoint_and_unpinning_lets_the_rule_delete_it(make_c
 
 def _paused_with(core, fs, keep=None) -> tuple[str, list[str]]:
     job_id = core.submit(spec(keep_checkpoints=keep))["job_id"]
-    paths = _attempt(core, job_id)(range(0, 3))
+    paths = _attempt(core, job_id)(range(3))
     core.pause(job_id)
     RunnerSim(core, job_id, 1).exit("paused")
     return job_id, paths
@@ -254,7 +254,7 @@ def test_http_pin_unpin_states_bytes_and_the_409(make_core, tmp_path) -> None:
         assert http.post("/api/training/jobs", json=spec(keep_checkpoints=None)).json()["spec"]["keep_checkpoints"] is None
         assert http.post("/api/training/jobs", json=spec(keep_checkpoints=0)).json()["field"] == "keep_checkpoints"
         job_id = left_out["job_id"]
-        paths = _attempt(core, job_id)(range(0, 2))
+        paths = _attempt(core, job_id)(range(2))
         r = http.post(f"/api/training/jobs/{job_id}/checkpoints/pin", params={"path": paths[0]})
         assert r.status_code == 200 and r.json()["state"] == "pinned"
         assert http.post(f"/api/training/jobs/{job_id}/checkpoints/pin", params={"path": "/etc"}).status_code == 409

@@ -12,9 +12,9 @@ import shutil
 import time
 
 import pytest
+from test_ray_e2e import _legal_history, _wait_for
 
 from scheduler.errors import CheckpointMissing
-from test_ray_e2e import _legal_history, _wait_for
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

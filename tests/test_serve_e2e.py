@@ -18,7 +18,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import JOBS_DIR
 
 pytestmark = [pytest.mark.slow]

@@ -13,8 +13,8 @@ import httpx
 import pytest
 import ray
 import websockets.sync.client as ws_client
-
 from conftest import API_TOKEN
+
 from scheduler.config import NAMESPACE, SCHEDULER_NAME
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]

@@ -194,4 +194,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-__all__ = ["COMMANDS", "EXIT", "UsageError", "build_parser", "main", "exit_code"]
+__all__ = ["COMMANDS", "EXIT", "UsageError", "build_parser", "exit_code", "main"]

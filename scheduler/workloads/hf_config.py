@@ -49,7 +49,7 @@ class CausalLMConfig(BaseModel):
     seed: JsonInt = 42
 
     @model_validator(mode="after")
-    def _choices(self) -> "CausalLMConfig":
+    def _choices(self) -> CausalLMConfig:
         if (self.model is None) == (self.model_config_ is None):
             raise ValueError("give exactly one of model (a folder or cached model id) or model_config")
         if (self.max_steps is None) == (self.num_train_epochs is None):

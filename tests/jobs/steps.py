@@ -33,9 +33,8 @@ def count_steps(config: dict) -> None:
     start = 0
     checkpoint = None if config.get("never_read") else ray.train.get_checkpoint()
     if checkpoint is not None and not config.get("ignore_checkpoint"):
-        with checkpoint.as_directory() as d:
-            with open(os.path.join(d, "state.json")) as f:
-                start = json.load(f)["step"] + 1
+        with checkpoint.as_directory() as d, open(os.path.join(d, "state.json")) as f:
+            start = json.load(f)["step"] + 1
     rank = ray.train.get_context().get_world_rank()
     total, every = int(config.get("total", 10)), int(config.get("every", 2))
     for step in range(start, total):
