@@ -140,6 +140,10 @@ def reserved_env_vars(names: Iterable[str]) -> list[str]:
     return sorted(n for n in names if n.upper().startswith(RESERVED_ENV_PREFIXES))
 
 
+#: In ``TRAINQ_STORAGE_ROOTS``: any storage path is allowed (still never inside a job's folder).
+ANY = "*"
+
+
 def check_storage_path(storage_path: str | None, roots: list[str]) -> None:
     """Refuse a ``storage_path`` outside the admin's storage roots or inside a job's folder.
 
@@ -164,6 +168,9 @@ def check_storage_path(storage_path: str | None, roots: list[str]) -> None:
 
 
 def _root_of(path: str, roots: list[str]) -> str | None:
+    if ANY in roots:  # the admin allows any storage (one trusted user): the path's own top
+        scheme = scheme_of(path)
+        return os.sep if scheme is None else f"{scheme}://"
     for root in roots:
         local = scheme_of(root) is None and scheme_of(path) is None
         if local and is_under(path, [root]):

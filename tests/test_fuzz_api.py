@@ -66,7 +66,7 @@ def fuzz_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Liv
     # 422 naming the field, tested in test_api_security): the fuzzed server allows every folder and
     # storage root, so a schema-valid job is never refused for them.
     settings = Settings(storage_root=str(tmp_path / "storage"), db_path=str(tmp_path / "trainq.db"),
-                        allowed_dirs=None, storage_roots="/")
+                        allowed_dirs=None, storage_roots="*")
     stores: list[SQLiteStore] = []
 
     def make() -> SchedulerService:

@@ -173,3 +173,15 @@ def test_a_list_setting_keeps_uris_whole() -> None:
     from scheduler.security import parse_list
 
     assert parse_list("/a:/b,s3://bucket/x:gs://other") == ["/a", "/b", "s3://bucket/x", "gs://other"]
+
+
+def test_a_wildcard_storage_root_allows_any_path_but_never_a_job_folder() -> None:
+    from scheduler.errors import InvalidSpec
+    from scheduler.security import check_storage_path
+
+    for path in ("/anywhere/x", "s3://bucket/p", "weird+scheme://x/y"):
+        check_storage_path(path, ["*"])
+    with pytest.raises(InvalidSpec, match="inside a job's folder"):
+        check_storage_path("s3://bucket/job_0123456789ab/x", ["*"])
+    with pytest.raises(InvalidSpec, match="outside the storage roots"):
+        check_storage_path("/anywhere/x", ["/elsewhere"])
