@@ -45,6 +45,19 @@ def make_core(tmp_path: Path) -> Iterator[Callable[..., Scheduler]]:
         s.close()
 
 
+def wait_until(predicate, timeout_s: float, what: str):
+    """Poll ``predicate`` every 0.2 s until it returns something truthy (returned), or time out."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise TimeoutError(what)
+
+
 def spec(**overrides: object) -> dict:
     """A valid spec for the step-counting test job."""
     base: dict = {"entrypoint": "steps:count_steps", "num_workers": 1}

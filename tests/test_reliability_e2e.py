@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from conftest import JOBS_DIR, RAY_CPUS
+from conftest import JOBS_DIR, RAY_CPUS, wait_until
 
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
 from scheduler.states import JobStatus, allowed
@@ -55,16 +55,6 @@ def _runners_of(job_ids: set[str]) -> list[str]:
     return [name for name in ray.get(host.attempts.remote()) if parse_runner_name(name)[0] in job_ids]
 
 
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
-
-
 def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq) -> None:
     """Fault injection: five kills of the scheduler actor, 3 s apart, while one job runs to the end
     and another is paused and resumed. Nothing is lost, doubled, leaked or illegal."""
@@ -87,7 +77,7 @@ def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq) ->
     try:
         # Every verb below may land on a dying or restarting actor: Ray retries it, and the
         # idempotency key makes the retry answer as the first run did.
-        _wait(lambda: len(tq.steps_run("fb")) >= 6, 60, "fb made progress")
+        wait_until(lambda: len(tq.steps_run("fb")) >= 6, 60, "fb made progress")
         c.pause(b)
         assert c.wait(b, "paused", timeout_s=120)["checkpoint_path"]
         c.resume(b)
@@ -109,8 +99,8 @@ def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq) ->
     assert done[a]["attempt"] == 1  # never requeued or restarted by the kills
     assert tq.steps_run("fa") == list(range(40))  # each step ran once, not twice
     assert len(c.reports(a)) == 40  # no report lost or doubled across the restarts
-    _wait(lambda: not _runners_of({a, b}), 60, "runners gone")
-    _wait(lambda: ray.available_resources().get("CPU", 0) >= RAY_CPUS, 60, "CPUs free again")
+    wait_until(lambda: not _runners_of({a, b}), 60, "runners gone")
+    wait_until(lambda: ray.available_resources().get("CPU", 0) >= RAY_CPUS, 60, "CPUs free again")
 
 
 def test_background_work_starts_with_the_actor_not_with_the_first_call(tq, ray_cluster) -> None:
@@ -127,7 +117,7 @@ def test_background_work_starts_with_the_actor_not_with_the_first_call(tq, ray_c
         with sqlite3.connect(ray_cluster["db_path"]) as db:
             return db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
 
-    _wait(lambda: status() == "paused", 25, "paused at its deadline with no caller")
+    wait_until(lambda: status() == "paused", 25, "paused at its deadline with no caller")
     assert time.time() - killed_at < 25
     assert c.reports(job_id) == []  # no runner event woke the scheduler up either
 
@@ -153,10 +143,10 @@ def test_a_slow_working_dir_upload_does_not_stall_other_jobs(tq, tmp_path: Path)
     poller = subprocess.Popen(
         [sys.executable, "-c", POLLER, ray.get_runtime_context().gcs_address, a, str(stop)],
         stdout=subprocess.PIPE, text=True)
-    _wait(lambda: (tmp_path / "stop.ready").exists() or poller.poll() is not None, 60, "the poller connected")
+    wait_until(lambda: (tmp_path / "stop.ready").exists() or poller.poll() is not None, 60, "the poller connected")
     submitted = time.monotonic()
     b = tq.submit(slow)["job_id"]  # the client zips and uploads it, then the scheduler uploads it to Ray
-    _wait(lambda: _runners_of({b}), 120, "the slow job's runner started")
+    wait_until(lambda: _runners_of({b}), 120, "the slow job's runner started")
     window = time.monotonic() - submitted
     stop.touch()
     latencies = json.loads(poller.communicate(timeout=60)[0])

@@ -7,25 +7,14 @@ address reaches every Ray process through the AWS_* variables (``local_s3`` in c
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import boto3
 import httpx
 import pytest
-from conftest import API_TOKEN
+from conftest import API_TOKEN, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-def _wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
 
 
 def _logs(server: str, job_id: str, attempt: int) -> dict:
@@ -42,7 +31,7 @@ def test_s3_job_pauses_resumes_from_an_older_checkpoint_and_shows_its_logs(tq, l
     spec["storage_path"] = root
     job_id = tq.submit(spec)["job_id"]
 
-    _wait_for(lambda: len(c.checkpoints(job_id)) >= 2, 180, "two checkpoints on S3")
+    wait_until(lambda: len(c.checkpoints(job_id)) >= 2, 180, "two checkpoints on S3")
     c.pause(job_id)
     paused = c.wait(job_id, "paused", timeout_s=120)
     first_steps = tq.steps_run("s3")
