@@ -925,17 +925,30 @@ class Scheduler:
         for job in self._live.values():
             if job.status is S.PAUSING and job.pause_reason in (failure.PREEMPT, failure.ROTATE) and job.preempted_by:
                 preempting.setdefault(job.preempted_by, []).append(job.job_id)
-        waiting = []
-        for e in order:
-            user = self._owners.get(e.job_id, "")
-            q = quotas.get(user)
-            verdict = quota.check(e.demand, used.get(user, {}), q) if q is not None else None
-            waiting.append(pending.Waiting(e, self._spec_of(e.job_id).time_limit_s,
-                                           verdict.message if verdict and verdict.status == quota.OVER_MAX else None,
-                                           tuple(preempting.get(e.job_id, ()))))
+
+        def waiting(e: Entry) -> pending.Waiting:
+            return pending.Waiting(e, self._spec_of(e.job_id).time_limit_s, over_max(e),
+                                   tuple(preempting.get(e.job_id, ())))
+
+        def over_max(e: Entry) -> str | None:
+            q = quotas.get(self._owners.get(e.job_id, ""))
+            verdict = quota.check(e.demand, used.get(self._owners.get(e.job_id, ""), {}), q) if q is not None else None
+            return verdict.message if verdict and verdict.status == quota.OVER_MAX else None
+
+        # The first _EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read.
+        near = order[:_EXPLAIN_DEPTH]
         running = [r for r, _ in self._running_ends(now, by_rate=True)]
-        explained = {p.job_id: p for p in pending.explain(waiting, running, free, now)}
-        return _QueueView(order, {e.job_id: i + 1 for i, e in enumerate(order)}, explained)
+        explained = {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now)}
+        positions = {e.job_id: i + 1 for i, e in enumerate(order)}
+        head = next((p.job_id for p in explained.values() if p.code not in (pending.QUOTA, pending.BACKOFF)), None)
+
+        def behind(job_id: str) -> pending.Pending | None:
+            at = positions.get(job_id)
+            if at is None:
+                return None
+            return pending.beyond(job_id, at, _EXPLAIN_DEPTH, head, over_max(order[at - 1]))
+
+        return _QueueView(order, positions, explained, behind)
 
     def _position(self, job_id: str) -> int | None:
         """1-based place in the queue users see (fair order with a users file): O(position)."""
@@ -1419,7 +1432,7 @@ class Scheduler:
             position = view.positions.get(job.job_id) if view is not None else self.queue.position(job.job_id)
             d = job.to_dict(queue_position=position)
             d["checkpoint_bytes"] = sizes.get(job.job_id, 0)
-            why = view.pending.get(job.job_id) if view is not None and job.status is S.QUEUED else None
+            why = view.why(job.job_id) if view is not None and job.status is S.QUEUED else None
             d["pending_reason"] = why.reason() if why else None
             d["eta"] = iso(why.eta) if why else None
             d["eta_basis"] = why.eta_basis if why else None
@@ -1444,6 +1457,9 @@ class Scheduler:
 
 #: How many queued jobs behind the head backfill and time slicing look at (Slurm's bf_max_job_test).
 _BACKFILL_DEPTH = 500
+#: How many queued jobs get a full why-pending and ETA; the ones behind show their place only
+#: (keeps ``list``/``queue`` fast at 10,000 queued jobs: issue 14).
+_EXPLAIN_DEPTH = 500
 #: Allowance for a stopped run to release its resources after its pause deadline.
 _STOP_MARGIN_S = 30.0
 #: Where the fair-share ledger is kept in the store, and how often it is saved.
@@ -1456,7 +1472,13 @@ class _QueueView:
 
     order: list[Entry]
     positions: dict[str, int]
-    pending: dict[str, pending.Pending]
+    explained: dict[str, pending.Pending]  # the first _EXPLAIN_DEPTH jobs
+    behind: Callable[[str], pending.Pending | None]  # the others, computed when read
+
+    def why(self, job_id: str) -> pending.Pending | None:
+        """Why ``job_id`` waits (None: it is not queued)."""
+        found = self.explained.get(job_id)
+        return found if found is not None else self.behind(job_id)
 
 
 class _PerUser(Mapping[str, Any]):

@@ -298,3 +298,22 @@ def test_a_preemptible_job_is_backfilled_and_paused_before_the_head_may_start(ma
     assert launcher.pauses == [(lent, 1)]
     sim.exit("paused")
     assert core.get(lent)["status"] == "queued" and core.get(lent)["resume_from"] == "/s/lent/ck1"
+
+
+def test_a_long_queue_explains_its_first_jobs_in_full_and_the_rest_by_their_place(make_core, monkeypatch) -> None:
+    import scheduler.core as core_module
+
+    monkeypatch.setattr(core_module, "_EXPLAIN_DEPTH", 3)
+    core, _, _, _ = _core(make_core, cpus=1, users=None)
+    running = core.submit(spec(time_limit_s=100))
+    queued = [core.submit(spec(time_limit_s=100))["job_id"] for _ in range(6)]
+    assert core.get(running["job_id"])["status"] == "pending"
+    shown = core.queue_jobs()
+    assert [j["job_id"] for j in shown] == queued and [j["queue_position"] for j in shown] == list(range(1, 7))
+    assert [j["eta"] is not None for j in shown] == [True] * 3 + [False] * 3  # ETAs for the first three only
+    assert shown[0]["pending_reason"]["code"] == "resources"
+    for k, job in enumerate(shown[3:], start=3):
+        assert job["pending_reason"] == {"code": "priority", "message": f"{k} jobs ahead (first: {queued[0]})"}
+        assert job["eta_basis"] == "no estimate: more than 3 jobs ahead"
+    assert core.get(queued[5])["pending_reason"] == shown[5]["pending_reason"]  # the same, read alone
+    assert [j["pending_reason"] for j in core.list("queued", 2, 0)] == [s["pending_reason"] for s in shown[:-3:-1]]

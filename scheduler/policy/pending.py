@@ -109,6 +109,18 @@ def explain(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Map
             for w, (code, message, ahead) in zip(waiting, reasons, strict=True)]
 
 
+def beyond(job_id: str, position: int, depth: int, head: str | None, quota: str | None = None) -> Pending:
+    """Why a job at ``position`` (1-based) waits when only the first ``depth`` jobs are explained in
+    full: its place, and no ETA (as Slurm estimates starts only for its first ``bf_max_job_test``
+    jobs), so a long queue costs O(depth) per pass and O(1) per job read."""
+    if quota is not None:
+        return Pending(job_id, QUOTA, f"its owner's quota: {quota}", None, "its owner's quota holds it; no estimate",
+                       ahead=position - 1)
+    first = f" (first: {head})" if head else ""
+    return Pending(job_id, PRIORITY, f"{position - 1} jobs ahead{first}", None,
+                   f"no estimate: more than {depth} jobs ahead", ahead=position - 1)
+
+
 def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float) -> list[tuple[str, str, int]]:
     out: list[tuple[str, str, int]] = []
     head: Entry | None = None
