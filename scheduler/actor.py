@@ -654,7 +654,7 @@ class SchedulerActor(SchedulerService):
     def _record_gauges(self) -> None:
         if self._metrics is None:
             return
-        counts = {s: self.core.store.count_jobs([s]) for s in JobStatus}
+        counts = {s: self.core.count(s.value) for s in JobStatus}  # kept as jobs change: no table scan
         self._metrics.snapshot(counts, len(self.core.queue))
 
 

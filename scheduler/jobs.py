@@ -86,13 +86,20 @@ class Job:
     backfill: str | None = None  # its current attempt started as backfill: ends_before or spare
 
     def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
-        """The job as every API returns it (timestamps ISO 8601, status a lowercase string)."""
-        # A shallow copy: the store decodes fresh dicts on every read, so nothing is shared, and
-        # dataclasses.asdict's deep copy was most of the cost of listing jobs.
-        d = {name: getattr(self, name) for name in _JOB_FIELDS if name != "seq"}
-        d["status"] = self.status.value
-        for key in _TIME_FIELDS:
-            d[key] = iso(d[key])
+        """The job as every API returns it (timestamps ISO 8601, status a lowercase string).
+
+        A new dict each call; its nested values (spec, metrics) are the job's own, and a job is
+        never changed once read (a change is a new row, read again), so the formatted fields are
+        worked out once per job and copied from then on.
+        """
+        base = self.__dict__.get("_public")
+        if base is None:
+            base = {name: getattr(self, name) for name in _JOB_FIELDS if name != "seq"}
+            base["status"] = self.status.value
+            for key in _TIME_FIELDS:
+                base[key] = iso(base[key])
+            self.__dict__["_public"] = base
+        d = dict(base)
         d["queue_position"] = queue_position if self.status is JobStatus.QUEUED else None
         return d
 

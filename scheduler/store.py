@@ -179,6 +179,11 @@ class SQLiteStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
+        # Decoded jobs by id, dropped on every write to their row (this store is the database's
+        # only writer): reads of unchanged jobs, the common case of pages polled by clients,
+        # skip the decoding. ``_gen`` counts writes, so a read that raced one is not kept.
+        self._jobs: dict[str, Job] = {}
+        self._gen = 0
 
     # -- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -208,10 +213,30 @@ class SQLiteStore:
         self._db.close()
 
     # -- jobs ---------------------------------------------------------------------------------
+    def _changed(self, job_id: str) -> None:
+        """Forget the decoded copy of a job whose row is being written."""
+        self._gen += 1
+        self._jobs.pop(job_id, None)
+
+    def _decoded(self, rows: Iterable[sqlite3.Row], gen: int) -> list[Job]:
+        """Jobs from their rows, reusing decoded copies; new ones are kept unless a write raced."""
+        out = []
+        for row in rows:
+            job = self._jobs.get(row["job_id"])
+            if job is None:
+                job = _job_from(row)
+                if gen == self._gen:
+                    if len(self._jobs) >= _JOB_CACHE_SIZE:
+                        self._jobs.pop(next(iter(self._jobs)), None)  # the oldest kept
+                    self._jobs[job.job_id] = job
+            out.append(job)
+        return out
+
     def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job:
         """Insert a new job and its first transition (and its request key) in one commit;
         assigns ``job.seq``."""
         with self._lock, self._tx():
+            self._changed(job.job_id)
             job.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             row = _job_row(job)
             cols = ", ".join(row)
@@ -222,16 +247,21 @@ class SQLiteStore:
         return job
 
     def get_job(self, job_id: str) -> Job | None:
+        job = self._jobs.get(job_id)
+        if job is not None:
+            return job
+        gen = self._gen
         row = self._db.execute("SELECT * FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
-        return _job_from(row) if row else None
+        return self._decoded([row], gen)[0] if row else None
 
     def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]:
         """Many jobs by id in one query (missing ids are left out)."""
         found: dict[str, Job] = {}
         for start in range(0, len(job_ids), 500):  # SQLite's limit on bound parameters
             chunk = tuple(job_ids[start:start + 500])
+            gen = self._gen
             rows = self._db.execute(f"SELECT * FROM jobs WHERE job_id IN ({', '.join('?' * len(chunk))})", chunk)
-            found.update((row["job_id"], _job_from(row)) for row in rows)
+            found.update((job.job_id, job) for job in self._decoded(rows, gen))
         return found
 
     def count_by_status(self) -> dict[JobStatus, int]:
@@ -243,9 +273,12 @@ class SQLiteStore:
                   offset: int = 0) -> list[Job]:
         """Jobs newest first, optionally only those in ``statuses``."""
         where, args = _status_filter(statuses)
-        sql = f"SELECT * FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
-        rows = self._db.execute(sql, (*args, -1 if limit is None else limit, offset)).fetchall()
-        return [_job_from(r) for r in rows]
+        sql = f"SELECT job_id FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
+        ids = [r[0] for r in self._db.execute(sql, (*args, -1 if limit is None else limit, offset))]
+        jobs = {job_id: job for job_id in ids if (job := self._jobs.get(job_id)) is not None}
+        if len(jobs) < len(ids):
+            jobs.update(self.get_jobs([job_id for job_id in ids if job_id not in jobs]))
+        return [jobs[job_id] for job_id in ids if job_id in jobs]
 
     def count_jobs(self, statuses: Iterable[JobStatus] | None = None) -> int:
         where, args = _status_filter(statuses)
@@ -263,6 +296,7 @@ class SQLiteStore:
         row["updated_at"] = transition.at
         sets = ", ".join(f"{k} = ?" for k in row)
         with self._lock, self._tx():
+            self._changed(job_id)
             cur = self._db.execute(
                 f"UPDATE jobs SET {sets} WHERE job_id = ? AND status = ?",
                 (*row.values(), job_id, expected.value),
@@ -271,6 +305,7 @@ class SQLiteStore:
                 return None
             self._insert_transition(transition)
             self._insert_request(request, job_id, transition.at)
+        self._changed(job_id)  # again once committed: a read inside the commit saw it unfinished
         return self.get_job(job_id)
 
     # -- idempotency keys -------------------------------------------------------------------------
@@ -296,8 +331,10 @@ class SQLiteStore:
         if not row:
             return
         with self._lock, self._tx():
+            self._changed(job_id)
             self._db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in row)} WHERE job_id = ?",
                              (*row.values(), job_id))
+        self._changed(job_id)
 
     def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]:
         """Every job in one of ``statuses``, in submission order."""
@@ -322,6 +359,7 @@ class SQLiteStore:
             )
             if cur.rowcount != 1:
                 return False
+            self._changed(report.job_id)
             if report.checkpoint_path:
                 self._db.execute(
                     "INSERT OR IGNORE INTO checkpoints (job_id, attempt, path, metrics, at) VALUES (?, ?, ?, ?, ?)",
@@ -331,6 +369,7 @@ class SQLiteStore:
                                  (metrics, report.checkpoint_path, report.job_id))
             else:
                 self._db.execute("UPDATE jobs SET metrics = ? WHERE job_id = ?", (metrics, report.job_id))
+        self._changed(report.job_id)
         return True
 
     def reports(self, job_id: str, attempt: int | None = None, after_id: int = 0,
@@ -502,6 +541,10 @@ def _job_row(job: Job) -> dict[str, Any]:
     for key in _JSON_FIELDS:
         row[key] = None if row[key] is None else json.dumps(row[key], default=str)
     return row
+
+
+#: How many decoded jobs the store keeps (a few MB; the oldest kept goes first).
+_JOB_CACHE_SIZE = 20_000
 
 
 def _job_row_partial(changes: dict[str, Any]) -> dict[str, Any]:

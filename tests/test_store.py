@@ -81,3 +81,32 @@ def test_list_filters_and_pages(store) -> None:
     assert [j.job_id for j in store.list_jobs(limit=2)] == ["job_4", "job_3"]
     assert [j.job_id for j in store.list_jobs(limit=2, offset=2)] == ["job_2", "job_1"]
     assert store.count_jobs([JobStatus.QUEUED]) == 5 and store.count_jobs([JobStatus.RUNNING]) == 0
+
+
+def test_reads_of_a_job_see_every_write_to_it_though_decoded_copies_are_kept(store) -> None:
+    store.insert_job(_job(), Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    store.insert_job(_job("job_2"), Transition("job_2", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    first = store.get_job("job_1")
+    assert store.get_job("job_1") is first  # kept: an unchanged job is not decoded again
+    assert [j.job_id for j in store.list_jobs()] == ["job_2", "job_1"] and store.list_jobs()[1] is first
+
+    store.transition("job_1", JobStatus.QUEUED, Transition("job_1", JobStatus.QUEUED, JobStatus.PENDING, 11.0, "go", 1),
+                     {"attempt": 1})
+    assert store.get_job("job_1").status is JobStatus.PENDING and store.list_jobs()[1].attempt == 1
+    store.update_job("job_1", {"priority": 7})
+    assert store.get_jobs(["job_1"])["job_1"].priority == 7
+    store.record_report(Report("job_1", 1, 1, 12.0, {"step": 4}, "/ck/1"))
+    assert store.list_jobs([JobStatus.PENDING])[0].metrics == {"step": 4}
+    assert store.get_job("job_1").checkpoint_path == "/ck/1"
+    assert not store.transition("job_2", JobStatus.RUNNING,  # a failed compare-and-set changes nothing
+                                Transition("job_2", JobStatus.RUNNING, JobStatus.QUEUED, 13.0, "no", 0), {})
+    assert store.get_job("job_2").status is JobStatus.QUEUED
+
+
+def test_a_jobs_public_dict_is_new_on_every_call(store) -> None:
+    store.insert_job(_job(), Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    shown = store.get_job("job_1").to_dict(queue_position=1)
+    shown["status"], shown["name"] = "tampered", "x"
+    again = store.get_job("job_1").to_dict(queue_position=2)
+    assert (again["status"], again["name"], again["queue_position"]) == ("queued", "n", 2)
+    assert again["created_at"] == "1970-01-01T00:00:10.000Z"
