@@ -356,7 +356,7 @@ class Runner:
         return DataParallelTrainer(
             train_loop,
             train_loop_config=dict(spec.config),
-            backend_config=raycompat.lazy_torch_config(spec.use_gpu),
+            backend_config=raycompat.lazy_torch_config(spec.use_gpu) if spec.backend == "torch" else None,
             scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
                                          resources_per_worker=spec.resources_per_worker),
             run_config=RunConfig(

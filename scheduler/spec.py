@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -109,6 +109,10 @@ class JobSpec(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict, description="passed as train_loop_config")
     num_workers: JsonInt = Field(default=1, ge=1, le=4096)
     use_gpu: bool = False
+    backend: Literal["torch", "none"] = Field(
+        default="torch", description='"torch": the workers join a torch.distributed process group (gloo, or'
+        ' nccl with GPUs), as TorchTrainer sets up; "none": no process group and no torch import, for loops'
+        " that need no collective communication or set up their own (JAX, plain Python)")
     resources_per_worker: dict[str, float] | None = Field(
         default=None, description=f"resources of one worker, each a number from 0 to {MAX_RESOURCE:g}",
         json_schema_extra={"propertyNames": {"minLength": 1},

@@ -52,7 +52,7 @@ def main(tmp: str) -> dict:
             out["big_gang"] = e.message
 
         log = f"{tmp}/spread.log"
-        job = client.submit({"name": "spread", "entrypoint": "steps:count_steps", "num_workers": 2,
+        job = client.submit({"name": "spread", "entrypoint": "steps:count_steps", "num_workers": 2, "backend": "none",
                              "runtime_env": {"working_dir": JOBS_DIR},
                              "config": {"total": 60, "every": 5, "step_s": 0.2, "log": log}})
         job_id = job["job_id"]

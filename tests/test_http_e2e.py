@@ -18,7 +18,7 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def _spec(name: str, log: str, **config: object) -> dict:
-    return {"name": name, "entrypoint": "steps:count_steps", "num_workers": 2,
+    return {"name": name, "entrypoint": "steps:count_steps", "num_workers": 2, "backend": "none",
             "runtime_env": {"working_dir": JOBS_DIR}, "config": {"log": log, **config}}
 
 
@@ -109,7 +109,7 @@ def _cli(server: str, *args: str, token: str | None = API_TOKEN) -> subprocess.C
 def test_cli_drives_the_lifecycle_against_the_live_server(server, tmp_path) -> None:
     log = tmp_path / "cli.log"
     spec_file = tmp_path / "job.yaml"
-    spec_file.write_text(f"name: cli-job\nentrypoint: steps:count_steps\nnum_workers: 2\n"
+    spec_file.write_text(f"name: cli-job\nentrypoint: steps:count_steps\nnum_workers: 2\nbackend: none\n"
                          f"config:\n  every: 4\n  step_s: 0.15\n  log: {log}\n")
     r = _cli(server, "--json", "submit", str(spec_file), "--working-dir", JOBS_DIR, "--set", "total=24")
     assert r.returncode == 0, r.stderr

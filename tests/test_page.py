@@ -77,7 +77,7 @@ def browser() -> Iterator[object]:
 
 
 def _spec(tmp_path: Path, name: str) -> dict:
-    return {"name": name, "entrypoint": "steps:count_steps", "num_workers": 2,
+    return {"name": name, "entrypoint": "steps:count_steps", "num_workers": 2, "backend": "none",
             "runtime_env": {"working_dir": JOBS_DIR},
             "config": {"total": 30, "every": 4, "step_s": 0.15, "log": str(tmp_path / f"{name}.log")}}
 

@@ -129,7 +129,8 @@ def test_pause_running_then_resume_redoes_only_steps_after_the_checkpoint(tq) ->
 def test_cooperative_pause_redoes_nothing(tq) -> None:
     c = tq.c
     total = 40
-    job = tq.submit(tq.steps_spec("coop", total=total, every=1000, step_s=0.15, num_workers=2, cooperative=True))
+    job = tq.submit(tq.steps_spec("coop", total=total, every=1000, step_s=0.15, num_workers=2, cooperative=True,
+                                  report_torch=True))
     job_id = job["job_id"]
     c.wait(job_id, "running", timeout_s=120)
     _wait_for(lambda: len(tq.steps_run("coop")) >= 5, what="a few steps")
@@ -142,6 +143,8 @@ def test_cooperative_pause_redoes_nothing(tq) -> None:
     assert c.wait(job_id, timeout_s=120)["status"] == "completed"
     steps = tq.steps_run("coop")
     assert steps == list(range(total))  # every step once, none twice
+    # backend "none": no torch process group, so nothing imported torch in the workers
+    assert {r["metrics"]["torch_imported"] for r in c.reports(job_id)} == {False}
 
 
 def test_pause_deadline_stops_the_run_at_its_last_checkpoint(tq) -> None:

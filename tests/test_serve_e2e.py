@@ -85,7 +85,7 @@ class Serve:
 
 
 def _submit(http: httpx.Client, tmp: Path) -> str:
-    spec = {"name": "survivor", "entrypoint": "steps:count_steps", "num_workers": 2,
+    spec = {"name": "survivor", "entrypoint": "steps:count_steps", "num_workers": 2, "backend": "none",
             "runtime_env": {"working_dir": JOBS_DIR},
             "config": {"total": TOTAL, "every": 4, "step_s": 0.25, "log": str(tmp / "steps.log"),
                        "ckpt_log": str(tmp / "ckpts.log")}}

@@ -37,3 +37,10 @@ def test_defaults_and_demand() -> None:
     g = parse_spec({"entrypoint": "m:f", "num_workers": 2, "use_gpu": True,
                     "resources_per_worker": {"CPU": 2, "GPU": 0}})
     assert g.demand() == {"CPU": 4.0, "GPU": 2.0}
+
+
+def test_the_backend_is_torch_unless_a_job_says_none() -> None:
+    assert parse_spec({"entrypoint": "m:f"}).backend == "torch"
+    assert parse_spec({"entrypoint": "m:f", "backend": "none"}).backend == "none"
+    with pytest.raises(InvalidSpec, match="backend"):
+        parse_spec({"entrypoint": "m:f", "backend": "jax"})

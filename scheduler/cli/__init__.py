@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="one config value (repeatable)")
     p.add_argument("--num-workers", type=int)
     p.add_argument("--gpu", action="store_true", help="use_gpu: one GPU per worker")
+    p.add_argument("--backend", choices=["torch", "none"], help='"torch" (default): a torch.distributed process'
+                   ' group across the workers; "none": none, and no torch import (a loop with no collectives)')
     p.add_argument("--priority", type=int)
     p.add_argument("--max-failures", type=int, help="worker-group retries inside an attempt (Ray Train)")
     p.add_argument("--max-retries", type=int, help="requeues after an infrastructure failure (default 3; -1 always)")

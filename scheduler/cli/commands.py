@@ -41,7 +41,7 @@ def cmd_submit(api: Client, args: argparse.Namespace) -> int:
     if args.file:
         spec = load_spec(args.file)
     for key in ("name", "entrypoint", "workload", "num_workers", "priority", "max_failures", "max_retries",
-                "min_runtime_s", "time_limit_s", "storage_path"):
+                "min_runtime_s", "time_limit_s", "storage_path", "backend"):
         value = getattr(args, key)
         if value is not None:
             spec[key] = value

@@ -6,13 +6,15 @@ then pause_requested()), legacy_hook (pause_requested() every step, the older pa
 fail_at (raise at that step; only once if fail_once names a marker file), ignore_checkpoint
 (start from 0 regardless), never_read (never call ray.train.get_checkpoint(): not resumable),
 ckpt_log (a file each rank 0 checkpoint step is appended to), ckpt_at (checkpoint exactly at
-these steps instead of every k), say (print "<say> <step> on rank <rank>" every step).
+these steps instead of every k), say (print "<say> <step> on rank <rank>" every step),
+report_torch (every report says whether torch is imported in this worker: ``torch_imported``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 import time
 
@@ -58,15 +60,16 @@ def count_steps(config: dict) -> None:
             asked = scheduler.train.should_checkpoint() if config.get("cooperative") else False
             pause = False
         scheduled = step in config["ckpt_at"] if "ckpt_at" in config else (step + 1) % every == 0
+        metrics = {"step": step, **({"torch_imported": "torch" in sys.modules} if config.get("report_torch") else {})}
         if asked or last or scheduled:
-            ray.train.report({"step": step}, checkpoint=_save(step) if rank == 0 else None)
+            ray.train.report(metrics, checkpoint=_save(step) if rank == 0 else None)
             if rank == 0 and config.get("ckpt_log"):
                 with open(config["ckpt_log"], "a") as f:
                     f.write(f"{step}\n")
             if asked and not config.get("legacy_hook"):
                 pause = scheduler.train.pause_requested()
         else:
-            ray.train.report({"step": step})
+            ray.train.report(metrics)
         if pause:
             return
 
