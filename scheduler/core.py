@@ -931,8 +931,9 @@ class Scheduler:
                                    tuple(preempting.get(e.job_id, ())))
 
         def over_max(e: Entry) -> str | None:
-            q = quotas.get(self._owners.get(e.job_id, ""))
-            verdict = quota.check(e.demand, used.get(self._owners.get(e.job_id, ""), {}), q) if q is not None else None
+            user = self._owners.get(e.job_id, "")
+            q = quotas.get(user)
+            verdict = quota.check(e.demand, used.get(user, {}), q) if q is not None else None
             return verdict.message if verdict and verdict.status == quota.OVER_MAX else None
 
         # The first _EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read.

@@ -7,11 +7,12 @@ heard "done" can rely on it surviving a crash of the process.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from .jobs import Attempt, Job, Report, Transition
@@ -213,10 +214,16 @@ class SQLiteStore:
         self._db.close()
 
     # -- jobs ---------------------------------------------------------------------------------
-    def _changed(self, job_id: str) -> None:
-        """Forget the decoded copy of a job whose row is being written."""
-        self._gen += 1
-        self._jobs.pop(job_id, None)
+    @contextlib.contextmanager
+    def _writing(self, job_id: str, durable: bool = True) -> Iterator[None]:
+        """A commit that writes ``job_id``'s row: its decoded copy is dropped once the commit is
+        over (a read during it may have kept the row unfinished), whether it went through or not."""
+        try:
+            with self._lock, self._tx(durable):
+                yield
+        finally:
+            self._gen += 1
+            self._jobs.pop(job_id, None)
 
     def _decoded(self, rows: Iterable[sqlite3.Row], gen: int) -> list[Job]:
         """Jobs from their rows, reusing decoded copies; new ones are kept unless a write raced."""
@@ -235,8 +242,7 @@ class SQLiteStore:
     def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job:
         """Insert a new job and its first transition (and its request key) in one commit;
         assigns ``job.seq``."""
-        with self._lock, self._tx():
-            self._changed(job.job_id)
+        with self._writing(job.job_id):
             job.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
             row = _job_row(job)
             cols = ", ".join(row)
@@ -295,8 +301,7 @@ class SQLiteStore:
         row["status"] = transition.to_status.value
         row["updated_at"] = transition.at
         sets = ", ".join(f"{k} = ?" for k in row)
-        with self._lock, self._tx():
-            self._changed(job_id)
+        with self._writing(job_id):
             cur = self._db.execute(
                 f"UPDATE jobs SET {sets} WHERE job_id = ? AND status = ?",
                 (*row.values(), job_id, expected.value),
@@ -305,7 +310,6 @@ class SQLiteStore:
                 return None
             self._insert_transition(transition)
             self._insert_request(request, job_id, transition.at)
-        self._changed(job_id)  # again once committed: a read inside the commit saw it unfinished
         return self.get_job(job_id)
 
     # -- idempotency keys -------------------------------------------------------------------------
@@ -330,11 +334,9 @@ class SQLiteStore:
         row = _job_row_partial(changes)
         if not row:
             return
-        with self._lock, self._tx():
-            self._changed(job_id)
+        with self._writing(job_id):
             self._db.execute(f"UPDATE jobs SET {', '.join(f'{k} = ?' for k in row)} WHERE job_id = ?",
                              (*row.values(), job_id))
-        self._changed(job_id)
 
     def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]:
         """Every job in one of ``statuses``, in submission order."""
@@ -351,7 +353,7 @@ class SQLiteStore:
         metrics = json.dumps(report.metrics, default=str)
         # Reports are many and a lost last one is re-sent by its runner (or only a metric is
         # lost), so they skip the fsync: it comes with the next state change's commit.
-        with self._lock, self._tx(durable=False):
+        with self._writing(report.job_id, durable=False):
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO reports (job_id, attempt, seq, at, metrics, checkpoint_path)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -359,7 +361,6 @@ class SQLiteStore:
             )
             if cur.rowcount != 1:
                 return False
-            self._changed(report.job_id)
             if report.checkpoint_path:
                 self._db.execute(
                     "INSERT OR IGNORE INTO checkpoints (job_id, attempt, path, metrics, at) VALUES (?, ?, ?, ?, ?)",
@@ -369,7 +370,6 @@ class SQLiteStore:
                                  (metrics, report.checkpoint_path, report.job_id))
             else:
                 self._db.execute("UPDATE jobs SET metrics = ? WHERE job_id = ?", (metrics, report.job_id))
-        self._changed(report.job_id)
         return True
 
     def reports(self, job_id: str, attempt: int | None = None, after_id: int = 0,

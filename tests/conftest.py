@@ -45,8 +45,8 @@ def make_core(tmp_path: Path) -> Iterator[Callable[..., Scheduler]]:
         s.close()
 
 
-def wait_until(predicate, timeout_s: float, what: str):
-    """Poll ``predicate`` every 0.2 s until it returns something truthy (returned), or time out."""
+def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2):
+    """Poll ``predicate`` every ``poll_s`` until it returns something truthy (returned), or time out."""
     import time
 
     deadline = time.monotonic() + timeout_s
@@ -54,7 +54,7 @@ def wait_until(predicate, timeout_s: float, what: str):
         value = predicate()
         if value:
             return value
-        time.sleep(0.2)
+        time.sleep(poll_s)
     raise TimeoutError(what)
 
 

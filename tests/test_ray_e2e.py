@@ -9,10 +9,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-import time
 
 import pytest
 import ray
+from conftest import wait_until
 
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, runner_name
 from scheduler.errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec
@@ -34,13 +34,7 @@ def _entered(history: list, status: str) -> list[str]:
 
 
 def _wait_for(predicate, timeout_s: float = 120, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise TimeoutError(what)
+    return wait_until(predicate, timeout_s, what, poll_s=0.1)
 
 
 def _step_of_checkpoint(client, job_id: str, path: str) -> int:

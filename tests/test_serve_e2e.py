@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import JOBS_DIR
+from conftest import JOBS_DIR, wait_until
 
 pytestmark = [pytest.mark.slow]
 
@@ -98,16 +98,6 @@ def _lines(path: Path) -> list[int]:
     return [int(x) for x in path.read_text().split()] if path.exists() else []
 
 
-def _wait(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
-
-
 def _status(http: httpx.Client, job_id: str) -> dict:
     return http.get(f"/api/training/jobs/{job_id}").json()
 
@@ -116,7 +106,7 @@ def _run_until_some_steps(tmp: Path) -> tuple[Serve, str]:
     serve = Serve(tmp, "--address", "local", "--num-cpus", "2")
     with serve.http() as http:
         job_id = _submit(http, tmp)
-        _wait(lambda: len(_lines(tmp / "ckpts.log")) >= 2 and len(_lines(tmp / "steps.log")) >= 10, 180,
+        wait_until(lambda: len(_lines(tmp / "ckpts.log")) >= 2 and len(_lines(tmp / "steps.log")) >= 10, 180,
               "a few steps and checkpoints")
     return serve, job_id
 
@@ -125,7 +115,7 @@ def _finish_after_restart(tmp: Path, job_id: str) -> tuple[dict, list[dict]]:
     serve = Serve(tmp, "--address", "local", "--num-cpus", "2")
     try:
         with serve.http() as http:
-            done = _wait(lambda: (j := _status(http, job_id))["status"] == "completed" and j, 240, "completed")
+            done = wait_until(lambda: (j := _status(http, job_id))["status"] == "completed" and j, 240, "completed")
             history = http.get(f"/api/training/jobs/{job_id}/history").json()["transitions"]
     finally:
         assert serve.stop() == 0, serve.output
@@ -167,7 +157,7 @@ def _settled(path: Path, quiet_s: float = 2.0, timeout_s: float = 30.0) -> None:
 def test_a_killed_server_loses_only_the_work_since_the_last_checkpoint(tmp_path) -> None:
     serve, job_id = _run_until_some_steps(tmp_path)
     with serve.http() as http:  # what the scheduler has recorded (durably) when it is killed
-        checkpoints = _wait(lambda: http.get(f"/api/training/jobs/{job_id}/checkpoints").json(), 60,
+        checkpoints = wait_until(lambda: http.get(f"/api/training/jobs/{job_id}/checkpoints").json(), 60,
                             "a checkpoint recorded")
         recorded = max(c["metrics"]["step"] for c in checkpoints)
     serve.stop(signal.SIGKILL)
@@ -206,21 +196,21 @@ def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path, monkeypatch
         stdout=(tmp_path / "ray-start.log").open("w"), stderr=subprocess.STDOUT, env=_env(tmp_path),
         start_new_session=True)
     try:
-        _wait(lambda: _accepts(gcs) or head.poll() is not None, 120, "the Ray head to listen")
+        wait_until(lambda: _accepts(gcs) or head.poll() is not None, 120, "the Ray head to listen")
         assert head.poll() is None, (tmp_path / "ray-start.log").read_text()[-3000:]
         time.sleep(2.0)  # the GCS listens a little before the head node has registered
         serve = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
         assert "stopping this API process stops no job" in serve.output
         with serve.http() as http:
             job_id = _submit(http, tmp_path)
-            _wait(lambda: len(_lines(tmp_path / "steps.log")) >= 5, 180, "a few steps")
+            wait_until(lambda: len(_lines(tmp_path / "steps.log")) >= 5, 180, "a few steps")
         assert serve.stop(signal.SIGINT) in (0, 130), serve.output  # 130: uvicorn re-raises Ctrl-C
         at_stop = len(_lines(tmp_path / "steps.log"))
-        _wait(lambda: len(_lines(tmp_path / "steps.log")) >= TOTAL, 180, "the job to go on without the API")
+        wait_until(lambda: len(_lines(tmp_path / "steps.log")) >= TOTAL, 180, "the job to go on without the API")
         assert len(_lines(tmp_path / "steps.log")) > at_stop
         again = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
         with again.http() as http:
-            done = _wait(lambda: (j := _status(http, job_id))["status"] == "completed" and j, 120, "completed")
+            done = wait_until(lambda: (j := _status(http, job_id))["status"] == "completed" and j, 120, "completed")
         assert done["attempt"] == 1  # it never stopped
         again.stop()
     finally:
