@@ -154,3 +154,25 @@ def lazy_torch_config(use_gpu: bool) -> Any:
     # Defined in a function so importing raycompat never imports Ray Train; pickled by value
     # (cloudpickle), so the controller needs no trainq-specific class on its path either.
     return LazyTorchConfig(backend="nccl" if use_gpu else "gloo")
+
+
+def trainer_class() -> type:
+    """Ray Train's ``DataParallelTrainer``, less the Ray Data machinery when a run has no datasets.
+
+    Ray Train adds its datasets callback to every run: one more actor per run (a
+    ``DatasetManager``, about 200 MB resident on the head node, started and stopped with the run)
+    and a copy of Ray Data's context pushed to every worker, even when no dataset is given.
+    trainq's specs never pass datasets, so its runs leave that callback out: one process fewer to
+    start and to stop per attempt. With datasets the trainer is Ray Train's own.
+    """
+    from ray.train.v2._internal.callbacks import DatasetsCallback
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
+
+    class Trainer(DataParallelTrainer):
+        def _create_default_callbacks(self) -> list[Any]:
+            callbacks = super()._create_default_callbacks()
+            if self.datasets:
+                return callbacks
+            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+
+    return Trainer

@@ -347,13 +347,12 @@ class Runner:
 
     def _build_trainer(self) -> Any:
         from ray.train import FailureConfig, RunConfig, ScalingConfig
-        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
         spec = self.spec
         entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
         attempt_dir = join_path(self.run_root, self.run_name)
         train_loop = train_helpers.wrap(entrypoint, self.name, self.resume_from, attempt_dir)
-        return DataParallelTrainer(
+        return raycompat.trainer_class()(
             train_loop,
             train_loop_config=dict(spec.config),
             backend_config=raycompat.lazy_torch_config(spec.use_gpu) if spec.backend == "torch" else None,

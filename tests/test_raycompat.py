@@ -72,3 +72,19 @@ def test_failures_are_told_apart_the_way_ray_train_reports_them() -> None:
     assert failure_kind(ControllerError(ValueError("a bad callback"))) == "user"
     assert failure_kind(ray.exceptions.ActorDiedError()) == "infrastructure"
     assert failure_kind(ImportError("no module")) == "user"
+
+
+def test_runs_without_datasets_start_no_dataset_manager(tmp_path) -> None:
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.v2._internal.callbacks import DatasetsCallback
+
+    from scheduler import raycompat
+
+    def kinds(**datasets) -> set[type]:
+        trainer = raycompat.trainer_class()(lambda: None, scaling_config=ScalingConfig(num_workers=1),
+                                            run_config=RunConfig(name="t", storage_path=str(tmp_path)),
+                                            datasets=datasets or None)
+        return {type(c) for c in trainer._create_default_callbacks()}
+
+    assert DatasetsCallback not in kinds()
+    assert DatasetsCallback in kinds(train=[1, 2, 3])  # with datasets, Ray Train's own trainer

@@ -22,7 +22,7 @@ from conftest import JOBS_DIR, wait_until
 
 pytestmark = [pytest.mark.slow]
 
-TOTAL = 40
+TOTAL = 60
 
 
 def _free_port() -> int:
@@ -84,10 +84,10 @@ class Serve:
         return self.proc.wait(timeout_s)
 
 
-def _submit(http: httpx.Client, tmp: Path) -> str:
-    spec = {"name": "survivor", "entrypoint": "steps:count_steps", "num_workers": 2, "backend": "none",
+def _submit(http: httpx.Client, tmp: Path, total: int = TOTAL) -> str:
+    spec = {"name": "survivor", "entrypoint": "steps:count_steps", "num_workers": 1, "backend": "none",
             "runtime_env": {"working_dir": JOBS_DIR},
-            "config": {"total": TOTAL, "every": 4, "step_s": 0.25, "log": str(tmp / "steps.log"),
+            "config": {"total": total, "every": 4, "step_s": 0.25, "log": str(tmp / "steps.log"),
                        "ckpt_log": str(tmp / "ckpts.log")}}
     r = http.post("/api/training/jobs", json=spec)
     assert r.status_code == 201, r.text
@@ -122,25 +122,6 @@ def _finish_after_restart(tmp: Path, job_id: str) -> tuple[dict, list[dict]]:
     return done, history
 
 
-def test_a_graceful_stop_pauses_at_a_checkpoint_and_the_next_start_resumes(tmp_path) -> None:
-    serve, job_id = _run_until_some_steps(tmp_path)
-    assert serve.stop(signal.SIGINT) == 0, serve.output
-    assert "waiting for 1 job(s) to checkpoint" in serve.output and job_id in serve.output
-    assert "every job is paused at a checkpoint" in serve.output
-    pause_ck = _lines(tmp_path / "ckpts.log")[-1]
-    stopped_at = max(_lines(tmp_path / "steps.log"))
-
-    done, history = _finish_after_restart(tmp_path, job_id)
-    assert done["attempt"] == 2 and done["retries"] == 0
-    reasons = [t["reason"] for t in history]
-    assert any(r.startswith("paused for a shutdown") for r in reasons), reasons
-    assert "trainq started again after a shutdown; requeued" in reasons
-    steps = _lines(tmp_path / "steps.log")
-    assert sorted(set(steps)) == list(range(TOTAL))  # every step done
-    redone = {s for s in steps if steps.count(s) > 1}
-    assert all(pause_ck < s <= stopped_at for s in redone)  # nothing before the pause checkpoint redone
-
-
 def _settled(path: Path, quiet_s: float = 2.0, timeout_s: float = 30.0) -> None:
     """Waits until ``path`` has not grown for ``quiet_s``: a killed server's workers have stopped."""
     deadline, size, since = time.monotonic() + timeout_s, -1, time.monotonic()
@@ -154,11 +135,13 @@ def _settled(path: Path, quiet_s: float = 2.0, timeout_s: float = 30.0) -> None:
     raise TimeoutError(f"{path} still grows {timeout_s:.0f} s after the kill")
 
 
-def test_a_killed_server_loses_only_the_work_since_the_last_checkpoint(tmp_path) -> None:
+def test_a_killed_server_loses_only_work_since_a_checkpoint_and_a_graceful_stop_pauses_at_one(tmp_path) -> None:
+    # One job through three servers: killed (SIGKILL) mid-run, started again (it resumes by
+    # itself), stopped gracefully (Ctrl-C: it pauses at a checkpoint), started again (it completes).
     serve, job_id = _run_until_some_steps(tmp_path)
     with serve.http() as http:  # what the scheduler has recorded (durably) when it is killed
         checkpoints = wait_until(lambda: http.get(f"/api/training/jobs/{job_id}/checkpoints").json(), 60,
-                            "a checkpoint recorded")
+                                 "a checkpoint recorded")
         recorded = max(c["metrics"]["step"] for c in checkpoints)
     serve.stop(signal.SIGKILL)
     # The embedded Ray's processes follow their parent down, but not at once: a worker may still
@@ -168,18 +151,35 @@ def test_a_killed_server_loses_only_the_work_since_the_last_checkpoint(tmp_path)
     first = _lines(tmp_path / "steps.log")
     logged = _lines(tmp_path / "ckpts.log")
 
+    serve = Serve(tmp_path, "--address", "local", "--num-cpus", "2")
+    with serve.http() as http:
+        wait_until(lambda: _status(http, job_id)["attempt"] == 2
+                   and len(_lines(tmp_path / "ckpts.log")) >= len(logged) + 2, 180, "the second attempt's checkpoints")
+    assert serve.stop(signal.SIGINT) == 0, serve.output
+    assert "waiting for 1 job(s) to checkpoint" in serve.output and job_id in serve.output
+    assert "every job is paused at a checkpoint" in serve.output
+    pause_ck = _lines(tmp_path / "ckpts.log")[-1]
+    mid = _lines(tmp_path / "steps.log")
+
     done, history = _finish_after_restart(tmp_path, job_id)
-    assert done["attempt"] == 2 and done["retries"] == 1
+    assert done["attempt"] == 3 and done["retries"] == 1  # the kill counts as a retry; the shutdown does not
+    reasons = [t["reason"] for t in history]
     assert any("not found after a scheduler restart" in t["reason"] and t["to_status"] == "queued"
-               for t in history)
+               for t in history), reasons
+    assert any(r.startswith("paused for a shutdown") for r in reasons), reasons
+    assert "trainq started again after a shutdown; requeued" in reasons
     steps = _lines(tmp_path / "steps.log")
-    assert steps[:len(first)] == first == list(range(len(first)))
-    second = steps[len(first):]
-    assert sorted(set(steps)) == list(range(TOTAL)) and second == list(range(second[0], TOTAL))
-    # Resumed right after a checkpoint of the first run: the last one recorded before the kill,
-    # or one recorded in the moment before the scheduler's actor went down; never an older one.
-    resumed_from = second[0] - 1
-    assert resumed_from in logged and resumed_from >= recorded
+    assert sorted(set(steps)) == list(range(TOTAL))  # every step done
+    assert steps[:len(mid)] == mid and mid[:len(first)] == first == list(range(len(first)))
+    # After the kill: resumed right after a checkpoint of the first run, the last one recorded
+    # before the kill or one recorded in the moment before the scheduler's actor went down.
+    second = mid[len(first):]
+    assert second == list(range(second[0], second[0] + len(second)))
+    assert second[0] - 1 in logged and second[0] - 1 >= recorded
+    # After the graceful stop: resumed right after the pause checkpoint; nothing before it redone.
+    third = steps[len(mid):]
+    assert third == list(range(pause_ck + 1, TOTAL))
+    assert pause_ck <= max(mid)
 
 
 def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path, monkeypatch) -> None:
@@ -202,11 +202,11 @@ def test_with_a_separate_ray_stopping_the_api_stops_no_job(tmp_path, monkeypatch
         serve = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
         assert "stopping this API process stops no job" in serve.output
         with serve.http() as http:
-            job_id = _submit(http, tmp_path)
+            job_id = _submit(http, tmp_path, total=30)
             wait_until(lambda: len(_lines(tmp_path / "steps.log")) >= 5, 180, "a few steps")
         assert serve.stop(signal.SIGINT) in (0, 130), serve.output  # 130: uvicorn re-raises Ctrl-C
         at_stop = len(_lines(tmp_path / "steps.log"))
-        wait_until(lambda: len(_lines(tmp_path / "steps.log")) >= TOTAL, 180, "the job to go on without the API")
+        wait_until(lambda: len(_lines(tmp_path / "steps.log")) >= 30, 180, "the job to go on without the API")
         assert len(_lines(tmp_path / "steps.log")) > at_stop
         again = Serve(tmp_path, "--address", f"127.0.0.1:{gcs}")
         with again.http() as http:
