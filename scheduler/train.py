@@ -24,6 +24,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -132,15 +133,37 @@ def _ask() -> tuple[bool, bool]:
         context = ray.train.get_context()
         rank, world = context.get_world_rank(), context.get_world_size()
         poller = _StatePoller(host, name) if rank == 0 else None
-
-        def broadcast(payload: Any) -> Any:
-            from ray.train.collective import broadcast_from_rank_zero
-
-            return tuple(broadcast_from_rank_zero(payload))
-
-        _hook = (name, HookSync(rank, world, broadcast, poller.get if poller else _no_state, time.monotonic,
+        _hook = (name, HookSync(rank, world, _broadcaster(), poller.get if poller else _no_state, time.monotonic,
                                 told=lambda pause, gen: host.hook_told.remote(name, pause, gen)))
     return _hook[1].ask()
+
+
+def _broadcaster() -> Callable[[Any], Any]:
+    """How rank 0's answer reaches every rank at a sync call.
+
+    When the job already runs a torch process group (``backend: torch``), over a gloo group of
+    our own made from it: a broadcast there costs well under a millisecond, where Ray Train's
+    ``broadcast_from_rank_zero`` (an actor call per rank through its synchronization actor)
+    costs about 10 ms on 2 workers. A group of our own keeps our messages out of the job's
+    NCCL stream; it is made at the first sync call, which every rank makes at the same point,
+    as ``new_group`` requires. Without a process group (``backend: none``), torch is never
+    imported here and Ray Train's broadcast is used.
+    """
+    group: list[Any] = []
+
+    def broadcast(payload: Any) -> Any:
+        dist = sys.modules.get("torch.distributed")
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            if not group:
+                group.append(dist.new_group(backend="gloo"))
+            box = [payload]
+            dist.broadcast_object_list(box, src=0, group=group[0])
+            return tuple(box[0])
+        from ray.train.collective import broadcast_from_rank_zero
+
+        return tuple(broadcast_from_rank_zero(payload))
+
+    return broadcast
 
 
 def _no_state() -> tuple[bool, int]:

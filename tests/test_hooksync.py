@@ -98,3 +98,37 @@ def test_a_single_worker_needs_no_broadcast_and_hears_at_once() -> None:
 def test_nothing_asked_means_no_checkpoint_and_no_stop() -> None:
     answers, stopped_at, _ = _run(8, 200, FakeRunner())
     assert stopped_at == {} and not any(p or c for _, p, c in answers[0])
+
+
+def _gloo_rank(rank: int, world: int, port: int, out) -> None:
+    import torch.distributed as dist
+
+    from scheduler.train import _broadcaster
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        broadcast = _broadcaster()
+        got = [broadcast((rank == 0 and n % 3 == 0, n, 15 + n) if rank == 0 else None) for n in range(5)]
+        out.put((rank, got))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_with_a_torch_process_group_the_ranks_agree_over_gloo() -> None:
+    # The hook's real broadcast when a job runs torch.distributed: 4 processes, every rank gets rank 0's tuples.
+    import multiprocessing
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ctx = multiprocessing.get_context("spawn")
+    out = ctx.Queue()
+    procs = [ctx.Process(target=_gloo_rank, args=(r, 4, port, out)) for r in range(4)]
+    for p in procs:
+        p.start()
+    results = dict(out.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(30)
+    expected = [(n % 3 == 0, n, 15 + n) for n in range(5)]
+    assert results == {r: expected for r in range(4)}

@@ -62,8 +62,12 @@ class _Run:
 
 
 def simulate(jobs: Sequence[SimJob], capacity: Mapping[str, float], *, backfill: bool = False,
-             max_events: int = 100_000) -> SimResult:
-    """Run ``jobs`` to completion in submission order (``submit_at``, then list order); strict, or with backfill."""
+             oracle: bool = False, max_events: int = 100_000) -> SimResult:
+    """Run ``jobs`` to completion in submission order (``submit_at``, then list order); strict, or with backfill.
+
+    ``oracle``: backfill knows every job's true run time, running or queued (no scheduler
+    does): what backfill in queue order could reach at best, apart from what it is told.
+    """
     arrivals = sorted(jobs, key=lambda j: j.submit_at)  # stable: list order breaks ties
     order = {j.job_id: i for i, j in enumerate(arrivals)}
     done_s = {j.job_id: 0.0 for j in jobs}  # work done in earlier attempts
@@ -77,7 +81,7 @@ def simulate(jobs: Sequence[SimJob], capacity: Mapping[str, float], *, backfill:
         while arrivals and arrivals[0].submit_at <= t:
             queue.append(arrivals.pop(0))
         queue.sort(key=lambda j: order[j.job_id])
-        _step(t, queue, running, done_s, capacity, backfill, out)
+        _step(t, queue, running, done_s, capacity, backfill, out, oracle)
         times = [a.submit_at for a in arrivals[:1]]
         for r in running.values():
             times.append(r.end if r.release_at is None else min(r.end, r.release_at))
@@ -113,7 +117,7 @@ def simulate(jobs: Sequence[SimJob], capacity: Mapping[str, float], *, backfill:
 
 
 def _step(t: float, queue: list[SimJob], running: dict[str, _Run], done_s: dict[str, float],
-          capacity: Mapping[str, float], backfill: bool, out: SimResult) -> None:
+          capacity: Mapping[str, float], backfill: bool, out: SimResult, oracle: bool = False) -> None:
     free = subtract(capacity, *(r.job.demand for r in running.values()))
     while queue and fits(queue[0].demand, free):  # strict gang admission, in order
         job = queue.pop(0)
@@ -132,8 +136,15 @@ def _step(t: float, queue: list[SimJob], running: dict[str, _Run], done_s: dict[
     if not backfill or not queue:
         return
     entries = [Entry(j.job_id, 0, i, j.demand) for i, j in enumerate(queue)]
-    holders = [Holder(r.job.job_id, r.job.demand, _expected_release(r, done_s), r.spare) for r in running.values()]
-    plan = plan_backfill(entries, free, holders, t, run_s=_run_s(queue, done_s),
+    if oracle:
+        holders = [Holder(r.job.job_id, r.job.demand, min(r.end, _expected_release(r, done_s) or r.end), r.spare)
+                   for r in running.values()]
+        run_s = {j.job_id: j.duration_s - done_s[j.job_id] for j in queue}
+    else:
+        holders = [Holder(r.job.job_id, r.job.demand, _expected_release(r, done_s), r.spare)
+                   for r in running.values()]
+        run_s = _run_s(queue, done_s)
+    plan = plan_backfill(entries, free, holders, t, run_s=run_s,
                          preemptible={j.job_id: j.pause_s for j in queue if j.preemptible})
     if plan.reservation is not None and plan.reservation.start_at is not None:
         out.reservations.setdefault(plan.reservation.job_id, plan.reservation.start_at)
@@ -235,6 +246,7 @@ class Packing:
     backfill_s: float
     ideal_s: float  # the lower bound
     clairvoyant_s: float
+    oracle_s: float  # backfill in queue order knowing every true run time
     strict_waiting_utilisation: float
     backfill_waiting_utilisation: float
 
@@ -244,8 +256,9 @@ def packing(seed: int, n: int = 20, gpus: int = 8, limited_share: float = 0.6) -
     jobs = mixed_jobs(seed, n, gpus, limited_share)
     cap = {"GPU": float(gpus)}
     strict, filled = simulate(jobs, cap), simulate(jobs, cap, backfill=True)
+    oracle = simulate(jobs, cap, backfill=True, oracle=True)
     return Packing(strict.makespan, filled.makespan, ideal_makespan(jobs, cap), clairvoyant_makespan(jobs, cap),
-                   strict.waiting_utilisation, filled.waiting_utilisation)
+                   oracle.makespan, strict.waiting_utilisation, filled.waiting_utilisation)
 
 
 @dataclass(frozen=True)
