@@ -30,6 +30,7 @@ def create_app(backend: Backend, token: str | None | object = _UNSET, *,
         version="0.1.0",
         description="Queue, pause and resume Ray Train jobs. Errors: 404 unknown job, 409 illegal "
                     "transition, 422 invalid input, 401 missing token, 403 another user's job.",
+        default_response_class=routes.WireJSON,  # a NaN metric is sent as "NaN", not refused with a 500
     )
     app.state.backend = backend
     app.state.token = configured_token() if token is _UNSET else token

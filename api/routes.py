@@ -7,9 +7,10 @@ from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BeforeValidator
 
+from scheduler import wire
 from scheduler.client import new_key
 from scheduler.errors import TooLarge
 from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
@@ -44,11 +45,20 @@ router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)]
 health_router = APIRouter(tags=["health"])
 
 
-def _json(body: Any, status_code: int = 200) -> JSONResponse:
-    """The scheduler's own plain-JSON answer, sent as it is: the hot read routes skip FastAPI's
-    re-validation against ``response_model`` (which still documents them in the OpenAPI schema,
-    and which the fuzz test checks every answer against)."""
-    return JSONResponse(body, status_code=status_code)
+class WireJSON(JSONResponse):
+    """JSON as trainq sends it everywhere (``scheduler.wire``): a NaN metric is a string, not a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return wire.dumps_bytes(content)
+
+
+def _json(body: Any, status_code: int = 200) -> Response:
+    """The scheduler's own answer, sent as it is: the hot routes skip FastAPI's re-validation
+    against ``response_model`` (which still documents them in the OpenAPI schema, and which the
+    fuzz test checks every answer against). Bytes are JSON the scheduler encoded already."""
+    if isinstance(body, bytes):
+        return Response(body, status_code=status_code, media_type="application/json")
+    return WireJSON(body, status_code=status_code)
 
 
 def _backend(request: Request) -> Backend:
@@ -99,19 +109,18 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Any:
     statuses = [s.value for s in status] if status else None
-    page = await backend.call("page", statuses, limit, offset)  # one actor call: jobs and total
-    return _json({**page, "limit": limit, "offset": offset})
+    return _json(await backend.call("page_json", statuses, limit, offset))  # one actor call: jobs and total
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
 async def get_job(job_id: JobId, backend: BackendDep) -> Any:
-    return _json(await backend.call("get", job_id))
+    return _json(await backend.call("get_json", job_id))
 
 
 @router.get("/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
 async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
                 offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
-    return _json(await backend.call("queue", limit, offset))
+    return _json(await backend.call("queue_json", limit, offset))
 
 
 @router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")

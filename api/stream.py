@@ -11,10 +11,11 @@ fresh snapshot instead of guessing what was missed.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
+
+from scheduler import wire
 
 from .backend import Backend
 
@@ -33,7 +34,7 @@ class StreamEvent:
 def sse(event: str, data: Any, event_id: int | None = None) -> str:
     """One Server-Sent Event."""
     head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, default=str)}\n\n"
+    return f"{head}event: {event}\ndata: {wire.dumps(data)}\n\n"
 
 
 async def events(backend: Backend, job_id: str | None, heartbeat_s: float = 15.0,

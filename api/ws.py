@@ -17,6 +17,7 @@ from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 
+from scheduler import wire
 from scheduler.errors import TrainqError
 
 from .auth import token_matches
@@ -77,8 +78,7 @@ async def _pump(websocket: WebSocket, backend: Any, job_id: str | None, last_eve
             if ev.type is None:
                 await websocket.send_text('{"event": "heartbeat"}')
             else:
-                await websocket.send_text(json.dumps({"event": ev.type, "id": ev.id, "data": ev.data},
-                                                     default=str))
+                await websocket.send_text(wire.dumps({"event": ev.type, "id": ev.id, "data": ev.data}))
 
     async def receive() -> None:
         while True:  # messages after the first are ignored; this notices the close
@@ -110,8 +110,8 @@ async def _first_message(websocket: WebSocket) -> dict[str, Any]:
 
 async def _fail(websocket: WebSocket, code: str, message: str, **fields: Any) -> None:
     try:
-        await websocket.send_text(json.dumps({"event": "error", "data": {"error": code, "message": message,
-                                                                         **fields}}, default=str))
+        await websocket.send_text(wire.dumps({"event": "error", "data": {"error": code, "message": message,
+                                                                          **fields}}))
         await websocket.close(code=CLOSE_CODES.get(code, 1011), reason=message[:120])
     except (WebSocketDisconnect, RuntimeError):
         pass  # the client is already gone

@@ -317,6 +317,22 @@ class SchedulerService:
         self._tend()
         return {"jobs": self.core.list(status, limit, offset), "total": self.core.count(status)}
 
+    # The HTTP API's hot reads, as JSON bytes: nothing to decode and encode again in between.
+    async def get_json(self, job_id: str) -> bytes:
+        """``get`` as JSON bytes."""
+        self._tend()
+        return self.core.get_json(job_id)
+
+    async def page_json(self, status: Any = None, limit: int = 100, offset: int = 0) -> bytes:
+        """``page`` as JSON bytes, with ``limit`` and ``offset``."""
+        self._tend()
+        return self.core.page_json(status, limit, offset)
+
+    async def queue_json(self, limit: int | None = None, offset: int = 0) -> bytes:
+        """``queue`` as JSON bytes."""
+        self._tend()
+        return self.core.queue_json(limit, offset)
+
     async def count(self, status: Any = None) -> int:
         self._tend()
         return self.core.count(status)

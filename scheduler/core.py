@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-from . import policy, security, workloads
+from . import policy, security, wire, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
 from .config import Settings, join_path, packages_root, train_run_name
 from .errors import (
@@ -210,16 +210,23 @@ class Scheduler:
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job as a dict; a queued one with its ``pending_reason``, ``eta`` and ``eta_basis``."""
-        job = self._job(job_id)
-        return self._public_many([job], self._queue_view() if job.status is S.QUEUED else None)[0]
+        return self._public_many(*self._one(job_id))[0]
+
+    def get_json(self, job_id: str) -> bytes:
+        """``get`` as the HTTP API sends it (JSON bytes; the job's unchanging fields encoded once)."""
+        return self._encoded_many(*self._one(job_id))[0]
 
     def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
              offset: int = 0) -> list[dict[str, Any]]:
         """Jobs newest first, optionally filtered by status (one or several). Everyone sees every
         job (as ``squeue`` shows them); only acting on one is limited to its owner and admins."""
-        jobs = self.store.list_jobs(_statuses(status), limit, offset)
-        view = self._queue_view() if any(j.status is S.QUEUED for j in jobs) else None
-        return self._public_many(jobs, view)
+        return self._public_many(*self._listed(status, limit, offset))
+
+    def page_json(self, status: str | Iterable[str] | None, limit: int, offset: int) -> bytes:
+        """``{"jobs": list(...), "total": count(...), "limit", "offset"}`` as JSON bytes (the HTTP page)."""
+        jobs = b",".join(self._encoded_many(*self._listed(status, limit, offset)))
+        rest = wire.dumps_bytes({"total": self.count(status), "limit": limit, "offset": offset})
+        return wire.merge(b'{"jobs":[' + jobs + b"]}", rest)
 
     def count(self, status: str | Iterable[str] | None = None) -> int:
         """How many jobs (in ``status``) there are (counted as they change, not by a scan)."""
@@ -229,11 +236,27 @@ class Scheduler:
     def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """The queued jobs in the order they will start (fair-share order with a users file), each
         with why it waits (``pending_reason``) and when it should start (``eta``, ``eta_basis``)."""
+        return self._public_many(*self._queued(limit, offset))
+
+    def queue_json(self, limit: int | None = None, offset: int = 0) -> bytes:
+        """``queue_jobs`` as a JSON array (bytes)."""
+        return b"[" + b",".join(self._encoded_many(*self._queued(limit, offset))) + b"]"
+
+    def _one(self, job_id: str) -> tuple[list[Job], _QueueView | None]:
+        job = self._job(job_id)
+        return [job], self._queue_view() if job.status is S.QUEUED else None
+
+    def _listed(self, status: str | Iterable[str] | None, limit: int | None,
+                offset: int) -> tuple[list[Job], _QueueView | None]:
+        jobs = self.store.list_jobs(_statuses(status), limit, offset)
+        return jobs, self._queue_view() if any(j.status is S.QUEUED for j in jobs) else None
+
+    def _queued(self, limit: int | None, offset: int) -> tuple[list[Job], _QueueView]:
         view = self._queue_view()
         end = None if limit is None else offset + limit
         page = view.order[offset:end]
         jobs = self.store.get_jobs([e.job_id for e in page])
-        return self._public_many([jobs[e.job_id] for e in page if e.job_id in jobs], view)
+        return [jobs[e.job_id] for e in page if e.job_id in jobs], view
 
     def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
               idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
@@ -1427,17 +1450,32 @@ class Scheduler:
     def _public_many(self, jobs: list[Job], view: _QueueView | None = None) -> list[dict[str, Any]]:
         """``_public`` of a page of jobs with one query for all their checkpoint sizes; with the
         queue ``view``, queued jobs carry their position in it and why they wait."""
+        out = []
+        for job, extra in zip(jobs, self._current(jobs, view), strict=True):
+            d = job.to_dict()
+            d.update(extra)
+            out.append(d)
+        return out
+
+    def _encoded_many(self, jobs: list[Job], view: _QueueView | None = None) -> list[bytes]:
+        """``_public_many`` as JSON, each job's unchanging part encoded once (``Job.public_json``)."""
+        return [wire.merge(job.public_json(), wire.dumps_bytes(extra))
+                for job, extra in zip(jobs, self._current(jobs, view), strict=True)]
+
+    def _current(self, jobs: list[Job], view: _QueueView | None) -> list[dict[str, Any]]:
+        """What a job's public form adds to its row: its place in the queue and why it waits
+        (from ``view``), and the bytes its checkpoints hold (one query for the page)."""
         sizes = self.store.checkpoint_bytes_of([j.job_id for j in jobs])
         out = []
         for job in jobs:
-            position = view.positions.get(job.job_id) if view is not None else self.queue.position(job.job_id)
-            d = job.to_dict(queue_position=position)
-            d["checkpoint_bytes"] = sizes.get(job.job_id, 0)
-            why = view.why(job.job_id) if view is not None and job.status is S.QUEUED else None
-            d["pending_reason"] = why.reason() if why else None
-            d["eta"] = iso(why.eta) if why else None
-            d["eta_basis"] = why.eta_basis if why else None
-            out.append(d)
+            queued = job.status is S.QUEUED
+            position = None
+            if queued:
+                position = view.positions.get(job.job_id) if view is not None else self.queue.position(job.job_id)
+            why = view.why(job.job_id) if view is not None and queued else None
+            out.append({"queue_position": position, "checkpoint_bytes": sizes.get(job.job_id, 0),
+                        "pending_reason": why.reason() if why else None, "eta": iso(why.eta) if why else None,
+                        "eta_basis": why.eta_basis if why else None})
         return out
 
     def _pause_result(self, job: Job, previous: JobStatus, message: str) -> dict[str, Any]:

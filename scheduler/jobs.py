@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from . import wire
 from .states import JobStatus
 
 #: Metrics keys read as a step counter, in order of preference.
@@ -102,6 +103,15 @@ class Job:
         d = dict(base)
         d["queue_position"] = queue_position if self.status is JobStatus.QUEUED else None
         return d
+
+    def public_json(self) -> bytes:
+        """``to_dict()`` less ``queue_position``, as the HTTP API sends it (``wire``); encoded once
+        per job, as the dict is formatted once: a page of unchanged jobs is joined, not encoded."""
+        blob = self.__dict__.get("_public_json")
+        if blob is None:
+            self.to_dict()
+            blob = self.__dict__["_public_json"] = wire.dumps_bytes(self.__dict__["_public"])
+        return blob
 
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))

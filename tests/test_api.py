@@ -167,7 +167,7 @@ def test_internal_errors_never_leak_a_traceback(service) -> None:
     async def broken(*args):
         raise RuntimeError("secret internals")
 
-    service.get = broken
+    service.get_json = broken
     with TestClient(create_app(ServiceBackend(service), token=None), raise_server_exceptions=False) as c:
         r = c.get("/api/training/jobs/job_x")
     assert r.status_code == 500 and r.json() == {"error": "internal", "message": "internal error: RuntimeError"}
@@ -228,7 +228,7 @@ def test_event_stream_starts_with_a_snapshot_then_follows(service) -> None:
         job = await service.submit(spec())
         gen = stream.follow(backend, job["job_id"], heartbeat_s=0.2)
         first = await gen.__anext__()
-        assert first.startswith("event: snapshot") and '"status": "pending"' in first
+        assert first.startswith("event: snapshot") and '"status":"pending"' in first
         sim = RunnerSim(service.core, job["job_id"], 1)
         sim.started()
         sim.report(0)
@@ -325,3 +325,49 @@ def test_pause_with_a_deadline_and_no_deadline_keeps_the_deadline(http, service)
     job_id, _ = _running(http, service)
     r = http.post(f"/api/training/pause/{job_id}", params={"deadline_s": 30, "no_deadline": "true"})
     assert r.status_code == 200 and r.json()["deadline_at"] is not None
+
+
+def test_the_hot_reads_send_what_the_dicts_say_and_follow_every_change(http, service) -> None:
+    # get, list and queue go out as JSON the scheduler encodes itself (each job's unchanging part
+    # once); what they send must be exactly the Python API's dicts, before and after changes.
+    core = service.core
+    running, sim = _running(http, service, num_workers=2)
+    waiting = http.post("/api/training/jobs", json=spec(num_workers=2, name="waits")).json()["job_id"]
+    sim.report(1, "/ck/1")
+
+    def same() -> None:
+        for job_id in (running, waiting):
+            assert http.get(f"/api/training/jobs/{job_id}").json() == core.get(job_id)
+        assert http.get("/api/training/jobs?limit=100&offset=0").json() == {
+            "jobs": core.list(None, 100, 0), "total": core.count(), "limit": 100, "offset": 0}
+        assert http.get("/api/training/jobs?status=queued&limit=1").json()["jobs"] == core.list("queued", 1, 0)
+        assert http.get("/api/training/queue").json() == core.queue_jobs()
+
+    same()
+    assert http.get(f"/api/training/jobs/{waiting}").json()["pending_reason"]["code"] == "resources"
+    before = http.get(f"/api/training/jobs/{running}").json()
+    sim.report(2, "/ck/2")  # a new row for the job: nothing cached may answer for it
+    after = http.get(f"/api/training/jobs/{running}").json()
+    assert before["metrics"] == {"step": 1} and after["metrics"] == {"step": 2}
+    http.post(f"/api/training/cancel/{running}")
+    same()
+
+
+def test_a_nan_metric_is_sent_as_a_string_everywhere_not_refused(http, service) -> None:
+    # A diverged loss: JSON has no NaN, and a 500 (or a NaN token a browser cannot parse) would
+    # hide the job exactly when its user looks at it.
+    job_id, sim = _running(http, service)
+    service.core.on_runner_event({"kind": "report", "job_id": job_id, "attempt": 1, "seq": 1, "at": 1.0,
+                                  "metrics": {"step": 1, "loss": float("nan"), "grad": float("-inf")},
+                                  "checkpoint_path": None})
+    assert service.core.get(job_id)["metrics"]["loss"] != service.core.get(job_id)["metrics"]["loss"]  # NaN kept
+    for path in (f"/api/training/jobs/{job_id}", f"/api/training/jobs/{job_id}/metrics", "/api/training/jobs"):
+        r = http.get(path)
+        assert r.status_code == 200, (path, r.text)
+        json.loads(r.text, parse_constant=lambda c: pytest.fail(f"{path} sent {c}"))
+    assert http.get(f"/api/training/jobs/{job_id}").json()["metrics"] == {"step": 1, "loss": "NaN", "grad": "-Infinity"}
+    from api import stream
+
+    frame = stream.sse("report", {"metrics": {"loss": float("nan")}}, 7)
+    data = frame.split("data: ", 1)[1]
+    assert json.loads(data, parse_constant=lambda c: pytest.fail(f"SSE sent {c}")) == {"metrics": {"loss": "NaN"}}

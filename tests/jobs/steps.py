@@ -75,15 +75,26 @@ def count_steps(config: dict) -> None:
 
 
 def hook_cost(config: dict) -> None:
-    """Sleeps ``steps`` steps of ``step_s``, calling the hook every step when ``hook`` is set;
-    rank 0 reports the loop's own elapsed time (the benchmark compares with and without)."""
+    """Steps of ``step_s`` (a sleep, then an all-reduce of one number across the ranks, as a
+    data-parallel step ends with the gradients' all-reduce), calling the hook every step when
+    ``hook`` is set; rank 0 reports the loop's own elapsed time (the benchmark compares with and
+    without). Without a torch process group (``backend: none``) the steps are sleeps alone."""
     steps, step_s = int(config.get("steps", 100)), float(config.get("step_s", 0.05))
     use_hook = bool(config.get("hook"))
+    dist = sys.modules.get("torch.distributed")
+    grad = None
+    if dist is not None and dist.is_initialized():
+        import torch
+
+        grad = torch.zeros(1)
+        dist.barrier()  # every rank starts its clock together
     if use_hook:
         scheduler.train.should_checkpoint()  # the first call sets up (the state poller), not timed
     start = time.perf_counter()
     for _ in range(steps):
         time.sleep(step_s)
+        if grad is not None:
+            dist.all_reduce(grad)
         if use_hook and scheduler.train.should_checkpoint():
             break
     elapsed = time.perf_counter() - start
