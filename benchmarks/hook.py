@@ -77,8 +77,11 @@ def run(client: Any, ws: Workspace, quick: bool) -> list[Row]:
     rows = [Row(f"hook: loop time, should_checkpoint() every step, 2 workers, {step_s * 1000:.0f} ms steps"
                 " (baseline: same loop without it)", hooked, plain, "s", "ratio ≤ 1.01", hooked <= 1.01 * plain)]
     sim_steps = 200 if quick else 600
-    s_hooked, s_plain, broadcasts = simulate(64, sim_steps, 0.02)
+    # 64 threads on a few cores wobble by a few percent from one run to the next: the median of 3 pairs.
+    pairs = sorted((simulate(64, sim_steps, 0.02) for _ in range(3)), key=lambda p: p[0] / p[1])
+    s_hooked, s_plain, broadcasts = pairs[1]
     rows.append(Row(f"hook: loop time, 64 simulated ranks, 20 ms steps, {SIM_BROADCAST_S * 1000:.0f} ms per broadcast"
                     " (baseline: without the hook)", s_hooked, s_plain, "s", "ratio ≤ 1.01",
-                    s_hooked <= 1.01 * s_plain, note=f"{broadcasts} broadcasts in {sim_steps} steps"))
+                    s_hooked <= 1.01 * s_plain, note=f"{broadcasts} broadcasts in {sim_steps} steps; median of"
+                    f" 3 pairs, ratios {', '.join(f'{h / p:.3f}' for h, p, _ in pairs)}"))
     return rows
