@@ -312,11 +312,6 @@ class SchedulerService:
         self._tend()
         return self.core.list(status, limit, offset)
 
-    async def page(self, status: Any = None, limit: int | None = None, offset: int = 0) -> dict[str, Any]:
-        """``{"jobs": [...], "total": n}``: one page of ``list`` and its ``count`` in one call."""
-        self._tend()
-        return {"jobs": self.core.list(status, limit, offset), "total": self.core.count(status)}
-
     # The HTTP API's hot reads, as JSON bytes: nothing to decode and encode again in between.
     async def get_json(self, job_id: str) -> bytes:
         """``get`` as JSON bytes."""
@@ -324,7 +319,7 @@ class SchedulerService:
         return self.core.get_json(job_id)
 
     async def page_json(self, status: Any = None, limit: int = 100, offset: int = 0) -> bytes:
-        """``page`` as JSON bytes, with ``limit`` and ``offset``."""
+        """One page of ``list`` with its ``count``, ``limit`` and ``offset``, in one call, as JSON bytes."""
         self._tend()
         return self.core.page_json(status, limit, offset)
 

@@ -1441,15 +1441,13 @@ class Scheduler:
         return job
 
     def _public(self, job: Job) -> dict[str, Any]:
-        d = job.to_dict(queue_position=self.queue.position(job.job_id) if self.users is None
-                        else self._position(job.job_id))
-        d["checkpoint_bytes"] = self.store.checkpoint_bytes(job.job_id)
-        d.update(pending_reason=None, eta=None, eta_basis=None)
-        return d
+        """One job as the verbs answer it: its place in the queue, no pending reason (working one
+        out walks the whole queue; ``get`` has it)."""
+        return self._public_many([job])[0]
 
     def _public_many(self, jobs: list[Job], view: _QueueView | None = None) -> list[dict[str, Any]]:
-        """``_public`` of a page of jobs with one query for all their checkpoint sizes; with the
-        queue ``view``, queued jobs carry their position in it and why they wait."""
+        """A page of jobs as the API shows them, with one query for all their checkpoint sizes;
+        with the queue ``view``, queued jobs carry their position in it and why they wait."""
         out = []
         for job, extra in zip(jobs, self._current(jobs, view), strict=True):
             d = job.to_dict()
@@ -1471,7 +1469,7 @@ class Scheduler:
             queued = job.status is S.QUEUED
             position = None
             if queued:
-                position = view.positions.get(job.job_id) if view is not None else self.queue.position(job.job_id)
+                position = view.positions.get(job.job_id) if view is not None else self._position(job.job_id)
             why = view.why(job.job_id) if view is not None and queued else None
             out.append({"queue_position": position, "checkpoint_bytes": sizes.get(job.job_id, 0),
                         "pending_reason": why.reason() if why else None, "eta": iso(why.eta) if why else None,

@@ -136,14 +136,9 @@ def _step(t: float, queue: list[SimJob], running: dict[str, _Run], done_s: dict[
     if not backfill or not queue:
         return
     entries = [Entry(j.job_id, 0, i, j.demand) for i, j in enumerate(queue)]
-    if oracle:
-        holders = [Holder(r.job.job_id, r.job.demand, min(r.end, _expected_release(r, done_s) or r.end), r.spare)
-                   for r in running.values()]
-        run_s = {j.job_id: j.duration_s - done_s[j.job_id] for j in queue}
-    else:
-        holders = [Holder(r.job.job_id, r.job.demand, _expected_release(r, done_s), r.spare)
-                   for r in running.values()]
-        run_s = _run_s(queue, done_s)
+    holders = [Holder(r.job.job_id, r.job.demand, _expected_release(r, done_s, oracle), r.spare)
+               for r in running.values()]
+    run_s = {j.job_id: j.duration_s - done_s[j.job_id] for j in queue} if oracle else _run_s(queue, done_s)
     plan = plan_backfill(entries, free, holders, t, run_s=run_s,
                          preemptible={j.job_id: j.pause_s for j in queue if j.preemptible})
     if plan.reservation is not None and plan.reservation.start_at is not None:
@@ -164,9 +159,10 @@ def _start(t: float, job: SimJob, running: dict[str, _Run], done_s: dict[str, fl
     running[job.job_id] = _Run(job, t, t + job.duration_s - done_s[job.job_id])
 
 
-def _expected_release(r: _Run, done_s: Mapping[str, float]) -> float | None:
-    """What the scheduler believes: a pause's end, the pause it scheduled, or the time limit."""
-    known = []
+def _expected_release(r: _Run, done_s: Mapping[str, float], oracle: bool = False) -> float | None:
+    """What the scheduler believes: a pause's end, the pause it scheduled, or the time limit
+    (``oracle``: it also knows the true end)."""
+    known = [r.end] if oracle else []
     if r.release_at is not None:
         known.append(r.release_at)
     if r.preempt_at is not None:
