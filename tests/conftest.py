@@ -18,6 +18,18 @@ from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
 
 JOBS_DIR = str(Path(__file__).parent / "jobs")
 
+# Every Ray the tests start (the session's, the multi-node clusters, each `trainq serve`) inherits these.
+#: Ray Train's preemption watcher (an actor per run that polls for node drains) is off: no test
+#: drains a node, trainq does not rely on it, and it costs every run a process start (about 0.5 s
+#: on 2 cores). Ray Train's controller polls the workers every 0.2 s, not trainq's default 0.5:
+#: a run's end (and a pause) is noticed about a second sooner, on each of the suite's ~150
+#: attempts. Housekeeping ticks twice as often (``tq`` waits one tick for a fresh view of the
+#: cluster). Deployments keep the defaults.
+TEST_ENV = {"RAY_DEDUP_LOGS": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "TRAINQ_REPORT_POLL_S": "0.2",
+            "TRAINQ_TICK_S": "0.5"}
+for _name, _value in TEST_ENV.items():
+    os.environ.setdefault(_name, _value)
+
 
 #: Tests that start Ray clusters of their own (in subprocesses). They run first, before the
 #: session's shared Ray is up: on 2 cores an idle Ray beside them (its dashboard, the scheduler's
@@ -122,11 +134,6 @@ def ray_cluster(tmp_path_factory: pytest.TempPathFactory, local_s3: dict) -> Ite
     """One local Ray (2 logical CPUs) for the whole test session (it can reach ``local_s3``)."""
     import ray
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    # Ray Train's preemption watcher (an actor per run that polls for node drains) is off in the
-    # tests' Ray: no test drains a node, trainq does not rely on it, and it costs each of the
-    # suite's ~80 runs a process start (about 0.5 s on 2 cores). Deployments keep Ray's default.
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
     # With the dashboard, as deployed: Ray Train's PlacementGroupCleaner relies on its State API.
     # address "local": always a Ray of our own, never one another test left running.
     ray.init(address="local", num_cpus=RAY_CPUS, include_dashboard=True, namespace="trainq",
@@ -219,7 +226,7 @@ def tq(client, tmp_path: Path):
         deadline = time.monotonic() + 60
         while ray.available_resources().get("CPU", 0) < RAY_CPUS and time.monotonic() < deadline:
             time.sleep(0.2)
-        time.sleep(1.2)  # one tick of the scheduler's housekeeping, which refreshes its view
+        time.sleep(0.6)  # one tick of the scheduler's housekeeping (TRAINQ_TICK_S), which refreshes its view
     submitted: list[str] = []
 
     class Helper:
