@@ -55,7 +55,9 @@ def user_for_token(users: Users | None, expected: str | None, given: str | None)
     return None
 
 
-def current_user(request: Request) -> str | None:
+# The dependencies are ``async def`` although nothing in them waits: FastAPI runs a plain ``def``
+# dependency in a worker thread, a hop that cost the hot reads about a fifth of their time.
+async def current_user(request: Request) -> str | None:
     """Dependency: the calling user's name (None without a users file); 401 without a valid token."""
     header = request.headers.get("authorization", "")
     scheme, _, given = header.partition(" ")
@@ -66,9 +68,9 @@ def current_user(request: Request) -> str | None:
     return user_for_token(users, expected, given if scheme.lower() == "bearer" else None)
 
 
-def require_token(request: Request) -> None:
+async def require_token(request: Request) -> None:
     """Dependency: 401 unless the request carries a valid token (when tokens are configured)."""
-    current_user(request)
+    await current_user(request)
 
 
 Authorized = Annotated[None, Depends(require_token)]

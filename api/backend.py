@@ -6,6 +6,8 @@ from typing import Any, Protocol
 
 from scheduler.errors import NotReady, TrainqError
 
+from .coalesce import READS, Coalescer
+
 
 class Backend(Protocol):
     """The scheduler actor's public methods, as awaitables returning plain dicts."""
@@ -14,12 +16,24 @@ class Backend(Protocol):
 
 
 class ActorBackend:
-    """Calls the scheduler actor; its typed errors come back as themselves."""
+    """Calls the scheduler actor; its typed errors come back as themselves.
+
+    The hot reads (``coalesce.READS``) that arrive while one is in flight share the next actor
+    call (``api.coalesce``); every other method is one actor call per request.
+    """
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
+        self._reads: Coalescer | None = None  # made in the server's event loop, on the first read
 
     async def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if method in READS and not kwargs:
+            if self._reads is None:
+                self._reads = Coalescer(lambda calls: self._call("reads", calls))
+            return await self._reads.read(method, *args)
+        return await self._call(method, *args, **kwargs)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         import ray
 
         try:

@@ -51,7 +51,7 @@ class ClusterView(BaseModel):
     max_capacity: dict[str, float]
 
 
-def _backend(request: Request) -> Backend:
+async def _backend(request: Request) -> Backend:  # async: no worker-thread hop (api/auth.py)
     return request.app.state.backend
 
 

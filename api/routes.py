@@ -61,7 +61,7 @@ def _json(body: Any, status_code: int = 200) -> Response:
     return WireJSON(body, status_code=status_code)
 
 
-def _backend(request: Request) -> Backend:
+async def _backend(request: Request) -> Backend:  # async: no worker-thread hop (api/auth.py)
     return request.app.state.backend
 
 

@@ -35,21 +35,32 @@ def simulate(world: int, steps: int, step_s: float, target_s: float = 0.75) -> t
     from scheduler.train import HookSync
 
     barrier = threading.Barrier(world)
-    slot: list[Any] = [None]
+    # Broadcast k: rank 0 takes SIM_BROADCAST_S to send, the others wait for it, and every rank has
+    # it then. One event per broadcast (at most one per step), not barriers around it: a barrier of
+    # 64 threads under one GIL costs milliseconds of its own, which no real broadcast pays.
+    sent = [threading.Event() for _ in range(steps + 1)]
+    slots: list[Any] = [None] * (steps + 1)
     broadcasts = [0]
 
-    def broadcast(rank: int, payload: Any) -> Any:
-        if rank == 0:
-            time.sleep(SIM_BROADCAST_S)
-            slot[0] = payload
-            broadcasts[0] += 1
-        barrier.wait()
-        value = slot[0]
-        barrier.wait()
-        return value
+    def broadcaster(rank: int) -> Any:
+        count = [0]
+
+        def broadcast(payload: Any) -> Any:
+            k = count[0]
+            count[0] += 1
+            if rank == 0:
+                time.sleep(SIM_BROADCAST_S)
+                slots[k] = payload
+                broadcasts[0] += 1
+                sent[k].set()
+            else:
+                sent[k].wait()
+            return slots[k]
+
+        return broadcast
 
     def loop(rank: int, hook: bool, elapsed: list[float]) -> None:
-        sync = HookSync(rank, world, lambda p: broadcast(rank, p), lambda: (False, 0), time.monotonic,
+        sync = HookSync(rank, world, broadcaster(rank), lambda: (False, 0), time.monotonic,
                         target_s=target_s)
         barrier.wait()
         start = time.perf_counter()

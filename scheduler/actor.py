@@ -33,7 +33,7 @@ from .config import (
     runner_name,
 )
 from .core import Scheduler
-from .errors import InvalidSpec, JobNotFound
+from .errors import InvalidSpec, JobNotFound, TrainqError
 from .events import EventLog
 from .eventstore import events_path
 from .jobs import Attempt, Job, iso, step_of
@@ -327,6 +327,21 @@ class SchedulerService:
         """``queue`` as JSON bytes."""
         self._tend()
         return self.core.queue_json(limit, offset)
+
+    async def reads(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[bytes | TrainqError]:
+        """Several hot reads in one call, for the HTTP API's coalescing (``api.coalesce``): one
+        answer per ``(method, args)``, its JSON bytes or the typed error it raised."""
+        self._tend()
+        reads = {"get_json": self.core.get_json, "page_json": self.core.page_json, "queue_json": self.core.queue_json}
+        if unknown := {method for method, _ in calls} - reads.keys():
+            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(reads)})")
+        out: list[bytes | TrainqError] = []
+        for method, args in calls:
+            try:
+                out.append(reads[method](*args))
+            except TrainqError as e:
+                out.append(e)
+        return out
 
     async def count(self, status: Any = None) -> int:
         self._tend()

@@ -200,3 +200,34 @@ def test_reprioritize_and_checkpoint_now_over_http_and_the_cli(server, tmp_path)
         assert r.returncode == 4 and "scheduler.train.should_checkpoint()" in r.stderr  # not cooperative
         for j in (coop, plain):
             http.post(f"/api/training/cancel/{j['job_id']}")
+
+
+def test_concurrent_reads_each_get_their_own_answer(server, tmp_path) -> None:
+    # The hot reads of many concurrent requests share actor calls (api.coalesce); each request
+    # still gets exactly its own answer, or its own error, as when asked alone.
+    import asyncio
+
+    with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
+        ids = [http.post("/api/training/jobs", json=_spec(f"reads{i}", str(tmp_path / f"r{i}.log"), total=1,
+                                                          step_s=0.01)).json()["job_id"] for i in range(2)]
+    paths = [f"/api/training/jobs/{ids[i % 2]}" for i in range(40)] + ["/api/training/jobs/job_nope"] * 10 \
+        + ["/api/training/jobs?limit=2"] * 10 + ["/api/training/queue?limit=1"] * 10
+
+    async def all_at_once() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=server, headers=AUTH, timeout=30) as client:
+            return await asyncio.gather(*(client.get(p) for p in paths))
+
+    for path, r in zip(paths, asyncio.run(all_at_once()), strict=True):
+        if path.endswith("job_nope"):
+            assert r.status_code == 404 and r.json()["error"] == "not_found" and "job_nope" in r.json()["message"]
+        elif "?limit=2" in path:
+            assert r.status_code == 200 and len(r.json()["jobs"]) == 2 and r.json()["total"] >= 2
+        elif "/queue" in path:
+            assert r.status_code == 200 and len(r.json()) <= 1
+        else:
+            job_id = path.rsplit("/", 1)[1]
+            assert r.status_code == 200 and r.json()["job_id"] == job_id
+            assert r.json()["name"] == f"reads{ids.index(job_id)}"
+    with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
+        for job_id in ids:  # the next test starts on an idle cluster
+            assert _wait(http, job_id, {"completed", "failed"})["status"] == "completed"
