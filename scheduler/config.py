@@ -59,6 +59,19 @@ def env_float(name: str, default: float) -> float:
     return value
 
 
+def env_switch(name: str, default: bool) -> bool:
+    """An on/off setting from the environment (1/0, true/false, on/off, yes/no), with an error naming it."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "on", "yes"):
+        return True
+    if value in ("0", "false", "off", "no"):
+        return False
+    raise ValueError(f"{name}={raw!r} must be 1 or 0 (on or off)")
+
+
 def _env_positive(name: str, default: float) -> float:
     """A number of seconds > 0 from the environment, with an error naming the variable."""
     value = env_float(name, default)
@@ -150,6 +163,9 @@ class Settings:
                                                                                7 * 86400.0))
     #: Time slicing: equal-priority jobs take turns every this many seconds; 0 (default) turns it off.
     time_slice_s: float = field(default_factory=lambda: env_float("TRAINQ_TIME_SLICE_S", 0))
+    #: Backfill: jobs behind a blocked head may start when that cannot delay it (default on);
+    #: off, the queue starts strictly in order (the packing benchmark's baseline).
+    backfill: bool = field(default_factory=lambda: env_switch("TRAINQ_BACKFILL", True))
 
     def allowed_dir_list(self) -> list[str] | None:
         """``allowed_dirs`` as a list; None means any folder is allowed."""

@@ -614,7 +614,8 @@ class Scheduler:
         if head is not None and not policy.fits(head.demand, free):
             if not self._reclaim_for(head, free, capacity, now) and self._may_preempt():
                 self._preempt_for_queue(free, capacity, now)
-            started += self._backfill(head, capacity, now, quotas, set(adm.held))
+            if self.settings.backfill:
+                started += self._backfill(head, capacity, now, quotas, set(adm.held))
             free = policy.subtract(capacity, *self.allocated)
         if self.settings.time_slice_s > 0:
             self._rotate(free, capacity, now)

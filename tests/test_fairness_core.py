@@ -175,6 +175,26 @@ def test_backfill_starts_a_job_that_ends_before_the_head_could_start_and_holds_b
     assert head_now["eta"] is not None and "time limit 100" in head_now["eta_basis"]
 
 
+def test_with_backfill_off_the_queue_starts_strictly_in_order(make_core) -> None:
+    core, _, _, _ = _core(make_core, cpus=5, users=None, backfill=False)
+    running = core.submit(spec(num_workers=3, time_limit_s=100))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=5))["job_id"]
+    short = core.submit(spec(time_limit_s=50))["job_id"]  # would be backfilled (the test above)
+    core.tick()
+    assert core.get(head)["status"] == "queued" and core.get(short)["status"] == "queued"
+    assert core.get(short)["pending_reason"]["code"] == "reserved"  # it fits, but waits for the head
+
+
+def test_the_backfill_switch_reads_on_and_off_and_names_a_bad_value(monkeypatch) -> None:
+    for raw, on in (("1", True), ("on", True), ("0", False), ("false", False), ("", True)):
+        monkeypatch.setenv("TRAINQ_BACKFILL", raw)
+        assert Settings().backfill is on
+    monkeypatch.setenv("TRAINQ_BACKFILL", "maybe")
+    with pytest.raises(ValueError, match="TRAINQ_BACKFILL='maybe' must be 1 or 0"):
+        Settings()
+
+
 def test_a_job_without_a_time_limit_is_never_backfilled_in_front_of_a_head_it_could_delay(make_core) -> None:
     core, _, _, _ = _core(make_core, cpus=4, users=None)
     running = core.submit(spec(num_workers=3, time_limit_s=100))["job_id"]
