@@ -16,8 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 
-#: The reads that may be coalesced: read-only, the same for every caller, answered as JSON bytes.
-READS = frozenset({"get_json", "page_json", "queue_json"})
+from scheduler.wire import HOT_READS as READS  # what the scheduler's ``reads`` answers in one call
 
 #: ``reads`` of the scheduler: (method, args) pairs in, one answer (bytes, or the error it raised) each out.
 Issue = Callable[[list[tuple[str, tuple[Any, ...]]]], Awaitable[Sequence[Any]]]

@@ -20,7 +20,7 @@ from typing import Any
 
 import ray
 
-from . import raycompat, security
+from . import raycompat, security, wire
 from .checkpoint_fs import BackgroundDeletes, StorageFS
 from .config import (
     HEAD_RESOURCE,
@@ -332,13 +332,12 @@ class SchedulerService:
         """Several hot reads in one call, for the HTTP API's coalescing (``api.coalesce``): one
         answer per ``(method, args)``, its JSON bytes or the typed error it raised."""
         self._tend()
-        reads = {"get_json": self.core.get_json, "page_json": self.core.page_json, "queue_json": self.core.queue_json}
-        if unknown := {method for method, _ in calls} - reads.keys():
-            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(reads)})")
+        if unknown := {method for method, _ in calls} - wire.HOT_READS:
+            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(wire.HOT_READS)})")
         out: list[bytes | TrainqError] = []
         for method, args in calls:
             try:
-                out.append(reads[method](*args))
+                out.append(getattr(self.core, method)(*args))
             except TrainqError as e:
                 out.append(e)
         return out

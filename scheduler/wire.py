@@ -12,6 +12,11 @@ import json
 import math
 from typing import Any
 
+#: The hot reads the scheduler answers as JSON bytes (the same names on the core and the actor):
+#: read-only and the same for every caller, so the HTTP API may batch them (``api.coalesce``,
+#: ``SchedulerService.reads``).
+HOT_READS = frozenset({"get_json", "page_json", "queue_json"})
+
 _encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=str).encode
 
 

@@ -36,6 +36,13 @@ class FakeScheduler:
         return out
 
 
+async def _in_flight(reads: Coalescer, job_id: str = "a") -> asyncio.Future[Any]:
+    """A read of ``job_id``, once its call is on the way (what arrives next waits for the next call)."""
+    first = asyncio.ensure_future(reads.read("get_json", job_id))
+    await asyncio.sleep(0.002)
+    return first
+
+
 def test_a_lone_read_goes_at_once_and_gets_its_answer() -> None:
     async def main() -> None:
         fake = FakeScheduler()
@@ -51,8 +58,7 @@ def test_reads_that_arrive_during_a_call_share_the_next_one_identical_ones_once(
     async def main() -> None:
         fake = FakeScheduler()
         reads = Coalescer(fake.reads)
-        first = asyncio.ensure_future(reads.read("get_json", "a"))
-        await asyncio.sleep(0.002)  # the first call is in flight
+        first = await _in_flight(reads)
         rest = [reads.read("get_json", "b"), reads.read("get_json", "a"), reads.read("page_json", ["queued"], 10, 0),
                 reads.read("page_json", ["queued"], 10, 0), reads.read("queue_json", None, 0)]
         answers = await asyncio.gather(first, *rest)
@@ -91,8 +97,7 @@ def test_each_request_gets_its_own_error_and_a_failed_call_fails_only_its_batch(
         assert isinstance(got[0], JobNotFound) and "nope" in str(got[0]) and got[1] == ("A", 0)
 
         fake.fail_next = ConnectionError("the actor is restarting")
-        first = asyncio.ensure_future(reads.read("get_json", "a"))
-        await asyncio.sleep(0.002)
+        first = await _in_flight(reads)
         second = asyncio.ensure_future(reads.read("get_json", "b"))  # in the next batch, after the failed one
         with pytest.raises(ConnectionError, match="restarting"):
             await first
@@ -105,8 +110,7 @@ def test_a_cancelled_request_leaves_the_others_alone() -> None:
     async def main() -> None:
         fake = FakeScheduler()
         reads = Coalescer(fake.reads)
-        first = asyncio.ensure_future(reads.read("get_json", "a"))
-        await asyncio.sleep(0.002)
+        first = await _in_flight(reads)
         gone = asyncio.ensure_future(reads.read("get_json", "b"))
         stays = asyncio.ensure_future(reads.read("get_json", "b"))
         await asyncio.sleep(0)
