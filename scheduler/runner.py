@@ -157,6 +157,37 @@ def _log_to(handler: logging.Handler | None, attach: bool) -> None:
         (logging.getLogger(name).addHandler if attach else logging.getLogger(name).removeHandler)(handler)
 
 
+class HookMailbox:
+    """Rank 0's hook messages for the other ranks of one attempt (``scheduler.train.HookSync``,
+    without a torch process group): message ``index`` is kept until each of its ``readers`` took
+    it, and a reader that asks first waits for it. Rank 0 may run ahead of the others, so more
+    than one can be waiting to be read."""
+
+    def __init__(self) -> None:
+        self._box: dict[int, list[Any]] = {}  # index -> [payload, reads left]
+        self._sent: dict[int, asyncio.Event] = {}
+
+    def _event(self, index: int) -> asyncio.Event:
+        return self._sent.setdefault(index, asyncio.Event())
+
+    def publish(self, index: int, payload: Any, readers: int) -> None:
+        """Rank 0 sends message ``index``; ``readers`` ranks will each take it once."""
+        self._box[index] = [payload, readers]
+        self._event(index).set()
+
+    async def take(self, index: int) -> Any:
+        """Message ``index``, once it was sent; the last of its readers drops it."""
+        await self._event(index).wait()
+        entry = self._box[index]
+        entry[1] -= 1
+        if entry[1] <= 0:
+            del self._box[index], self._sent[index]
+        return entry[0]
+
+    def __len__(self) -> int:
+        return len(self._sent)
+
+
 class Runner:
     """One attempt of one job, inside the ``RunnerHost``; see the module docstring."""
 
@@ -176,6 +207,7 @@ class Runner:
         self.checkpoint_gen = 0  # checkpoint-now requests so far (the hook answers each once)
         self.hook_seen = False  # the loop calls scheduler.train's hook
         self.pause_told = False  # the loop heard "pause": it returns right after its checkpoint
+        self.hook_box = HookMailbox()
         self.read_checkpoint = False  # some rank called ray.train.get_checkpoint() this attempt
         self.stopped_for_pause = False
         self.aborting = False
@@ -474,6 +506,12 @@ class RunnerHost:
 
     async def hook_told(self, name: str, pause: bool, gen: int) -> None:
         await self._get(name).hook_told(pause, gen)
+
+    async def hook_publish(self, name: str, index: int, payload: Any, readers: int) -> None:
+        self._get(name).hook_box.publish(index, payload, readers)
+
+    async def hook_message(self, name: str, index: int) -> Any:
+        return await self._get(name).hook_box.take(index)
 
     async def pause_requested(self, name: str) -> bool:
         return await self._get(name).pause_requested()

@@ -60,47 +60,66 @@ class HookSync:
 
     Asking the runner and broadcasting at every step cost ~5 ms a call on 2 workers (more with
     more ranks). Instead, rank 0 keeps the runner's state fresh in a background thread
-    (``state``: ``(pause asked, checkpoint-now generation)``), and the ranks exchange it with one
-    broadcast only at *sync calls*: every rank counts its calls (the hook is a collective call,
-    made as often on every rank), and each sync also carries how many calls until the next one,
+    (``state``: ``(pause asked, checkpoint-now generation)``), and the ranks take rank 0's word
+    only at *sync calls*: every rank counts its calls (the hook is a collective call, made as
+    often on every rank), and each sync's message also says how many calls until the next one,
     chosen by rank 0 so syncs come about every ``target_s``. Between syncs a call costs a counter.
-    So all ranks always return the same answer at the same call, a request lands within about
-    ``target_s`` + one step, and the broadcast's cost is spread over ``target_s`` of steps.
 
-    A pause, once agreed, stays: every later call answers ``(True, True)`` with no broadcast,
-    until the loop returns. A checkpoint-now is answered once. Pure: the broadcast, the state
-    and the clock are given, so the protocol is tested with threads standing in for ranks.
+    The messages travel ahead of need: at sync ``m`` rank 0 decides message ``m + 1`` and every
+    rank *posts* it (rank 0 sends, the others start receiving); at sync ``m + 1`` they take it,
+    long arrived. So no rank waits on a broadcast's latency except once, at the first call. The
+    price is one interval of delay: a request lands within about ``2 * target_s`` + the state
+    poll + one step (0.4 s each by default: within a step and a second).
+
+    A pause, once agreed, stays: every later call answers ``(True, True)`` and nothing more is
+    sent, until the loop returns. A checkpoint-now is answered once. Pure: the broadcast, the
+    state and the clock are given, so the protocol is tested with threads standing in for ranks.
+    ``post(index, payload)`` starts broadcast number ``index`` (rank 0's payload; ``None``
+    elsewhere) and returns a function that waits for it and returns rank 0's payload.
     """
 
-    def __init__(self, rank: int, world_size: int, broadcast: Callable[[Any], Any],
+    def __init__(self, rank: int, world_size: int, post: Callable[[int, Any], Callable[[], Any]],
                  state: Callable[[], tuple[bool, int]], clock: Callable[[], float],
-                 told: Callable[[bool, int], None] | None = None, target_s: float = 0.75) -> None:
+                 told: Callable[[bool, int], None] | None = None, target_s: float = 0.4) -> None:
         self.rank, self.world_size = rank, world_size
-        self._broadcast, self._state, self._clock, self._told = broadcast, state, clock, told
+        self._post, self._state, self._clock, self._told = post, state, clock, told
         self.target_s = target_s
         self.calls = 0
         self.next_sync = 0
         self.syncs = 0
         self.pause = False
+        self._next: Callable[[], Any] | None = None  # the next sync's message, already on its way
         self._acted_gen = 0  # rank 0: the newest checkpoint-now already answered
-        self._last_sync: tuple[int, float] | None = None  # rank 0: (call, time) of the last sync
+        self._sent_gen = 0  # rank 0: the checkpoint-now generation the message on its way saw
+        self._last_sync: tuple[int, float] | None = None  # rank 0: (call, time) of the last decision
 
     def ask(self) -> tuple[bool, bool]:
         """``(pause, checkpoint)``, the same on every rank at the same call."""
         n = self.calls
-        self.calls += 1
+        self.calls = n + 1
+        if n < self.next_sync:  # most calls end here: a counter and a comparison
+            return False, False
         if self.pause:
             return True, True
-        if self.world_size > 1 and n < self.next_sync:
-            return False, False
-        payload = self._decide(n) if self.rank == 0 else None
-        if self.world_size > 1:
-            payload = self._broadcast(payload)
+        if self.world_size == 1:
+            pause, checkpoint, _ = self._decide(n)  # nobody to agree with: rank 0's copy, every call
+            self._tell(pause, checkpoint)
+        else:
+            if self._next is None:  # the first sync: nothing was sent ahead, so this one waits
+                self._next = self._send(n)
+            pause, checkpoint, interval = self._next()
             self.syncs += 1
-        pause, checkpoint, interval = payload
-        self.next_sync = n + interval
-        self.pause = pause
+            if self.rank == 0:
+                self._tell(pause, checkpoint)
+            self.next_sync = n + interval
+            # Every rank holds the same message, so all stop sending together after a pause.
+            self._next = None if pause else self._send(n)
+        if pause:
+            self.pause, self.next_sync = True, 0  # from now on every call answers it
         return pause, pause or checkpoint
+
+    def _send(self, n: int) -> Callable[[], Any]:
+        return self._post(self.syncs, self._decide(n) if self.rank == 0 else None)
 
     def _decide(self, n: int) -> tuple[bool, bool, int]:
         pause, gen = self._state()
@@ -111,10 +130,17 @@ class HookSync:
         if self._last_sync is not None and n > self._last_sync[0]:
             per_call = max(now - self._last_sync[1], 1e-9) / (n - self._last_sync[0])
             interval = max(1, min(100_000, int(self.target_s / per_call)))
-        self._last_sync = (n, now)
-        if (pause or checkpoint) and self._told is not None:
-            self._told(pause, gen)  # the runner learns the loop heard it (it will return by itself)
+        if self._last_sync is None or n > self._last_sync[0]:
+            self._last_sync = (n, now)
+        self._sent_gen = gen
         return pause, checkpoint, interval
+
+    def _tell(self, pause: bool, checkpoint: bool) -> None:
+        # Rank 0, as the ranks act on a message: the runner learns the loop heard it (a paused loop
+        # returns by itself right after its checkpoint). Not earlier, when the message was decided:
+        # until the ranks take it, the loop still runs as if nothing was asked.
+        if (pause or checkpoint) and self._told is not None:
+            self._told(pause, self._sent_gen)
 
 
 _hook: tuple[str, HookSync] | None = None  # (runner key, protocol): a reused process starts afresh
@@ -133,37 +159,56 @@ def _ask() -> tuple[bool, bool]:
         context = ray.train.get_context()
         rank, world = context.get_world_rank(), context.get_world_size()
         poller = _StatePoller(host, name) if rank == 0 else None
-        _hook = (name, HookSync(rank, world, _broadcaster(), poller.get if poller else _no_state, time.monotonic,
+        _hook = (name, HookSync(rank, world, _poster(host, name, rank, world),
+                                poller.get if poller else _no_state, time.monotonic,
                                 told=lambda pause, gen: host.hook_told.remote(name, pause, gen)))
     return _hook[1].ask()
 
 
-def _broadcaster() -> Callable[[Any], Any]:
-    """How rank 0's answer reaches every rank at a sync call.
+def _poster(host: Any, name: str, rank: int, world: int) -> Callable[[int, Any], Callable[[], Any]]:
+    """How rank 0's hook messages reach every rank (``HookSync``'s ``post``), sent a sync ahead.
 
-    When the job already runs a torch process group (``backend: torch``), over a gloo group of
-    our own made from it: a broadcast there costs well under a millisecond, where Ray Train's
-    ``broadcast_from_rank_zero`` (an actor call per rank through its synchronization actor)
-    costs about 10 ms on 2 workers. A group of our own keeps our messages out of the job's
-    NCCL stream; it is made at the first sync call, which every rank makes at the same point,
-    as ``new_group`` requires. Without a process group (``backend: none``), torch is never
-    imported here and Ray Train's broadcast is used.
+    When the job already runs a torch process group (``backend: torch``), as an asynchronous
+    broadcast of three integers over a gloo group of our own made from it: gloo's own threads
+    carry it while the loop trains, and a group of our own keeps our messages out of the job's
+    NCCL stream. It is made at the first sync, which every rank reaches at the same call, as
+    ``new_group`` requires. Without a process group (``backend: none``), torch is never imported
+    here: rank 0 leaves each message at the runner (``RunnerHost.hook_publish``) and the other
+    ranks ask for it when it is sent and take the answer at the next sync. Not Ray Train's
+    ``broadcast_from_rank_zero``: it blocks (~10 ms on 2 workers), and run in a thread it could
+    cross ``ray.train.report``'s own collective, which shares its sequence numbers.
     """
-    group: list[Any] = []
+    import ray
 
-    def broadcast(payload: Any) -> Any:
-        dist = sys.modules.get("torch.distributed")
-        if dist is not None and dist.is_available() and dist.is_initialized():
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        import torch
+
+        group: list[Any] = []
+
+        def post_gloo(index: int, payload: Any) -> Callable[[], Any]:
             if not group:
                 group.append(dist.new_group(backend="gloo"))
-            box = [payload]
-            dist.broadcast_object_list(box, src=0, group=group[0])
-            return tuple(box[0])
-        from ray.train.collective import broadcast_from_rank_zero
+            box = torch.tensor(payload if payload is not None else (0, 0, 0), dtype=torch.int64)
+            work = dist.broadcast(box, src=0, group=group[0], async_op=True)
 
-        return tuple(broadcast_from_rank_zero(payload))
+            def take() -> Any:
+                work.wait()
+                pause, checkpoint, interval = box.tolist()
+                return bool(pause), bool(checkpoint), int(interval)
 
-    return broadcast
+            return take
+
+        return post_gloo
+
+    def post_runner(index: int, payload: Any) -> Callable[[], Any]:
+        if rank == 0:
+            host.hook_publish.remote(name, index, payload, world - 1)
+            return lambda: payload
+        ref = host.hook_message.remote(name, index)
+        return lambda: tuple(ray.get(ref))
+
+    return post_runner
 
 
 def _no_state() -> tuple[bool, int]:
