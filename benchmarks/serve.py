@@ -3,6 +3,8 @@
 ``serve ADDRESS ACTOR PORT``: trainq's app over the named scheduler actor.
 ``serve --baseline JOB_JSON PORT``: the same uvicorn stack answering the same routes with a fixed
 body and no scheduler behind it, the ceiling this machine and client reach.
+``serve --instant JOB_JSON PORT``: trainq's own app over a backend that answers the hot reads at
+once from fixed bytes (no actor): what trainq's routes, token check and dependencies cost alone.
 """
 
 from __future__ import annotations
@@ -42,9 +44,25 @@ def baseline_app(job: dict) -> object:
     return app
 
 
+class InstantBackend:
+    """The scheduler's hot reads answered at once with fixed bytes (``--instant``)."""
+
+    def __init__(self, job: dict) -> None:
+        page = {"jobs": [job] * 100, "total": 1000, "limit": 100, "offset": 0}
+        self.answers = {"get_json": json.dumps(job).encode(), "page_json": json.dumps(page).encode(),
+                        "queue_json": json.dumps([job] * 100).encode()}
+
+    async def call(self, method: str, *args: object, **kwargs: object) -> object:
+        return {"ok": True} if method == "health" else self.answers[method]
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--baseline":
         app, port = baseline_app(json.loads(sys.argv[2])), int(sys.argv[3])
+    elif sys.argv[1] == "--instant":
+        from api.app import create_app
+
+        app, port = create_app(InstantBackend(json.loads(sys.argv[2])), token=None), int(sys.argv[3])
     else:
         import ray
 

@@ -1,0 +1,70 @@
+"""The HTTP benchmark's own pieces against a real uvicorn server: the lean load client counts
+every answer and stops at the first error, and trainq's app over the instant backend answers the
+hot reads as the no-scheduler baseline does (both are what the ``control_plane`` rows compare)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from benchmarks.control_plane import _http_load
+from benchmarks.serve import InstantBackend, baseline_app
+
+JOB = {"job_id": "job_bench0000001", "name": "bench", "status": "completed", "priority": 0}
+
+
+def _serve(app) -> Iterator[str]:
+    import uvicorn
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not srv.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    srv.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def baseline() -> Iterator[str]:
+    yield from _serve(baseline_app(JOB))
+
+
+@pytest.fixture(scope="module")
+def instant() -> Iterator[str]:
+    from api.app import create_app
+
+    yield from _serve(create_app(InstantBackend(JOB), token=None))
+
+
+def test_the_load_client_makes_every_request_and_times_each(baseline) -> None:
+    rate, latencies = asyncio.run(_http_load(baseline, f"/api/training/jobs/{JOB['job_id']}", 250, 8))
+    assert len(latencies) == 250 and rate > 0 and all(0 < t < 10 for t in latencies)
+    # A POST with a body is answered 201 and counted too.
+    _, posted = asyncio.run(_http_load(baseline, "/api/training/jobs", 20, 4, "POST", {"entrypoint": "x:y"}))
+    assert len(posted) == 20
+
+
+def test_the_load_client_stops_at_an_error_and_names_it(baseline) -> None:
+    with pytest.raises(RuntimeError, match="404"):
+        asyncio.run(_http_load(baseline, "/api/training/nothing-here", 10, 2))
+
+
+def test_the_instant_backend_answers_the_hot_reads_like_the_baseline(baseline, instant) -> None:
+    import httpx
+
+    for path in (f"/api/training/jobs/{JOB['job_id']}", "/api/training/jobs?limit=100", "/api/training/queue?limit=100"):
+        ours, theirs = httpx.get(instant + path), httpx.get(baseline + path)
+        assert ours.status_code == theirs.status_code == 200
+        assert json.loads(ours.content) == json.loads(theirs.content), path
