@@ -87,6 +87,10 @@ def test_schemathesis_finds_nothing(fuzz_server: LiveServer, tmp_path: Path) -> 
            "-H", f"Authorization: Bearer {TOKEN}", "--checks", "all", "--max-time", str(FUZZ_S),
            "--seed", str(SEED), "--workers", "1", "--request-timeout", "10", "--no-color",
            "--generation-database", "none",
+           # A model id's path pattern allows one "/", and most strings drawn for it are not valid in
+           # a URL path, so schemathesis sometimes gives up on that route with "too many examples
+           # filtered out" (a complaint about its generator, not a finding): let it keep drawing.
+           "--suppress-health-check", "filter_too_much",
            # The SSE streams never end by design: a fuzzer's request would wait for its timeout. The
            # package upload takes a zip body, which schemathesis cannot build (it has no serializer
            # for application/zip); tests/test_api_security.py covers uploads.
