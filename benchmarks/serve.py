@@ -11,15 +11,23 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import uvicorn
+
+
+def fixed_answers(job: dict) -> dict[str, Any]:
+    """What both stand-ins answer, by the scheduler read it stands for: the job, a page of 100."""
+    page = {"jobs": [job] * 100, "total": 1000, "limit": 100, "offset": 0}
+    return {"get_json": job, "page_json": page, "queue_json": page["jobs"]}
 
 
 def baseline_app(job: dict) -> object:
     from fastapi import FastAPI
 
     app = FastAPI()
-    page = {"jobs": [job] * 100, "total": 1000, "limit": 100, "offset": 0}
+    answers = fixed_answers(job)
+    page, queued = answers["page_json"], answers["queue_json"]
 
     @app.get("/health")
     async def health() -> dict:
@@ -35,7 +43,7 @@ def baseline_app(job: dict) -> object:
 
     @app.get("/api/training/queue")
     async def queue() -> list:
-        return page["jobs"]
+        return queued
 
     @app.post("/api/training/jobs", status_code=201)
     async def submit(spec: dict) -> dict:
@@ -48,9 +56,7 @@ class InstantBackend:
     """The scheduler's hot reads answered at once with fixed bytes (``--instant``)."""
 
     def __init__(self, job: dict) -> None:
-        page = {"jobs": [job] * 100, "total": 1000, "limit": 100, "offset": 0}
-        self.answers = {"get_json": json.dumps(job).encode(), "page_json": json.dumps(page).encode(),
-                        "queue_json": json.dumps([job] * 100).encode()}
+        self.answers = {method: json.dumps(body).encode() for method, body in fixed_answers(job).items()}
 
     async def call(self, method: str, *args: object, **kwargs: object) -> object:
         return {"ok": True} if method == "health" else self.answers[method]

@@ -187,28 +187,13 @@ API_TOKEN = "test-token-123"
 @pytest.fixture(scope="session")
 def server(client) -> Iterator[str]:
     """A real uvicorn server with the API over the shared scheduler actor; yields its URL."""
-    import socket
-    import threading
-    import time
-
-    import uvicorn
+    from serving import ServerThread
 
     from api.app import create_app
     from api.backend import ActorBackend
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    app = create_app(ActorBackend(client.handle), token=API_TOKEN)
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
+    with ServerThread(create_app(ActorBackend(client.handle), token=API_TOKEN)) as srv:
+        yield srv.url
 
 
 @pytest.fixture

@@ -7,13 +7,12 @@ code under test is the real ``huggingface_hub`` client pointed here with ``HF_EN
 from __future__ import annotations
 
 import hashlib
-import threading
 import time
 from pathlib import Path
 
-import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
+from serving import ServerThread
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -61,30 +60,11 @@ def hub_app(root: Path, delay_s: float = 0.0) -> FastAPI:
     return app
 
 
-class Hub:
+class Hub(ServerThread):
     """Runs ``hub_app`` on a free loopback port in a background thread."""
 
     def __init__(self, root: Path, delay_s: float = 0.0) -> None:
-        import socket
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(hub_app(root, delay_s), host="127.0.0.1", port=self.port,
-                                                    log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> Hub:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(5)
+        super().__init__(hub_app(root, delay_s))
 
 
 def publish_tiny_model(root: Path, repo_id: str = "tiny/gpt2") -> Path:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
+from serving import ServerThread
 
 from benchmarks.control_plane import _http_load
 from benchmarks.serve import InstantBackend, baseline_app
@@ -19,33 +17,18 @@ from benchmarks.serve import InstantBackend, baseline_app
 JOB = {"job_id": "job_bench0000001", "name": "bench", "status": "completed", "priority": 0}
 
 
-def _serve(app) -> Iterator[str]:
-    import uvicorn
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def baseline() -> Iterator[str]:
-    yield from _serve(baseline_app(JOB))
+    with ServerThread(baseline_app(JOB)) as srv:
+        yield srv.url
 
 
 @pytest.fixture(scope="module")
 def instant() -> Iterator[str]:
     from api.app import create_app
 
-    yield from _serve(create_app(InstantBackend(JOB), token=None))
+    with ServerThread(create_app(InstantBackend(JOB), token=None)) as srv:
+        yield srv.url
 
 
 def test_the_load_client_makes_every_request_and_times_each(baseline) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,11 +15,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import websockets
 import websockets.sync.client as ws_client
 from conftest import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
+from serving import ServerThread
 
 from api.app import create_app
 from api.backend import ServiceBackend
@@ -33,7 +32,7 @@ from scheduler.http import Client, Unreachable
 TOKEN = "live-token-1"
 
 
-class LiveServer:
+class LiveServer(ServerThread):
     """uvicorn in a thread over a SchedulerService; ``restart()`` swaps in a fresh service."""
 
     def __init__(self, make_service: Callable[[], SchedulerService]) -> None:
@@ -47,23 +46,7 @@ class LiveServer:
         async def _capture_loop() -> None:
             self.loop = asyncio.get_running_loop()
 
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        deadline = time.monotonic() + 20
-        while not self.server.started and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        super().__init__(self.app)
 
     def on_loop(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the server's event loop (runner events must wake its waiting streams)."""
