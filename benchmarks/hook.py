@@ -107,21 +107,16 @@ def simulate_pairs(world: int, steps: int, step_s: float, pairs: int = 4,
     return hooked, plain, broadcasts, ratios
 
 
-def per_call(calls: int = 200_000, step_s: float = 0.001) -> tuple[float, float]:
+def per_call(calls: int = 200_000) -> tuple[float, float]:
     """(µs per ``HookSync.ask()``, µs per call of a function that does nothing) on one thread: rank 1
-    of 64 whose messages have arrived, with a clock that moves ``step_s`` per call (very short steps,
-    so a sync every 400 calls): the hook's own cost, amortized, with nothing else in the way."""
+    of 64 whose messages have arrived, each saying the next sync is 400 calls on (very short steps):
+    the hook's own cost, amortized, with nothing else in the way. Only rank 0 reads the clock."""
     from scheduler.train import HookSync
-
-    now = [0.0]
-
-    def clock() -> float:
-        return now[0]
 
     def post(k: int, payload: Any) -> Any:
         return lambda: (False, False, 400)
 
-    sync = HookSync(1, 64, post, lambda: (False, 0), clock)
+    sync = HookSync(1, 64, post, lambda: (False, 0), time.monotonic)
 
     def nothing() -> tuple[bool, bool]:
         return False, False
