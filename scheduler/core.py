@@ -34,8 +34,8 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
 
 from . import policy, security, wire, workloads
 from .checkpoint_fs import CheckpointFS, StorageFS
@@ -52,6 +52,7 @@ from .errors import (
     MissingOnServer,
     NotCooperative,
     OverQuota,
+    TrainqError,
 )
 from .jobs import Attempt, Job, Report, Transition, iso, new_job_id, step_of, total_steps_of
 from .policy import (
@@ -155,6 +156,7 @@ class Scheduler:
         #: specs never change after submit; active jobs change only through ``_transition``/``_set``
         #: (reports write metrics, which the scheduling decisions do not read from here).
         self._specs: dict[str, JobSpec] = {}
+        self._reach: tuple[Settings, list[str] | None, list[str], list[str]] | None = None
         self._live: dict[str, Job] = {}
         self._counts: dict[JobStatus, int] = dict(self.store.count_by_status())
         for job in self.store.jobs_in([S.QUEUED, *ACTIVE]):
@@ -177,36 +179,96 @@ class Scheduler:
         ``owner`` is the submitting user (the HTTP layer passes the token's; a Ray caller is
         trusted and may name anyone in the users file).
         """
+        (answer,) = self.submit_many([(data, idempotency_key, owner)])
+        if isinstance(answer, TrainqError):
+            raise answer
+        return self._public(answer)
+
+    def submit_many(self, items: Sequence[tuple[Any, str | None, str | None]]) -> list[Job | TrainqError]:
+        """``submit`` for several ``(spec, idempotency_key, owner)`` at once, with one commit.
+
+        Each item is checked on its own and gets its own answer: its job (new, or the one its key
+        made before), or the error that refused it. The new jobs are stored in one transaction
+        (one fsync for all: the HTTP API's group commit), in the given order, and only then
+        indexed, announced and scheduled (one pass). A key used twice in one call acts once.
+        """
+        answers: list[Job | TrainqError | int] = []
+        new: list[_NewJob] = []
+        keys: dict[str, tuple[int, str, str]] = {}  # this call's new keys: answer, fingerprint, job
+        for data, idempotency_key, owner in items:
+            try:
+                prepared = self._prepare_submit(data, idempotency_key, owner, keys)
+            except TrainqError as e:
+                answers.append(e)
+                continue
+            if isinstance(prepared, _NewJob):
+                if prepared.request is not None:
+                    keys[prepared.request.key] = (len(answers), prepared.request.fingerprint or "",
+                                                  prepared.job.job_id)
+                answers.append(prepared.job)
+                new.append(prepared)
+            else:
+                answers.append(prepared)
+        self.store.insert_jobs([(n.job, n.transition, n.request) for n in new])
+        for n in new:
+            self._specs[n.job.job_id] = n.spec  # what its stored spec validates to, already at hand
+            self._counts[S.QUEUED] = self._counts.get(S.QUEUED, 0) + 1
+            self._index(n.job)
+            self._notify_status(n.job, None, "submitted")
+        if new:
+            self.schedule()
+        # The jobs as they are now (scheduling may have started some), without their
+        # pending_reason/eta (GET the job for them): working them out walks the whole queue, and a
+        # submit must not cost more the longer the queue is.
+        out: list[Job | TrainqError] = []
+        for answer in answers:
+            if isinstance(answer, int):  # the same key as an earlier item of this call
+                answer = answers[answer]
+            out.append(answer if isinstance(answer, TrainqError) else self._job(answer.job_id))
+        return out
+
+    def submit_json(self, items: Sequence[tuple[Any, str | None, str | None]]) -> list[bytes | TrainqError]:
+        """``submit_many`` as the HTTP API sends it: each job as JSON bytes, or the error that refused it."""
+        answers = self.submit_many(items)
+        encoded = iter(self._encoded_many([a for a in answers if isinstance(a, Job)]))
+        return [a if isinstance(a, TrainqError) else next(encoded) for a in answers]
+
+    def _prepare_submit(self, data: Any, idempotency_key: str | None, owner: str | None,
+                        keys: Mapping[str, tuple[int, str, str]]) -> _NewJob | Job | int:
+        """A submit checked, not yet stored (``_NewJob``), or what its key did before: a stored
+        job, or the answer index of an earlier item of the same call (in ``keys``)."""
         key = _idempotency_key(idempotency_key)
         spec = parse_spec(data)
         self._check_owner(owner)
         dumped = spec.model_dump(mode="json")
         fingerprint = hashlib.sha256(json.dumps(dumped if owner is None else {**dumped, "owner": owner},
                                                 sort_keys=True).encode()).hexdigest()
+        if key is not None and key in keys:
+            index, first, job_id = keys[key]
+            if first != fingerprint:
+                raise IdempotencyConflict(key, "submit", job_id, "with a different spec")
+            return index
         if key is not None and (found := self._replay(key, "submit", None, fingerprint)) is not None:
-            return self._public(self._job(found["job_id"]))
+            return self._job(found["job_id"])
+        stored: dict[str, Any] | None = dumped  # the spec as stored: the dump, unless the workload changes it
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.storage_root)
-            spec = spec.model_copy(update={"config": config})
+            spec, stored = spec.model_copy(update={"config": config}), None
         if "keep_checkpoints" not in spec.model_fields_set:
             # Resolved now and stored with the job: a later change of the setting never makes
             # trainq delete checkpoints of a job that was submitted under another rule.
-            spec = spec.model_copy(update={"keep_checkpoints": self.settings.keep_checkpoints})
+            keep = self.settings.keep_checkpoints
+            spec = spec.model_copy(update={"keep_checkpoints": keep})
+            stored = None if stored is None else {**stored, "keep_checkpoints": keep}
         self._check_fits(spec)
         self._check_quota(spec, owner)
         self._check_reach(spec)
         now = self.clock()
-        job = Job(job_id=new_job_id(), name=spec.display_name, spec=spec.model_dump(mode="json"),
+        job = Job(job_id=new_job_id(), name=spec.display_name,
+                  spec=spec.model_dump(mode="json") if stored is None else stored,
                   priority=spec.priority, seq=0, created_at=now, updated_at=now, owner=owner)
         request = Request(key, "submit", fingerprint) if key is not None else None
-        job = self.store.insert_job(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request)
-        self._counts[S.QUEUED] = self._counts.get(S.QUEUED, 0) + 1
-        self._index(job)
-        self._notify_status(job, None, "submitted")
-        self.schedule()
-        # Without its pending_reason/eta (GET the job for them): working them out walks the whole
-        # queue, and a submit must not cost more the longer the queue is.
-        return self._public(self._job(job.job_id))
+        return _NewJob(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request, spec)
 
     def get(self, job_id: str) -> dict[str, Any]:
         """One job as a dict; a queued one with its ``pending_reason``, ``eta`` and ``eta_basis``."""
@@ -990,11 +1052,18 @@ class Scheduler:
 
     def _check_reach(self, spec: JobSpec) -> None:
         """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
-        allowed = self.settings.allowed_dir_list()
-        security.check_package_paths(spec.runtime_env, allowed, [packages_root(self.storage_root)])
+        allowed, own, roots = self._reach_rules()
+        security.check_package_paths(spec.runtime_env, allowed, own)
         _check_local_dirs(spec.runtime_env)
-        roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
         security.check_storage_path(spec.storage_path, roots)
+
+    def _reach_rules(self) -> tuple[list[str] | None, list[str], list[str]]:
+        """The allowed folders, trainq's own package folder and the storage roots, parsed once per
+        ``settings`` (a submit checks them every time)."""
+        if self._reach is None or self._reach[0] is not self.settings:
+            roots = [self.storage_root, *(security.parse_list(self.settings.storage_roots) or [])]
+            self._reach = (self.settings, self.settings.allowed_dir_list(), [packages_root(self.storage_root)], roots)
+        return self._reach[1], self._reach[2], self._reach[3]
 
     def job_root(self, job: Job) -> str:
         """Where the job's runs (checkpoints, logs) live: ``<storage root>/<job_id>``."""
@@ -1502,6 +1571,15 @@ _EXPLAIN_DEPTH = 500
 _STOP_MARGIN_S = 30.0
 #: Where the fair-share ledger is kept in the store, and how often it is saved.
 _LEDGER_KEY, _LEDGER_SAVE_S = "fairshare_ledger", 60.0
+
+
+class _NewJob(NamedTuple):
+    """A submitted job checked and not yet stored: its row, first transition, request key and spec."""
+
+    job: Job
+    transition: Transition
+    request: Request | None
+    spec: JobSpec
 
 
 @dataclasses.dataclass(frozen=True)

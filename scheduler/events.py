@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import itertools
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 logger = logging.getLogger("trainq.events")
@@ -29,6 +31,7 @@ class EventLog:
         self._next = 1
         self._changed: asyncio.Event | None = None
         self._store = None
+        self._unsaved: list[dict[str, Any]] | None = None  # inside ``batch``: what the file still needs
         if path is not None:
             from .eventstore import EventStore
 
@@ -44,15 +47,37 @@ class EventLog:
     def append(self, event: dict[str, Any]) -> None:
         """Record an event (called synchronously by the scheduler core's listeners)."""
         numbered = {**event, "seq": self._next}  # the log's number wins
-        if self._store is not None:
-            try:
-                self._store.append(numbered)
-            except Exception:
-                logger.exception("could not persist event %s", self._next)
+        if self._unsaved is not None:
+            self._unsaved.append(numbered)
+        else:
+            self._save([numbered])
         self._events.append(numbered)
         self._next += 1
         if self._changed is not None:
             self._changed.set()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Events appended inside are written to the file together at the end, in one transaction
+        (a submit of many jobs writes once, not once a job). Readers see each event at once; only
+        the file waits, for as long as the synchronous code inside runs (no ``await`` inside)."""
+        if self._unsaved is not None:  # already in a batch: the outer one writes
+            yield
+            return
+        self._unsaved = []
+        try:
+            yield
+        finally:
+            unsaved, self._unsaved = self._unsaved, None
+            self._save(unsaved)
+
+    def _save(self, events: list[dict[str, Any]]) -> None:
+        if self._store is None or not events:
+            return
+        try:
+            self._store.append_many(events)
+        except Exception:
+            logger.exception("could not persist events %s-%s", events[0]["seq"], events[-1]["seq"])
 
     def since(self, after: int, job_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """Events numbered above ``after`` (optionally of one job), oldest first."""

@@ -62,13 +62,25 @@ class EventStore:
 
     def append(self, event: dict[str, Any]) -> None:
         """Persist one numbered event (its ``seq`` is the key); trims the oldest now and then."""
+        self.append_many([event])
+
+    def append_many(self, events: list[dict[str, Any]]) -> None:
+        """Persist numbered events in one transaction (one write to the log for all)."""
+        if not events:
+            return
+        rows = [(event["seq"], json.dumps(event, default=str)) for event in events]
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO events (seq, body) VALUES (?, ?)",
-                             (event["seq"], json.dumps(event, default=str)))
-            self._since_trim += 1
-            if self._since_trim >= max(1, self.capacity // 10):
-                self._since_trim = 0
-                self._db.execute("DELETE FROM events WHERE seq <= ?", (event["seq"] - self.capacity,))
+            self._db.execute("BEGIN")
+            try:
+                self._db.executemany("INSERT OR REPLACE INTO events (seq, body) VALUES (?, ?)", rows)
+                self._since_trim += len(rows)
+                if self._since_trim >= max(1, self.capacity // 10):
+                    self._since_trim = 0
+                    self._db.execute("DELETE FROM events WHERE seq <= ?", (rows[-1][0] - self.capacity,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def close(self) -> None:
         """Close the file."""

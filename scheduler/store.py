@@ -131,6 +131,7 @@ class Store(Protocol):
     """What the scheduler core needs from durable storage."""
 
     def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job: ...
+    def insert_jobs(self, new: Sequence[tuple[Job, Transition, Request | None]]) -> list[Job]: ...
     def get_job(self, job_id: str) -> Job | None: ...
     def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
                   offset: int = 0) -> list[Job]: ...
@@ -242,15 +243,33 @@ class SQLiteStore:
     def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job:
         """Insert a new job and its first transition (and its request key) in one commit;
         assigns ``job.seq``."""
-        with self._writing(job.job_id):
-            job.seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM jobs").fetchone()[0]
-            row = _job_row(job)
-            cols = ", ".join(row)
-            self._db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(row))})",
-                             tuple(row.values()))
-            self._insert_transition(transition)
-            self._insert_request(request, job.job_id, transition.at)
-        return job
+        return self.insert_jobs([(job, transition, request)])[0]
+
+    def insert_jobs(self, new: Sequence[tuple[Job, Transition, Request | None]]) -> list[Job]:
+        """Insert new jobs, each with its first transition and request key, in one commit (one
+        fsync for all: group commit); assigns their ``seq`` in the given order. All or none."""
+        if not new:
+            return []
+        try:
+            with self._lock, self._tx():
+                seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
+                for number, (job, _, _) in enumerate(new, seq + 1):
+                    job.seq = number
+                rows = [_job_row(job) for job, _, _ in new]
+                self._db.executemany(f"INSERT INTO jobs ({', '.join(rows[0])}) VALUES ({', '.join('?' * len(rows[0]))})",
+                                     [tuple(row.values()) for row in rows])
+                self._insert_transitions([t for _, t, _ in new])
+                self._db.executemany(_INSERT_REQUEST, [(r.key, r.verb, job.job_id, r.fingerprint, t.at)
+                                                       for job, t, r in new if r is not None])
+        finally:
+            self._gen += 1
+        # The jobs as committed are their rows' decoded copies, so the verb's answer right after
+        # needs no query (a new id was never read: nothing older is kept for it).
+        for job, _, _ in new:
+            if len(self._jobs) >= _JOB_CACHE_SIZE:
+                self._jobs.pop(next(iter(self._jobs)), None)
+            self._jobs[job.job_id] = job
+        return [job for job, _, _ in new]
 
     def get_job(self, job_id: str) -> Job | None:
         job = self._jobs.get(job_id)
@@ -484,15 +503,18 @@ class SQLiteStore:
 
     # -- helpers ------------------------------------------------------------------------------
     def _insert_transition(self, t: Transition) -> None:
-        self._db.execute(
+        self._insert_transitions([t])
+
+    def _insert_transitions(self, transitions: Sequence[Transition]) -> None:
+        self._db.executemany(
             "INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt) VALUES (?, ?, ?, ?, ?, ?)",
-            (t.job_id, t.from_status.value if t.from_status else None, t.to_status.value, t.at, t.reason, t.attempt),
+            [(t.job_id, t.from_status.value if t.from_status else None, t.to_status.value, t.at, t.reason, t.attempt)
+             for t in transitions],
         )
 
     def _insert_request(self, request: Request | None, job_id: str, at: float) -> None:
         if request is not None:
-            self._db.execute("INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)",
-                             (request.key, request.verb, job_id, request.fingerprint, at))
+            self._db.execute(_INSERT_REQUEST, (request.key, request.verb, job_id, request.fingerprint, at))
 
     def _tx(self, durable: bool = True) -> _Tx:
         return _Tx(self._db, durable)
@@ -543,6 +565,7 @@ def _job_row(job: Job) -> dict[str, Any]:
     return row
 
 
+_INSERT_REQUEST = "INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)"
 #: How many decoded jobs the store keeps (a few MB; the oldest kept goes first).
 _JOB_CACHE_SIZE = 20_000
 
