@@ -1,45 +1,57 @@
-"""The HTTP API's hot reads, coalesced: many concurrent requests, one actor call.
+"""The HTTP API's hot calls, batched: many concurrent requests, one call to the scheduler.
 
-Under load most of a read's cost is the round trip to the scheduler actor (about 1.4 ms on 2
-cores), not the read. So ``get``, ``list`` and ``queue`` go through a ``Coalescer``: while one
-batch of reads is in flight to the actor, the requests that arrive wait and go together in the
-next one (``SchedulerService.reads``), identical reads once. An idle server adds nothing (a
-lone request goes at once); a busy one makes one call for many requests.
+Under load most of a request's cost is the round trip to the scheduler actor, not the work. So
+the hot reads (``get``, ``list``, ``queue``) and submits go through a ``Batcher``: while one batch
+is in flight, the requests that arrive wait and go together in the next one. An idle server adds
+nothing (a lone request goes at once); a busy one makes one call for many requests.
 
-This is not a cache: every request is answered by a call issued after it arrived, so an answer
-is never older than its request (a client that submits and then lists sees its job).
+- Reads (``Coalescer``): identical reads in a batch are made once (``SchedulerService.reads``).
+  This is not a cache: every request is answered by a call issued after it arrived, so an answer
+  is never older than its request (a client that submits and then lists sees its job).
+- Submits: a batch is stored with one commit, one fsync for all (``SchedulerService.submit_json``:
+  group commit). Each request is answered only once that commit is on disk, and each is checked
+  on its own: a bad spec fails alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Any
 
 from scheduler.wire import HOT_READS as READS  # what the scheduler's ``reads`` answers in one call
 
-#: ``reads`` of the scheduler: (method, args) pairs in, one answer (bytes, or the error it raised) each out.
-Issue = Callable[[list[tuple[str, tuple[Any, ...]]]], Awaitable[Sequence[Any]]]
+#: A batch's call: items in, one answer (or the error it raised) per item out, in order.
+Issue = Callable[[list[Any]], Awaitable[Sequence[Any]]]
+#: The most items one call carries; more wait for the next (keeps one call from holding the actor long).
+MAX_BATCH = 256
 
 
 def _key(method: str, args: tuple[Any, ...]) -> Hashable:
     return method, tuple(tuple(a) if isinstance(a, list) else a for a in args)
 
 
-class Coalescer:
-    """At most one batch of reads in flight; what arrives meanwhile goes in the next batch."""
+class Batcher:
+    """At most one batch in flight; what arrives meanwhile goes in the next batch.
 
-    def __init__(self, issue: Issue) -> None:
+    ``same`` (optional) names items that may share one answer: equal names are sent once.
+    """
+
+    def __init__(self, issue: Issue, same: Callable[[Any], Hashable] | None = None,
+                 max_batch: int = MAX_BATCH) -> None:
         self._issue = issue
-        self._waiting: dict[Hashable, tuple[str, tuple[Any, ...], list[asyncio.Future[Any]]]] = {}
+        self._same = same
+        self._max = max_batch
+        self._waiting: dict[Hashable, tuple[Any, list[asyncio.Future[Any]]]] = {}
+        self._numbers = itertools.count()
         self._busy = False
 
-    async def read(self, method: str, *args: Any) -> Any:
-        """``method(*args)`` on the scheduler, in the next batch; its answer, or its error raised."""
-        if method not in READS:
-            raise ValueError(f"{method!r} is not a read that may be coalesced (one of {sorted(READS)})")
+    async def add(self, item: Any) -> Any:
+        """``item`` in the next batch: its answer, or its error raised."""
         future = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(_key(method, args), (method, args, []))[2].append(future)
+        name = self._same(item) if self._same is not None else next(self._numbers)
+        self._waiting.setdefault(name, (item, []))[1].append(future)
         if not self._busy:
             self._busy = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -48,11 +60,12 @@ class Coalescer:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = list(self._waiting.values()), {}
+                names = list(itertools.islice(self._waiting, self._max))
+                batch = [self._waiting.pop(name) for name in names]
                 try:
-                    answers = list(await self._issue([(method, args) for method, args, _ in batch]))
+                    answers = list(await self._issue([item for item, _ in batch]))
                     if len(answers) != len(batch):
-                        raise RuntimeError(f"{len(answers)} answers to {len(batch)} reads")
+                        raise RuntimeError(f"{len(answers)} answers to {len(batch)} items")
                 except BaseException as e:  # the call as a whole failed (e.g. the actor is restarting)
                     _answer(batch, [e] * len(batch))
                     if not isinstance(e, Exception):
@@ -63,8 +76,21 @@ class Coalescer:
             self._busy = False
 
 
-def _answer(batch: list[tuple[str, tuple[Any, ...], list[asyncio.Future[Any]]]], answers: list[Any]) -> None:
-    for (_, _, futures), answer in zip(batch, answers):
+class Coalescer(Batcher):
+    """The hot reads: ``(method, args)`` items, identical ones answered once."""
+
+    def __init__(self, issue: Issue) -> None:
+        super().__init__(issue, same=lambda item: _key(*item))
+
+    async def read(self, method: str, *args: Any) -> Any:
+        """``method(*args)`` on the scheduler, in the next batch; its answer, or its error raised."""
+        if method not in READS:
+            raise ValueError(f"{method!r} is not a read that may be coalesced (one of {sorted(READS)})")
+        return await self.add((method, args))
+
+
+def _answer(batch: list[tuple[Any, list[asyncio.Future[Any]]]], answers: list[Any]) -> None:
+    for (_, futures), answer in zip(batch, answers):
         for future in futures:
             if future.done():  # its request was cancelled (the client went away)
                 continue

@@ -11,6 +11,7 @@ any call is served.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ from typing import Any
 import ray
 
 from . import raycompat, security, wire
+from .channel import ChannelServer
 from .checkpoint_fs import BackgroundDeletes, StorageFS
 from .config import (
     HEAD_RESOURCE,
@@ -342,6 +344,14 @@ class SchedulerService:
                 out.append(e)
         return out
 
+    async def submit_json(self, items: list[tuple[Any, str | None, str | None]]) -> list[bytes | TrainqError]:
+        """Several submits, ``(spec, idempotency_key, owner)`` each, stored with one commit: the HTTP
+        API's group commit (``api.coalesce``). One answer per item: its job as JSON bytes, or the
+        typed error that refused it; each is sent only once the commit is on disk."""
+        self._tend()
+        with self.log.batch():  # the batch's "submitted" events: one write to the event file
+            return self.core.submit_json([tuple(item) for item in items])
+
     async def count(self, status: Any = None) -> int:
         self._tend()
         return self.core.count(status)
@@ -563,6 +573,7 @@ class SchedulerActor(SchedulerService):
         self._deferred: list[Any] = []
         self._loop: asyncio.Task[None] | None = None
         self.loop_lag_s = 0.0  # the most the housekeeping tick woke late lately (a blocked loop)
+        self._channel: ChannelServer | None = None
         self.launcher = RayLauncher(config, self._watch_later, self._spawn,
                                     failed=self._launch_failed, lost=self._launch_lost)
         cluster = RayCluster(config.max_resources)
@@ -589,6 +600,17 @@ class SchedulerActor(SchedulerService):
         """Start the background work (idempotent; every call does it too)."""
         self._tend()
         return True
+
+    async def channel(self) -> dict[str, Any]:
+        """Where this actor serves its local channel (``scheduler.channel``), for an HTTP API on
+        its machine: the socket's ``path`` and the ``secret`` to present. Started on the first
+        call; only a caller with Ray access to the actor learns the secret."""
+        self._tend()
+        if self._channel is None:
+            self._channel = ChannelServer(self)
+            atexit.register(self._channel.close)
+        path = await self._channel.start()
+        return {"path": path, "secret": self._channel.secret}
 
     # -- acting on the core's decisions ----------------------------------------------------------------
     def _tend(self) -> None:
@@ -674,7 +696,8 @@ class SchedulerActor(SchedulerService):
             logger.warning("reconciliation: %s", line)
 
     async def health(self) -> dict[str, Any]:
-        return {**await super().health(), "loop_lag_s": round(self.loop_lag_s, 4)}
+        return {**await super().health(), "loop_lag_s": round(self.loop_lag_s, 4),
+                "local_channel_connections": self._channel.connections if self._channel is not None else 0}
 
     def _record_gauges(self) -> None:
         if self._metrics is None:

@@ -34,6 +34,26 @@ def _rebuild(cls: type[TrainqError], message: str, fields: dict[str, Any]) -> Tr
     return err
 
 
+def error_parts(exc: TrainqError) -> tuple[str, str, dict[str, Any]]:
+    """``(class name, message, fields)``: the error in plain values, for a wire that does not pickle."""
+    return type(exc).__name__, exc.message, exc.fields
+
+
+def error_from_parts(name: str, message: str, fields: dict[str, Any]) -> TrainqError:
+    """The error ``error_parts`` described, as its own class (``TrainqError`` for a name unknown here)."""
+    return _rebuild(_by_name().get(name, TrainqError), message, dict(fields))
+
+
+def _by_name() -> dict[str, type[TrainqError]]:
+    found: dict[str, type[TrainqError]] = {}
+    todo = [TrainqError]
+    while todo:
+        cls = todo.pop()
+        found[cls.__name__] = cls
+        todo += cls.__subclasses__()
+    return found
+
+
 class JobNotFound(TrainqError):
     """No job has this id."""
 

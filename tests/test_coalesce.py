@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api.coalesce import Coalescer
+from api.coalesce import Batcher, Coalescer
 from scheduler.errors import JobNotFound
 
 
@@ -125,5 +125,26 @@ def test_only_reads_may_be_coalesced() -> None:
     async def main() -> None:
         with pytest.raises(ValueError, match="'submit' is not a read"):
             await Coalescer(FakeScheduler().reads).read("submit", {})
+
+    asyncio.run(main())
+
+
+def test_submits_are_batched_each_its_own_and_a_batch_holds_at_most_max_batch() -> None:
+    async def main() -> None:
+        calls: list[list[Any]] = []
+
+        async def submit_json(items: list[Any]) -> list[Any]:
+            calls.append(items)
+            await asyncio.sleep(0.01)  # the commit
+            return [f"job-{item[1]}" for item in items]
+
+        submits = Batcher(submit_json, max_batch=3)
+        first = asyncio.ensure_future(submits.add(({"n": 1}, "k0", None)))
+        await asyncio.sleep(0.002)  # on its way: what comes next waits for the next call
+        same = [({"n": 1}, f"k{i}", None) for i in range(1, 6)]  # equal specs, still five submits
+        answers = await asyncio.gather(first, *(submits.add(item) for item in same))
+        assert answers == [f"job-k{i}" for i in range(6)]
+        assert [len(c) for c in calls] == [1, 3, 2]  # nothing merged, none over max_batch, in order
+        assert [item[1] for c in calls for item in c] == [f"k{i}" for i in range(6)]
 
     asyncio.run(main())

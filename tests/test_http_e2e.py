@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import API_TOKEN, JOBS_DIR
+from conftest import API_TOKEN, JOBS_DIR, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
@@ -231,3 +231,63 @@ def test_concurrent_reads_each_get_their_own_answer(server, tmp_path) -> None:
     with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
         for job_id in ids:  # the next test starts on an idle cluster
             assert _wait(http, job_id, {"completed", "failed"})["status"] == "completed"
+
+
+def test_hot_calls_take_the_local_channel_and_find_it_again_after_a_scheduler_restart(server, client,
+                                                                                         tmp_path) -> None:
+    # The server runs on the scheduler actor's node, so its batched calls (submits, the hot reads)
+    # go over the actor's local channel; a restart of the actor closes it, the calls in between go
+    # through Ray (which waits for the actor), and the server finds the new actor's channel.
+    import asyncio
+
+    import ray
+
+    from scheduler.config import NAMESPACE, SCHEDULER_NAME
+
+    def submit_all(names: list[str]) -> list[httpx.Response]:
+        async def all_at_once() -> list[httpx.Response]:
+            async with httpx.AsyncClient(base_url=server, headers=AUTH, timeout=120) as http:
+                return await asyncio.gather(*(http.post(
+                    "/api/training/jobs", json=_spec(n, str(tmp_path / f"{n}.log"), total=1, step_s=0.01),
+                    headers={"Idempotency-Key": f"{tmp_path.name}-{n}"}) for n in names))
+        return asyncio.run(all_at_once())
+
+    def health() -> dict:
+        return ray.get(client.handle.health.remote(), timeout=30)
+
+    names = [f"chan{i}" for i in range(12)]
+    ids: list[str] = []
+    try:
+        answers = submit_all(names)
+        assert [r.status_code for r in answers] == [201] * 12
+        ids = [r.json()["job_id"] for r in answers]
+        assert len(set(ids)) == 12 and [r.json()["name"] for r in answers] == names  # each its own job
+        assert health()["local_channel_connections"] >= 1
+        started = health()["started_at"]
+
+        ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE), no_restart=False)
+        wait_until(lambda: _restarted(health, started), 90, "the scheduler actor came back")
+        again = submit_all(names[:6] + [f"chan{i}" for i in range(12, 16)])  # a retry of six, four new ones
+        assert [r.status_code for r in again] == [201] * 10
+        assert [r.json()["job_id"] for r in again[:6]] == ids[:6]  # the retries act once, as before the kill
+        ids += [r.json()["job_id"] for r in again[6:]]
+
+        with httpx.Client(base_url=server, headers=AUTH, timeout=60) as http:
+            def reconnected() -> bool:
+                assert http.get(f"/api/training/jobs/{ids[-1]}").json()["name"] == "chan15"
+                return health()["local_channel_connections"] >= 1
+
+            wait_until(reconnected, 60, "the server found the restarted actor's channel")
+            listed = http.get("/api/training/jobs?limit=16").json()
+            assert set(ids) <= {j["job_id"] for j in listed["jobs"]}  # all 16 stored, none twice
+    finally:
+        for job_id in ids:  # the next test starts on an idle cluster
+            if client.get(job_id)["status"] not in ("completed", "failed", "cancelled"):
+                client.cancel(job_id)
+
+
+def _restarted(health, started: float) -> bool:
+    try:
+        return health()["started_at"] != started
+    except Exception:  # noqa: BLE001 - still restarting
+        return False
