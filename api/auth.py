@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -59,12 +59,17 @@ def user_for_token(users: Users | None, expected: str | None, given: str | None)
 # dependency in a worker thread, a hop that cost the hot reads about a fifth of their time.
 async def current_user(request: Request) -> str | None:
     """Dependency: the calling user's name (None without a users file); 401 without a valid token."""
-    header = request.headers.get("authorization", "")
-    scheme, _, given = header.partition(" ")
-    users: Users | None = getattr(request.app.state, "users", None)
-    expected: str | None = request.app.state.token
+    return caller_of(request.app.state, request.headers.get("authorization", ""))
+
+
+def caller_of(state: Any, authorization: str) -> str | None:
+    """The calling user's name (None without a users file) from the app's ``state`` and the
+    request's ``Authorization`` header; raises ``Unauthorized`` without a valid token."""
+    users: Users | None = getattr(state, "users", None)
+    expected: str | None = state.token
     if users is None and expected is None:
         return None
+    scheme, _, given = authorization.partition(" ")
     return user_for_token(users, expected, given if scheme.lower() == "bearer" else None)
 
 

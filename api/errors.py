@@ -38,6 +38,13 @@ def status_of(exc: TrainqError) -> int:
     return STATUS_BY_CODE.get(exc.code, 500)
 
 
+def error_response(exc: TrainqError) -> JSONResponse:
+    """A trainq error as every route answers it (and ``api.hot`` too): its status and JSON body."""
+    status = status_of(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
+
+
 def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path.
 
@@ -69,9 +76,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(TrainqError)
     async def _trainq(request: Request, exc: TrainqError) -> JSONResponse:
-        status = status_of(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(exc.to_dict(), status_code=status, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -106,4 +111,4 @@ def install(app: FastAPI) -> None:
                             status_code=500)
 
 
-__all__ = ["STATUS_BY_CODE", "allowed_methods", "install", "status_of"]
+__all__ = ["STATUS_BY_CODE", "allowed_methods", "error_response", "install", "status_of"]

@@ -34,6 +34,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 #: bounds on counts and offsets: far above any real use, well inside SQLite's 64-bit integers
 MAX_OFFSET = 1_000_000_000
 MAX_PAGE = 10_000
+#: the largest page of ``GET /jobs``
+MAX_LIST = 1000
 MAX_EVENT_ID = 2**62
 MAX_ATTEMPT = 1_000_000
 #: a pause deadline: one year (a timestamp past year 9999 would not print)
@@ -52,7 +54,7 @@ class WireJSON(JSONResponse):
         return wire.dumps_bytes(content)
 
 
-def _json(body: Any, status_code: int = 200) -> Response:
+def json_response(body: Any, status_code: int = 200) -> Response:
     """The scheduler's own answer, sent as it is: the hot routes skip FastAPI's re-validation
     against ``response_model`` (which still documents them in the OpenAPI schema, and which the
     fuzz test checks every answer against). Bytes are JSON the scheduler encoded already."""
@@ -77,8 +79,8 @@ async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, caller: 
                  idempotency_key: IdempotencyKey = None) -> Any:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
-    return _json(await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
-                                    idempotency_key or new_key(), owner=caller), 201)
+    return json_response(await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
+                                            idempotency_key or new_key(), owner=caller), 201)
 
 
 @router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
@@ -105,22 +107,22 @@ async def upload_package(request: Request, backend: BackendDep,
 async def list_jobs(
     backend: BackendDep,
     status: Annotated[list[JobStatus] | None, Query(description="repeat to filter by several")] = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> Any:
     statuses = [s.value for s in status] if status else None
-    return _json(await backend.call("page_json", statuses, limit, offset))  # one actor call: jobs and total
+    return json_response(await backend.call("page_json", statuses, limit, offset))  # one actor call: jobs and total
 
 
 @router.get("/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
 async def get_job(job_id: JobId, backend: BackendDep) -> Any:
-    return _json(await backend.call("get_json", job_id))
+    return json_response(await backend.call("get_json", job_id))
 
 
 @router.get("/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
 async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
                 offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
-    return _json(await backend.call("queue_json", limit, offset))
+    return json_response(await backend.call("queue_json", limit, offset))
 
 
 @router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")
