@@ -220,19 +220,23 @@ def _http_rows(handle: Any, n: int, job_id: str, quick: bool) -> list[Row]:
     job = ray.get(handle.get.remote(job_id))
     ratios: dict[str, list[float]] = {name: [] for name, *_ in routes}
     instant: dict[str, list[float]] = {name: [] for name, *_ in routes}
+    floor: dict[str, list[float]] = {name: [] for name, *_ in routes}
     ops_of: dict[tuple[str, str], list[float]] = {}
     lat_of: dict[tuple[str, str], list[float]] = {}
     with _Server(ray.get_runtime_context().gcs_address, f"scheduler-bench-{n}") as server, \
-            _Server("--baseline", json.dumps(job)) as baseline, _Server("--instant", json.dumps(job)) as bare:
+            _Server("--baseline", json.dumps(job)) as baseline, _Server("--instant", json.dumps(job)) as instant_server, \
+            _Server("--bare", json.dumps(job)) as bare:
         for r in range(rounds):
             for name, path, method, body in routes:
                 got = {}
-                sides = [("trainq", server), ("baseline", baseline)] + ([("instant", bare)] if method == "GET" else [])
+                sides = [("trainq", server), ("baseline", baseline), ("bare", bare)] \
+                    + ([("instant", instant_server)] if method == "GET" else [])
                 for side, srv in (sides if r % 2 == 0 else sides[::-1]):
                     got[side] = asyncio.run(_http_load(srv.url, path, count, 16, method, body))
                     ops_of.setdefault((name, side), []).append(got[side][0])
                     lat_of.setdefault((name, side), []).extend(got[side][1])
                 ratios[name].append(got["trainq"][0] / got["baseline"][0])
+                floor[name].append(got["trainq"][0] / got["bare"][0])
                 if "instant" in got:
                     instant[name].append(got["instant"][0] / got["baseline"][0])
     rows = []
@@ -249,6 +253,10 @@ def _http_rows(handle: Any, n: int, job_id: str, quick: bool) -> list[Row]:
             rows.append(Row(f"HTTP {name}: trainq's app over an instant backend, no actor (its routes and checks"
                             " alone; context)", median(ops_of[(name, "instant")]), base_ops, "req/s", "context", None,
                             f"median of the rounds' ratios: {median(instant[name]):.2f}"))
+        rows.append(Row(f"HTTP {name}: trainq against the same answers from a bare ASGI function on uvicorn, no"
+                        " framework (context: the floor of this stack; trainq's hot routes skip FastAPI)",
+                        ops, median(ops_of[(name, "bare")]), "req/s", "context", None,
+                        f"median of the rounds' ratios: {median(floor[name]):.2f}"))
         p99 = [percentile(lat_of[(name, side)], 0.99) * 1000 for side in ("trainq", "baseline")]
         rows.append(Row(f"HTTP {name}, {n:,} jobs: p99 latency", *p99, "ms", "context", None))
     return rows

@@ -5,6 +5,8 @@
 body and no scheduler behind it, the ceiling this machine and client reach.
 ``serve --instant JOB_JSON PORT``: trainq's own app over a backend that answers the hot reads at
 once from fixed bytes (no actor): what trainq's routes, token check and dependencies cost alone.
+``serve --bare JOB_JSON PORT``: the same fixed answers from a bare ASGI function on uvicorn, no
+framework at all: the floor of this server stack (trainq's hot routes skip FastAPI too, api.hot).
 """
 
 from __future__ import annotations
@@ -52,6 +54,30 @@ def baseline_app(job: dict) -> object:
     return app
 
 
+def bare_app(job: dict) -> object:
+    """An ASGI function answering the four routes with fixed bytes (a POST's body is read first)."""
+    answers = {method: json.dumps(body).encode() for method, body in fixed_answers(job).items()}
+    by_path = {"/api/training/jobs": answers["page_json"], "/api/training/queue": answers["queue_json"],
+               "/health": b'{"ok":true}'}
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        status, body = 200, by_path.get(scope["path"], answers["get_json"])
+        if scope["method"] == "POST":
+            while (await receive()).get("more_body"):
+                pass
+            status, body = 201, answers["get_json"]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
 class InstantBackend:
     """The scheduler's hot reads answered at once with fixed bytes (``--instant``)."""
 
@@ -65,6 +91,8 @@ class InstantBackend:
 if __name__ == "__main__":
     if sys.argv[1] == "--baseline":
         app, port = baseline_app(json.loads(sys.argv[2])), int(sys.argv[3])
+    elif sys.argv[1] == "--bare":
+        app, port = bare_app(json.loads(sys.argv[2])), int(sys.argv[3])
     elif sys.argv[1] == "--instant":
         from api.app import create_app
 

@@ -12,7 +12,7 @@ import pytest
 from serving import ServerThread
 
 from benchmarks.control_plane import _http_load
-from benchmarks.serve import InstantBackend, baseline_app
+from benchmarks.serve import InstantBackend, bare_app, baseline_app
 
 JOB = {"job_id": "job_bench0000001", "name": "bench", "status": "completed", "priority": 0}
 
@@ -44,10 +44,15 @@ def test_the_load_client_stops_at_an_error_and_names_it(baseline) -> None:
         asyncio.run(_http_load(baseline, "/api/training/nothing-here", 10, 2))
 
 
-def test_the_instant_backend_answers_the_hot_reads_like_the_baseline(baseline, instant) -> None:
+def test_the_instant_backend_and_the_bare_app_answer_like_the_baseline(baseline, instant) -> None:
     import httpx
 
-    for path in (f"/api/training/jobs/{JOB['job_id']}", "/api/training/jobs?limit=100", "/api/training/queue?limit=100"):
-        ours, theirs = httpx.get(instant + path), httpx.get(baseline + path)
-        assert ours.status_code == theirs.status_code == 200
-        assert json.loads(ours.content) == json.loads(theirs.content), path
+    with ServerThread(bare_app(JOB)) as bare:
+        for path in (f"/api/training/jobs/{JOB['job_id']}", "/api/training/jobs?limit=100",
+                     "/api/training/queue?limit=100"):
+            theirs = httpx.get(baseline + path)
+            for ours in (httpx.get(instant + path), httpx.get(bare.url + path)):
+                assert ours.status_code == theirs.status_code == 200
+                assert json.loads(ours.content) == json.loads(theirs.content), path
+        posted = [httpx.post(url + "/api/training/jobs", json={"entrypoint": "x:y"}) for url in (baseline, bare.url)]
+        assert [p.status_code for p in posted] == [201, 201] and posted[0].json() == posted[1].json()
