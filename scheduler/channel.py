@@ -106,10 +106,13 @@ class ChannelServer:
 
     def close(self) -> None:
         """Stop listening, end every connection (their calls raise ``ChannelClosed``), remove the folder."""
-        if self._server is not None:
-            self._server.close()
-        for writer in list(self._writers):
-            writer.close()
+        try:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._writers):
+                writer.close()
+        except RuntimeError:  # at the process's exit its event loop may be closed already
+            pass
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
 

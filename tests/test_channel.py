@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import stat
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -51,10 +53,20 @@ async def _pair() -> tuple[ChannelServer, ChannelClient, FakeService]:
     return server, await ChannelClient.connect(path, server.secret), service
 
 
+@contextlib.asynccontextmanager
+async def _connected() -> AsyncIterator[tuple[ChannelServer, ChannelClient, FakeService]]:
+    """A server over a fake service and a client connected to it, both closed at the end."""
+    server, client, service = await _pair()
+    try:
+        yield server, client, service
+    finally:
+        client.close()
+        server.close()
+
+
 def test_answers_come_back_as_bytes_and_errors_as_their_own_types() -> None:
     async def main() -> None:
-        server, client, service = await _pair()
-        try:
+        async with _connected() as (_, client, service):
             got = await client.call("reads", [("get_json", ("job_a",)), ("get_json", ("nope",)),
                                               ("page_json", (["queued"], 10, 0))])
             assert got[0] == b"get_json['job_a']" and got[2] == b"page_json[['queued'], 10, 0]"
@@ -66,50 +78,38 @@ def test_answers_come_back_as_bytes_and_errors_as_their_own_types() -> None:
             assert isinstance(refused, DoesNotFit) and refused.depends_on_server  # a 409 over HTTP, as through Ray
             assert refused.fields["requested"] == {"GPU": 9.0}
             assert service.calls[1] == ("submit_json", [[{"num_workers": 1}, "k1", None], ["huge", "k2", "ann"]])
-        finally:
-            client.close()
-            server.close()
 
     asyncio.run(main())
 
 
 def test_a_call_that_fails_as_a_whole_raises_and_the_connection_goes_on() -> None:
     async def main() -> None:
-        server, client, _ = await _pair()
-        try:
+        async with _connected() as (_, client, _):
             with pytest.raises(RuntimeError, match="the scheduler failed submit_json: RuntimeError: the store is gone"):
                 await client.call("submit_json", [("boom", None, None)])
             with pytest.raises(RuntimeError, match="'pause' is not served on the local channel"):
                 await client.call("pause", "job_a")
             assert await client.call("reads", [("get_json", ("job_a",))]) == [b"get_json['job_a']"]
-        finally:
-            client.close()
-            server.close()
 
     asyncio.run(main())
 
 
 def test_a_slow_call_holds_up_no_other_on_the_same_connection() -> None:
     async def main() -> None:
-        server, client, service = await _pair()
-        try:
+        async with _connected() as (_, client, service):
             slow = asyncio.ensure_future(client.call("reads", [("slow", ())]))
             await asyncio.sleep(0.05)
             assert await asyncio.wait_for(client.call("reads", [("get_json", ("b",))]), 2) == [b"get_json['b']"]
             assert not slow.done()
             service.release.set()
             assert await slow == [b"slow"]
-        finally:
-            client.close()
-            server.close()
 
     asyncio.run(main())
 
 
 def test_only_a_client_with_the_secret_gets_in_and_the_socket_is_private() -> None:
     async def main() -> None:
-        server, client, _ = await _pair()
-        try:
+        async with _connected() as (server, client, _):
             path = await server.start()  # started once: the same socket
             mode = os.stat(os.path.dirname(path)).st_mode
             assert stat.S_IMODE(mode) == 0o700  # no other user can even reach the socket
@@ -121,9 +121,6 @@ def test_only_a_client_with_the_secret_gets_in_and_the_socket_is_private() -> No
             assert await reader.read() == b""
             writer.close()
             assert await client.call("reads", [("get_json", ("a",))]) == [b"get_json['a']"]
-        finally:
-            client.close()
-            server.close()
         assert not os.path.exists(path)  # close removes the folder
 
     asyncio.run(main())
