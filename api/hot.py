@@ -17,12 +17,11 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 from pydantic import ValidationError
-from starlette.datastructures import State
+from starlette.datastructures import Headers, QueryParams, State
+from starlette.responses import Response
 
-from scheduler.client import new_key
 from scheduler.errors import TrainqError
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
@@ -41,7 +40,7 @@ _JOBS = "/api/training/jobs"
 _ONE_JOB = _JOBS + "/"
 _QUEUE = "/api/training/queue"
 _STATUSES = frozenset(s.value for s in JobStatus)
-_JSON = (b"application/json", b"application/json; charset=utf-8")
+_JSON = ("application/json", "application/json; charset=utf-8")
 _KEY_CHARS = frozenset(range(0x20, 0x7F))  # the Idempotency-Key header's pattern: printable ASCII
 
 
@@ -56,46 +55,47 @@ class HotRoutes:
             if scope["method"] == "GET":
                 call = _read(scope["path"], scope["query_string"])
                 if call is not None:
-                    try:
-                        caller_of(scope["app"].state, _header(scope, b"authorization"))
-                    except TrainqError as e:
-                        return await error_response(e)(scope, receive, send)
-                    return await _respond(scope, receive, send, 200, *call)
+                    return await _respond(scope, receive, send, _read_answer(scope, call))
             elif scope["method"] == "POST" and scope["path"] == _JOBS and not scope["query_string"]:
                 return await self._submit(scope, receive, send)
         await self.app(scope, receive, send)
 
     async def _submit(self, scope: Scope, receive: Receive, send: Send) -> None:
         body, replay = await _body(receive)
+        headers = Headers(scope=scope)
         # In FastAPI's order: a body that is not JSON (422), then the token (401), then the spec (422).
-        key = _header(scope, b"idempotency-key", None)
+        key = headers.get("idempotency-key")
         data: Any = None
-        if _header(scope, b"content-type").encode("latin-1").lower() in _JSON and _key_ok(key):
+        if headers.get("content-type", "").lower() in _JSON and _key_ok(key):
             try:
                 data = json.loads(body)
             except ValueError:
                 pass
         if not isinstance(data, dict):
             return await self.app(scope, replay, send)
+        state: State = scope["app"].state
         try:
-            caller = caller_of(scope["app"].state, _header(scope, b"authorization"))
+            caller = caller_of(state, headers.get("authorization", ""))
         except TrainqError as e:
             return await error_response(e)(scope, receive, send)
         try:
             spec = JobSpec.model_validate(data)
         except ValidationError:
             return await self.app(scope, replay, send)  # the route's 422 names the fields
-        # As the route does: only what the body set, and a key for every request (a retried call acts once).
-        await _respond(scope, receive, send, 201, "submit", spec.model_dump(mode="json", exclude_unset=True),
-                       key or new_key(), owner=caller)
+        await _respond(scope, receive, send, routes.submit_job(state.backend, spec, key, caller))
 
 
-async def _respond(scope: Scope, receive: Receive, send: Send, status: int, method: str, *args: Any,
-                   **kwargs: Any) -> None:
-    """The scheduler's answer to ``method(*args, **kwargs)`` as the route sends it, or its error's."""
+async def _read_answer(scope: Scope, call: tuple[Any, ...]) -> Response:
+    """A hot read as its route answers it, once the token is checked (as the router's dependency does)."""
     state: State = scope["app"].state
+    caller_of(state, Headers(scope=scope).get("authorization", ""))
+    return routes.json_response(await state.backend.call(*call))
+
+
+async def _respond(scope: Scope, receive: Receive, send: Send, answer: Awaitable[Response]) -> None:
+    """Send ``answer``, or the error it raised as every route answers it."""
     try:
-        response = routes.json_response(await state.backend.call(method, *args, **kwargs), status)
+        response = await answer
     except TrainqError as e:
         response = error_response(e)
     await response(scope, receive, send)
@@ -107,16 +107,16 @@ def _read(path: str, query: bytes) -> tuple[Any, ...] | None:
         job_id = path[len(_ONE_JOB):]
         return ("get_json", job_id) if job_id and "/" not in job_id and not query else None
     if path == _JOBS:
-        params = _params(query, {"status", "limit", "offset"})
+        params = _params(query, ("limit", "offset"))
         if params is None:
             return None
-        statuses = params.get("status") or None
+        statuses = params.getlist("status") or None
         if statuses is not None and not _STATUSES.issuperset(statuses):
             return None
         limit, offset = _int(params, "limit", 100, routes.MAX_LIST, 1), _int(params, "offset", 0, routes.MAX_OFFSET)
         return None if limit is None or offset is None else ("page_json", statuses, limit, offset)
     if path == _QUEUE:
-        params = _params(query, {"limit", "offset"})
+        params = _params(query, ("limit", "offset"))
         if params is None:
             return None
         limit = _int(params, "limit", None, routes.MAX_PAGE, 1)
@@ -127,36 +127,22 @@ def _read(path: str, query: bytes) -> tuple[Any, ...] | None:
     return None
 
 
-def _params(query: bytes, known: set[str]) -> dict[str, list[str]] | None:
-    """The query's known parameters (others are ignored, as the routes ignore them), or None when
-    one that is not a list (``status``) comes twice."""
-    out: dict[str, list[str]] = {}
-    if query:
-        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-            if name in known:
-                out.setdefault(name, []).append(value)
-    if any(len(values) > 1 for name, values in out.items() if name != "status"):
-        return None
-    return out
+def _params(query: bytes, scalars: tuple[str, ...]) -> QueryParams | None:
+    """The query as the routes read it (others are ignored, as they ignore them), or None when a
+    parameter that is not a list comes twice."""
+    params = QueryParams(query)
+    return None if any(len(params.getlist(name)) > 1 for name in scalars) else params
 
 
-def _int(params: dict[str, list[str]], name: str, default: int | None, most: int, least: int = 0) -> int | None:
+def _int(params: QueryParams, name: str, default: int | None, most: int, least: int = 0) -> int | None:
     """A plain decimal within ``least..most``, the default when absent, None otherwise."""
-    if name not in params:
+    text = params.get(name)
+    if text is None:
         return default
-    text = params[name][0]
     if not (text.isascii() and text.isdigit() and len(text) <= 12):
         return None
     value = int(text)
     return value if least <= value <= most else None
-
-
-def _header(scope: Scope, name: bytes, default: str | None = "") -> Any:
-    """A request header's first value (as Starlette's ``request.headers`` reads it)."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return value.decode("latin-1")
-    return default
 
 
 def _key_ok(key: str | None) -> bool:

@@ -77,6 +77,11 @@ IdempotencyKey = Annotated[str | None, Header(
 @router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
 async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, caller: Caller,
                  idempotency_key: IdempotencyKey = None) -> Any:
+    return await submit_job(backend, spec, idempotency_key, caller)
+
+
+async def submit_job(backend: Backend, spec: JobSpec, idempotency_key: str | None, caller: str | None) -> Response:
+    """A validated spec submitted as ``caller``, answered 201 (the route's body, and ``api.hot``'s)."""
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
     return json_response(await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),

@@ -130,7 +130,6 @@ class Request(NamedTuple):
 class Store(Protocol):
     """What the scheduler core needs from durable storage."""
 
-    def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job: ...
     def insert_jobs(self, new: Sequence[tuple[Job, Transition, Request | None]]) -> list[Job]: ...
     def get_job(self, job_id: str) -> Job | None: ...
     def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
@@ -234,11 +233,15 @@ class SQLiteStore:
             if job is None:
                 job = _job_from(row)
                 if gen == self._gen:
-                    if len(self._jobs) >= _JOB_CACHE_SIZE:
-                        self._jobs.pop(next(iter(self._jobs)), None)  # the oldest kept
-                    self._jobs[job.job_id] = job
+                    self._keep(job)
             out.append(job)
         return out
+
+    def _keep(self, job: Job) -> None:
+        """Keep ``job`` as its row's decoded copy (the oldest kept goes when the cache is full)."""
+        if len(self._jobs) >= _JOB_CACHE_SIZE:
+            self._jobs.pop(next(iter(self._jobs)), None)
+        self._jobs[job.job_id] = job
 
     def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job:
         """Insert a new job and its first transition (and its request key) in one commit;
@@ -266,9 +269,7 @@ class SQLiteStore:
         # The jobs as committed are their rows' decoded copies, so the verb's answer right after
         # needs no query (a new id was never read: nothing older is kept for it).
         for job, _, _ in new:
-            if len(self._jobs) >= _JOB_CACHE_SIZE:
-                self._jobs.pop(next(iter(self._jobs)), None)
-            self._jobs[job.job_id] = job
+            self._keep(job)
         return [job for job, _, _ in new]
 
     def get_job(self, job_id: str) -> Job | None:
