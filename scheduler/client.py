@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
 from .config import NAMESPACE, Settings
 from .errors import TrainqError
+from .jobs import ordered_id
 from .states import STOPPED, JobStatus
 
 
@@ -161,7 +161,7 @@ class Client:
 def new_key() -> str:
     """A fresh idempotency key: Ray re-runs a call that was in flight when the scheduler restarted,
     and the key lets the scheduler answer the re-run as it answered the first run."""
-    return f"tq-{uuid.uuid4().hex}"
+    return f"tq-{ordered_id()}"  # time-ordered: the requests table's key index grows at its end
 
 
 def wait_for(get: Callable[[str], dict[str, Any]], job_id: str, status: str | set[str] | None = None,

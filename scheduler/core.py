@@ -195,9 +195,11 @@ class Scheduler:
         answers: list[Job | TrainqError | int] = []
         new: list[_NewJob] = []
         keys: dict[str, tuple[int, str, str]] = {}  # this call's new keys: answer, fingerprint, job
+        # What the batch's keys did before, in one query (the HTTP API gives every submit a key).
+        known = self.store.find_requests([key for _, key, _ in items if isinstance(key, str)])
         for data, idempotency_key, owner in items:
             try:
-                prepared = self._prepare_submit(data, idempotency_key, owner, keys)
+                prepared = self._prepare_submit(data, idempotency_key, owner, keys, known)
             except TrainqError as e:
                 answers.append(e)
                 continue
@@ -234,7 +236,8 @@ class Scheduler:
         return [a if isinstance(a, TrainqError) else next(encoded) for a in answers]
 
     def _prepare_submit(self, data: Any, idempotency_key: str | None, owner: str | None,
-                        keys: Mapping[str, tuple[int, str, str]]) -> _NewJob | Job | int:
+                        keys: Mapping[str, tuple[int, str, str]],
+                        known: Mapping[str, dict[str, Any]]) -> _NewJob | Job | int:
         """A submit checked, not yet stored (``_NewJob``), or what its key did before: a stored
         job, or the answer index of an earlier item of the same call (in ``keys``)."""
         key = _idempotency_key(idempotency_key)
@@ -248,7 +251,7 @@ class Scheduler:
             if first != fingerprint:
                 raise IdempotencyConflict(key, "submit", job_id, "with a different spec")
             return index
-        if key is not None and (found := self._replay(key, "submit", None, fingerprint)) is not None:
+        if key is not None and (found := self._replay(key, "submit", None, fingerprint, known)) is not None:
             return self._job(found["job_id"])
         stored: dict[str, Any] | None = dumped  # the spec as stored: the dump, unless the workload changes it
         if spec.workload is not None:
@@ -1116,9 +1119,11 @@ class Scheduler:
             self.store.set_request_response(key, result)
         return result
 
-    def _replay(self, key: str, verb: str, job_id: str | None, fingerprint: str | None) -> dict[str, Any] | None:
-        """What ``key`` did before, or None; a key reused for something else is a conflict."""
-        found = self.store.find_request(key)
+    def _replay(self, key: str, verb: str, job_id: str | None, fingerprint: str | None,
+                known: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """What ``key`` did before, or None; a key reused for something else is a conflict.
+        ``known``: the stored keys among a batch's, read at once (``Store.find_requests``)."""
+        found = self.store.find_request(key) if known is None else known.get(key)
         if found is None:
             return None
         if found["verb"] != verb:
@@ -1533,7 +1538,9 @@ class Scheduler:
     def _current(self, jobs: list[Job], view: _QueueView | None) -> list[dict[str, Any]]:
         """What a job's public form adds to its row: its place in the queue and why it waits
         (from ``view``), and the bytes its checkpoints hold (one query for the page)."""
-        sizes = self.store.checkpoint_bytes_of([j.job_id for j in jobs])
+        # A job that never ran has no checkpoints (they come from its attempts' reports): a
+        # submit's answer, or a page of the queue, asks for none.
+        sizes = self.store.checkpoint_bytes_of([j.job_id for j in jobs if j.attempt > 0])
         out = []
         for job in jobs:
             queued = job.status is S.QUEUED

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import uuid
+import random
+import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -17,16 +18,38 @@ STEP_KEYS = ("global_step", "step", "iteration", "training_iteration", "epoch")
 TOTAL_KEYS = ("max_steps", "total_steps", "total", "steps", "num_steps")
 
 
+def ordered_id() -> str:
+    """20 hex digits: the time in milliseconds (48 bits), then 32 random bits.
+
+    Unique (the random bits part ids made in the same millisecond; not secret: every user sees
+    every job, and Python reseeds ``random`` in a forked child) and ordered by creation, so
+    a new id is stored at the end of the B-tree indexes keyed by it (jobs, transitions, request
+    keys) instead of on a random page of each: a submit's commit writes about half the pages.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(32):08x}"
+
+
 def new_job_id() -> str:
-    """A short, URL-safe, unique job id."""
-    return "job_" + uuid.uuid4().hex[:12]
+    """A URL-safe, unique job id that sorts by submission time."""
+    return "job_" + ordered_id()
 
 
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as an ISO 8601 UTC string (None stays None)."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    text = _ISO.get(ts)
+    if text is None:
+        # Remembered: the same instants are formatted again and again (a job's created_at and
+        # updated_at, its events, every page that shows it), and formatting is the slow part.
+        if len(_ISO) >= 4096:
+            _ISO.clear()
+        text = _ISO[ts] = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds") \
+            .replace("+00:00", "Z")
+    return text
+
+
+_ISO: dict[float, str] = {}
 
 
 def step_of(metrics: dict[str, Any] | None) -> int | None:

@@ -110,3 +110,39 @@ def test_a_jobs_public_dict_is_new_on_every_call(store) -> None:
     again = store.get_job("job_1").to_dict(queue_position=2)
     assert (again["status"], again["name"], again["queue_position"]) == ("queued", "n", 2)
     assert again["created_at"] == "1970-01-01T00:00:10.000Z"
+
+
+def test_none_and_bools_are_stored_as_null_and_integers(store) -> None:
+    # None and bool bind through registered adapters (a fast path); they must store as before.
+    job = _job()
+    job.cooperative, job.resumable, job.borrowing = True, None, False
+    store.insert_job(job, Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    row = store._db.execute("SELECT typeof(cooperative), cooperative, typeof(resumable), typeof(borrowing),"
+                            " borrowing, typeof(owner) FROM jobs WHERE job_id = 'job_1'").fetchone()
+    assert tuple(row) == ("integer", 1, "null", "integer", 0, "null")
+    store._jobs.clear()  # decoded again from the row
+    again = store.get_job("job_1")
+    assert again.cooperative is True and again.resumable is None and again.borrowing is False
+
+
+def test_the_decoded_copies_keep_the_newest_when_full(store, monkeypatch) -> None:
+    import scheduler.store
+
+    monkeypatch.setattr(scheduler.store, "_JOB_CACHE_SIZE", 3)
+    for i in range(5):
+        store.insert_job(_job(f"job_{i}"), Transition(f"job_{i}", None, JobStatus.QUEUED, 10.0, "submitted", 0))
+    assert list(store._jobs) == ["job_2", "job_3", "job_4"]  # the oldest went first
+    assert store.get_job("job_0").job_id == "job_0"  # read again from its row, and kept
+    assert list(store._jobs) == ["job_3", "job_4", "job_0"]
+
+
+def test_request_keys_are_found_many_at_once(store) -> None:
+    from scheduler.store import Request
+
+    store.insert_jobs([(_job(f"job_{i}"), Transition(f"job_{i}", None, JobStatus.QUEUED, 10.0, "s", 0),
+                        Request(f"k{i}", "submit", f"fp{i}")) for i in range(3)])
+    keys = [f"k{i}" for i in range(600)]  # more than one query's bound parameters
+    found = store.find_requests(keys)
+    assert sorted(found) == ["k0", "k1", "k2"] and found["k1"] == store.find_request("k1")
+    assert found["k2"]["job_id"] == "job_2" and found["k2"]["fingerprint"] == "fp2"
+    assert store.find_requests([]) == {}

@@ -112,3 +112,13 @@ def test_events_of_a_batch_are_seen_at_once_and_written_to_the_file_together(tmp
     assert writes == [2, 1]
     reopened = EventLog(path=str(tmp_path / "events"))  # a restart reads all three back, numbered
     assert [(e["seq"], e["job_id"]) for e in reopened.since(0)] == [(1, "a"), (2, "b"), (3, "c")]
+
+
+def test_a_batch_reads_its_keys_in_one_query_and_a_key_sent_again_gets_its_job(make_core) -> None:
+    core = make_core(FakeCluster({"CPU": 0.5}, maximum={"CPU": 8}))
+    (first,) = core.submit_many([(spec(name="a"), "ka", None)])
+    selects: list[str] = []
+    core.store._db.set_trace_callback(lambda sql: selects.append(sql) if "FROM requests" in sql else None)
+    answers = core.submit_many([(spec(name=f"n{i}"), f"k{i}", None) for i in range(5)] + [(spec(name="a"), "ka", None)])
+    assert len(selects) == 1  # the six keys looked up together, not one query each
+    assert answers[-1].job_id == first.job_id and core.count() == 6  # the resent key made nothing new
