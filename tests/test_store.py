@@ -146,3 +146,26 @@ def test_request_keys_are_found_many_at_once(store) -> None:
     assert sorted(found) == ["k0", "k1", "k2"] and found["k1"] == store.find_request("k1")
     assert found["k2"]["job_id"] == "job_2" and found["k2"]["fingerprint"] == "fp2"
     assert store.find_requests([]) == {}
+
+
+def test_a_registry_from_before_keyed_requests_keeps_its_keys(tmp_path) -> None:
+    from scheduler.store import MIGRATIONS, _statements
+
+    path = str(tmp_path / "old.db")
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:6]:
+        for statement in _statements(script):
+            db.execute(statement)
+    db.execute("PRAGMA user_version=6")
+    db.execute("INSERT INTO jobs (job_id, seq, name, status, priority, spec, created_at, updated_at)"
+               " VALUES ('job_1', 1, 'n', 'queued', 0, '{}', 1.0, 1.0)")
+    db.execute("INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES ('k', 'submit', 'job_1', 'fp', 1.0)")
+    db.commit()
+    db.close()
+    store = SQLiteStore(path)
+    assert store.schema_version == SCHEMA_VERSION
+    assert store.find_request("k") == {"verb": "submit", "job_id": "job_1", "fingerprint": "fp", "response": None,
+                                       "at": 1.0}
+    tables = dict(store._db.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')").fetchall())
+    assert "WITHOUT ROWID" in tables["requests"] and "jobs_by_owner" not in tables
+    store.close()
