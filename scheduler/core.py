@@ -244,8 +244,8 @@ class Scheduler:
         spec = parse_spec(data)
         self._check_owner(owner)
         dumped = spec.model_dump(mode="json")
-        fingerprint = hashlib.sha256(json.dumps(dumped if owner is None else {**dumped, "owner": owner},
-                                                sort_keys=True).encode()).hexdigest()
+        fingerprint = hashlib.sha256(_sorted_json(dumped if owner is None else {**dumped, "owner": owner})
+                                     .encode()).hexdigest()
         if key is not None and key in keys:
             index, first, job_id = keys[key]
             if first != fingerprint:
@@ -1569,6 +1569,8 @@ class Scheduler:
             listener(event)
 
 
+#: ``json.dumps(value, sort_keys=True)`` (a submit's fingerprint) with its encoder made once.
+_sorted_json = json.JSONEncoder(sort_keys=True).encode
 #: How many queued jobs behind the head backfill and time slicing look at (Slurm's bf_max_job_test).
 _BACKFILL_DEPTH = 500
 #: How many queued jobs get a full why-pending and ETA; the ones behind show their place only

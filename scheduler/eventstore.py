@@ -68,7 +68,7 @@ class EventStore:
         """Persist numbered events in one transaction (one write to the log for all)."""
         if not events:
             return
-        rows = [(event["seq"], json.dumps(event, default=str)) for event in events]
+        rows = [(event["seq"], _to_json(event)) for event in events]
         with self._lock:
             self._db.execute("BEGIN")
             try:
@@ -85,3 +85,7 @@ class EventStore:
     def close(self) -> None:
         """Close the file."""
         self._db.close()
+
+
+#: ``json.dumps(value, default=str)`` with its encoder made once, not on every event.
+_to_json = json.JSONEncoder(default=str).encode

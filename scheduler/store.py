@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -286,9 +287,7 @@ class SQLiteStore:
                 seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
                 for number, (job, _, _) in enumerate(new, seq + 1):
                     job.seq = number
-                rows = [_job_row(job) for job, _, _ in new]
-                self._db.executemany(f"INSERT INTO jobs ({', '.join(rows[0])}) VALUES ({', '.join('?' * len(rows[0]))})",
-                                     [tuple(row.values()) for row in rows])
+                self._db.executemany(_INSERT_JOB, [_job_values(job) for job, _, _ in new])
                 self._insert_transitions([t for _, t, _ in new])
                 self._db.executemany(_INSERT_REQUEST, [(r.key, r.verb, job.job_id, r.fingerprint, t.at)
                                                        for job, t, r in new if r is not None])
@@ -593,11 +592,26 @@ def _status_filter(statuses: Iterable[JobStatus] | None) -> tuple[str, Sequence[
 
 
 def _job_row(job: Job) -> dict[str, Any]:
-    row = {col: getattr(job, col) for col in _JOB_COLUMNS}
-    row["status"] = job.status.value
-    for key in _JSON_FIELDS:
-        row[key] = None if row[key] is None else json.dumps(row[key], default=str)
-    return row
+    """The job's columns as stored, by name."""
+    return dict(zip(_JOB_COLUMNS, _job_values(job), strict=True))
+
+
+def _job_values(job: Job) -> list[Any]:
+    """The job's columns as stored, in ``_JOB_COLUMNS`` order (``_INSERT_JOB``'s parameters)."""
+    values = list(_JOB_ATTRS(job))
+    values[_STATUS_AT] = job.status.value
+    for i in _JSON_AT:
+        if values[i] is not None:
+            values[i] = _to_json(values[i])
+    return values
+
+
+_JOB_ATTRS = operator.attrgetter(*_JOB_COLUMNS)
+_STATUS_AT = _JOB_COLUMNS.index("status")
+_JSON_AT = tuple(_JOB_COLUMNS.index(key) for key in _JSON_FIELDS)
+_INSERT_JOB = f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
+#: ``json.dumps(value, default=str)`` with its encoder made once, not on every call.
+_to_json = json.JSONEncoder(default=str).encode
 
 
 _INSERT_REQUEST = "INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)"
