@@ -685,6 +685,8 @@ class SchedulerActor(SchedulerService):
                 if now - last_reconcile >= self.settings.reconcile_s:
                     last_reconcile = now
                     await self._reconcile()
+                if self._metrics is not None:
+                    self._metrics.flush()
                 if now - last_gauges > 5:
                     last_gauges = now
                     self._record_gauges()

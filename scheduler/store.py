@@ -206,6 +206,9 @@ class SQLiteStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute("PRAGMA foreign_keys=ON")
+        # 32 MB of page cache, not SQLite's 2 MB: the indexes a submit or a page of a list walks
+        # stay in memory as the registry grows (about 5% of a submit's time at 100,000 jobs).
+        self._db.execute("PRAGMA cache_size=-32768")
         self._migrate()
         # Decoded jobs by id, dropped on every write to their row (this store is the database's
         # only writer): reads of unchanged jobs, the common case of pages polled by clients,
