@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import time
 from dataclasses import dataclass
@@ -44,12 +45,28 @@ def iso(ts: float | None) -> str | None:
         # updated_at, its events, every page that shows it), and formatting is the slow part.
         if len(_ISO) >= 4096:
             _ISO.clear()
-        text = _ISO[ts] = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds") \
-            .replace("+00:00", "Z")
+        text = _ISO[ts] = _format(ts)
     return text
 
 
+def _format(ts: float) -> str:
+    """``datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")`` with a Z,
+    the way datetime does it (the fraction rounded half-even to microseconds, then cut to
+    milliseconds), with the seconds formatted once per second: new instants come in bursts."""
+    fraction, whole = math.modf(ts)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        micros -= 1_000_000
+        whole += 1
+    global _second
+    second, text = _second  # one tuple, read and replaced whole: safe from any thread
+    if second != int(whole):
+        _second = second, text = int(whole), datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{micros // 1000:03d}Z"
+
+
 _ISO: dict[float, str] = {}
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
 
 def step_of(metrics: dict[str, Any] | None) -> int | None:

@@ -32,7 +32,8 @@ def test_iso_formats_as_datetime_does_whether_remembered_or_not(ts: float) -> No
     assert jobs.iso(ts) == expected and jobs.iso(None) is None
 
 
-def test_iso_remembers_a_bounded_number_of_instants() -> None:
-    for i in range(10_000):
-        jobs.iso(1_700_000_000 + i / 7)
+def test_iso_remembers_a_bounded_number_of_instants_and_formats_runs_within_a_second() -> None:
+    for i in range(10_000):  # seven instants a second: the second's text is reused, not kept stale
+        ts = 1_700_000_000 + i / 7
+        assert jobs.iso(ts) == datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
     assert 0 < len(jobs._ISO) <= 4096
