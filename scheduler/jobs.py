@@ -25,7 +25,7 @@ def ordered_id() -> str:
     Unique (the random bits part ids made in the same millisecond; not secret: every user sees
     every job, and Python reseeds ``random`` in a forked child) and ordered by creation, so
     a new id is stored at the end of the B-tree indexes keyed by it (jobs, transitions, request
-    keys) instead of on a random page of each: a submit's commit writes about half the pages.
+    keys) instead of on a random page of each: a batch of submits writes about half the bytes.
     """
     return f"{time.time_ns() // 1_000_000:012x}{random.getrandbits(32):08x}"
 
