@@ -365,8 +365,7 @@ class SQLiteStore:
     # -- idempotency keys -------------------------------------------------------------------------
     def find_request(self, key: str) -> dict[str, Any] | None:
         """What a request key did: ``{verb, job_id, fingerprint, response, at}``, or None."""
-        row = self._db.execute("SELECT * FROM requests WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _request(row)
+        return self.find_requests([key]).get(key)
 
     def find_requests(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``find_request`` for many keys in one query: the ones stored, by key."""
@@ -381,7 +380,7 @@ class SQLiteStore:
         """Keep the answer a verb gave, to give it again when the same key comes back."""
         with self._lock, self._tx(durable=False):
             self._db.execute("UPDATE requests SET response = ? WHERE key = ?",
-                             (json.dumps(response, default=str), key))
+                             (_to_json(response), key))
 
     def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """Change fields other than ``status`` (which only ``transition`` writes)."""
@@ -406,7 +405,7 @@ class SQLiteStore:
         Idempotent: a report already recorded (same job, attempt, seq) changes nothing and
         returns False, so a runner may safely resend after a scheduler restart.
         """
-        metrics = json.dumps(report.metrics, default=str)
+        metrics = _to_json(report.metrics)
         # Reports are many and a lost last one is re-sent by its runner (or only a metric is
         # lost), so they skip the fsync: it comes with the next state change's commit.
         with self._writing(report.job_id, durable=False):
@@ -594,11 +593,6 @@ def _status_filter(statuses: Iterable[JobStatus] | None) -> tuple[str, Sequence[
     return f"WHERE status IN ({', '.join('?' * len(values))})", values
 
 
-def _job_row(job: Job) -> dict[str, Any]:
-    """The job's columns as stored, by name."""
-    return dict(zip(_JOB_COLUMNS, _job_values(job), strict=True))
-
-
 def _job_values(job: Job) -> list[Any]:
     """The job's columns as stored, in ``_JOB_COLUMNS`` order (``_INSERT_JOB``'s parameters)."""
     values = list(_JOB_ATTRS(job))
@@ -626,7 +620,7 @@ def _job_row_partial(changes: dict[str, Any]) -> dict[str, Any]:
     unknown = set(changes) - set(_JOB_COLUMNS)
     if unknown:
         raise ValueError(f"unknown job fields {sorted(unknown)}")
-    return {k: (json.dumps(v, default=str) if k in _JSON_FIELDS and v is not None else v)
+    return {k: (_to_json(v) if k in _JSON_FIELDS and v is not None else v)
             for k, v in changes.items()}
 
 

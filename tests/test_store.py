@@ -8,7 +8,7 @@ import pytest
 
 from scheduler.jobs import Attempt, Job, Report, Transition
 from scheduler.states import JobStatus
-from scheduler.store import SCHEMA_VERSION, SQLiteStore
+from scheduler.store import MIGRATIONS, SCHEMA_VERSION, Request, SQLiteStore, _statements
 
 
 def _job(job_id: str = "job_1") -> Job:
@@ -126,9 +126,7 @@ def test_none_and_bools_are_stored_as_null_and_integers(store) -> None:
 
 
 def test_the_decoded_copies_keep_the_newest_when_full(store, monkeypatch) -> None:
-    import scheduler.store
-
-    monkeypatch.setattr(scheduler.store, "_JOB_CACHE_SIZE", 3)
+    monkeypatch.setattr("scheduler.store._JOB_CACHE_SIZE", 3)
     for i in range(5):
         store.insert_job(_job(f"job_{i}"), Transition(f"job_{i}", None, JobStatus.QUEUED, 10.0, "submitted", 0))
     assert list(store._jobs) == ["job_2", "job_3", "job_4"]  # the oldest went first
@@ -137,8 +135,6 @@ def test_the_decoded_copies_keep_the_newest_when_full(store, monkeypatch) -> Non
 
 
 def test_request_keys_are_found_many_at_once(store) -> None:
-    from scheduler.store import Request
-
     store.insert_jobs([(_job(f"job_{i}"), Transition(f"job_{i}", None, JobStatus.QUEUED, 10.0, "s", 0),
                         Request(f"k{i}", "submit", f"fp{i}")) for i in range(3)])
     keys = [f"k{i}" for i in range(600)]  # more than one query's bound parameters
@@ -149,8 +145,6 @@ def test_request_keys_are_found_many_at_once(store) -> None:
 
 
 def test_a_registry_from_before_keyed_requests_keeps_its_keys(tmp_path) -> None:
-    from scheduler.store import MIGRATIONS, _statements
-
     path = str(tmp_path / "old.db")
     db = sqlite3.connect(path)
     for script in MIGRATIONS[:6]:
