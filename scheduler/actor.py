@@ -36,10 +36,10 @@ from .config import (
     runner_name,
 )
 from .core import Scheduler
-from .errors import InvalidSpec, JobNotFound, TrainqError
+from .errors import InvalidSpec, TrainqError
 from .events import EventLog
 from .eventstore import events_path
-from .jobs import Attempt, Job, iso, step_of
+from .jobs import Attempt, Job
 from .policy import Resources
 from .states import JobStatus
 from .store import SQLiteStore
@@ -393,9 +393,9 @@ class SchedulerService:
         from .users import load_users
 
         target = self.settings.users_file if path is None else path
-        self.core.users = load_users(target) if target else None
-        self.core.schedule()
-        return {"users": [u.public() for u in self.core.users.users] if self.core.users else None}
+        users = load_users(target) if target else None
+        self.core.set_users(users)
+        return {"users": [u.public() for u in users.users] if users else None}
 
     async def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
         """Resource-seconds (GPU-hours, CPU-hours), lost work, preemptions and attempts per user or
@@ -412,13 +412,7 @@ class SchedulerService:
     async def draining(self) -> dict[str, Any]:
         """What a shutdown still waits for: every job whose run has not stopped yet."""
         self._tend()
-        waiting = []
-        for job_id in sorted({job_id for job_id, _ in self.core.held}):
-            job = self.core.store.get_job(job_id)
-            if job is not None:
-                waiting.append({"job_id": job_id, "name": job.name, "status": job.status.value,
-                                "step": step_of(job.metrics), "deadline_at": iso(job.pause_deadline_at)})
-        return {"draining": self.core.draining, "waiting": waiting}
+        return {"draining": self.core.draining, "waiting": self.core.holding()}
 
     async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         self._tend()
@@ -443,11 +437,9 @@ class SchedulerService:
         self._tend()
         from .logs import read_logs
 
-        job = self.core.store.get_job(job_id)
-        if job is None:
-            raise JobNotFound(job_id)
+        job = self.core.job(job_id)
         number = attempt or job.attempt
-        record = self.core.store.get_attempt(job_id, number) if number else None
+        record = self.core.attempt(job_id, number) if number else None
         # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
         # unreachable), and the scheduler's event loop must keep answering meanwhile.
         out = await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
@@ -471,24 +463,7 @@ class SchedulerService:
         still releasing it.
         """
         self._tend()
-        capacity = self.core.cluster.capacity()
-        used: dict[str, float] = {}
-        by_user: dict[str, dict[str, float]] = {}
-        for (job_id, _attempt), demand in self.core.held.items():
-            job = self.core.store.get_job(job_id)
-            owner = getattr(job, "owner", None) if job is not None else None
-            for key, amount in demand.items():
-                used[key] = used.get(key, 0.0) + amount
-                if owner:
-                    mine = by_user.setdefault(owner, {})
-                    mine[key] = mine.get(key, 0.0) + amount
-        resources = {key: {"total": capacity.get(key, 0.0), "used": used.get(key, 0.0),
-                           "free": max(0.0, capacity.get(key, 0.0) - used.get(key, 0.0))}
-                     for key in sorted(set(capacity) | set(used))}
-        return {"resources": resources, "running": self.core.count(["running", "pausing"]),
-                "starting": self.core.count(["pending"]), "queued": len(self.core.queue),
-                "paused": self.core.count(["paused"]), "by_user": by_user,
-                "max_capacity": self.core.cluster.max_capacity()}
+        return self.core.cluster_use()
 
     async def health(self) -> dict[str, Any]:
         self._tend()

@@ -91,7 +91,7 @@ def total_steps_of(config: dict[str, Any] | None) -> int | None:
 
 @dataclass
 class Job:
-    """One job across all its attempts. Only ``core.Scheduler._transition`` changes ``status``."""
+    """One job across all its attempts. Only ``core.writer.Writer.transition`` changes ``status``."""
 
     job_id: str
     name: str

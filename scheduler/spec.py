@@ -1,4 +1,4 @@
-"""The job spec: one validated model shared by HTTP, Python and the CLI (DESIGN.md, "Job spec")."""
+"""The job spec: one validated model shared by HTTP, Python and the CLI (README, "A job spec")."""
 
 from __future__ import annotations
 

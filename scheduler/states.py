@@ -1,6 +1,6 @@
-"""Job states and the one table of legal transitions (DESIGN.md, "Job states").
+"""Job states and the one table of legal transitions (README, "The model").
 
-The table is data; ``core.Scheduler._transition`` is the only code that applies it.
+The table is data; ``core.writer.Writer.transition`` is the only code that applies it.
 """
 
 from __future__ import annotations

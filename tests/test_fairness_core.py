@@ -321,9 +321,9 @@ def test_a_preemptible_job_is_backfilled_and_paused_before_the_head_may_start(ma
 
 
 def test_a_long_queue_explains_its_first_jobs_in_full_and_the_rest_by_their_place(make_core, monkeypatch) -> None:
-    import scheduler.core as core_module
+    import scheduler.core.views as views_module
 
-    monkeypatch.setattr(core_module, "_EXPLAIN_DEPTH", 3)
+    monkeypatch.setattr(views_module, "EXPLAIN_DEPTH", 3)
     core, _, _, _ = _core(make_core, cpus=1, users=None)
     running = core.submit(spec(time_limit_s=100))
     queued = [core.submit(spec(time_limit_s=100))["job_id"] for _ in range(6)]

@@ -11,19 +11,36 @@ its last checkpoint, up to ``max_retries`` times (-1: always) with a growing bac
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-#: Pause intents: who asked for the pause, which decides where the job goes when it stops.
-#: ``timeslice``: a time slice is over; like a preemption it goes back to the queue, but behind.
-USER, PREEMPT, SHUTDOWN, ROTATE = "user", "preempt", "shutdown", "timeslice"
+from ..states import JobStatus
+
+S = JobStatus
+
+
+class PauseIntent(str, Enum):
+    """Who asked for a pause, which decides where the job goes when it stops (stored as its value)."""
+
+    USER = "user"
+    PREEMPT = "preempt"
+    SHUTDOWN = "shutdown"
+    #: a time slice is over; like a preemption it goes back to the queue, but behind
+    ROTATE = "timeslice"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+USER, PREEMPT, SHUTDOWN, ROTATE = PauseIntent.USER, PauseIntent.PREEMPT, PauseIntent.SHUTDOWN, PauseIntent.ROTATE
 #: Failure kinds a runner reports.
 USER_ERROR, INFRASTRUCTURE = "user", "infrastructure"
 
 
 @dataclass(frozen=True)
 class Decision:
-    """The job's next state (``completed``, ``paused``, ``queued``, ``failed``) and why."""
+    """The job's next state (``completed``, ``paused``, ``queued`` or ``failed``) and why."""
 
-    status: str
+    status: JobStatus
     reason: str
     retry: bool = False  # counts against max_retries
     backoff_s: float = 0.0
@@ -37,12 +54,12 @@ def backoff_s(retries: int, base_s: float, cap_s: float = 60.0) -> float:
 def after_pause(intent: str | None, how: str) -> Decision:
     """Where a pausing job goes once its run stopped (``how`` says how it stopped)."""
     if intent == PREEMPT:
-        return Decision("queued", f"preempted: {how}; requeued to resume from its last checkpoint")
+        return Decision(S.QUEUED, f"preempted: {how}; requeued to resume from its last checkpoint")
     if intent == ROTATE:
-        return Decision("queued", f"time slice over: {how}; requeued behind the jobs waiting for their turn")
+        return Decision(S.QUEUED, f"time slice over: {how}; requeued behind the jobs waiting for their turn")
     if intent == SHUTDOWN:
-        return Decision("paused", f"paused for a shutdown: {how}; it resumes when trainq starts again")
-    return Decision("paused", how)
+        return Decision(S.PAUSED, f"paused for a shutdown: {how}; it resumes when trainq starts again")
+    return Decision(S.PAUSED, how)
 
 
 def on_exit(status: str, intent: str | None, outcome: str, kind: str | None, retries: int,
@@ -52,11 +69,11 @@ def on_exit(status: str, intent: str | None, outcome: str, kind: str | None, ret
         return after_pause(intent, "stopped right after a checkpoint report")
     if outcome in ("completed", "paused"):
         # "paused" without a pause in progress cannot happen; a clean exit is a completion.
-        return Decision("completed", "training finished")
+        return Decision(S.COMPLETED, "training finished")
     if kind == INFRASTRUCTURE:
         return _infrastructure(status, intent, "the run lost a node or a worker process", retries,
                                max_retries, retry_base_s)
-    return Decision("failed", "training failed")
+    return Decision(S.FAILED, "training failed")
 
 
 def on_runner_lost(status: str, intent: str | None, why: str, retries: int, max_retries: int,
@@ -70,8 +87,8 @@ def _infrastructure(status: str, intent: str | None, what: str, retries: int, ma
     if status == "pausing":
         return after_pause(intent, f"{what} while pausing; stopped at the last recorded checkpoint")
     if max_retries >= 0 and retries >= max_retries:
-        return Decision("failed", f"{what}; not requeued: it already used its {max_retries} retries")
+        return Decision(S.FAILED, f"{what}; not requeued: it already used its {max_retries} retries")
     wait = backoff_s(retries, retry_base_s)
     limit = "unlimited" if max_retries < 0 else str(max_retries)
-    return Decision("queued", f"{what}; requeued from its last checkpoint (retry {retries + 1} of {limit})",
+    return Decision(S.QUEUED, f"{what}; requeued from its last checkpoint (retry {retries + 1} of {limit})",
                     retry=True, backoff_s=wait)

@@ -1,6 +1,6 @@
 """Preemption, pure: which running jobs to pause (right after a checkpoint) so the head can start.
 
-Rules (SCHEDULING.md; Kueue's greedy-then-reverse pass, Determined's "room on its way"):
+Rules (docs/design.md, "Preemption"; Kueue's greedy-then-reverse pass, Determined's "room on its way"):
 - Only when the head of the queue does not fit in what is free now *plus* what jobs already
   stopping will free (pausing jobs and attempts still releasing): never preempt more than needed.
 - Victims are running, ``preemptible`` jobs of strictly lower priority whose attempt has run at

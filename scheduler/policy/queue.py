@@ -1,4 +1,4 @@
-"""Queue policy, pure: which queued jobs start now (DESIGN.md, "Queue policy").
+"""Queue policy, pure: which queued jobs start now (docs/design.md, "Admission per node").
 
 Order: higher priority first, then submission order. Admission is gang admission (all of a
 job's workers fit in what trainq has not handed out, and on the free resources of individual

@@ -1,0 +1,308 @@
+"""One scheduling pass: look at the snapshot, ask the policies for typed actions, apply them.
+
+The order of a pass (docs/fairness.md, "The order of one scheduling pass"): admit in fair order
+within quotas; pause the backfilled jobs whose head's turn has come; make room for a blocked head
+(other users' borrowing jobs first, then lower priorities); backfill around it what cannot delay
+it; rotate out jobs whose time slice is over; ask the autoscaler for what the head still lacks.
+Each stage decides on the state the stages before it left (a start changes what is free), and
+``Pass.apply`` is the one place its actions are carried out.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from .. import policy
+from ..config import train_run_name
+from ..jobs import Attempt, iso
+from ..policy import Entry, Resources, admission, backfill, failure, preemption, quota, timeslice
+from ..states import JobStatus
+from .attempts import Attempts
+from .snapshot import STOP_MARGIN_S, Snapshot
+from .writer import Writer
+
+S = JobStatus
+#: How many queued jobs behind the head backfill and time slicing look at (Slurm's bf_max_job_test).
+BACKFILL_DEPTH = 500
+
+
+class Why(Enum):
+    """Why a running job is asked to make way."""
+
+    PRIORITY = "priority"  # a higher-priority job waits
+    RECLAIM = "reclaim"  # its owner borrows beyond a guarantee another user now claims
+    BACKFILL = "backfill"  # it was backfilled on the condition that it leaves before its head starts
+    TIME_SLICE = "time_slice"  # its slice is over and equal-priority jobs wait
+
+
+@dataclass(frozen=True)
+class Start:
+    """queued -> pending: launch a new attempt."""
+
+    job_id: str
+    borrowing: bool = False
+    backfill: str | None = None  # how it was backfilled (``policy.backfill``), None: in its turn
+
+
+@dataclass(frozen=True)
+class MakeWay:
+    """running -> pausing at its next checkpoint, for ``for_job`` (then back to the queue)."""
+
+    job_id: str
+    for_job: str | None
+    why: Why
+    expected_lost_work_s: float | None = None
+    detail: str = ""  # for PRIORITY: the two priorities
+
+
+@dataclass(frozen=True)
+class AskCapacity:
+    """Ask the autoscaler for these bundles (an empty list withdraws the ask)."""
+
+    bundles: list[Resources]
+
+
+Action = Start | MakeWay | AskCapacity
+
+
+class Pass:
+    """Runs scheduling passes over the writer's state."""
+
+    def __init__(self, writer: Writer, attempts: Attempts, snapshot: Snapshot) -> None:
+        self.writer = writer
+        self.ctx = writer.ctx
+        self.attempts = attempts
+        self.snapshot = snapshot
+        self.draining = False  # a shutdown is in progress: nothing new starts
+        self._requested: list[Resources] | None = None
+
+    def run(self) -> list[str]:
+        """One pass; returns the jobs started."""
+        if self.draining:
+            return []
+        snap, settings, queue = self.snapshot, self.ctx.settings, self.writer.queue
+        now = self.ctx.clock()
+        capacity = self.ctx.cluster.capacity()
+        quotas = snap.quotas()
+        adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
+                                          used=snap.used_by_user(), quotas=quotas, nodes_free=snap.nodes_free())
+        started = self.apply([Start(a.job_id, a.borrowing) for a in adm.start])
+        head = adm.head if adm.head is not None and adm.head.job_id in queue else None
+        self.apply(self._planned_due(now))
+        if head is not None and not policy.fits(head.demand, snap.free()):
+            reclaim = self._reclaim_for(head, capacity, now)
+            if reclaim is not None:
+                self.apply(reclaim)
+            elif self._may_preempt():
+                self.apply(self._preemptions(capacity, now))
+            if settings.backfill:
+                started += self.apply(self._backfills(head, capacity, now, quotas, set(adm.held)))
+        if settings.time_slice_s > 0:
+            self.apply(self._rotations(capacity, now))
+        head = head if head is not None and head.job_id in queue else None
+        wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, snap.free()) else None
+        if wanted != self._requested:  # ask the autoscaler only when the ask changes
+            self._requested = wanted
+            self.apply([AskCapacity(wanted or [])])
+        return started
+
+    # -- the one place actions are carried out ----------------------------------------------------
+    def apply(self, actions: Sequence[Action]) -> list[str]:
+        """Carry out a stage's actions, in order; returns the jobs started."""
+        started = []
+        for action in actions:
+            if isinstance(action, Start):
+                if self._start(action):
+                    started.append(action.job_id)
+            elif isinstance(action, MakeWay):
+                self._make_way(action)
+            else:
+                self.ctx.cluster.request(action.bundles)
+        return started
+
+    def _start(self, action: Start) -> bool:
+        """queued -> pending: a new attempt, launched; False when the launch failed at once."""
+        now = self.ctx.clock()
+        job = self.writer.job(action.job_id)
+        attempt_no = job.attempt + 1
+        how = action.backfill
+        reason = f"admitted as attempt {attempt_no}" + (f" (backfill: {how})" if how else "") \
+            + (" borrowing idle capacity beyond its owner's guarantee" if action.borrowing else "")
+        job = self.writer.transition(job, S.PENDING, "start", reason, attempt=attempt_no, started_at=now,
+                                     not_before=None, borrowing=action.borrowing, backfill=how)
+        attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
+                          run_name=train_run_name(job.name, job.job_id, attempt_no))
+        self.ctx.store.save_attempt(attempt)
+        try:
+            self.ctx.launcher.launch(job, attempt, self.writer.job_root(job))
+        except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
+            self.attempts.launch_failed(job.job_id, attempt_no, f"{type(e).__name__}: {e}")
+            return False
+        return True
+
+    def _make_way(self, action: MakeWay) -> None:
+        """Pause a running job at its next checkpoint, within the preemption grace, for another."""
+        now, grace_s = self.ctx.clock(), self.ctx.settings.preempt_grace_s
+        job = self.writer.job(action.job_id)
+        plan = self.attempts.plan_pause(job, now, cap_s=grace_s)
+        for_job = action.for_job
+        event: dict[str, object]
+        if action.why is Why.TIME_SLICE:
+            intent = failure.ROTATE
+            reason = (f"time slice of {self.ctx.settings.time_slice_s:g}s over; making way for {for_job};"
+                      f" pausing at its next checkpoint ({plan.message})")
+            event = {"time_slice": True}
+        elif action.why is Why.BACKFILL:
+            intent = failure.PREEMPT
+            reason = (f"preempted by {for_job}: it was backfilled on the condition that it makes way before"
+                      f" {for_job} may start; pausing at its next checkpoint ({plan.message})")
+            event = {"backfill": True}
+        else:
+            intent = failure.PREEMPT
+            why = (f"its owner's guarantee is reclaimed for {for_job} (this job borrows idle capacity)"
+                   if action.why is Why.RECLAIM else action.detail)
+            reason = f"preempted by {for_job} ({why}); pausing at its next checkpoint ({plan.message})"
+            event = {"expected_lost_work_s": action.expected_lost_work_s}
+        self.attempts.begin_pause(job, plan, intent, reason, preempted_by=for_job, preemptions=job.preemptions + 1)
+        self.writer.notify({"type": "preemption", "job_id": job.job_id, "preempted_by": for_job, **event,
+                            "at": iso(now)})
+
+    # -- the stages: each decides, ``apply`` acts ---------------------------------------------------
+    def _planned_due(self, now: float) -> list[Action]:
+        """The ``preemptible`` backfills whose time has come (their head still waits); plans whose
+        head has gone are forgotten."""
+        planned = self.snapshot.planned
+        if not planned:
+            return []
+        due = backfill.due_preemptions(list(planned.values()), self.writer.queue, now)
+        for job_id in due.dropped:
+            planned.pop(job_id, None)
+        out: list[Action] = []
+        for job_id in due.due:
+            job = self.writer.live.get(job_id)
+            if job is None or job.status is S.PAUSING:
+                planned.pop(job_id, None)
+                continue
+            if job.status is not S.RUNNING:
+                continue  # still starting: paused once it runs (its pause time counts from then)
+            out.append(MakeWay(job_id, planned.pop(job_id).head, Why.BACKFILL))
+        return out
+
+    def _reclaim_for(self, head: Entry, capacity: Resources, now: float) -> list[Action] | None:
+        """With quotas: other users' borrowing jobs to pause for a head within its owner's
+        guarantee; None when reclaiming cannot make room (then priorities may)."""
+        users, owners = self.ctx.users, self.writer.owners
+        if users is None:
+            return None
+        user = owners.get(head.job_id, "")
+        borrowing = {j.job_id: owners.get(j.job_id, "") for j in self.writer.live.values()
+                     if j.borrowing and j.status in (S.PENDING, S.RUNNING, S.PAUSING)}
+        if not any(owner != user for owner in borrowing.values()):
+            return None
+        mine = self.snapshot.used_by_user().get(user, {})
+        decision = quota.reclaim_victims(head.job_id, head.priority, head.demand, user, mine, users.quota(user),
+                                         self.snapshot.holders(now), borrowing, self.snapshot.free(), capacity, now)
+        if decision is None:
+            return None
+        return [MakeWay(v, head.job_id, Why.RECLAIM if v in borrowing and borrowing[v] != user else Why.PRIORITY,
+                        decision.lost_work_s.get(v), self._priorities(head, v)) for v in decision.victims]
+
+    def _may_preempt(self) -> bool:
+        """Whether any queued job outranks a running one (a victim must have a lower priority):
+        with thousands queued behind a full cluster, most passes stop here, reading no job."""
+        top = next(iter(self.writer.queue.in_order()), None)
+        return top is not None and any(j.priority < top.priority for j in self.writer.live.values()
+                                       if j.status is S.RUNNING)
+
+    def _preemptions(self, capacity: Resources, now: float) -> list[Action]:
+        """Walk the queue from its head and choose what the preemption policy would pause.
+
+        Room already promised to a job ahead (free now, or on its way from stopping jobs) is
+        not counted again for the next one; the walk stops at the first job nothing can make
+        room for, so jobs behind it wait as the queue order says.
+        """
+        holders = self.snapshot.holders(now)
+        left = self.snapshot.free()
+        out: list[Action] = []
+        for entry in self.writer.queue.in_order():
+            if not policy.ready(entry, now):
+                continue
+            decision = preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, left,
+                                                 capacity, now)
+            if decision is None and not policy.fits(entry.demand, left):
+                break
+            for victim_id in decision.victims if decision else []:
+                out.append(MakeWay(victim_id, entry.job_id, Why.PRIORITY, decision.lost_work_s.get(victim_id),
+                                   self._priorities(entry, victim_id)))
+                holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h for h in holders]
+            left = policy.subtract(left, entry.demand)
+        return out
+
+    def _priorities(self, head: Entry, victim_id: str) -> str:
+        return f"priority {head.priority} > {self.writer.job(victim_id).priority}"
+
+    def _backfills(self, head: Entry, capacity: Resources, now: float, quotas: Mapping[str, quota.Quota],
+                   held: set[str]) -> list[Action]:
+        """Jobs behind the blocked head that cannot delay it (``policy.backfill``)."""
+        snap = self.snapshot
+        free = snap.free()
+        if not any(amount > 1e-9 for amount in free.values()):
+            return []  # nothing is free: nothing can start now (the common case of a full cluster)
+        holders = snap.releases(now)
+        reservation = backfill.reserve(head.job_id, head.demand, free, holders, now)
+        if reservation.earliest_at is None or (reservation.earliest_at <= now and not reservation.spare):
+            return []  # the head might start any moment (a running job's end is unknown): nothing may go first
+        rest = [e for e in itertools.islice(snap.order(now, capacity), BACKFILL_DEPTH) if e.job_id not in held]
+        at = next((i for i, e in enumerate(rest) if e.job_id == head.job_id), None)
+        if at is None or at + 1 >= len(rest):
+            return []
+        rest = rest[at:]  # jobs ahead of the head are in their backoff: not ready, they keep their place
+        spec_of = self.writer.spec_of
+        run_s = {e.job_id: t for e in rest if (t := spec_of(e.job_id).time_limit_s) is not None}
+        # A preemption's pause is stopped at its grace at the latest, so that bounds the pause.
+        pause_s = self.ctx.settings.preempt_grace_s + STOP_MARGIN_S
+        preemptible = {e.job_id: pause_s for e in rest if spec_of(e.job_id).preemptible}
+        plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s, preemptible=preemptible)
+        used = snap.used_by_user()
+        nodes = snap.nodes_free()
+        out: list[Action] = []
+        for b in plan.start:
+            entry = next(e for e in rest if e.job_id == b.job_id)
+            user = self.writer.owners.get(b.job_id, "")
+            q = quotas.get(user)
+            verdict = quota.check(entry.demand, used.get(user, {}), q) if q is not None else None
+            if verdict is not None and verdict.status == quota.OVER_MAX:
+                continue
+            if nodes is not None and entry.worker:
+                placed = policy.place_gang(entry.worker, entry.num_workers, nodes)
+                if placed is None:
+                    continue
+                policy.placement.take(nodes, entry.worker, placed)
+            out.append(Start(b.job_id, verdict is not None and verdict.status == quota.BORROWING, b.why))
+            if b.why == backfill.PREEMPTIBLE and b.preempt_at is not None:
+                snap.planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
+            mine = used.setdefault(user, {})
+            for name, amount in entry.demand.items():
+                mine[name] = mine.get(name, 0.0) + amount
+        return out
+
+    def _rotations(self, capacity: Resources, now: float) -> list[Action]:
+        """Time slicing: running jobs whose slice is over, to pause (at a checkpoint) for waiting ones."""
+        snap, queue = self.snapshot, self.writer.queue
+        waiting = [e for e in itertools.islice(queue.in_order(), BACKFILL_DEPTH) if policy.ready(e, now)]
+        if not waiting:
+            return []
+        running = []
+        for job in self.writer.live.values():
+            if job.status is S.RUNNING:
+                spec = self.writer.spec(job)
+                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(), self.attempts.started_at(job),
+                                                snap.attained(job.job_id, capacity, now), spec.preemptible))
+        attained = {e.job_id: snap.attained(e.job_id, capacity, now) for e in waiting}
+        free = snap.free()
+        return [MakeWay(r.job_id, r.for_jobs[0] if r.for_jobs else None, Why.TIME_SLICE)
+                for r in timeslice.rotate_out(waiting, attained, running, free, now, self.ctx.settings.time_slice_s)]

@@ -1,0 +1,165 @@
+"""What the policies are shown: the queue in admission order, who holds what, when it frees up.
+
+Read from the writer's indexes (no row per job where it can be helped); the scheduling pass and
+the queue view both look through this, so they see the cluster the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any
+
+from .. import policy
+from ..jobs import Job, step_of, total_steps_of
+from ..policy import Entry, Resources, backfill, fairshare, pending, preemption, quota
+from ..states import ACTIVE, JobStatus
+from .attempts import Attempts
+from .checkpoints import Checkpoints
+from .usage import Usage
+from .writer import Writer
+
+S = JobStatus
+#: Allowance for a stopped run to release its resources after its pause deadline.
+STOP_MARGIN_S = 30.0
+
+
+class Snapshot:
+    """The scheduling state as the pure policies take it."""
+
+    def __init__(self, writer: Writer, attempts: Attempts, checkpoints: Checkpoints, usage: Usage) -> None:
+        self.writer = writer
+        self.ctx = writer.ctx
+        self.attempts = attempts
+        self.checkpoints = checkpoints
+        self.usage = usage
+        #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
+        #: such a job then runs on, and only the head's start may be later than reserved)
+        self.planned: dict[str, backfill.PlannedPause] = {}
+
+    def free(self) -> Resources:
+        """The cluster's resources less what trainq has handed out."""
+        return policy.subtract(self.ctx.cluster.capacity(), *self.writer.allocated)
+
+    def order(self, now: float, capacity: Resources) -> Iterable[Entry]:
+        """The queue in admission order: fair order within a priority with a users file, else the
+        plain order, lazily (a pass then reads only the jobs it starts)."""
+        users = self.ctx.users
+        if users is None:
+            return self.writer.queue.in_order()
+        # Lazy all the way: a pass that starts k jobs pays for k of them (plus one grouping walk).
+        return fairshare.fair_iter(list(self.writer.queue.in_order()), self.writer.owners,
+                                   self.usage.ledger.snapshot(now), PerUser(users.weight),
+                                   self.usage.share_base(capacity), expected_s=PerUser(self._time_limit))
+
+    def _time_limit(self, job_id: str) -> float | None:
+        return self.writer.spec_of(job_id).time_limit_s
+
+    def quotas(self) -> Mapping[str, quota.Quota]:
+        """Every owner's quota (a user missing from it is unlimited: so with no users file, all)."""
+        users = self.ctx.users
+        return {} if users is None else PerUser(users.quota)
+
+    def used_by_user(self) -> dict[str, Resources]:
+        """What each owner's attempts hold now (attempts still releasing included)."""
+        owners = self.writer.owners
+        return quota.usage_by_user((owners.get(job_id, ""), demand) for (job_id, _), demand in self.writer.held.items())
+
+    def nodes_free(self) -> list[Resources] | None:
+        """Free resources per node, less what pending jobs will take once Ray places them."""
+        nodes = self.ctx.cluster.nodes_free()
+        if nodes is None:
+            return None
+        nodes = [dict(n) for n in nodes]
+        for job_id, attempt in self.writer.held:
+            job = self.writer.live.get(job_id)
+            if job is not None and job.status is S.PENDING and job.attempt == attempt:
+                spec = self.writer.spec(job)
+                placed = policy.place_gang(spec.worker_resources(), spec.num_workers, nodes)
+                if placed is not None:  # conservative: it may already be placed and counted twice
+                    policy.placement.take(nodes, spec.worker_resources(), placed)
+        return nodes
+
+    def holders(self, now: float) -> list[preemption.Candidate]:
+        """Every attempt holding resources, as the preemption policy sees it."""
+        settings = self.ctx.settings
+        holders = []
+        for (job_id, attempt), demand in self.writer.held.items():
+            job = self.writer.live.get(job_id) or self.writer.find(job_id)
+            if job is None:
+                continue
+            current = job.attempt == attempt and job.status in ACTIVE
+            spec = self.writer.spec(job)
+            holders.append(preemption.Candidate(
+                job_id=job_id, priority=job.priority, demand=demand,
+                attempt_started_at=self.attempts.started_at(job),
+                stopping=not current or job.status is S.PAUSING,
+                preemptible=spec.preemptible and current and job.status is S.RUNNING,
+                min_runtime_s=settings.min_runtime_s if spec.min_runtime_s is None else spec.min_runtime_s,
+                last_checkpoint_at=self.checkpoints.last_at(job), resumable=job.resumable))
+        return holders
+
+    def releases(self, now: float) -> list[backfill.Holder]:
+        """Every attempt holding resources, with when it is expected to release them."""
+        return [backfill.Holder(r.job_id, r.demand, r.end_at, backfilled=spare)
+                for r, spare in self.running_ends(now)]
+
+    def running_ends(self, now: float, by_rate: bool = False) -> list[tuple[pending.RunningEnd, bool]]:
+        """Every attempt holding resources: its expected release (and what that rests on), and
+        whether it started as ``spare`` backfill. ``by_rate``: also from its steps to go at its
+        recent step rate (for ETAs; backfill counts on time limits only, which are promises)."""
+        grace_s = self.ctx.settings.preempt_grace_s
+        out = []
+        for (job_id, attempt), demand in self.writer.held.items():
+            job = self.writer.live.get(job_id)
+            end = pending.EndEstimate(None, "releasing")
+            if job is not None and job.attempt == attempt:
+                if job.status is S.PAUSING:
+                    end = pending.EndEstimate(job.expected_paused_by, "pausing at its next checkpoint")
+                elif job_id in self.planned:
+                    at = self.planned[job_id].at + grace_s + STOP_MARGIN_S
+                    end = pending.EndEstimate(at, "backfilled: paused before the head it runs beside")
+                else:
+                    end = self._end_estimate(job, now, by_rate and job.status is S.RUNNING)
+            out.append((pending.RunningEnd(job_id, demand, end.end_at, end.basis),
+                        job is not None and job.backfill == "spare"))
+        return out
+
+    def _end_estimate(self, job: Job, now: float, by_rate: bool = False) -> pending.EndEstimate:
+        spec = self.writer.spec(job)
+        total = total_steps_of(spec.config) if by_rate else None
+        step = rate = None
+        if total is not None:
+            recent = [(r.at, s) for r in self.ctx.store.last_reports(job.job_id, job.attempt, 20)
+                      if (s := step_of(r.metrics)) is not None]
+            rate = pending.step_rate(recent)
+            step = recent[-1][1] if recent else None
+        return pending.estimate_end(now, self.attempts.started_at(job), time_limit_s=spec.time_limit_s,
+                                    total_steps=total, step=step, rate=rate)
+
+    def attained(self, job_id: str, capacity: Resources, now: float) -> float:
+        """Service a job has had over all its attempts: dominant share × seconds."""
+        spec = self.writer.spec_of(job_id)
+        seconds = sum(max(0.0, (a.ended_at or now) - a.started_at) for a in self.ctx.store.attempts(job_id))
+        return fairshare.resource_seconds(spec.demand(), seconds, capacity)
+
+
+class PerUser(Mapping[str, Any]):
+    """A mapping computed per key on first use (every user of a users file has a quota); a key
+    whose value computes to None is missing (``get`` gives the default)."""
+
+    def __init__(self, compute: Callable[[str], Any]) -> None:
+        self._compute: Callable[[str], Any] = compute
+        self._seen: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._seen:
+            self._seen[key] = self._compute(key)
+        if self._seen[key] is None:
+            raise KeyError(key)
+        return self._seen[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._seen)
+
+    def __len__(self) -> int:
+        return len(self._seen)

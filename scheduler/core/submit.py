@@ -1,0 +1,154 @@
+"""Submitting jobs: validation, the checks a spec must pass here, and the group commit.
+
+A batch of submits is checked item by item (each gets its job or the error that refused it)
+and stored with one commit: the HTTP API's group commit, one fsync for many submits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .. import policy, security, workloads
+from ..config import Settings, packages_root
+from ..errors import DoesNotFit, IdempotencyConflict, InvalidSpec, MissingOnServer, OverQuota, TrainqError
+from ..jobs import Job, Transition, new_job_id
+from ..policy import quota
+from ..spec import JobSpec, parse_spec
+from ..states import JobStatus
+from ..store import Request
+from .idempotency import Requests, check_key
+from .writer import NewJob, Writer
+
+S = JobStatus
+#: One submit: (spec, idempotency key, owner).
+Item = tuple[Any, str | None, str | None]
+#: ``json.dumps(value, sort_keys=True)`` (a submit's fingerprint) with its encoder made once.
+_sorted_json = json.JSONEncoder(sort_keys=True).encode
+
+
+class Submitter:
+    """Turns specs into stored, queued jobs."""
+
+    def __init__(self, writer: Writer, requests: Requests) -> None:
+        self.writer = writer
+        self.ctx = writer.ctx
+        self.requests = requests
+        self._reach: tuple[Settings, list[str] | None, list[str], list[str]] | None = None
+
+    def submit_many(self, items: Sequence[Item]) -> list[Job | TrainqError]:
+        """Check each ``(spec, idempotency_key, owner)`` on its own and store the new jobs with one
+        commit, in the given order. Each answer is the stored job (new, or the one its key made
+        before) or the error that refused the item; a key used twice in one call acts once."""
+        answers: list[Job | TrainqError | int] = []
+        new: list[NewJob] = []
+        keys: dict[str, tuple[int, str, str]] = {}  # this call's new keys: answer, fingerprint, job
+        # What the batch's keys did before, in one query (the HTTP API gives every submit a key).
+        known = self.ctx.store.find_requests([key for _, key, _ in items if isinstance(key, str)])
+        for data, idempotency_key, owner in items:
+            try:
+                prepared = self._prepare(data, idempotency_key, owner, keys, known)
+            except TrainqError as e:
+                answers.append(e)
+                continue
+            if isinstance(prepared, NewJob):
+                if prepared.request is not None:
+                    keys[prepared.request.key] = (len(answers), prepared.request.fingerprint or "",
+                                                  prepared.job.job_id)
+                answers.append(prepared.job)
+                new.append(prepared)
+            else:
+                answers.append(prepared)
+        self.writer.insert(new)
+        return [answers[a] if isinstance(a, int) else a for a in answers]  # type: ignore[misc]
+
+    def _prepare(self, data: Any, idempotency_key: str | None, owner: str | None,
+                 keys: Mapping[str, tuple[int, str, str]],
+                 known: Mapping[str, dict[str, Any]]) -> NewJob | Job | int:
+        """A submit checked, not yet stored (``NewJob``), or what its key did before: a stored
+        job, or the answer index of an earlier item of the same call (in ``keys``)."""
+        key = check_key(idempotency_key)
+        spec = parse_spec(data)
+        self._check_owner(owner)
+        dumped = spec.model_dump(mode="json")
+        fingerprint = hashlib.sha256(_sorted_json(dumped if owner is None else {**dumped, "owner": owner})
+                                     .encode()).hexdigest()
+        if key is not None and key in keys:
+            index, first, job_id = keys[key]
+            if first != fingerprint:
+                raise IdempotencyConflict(key, "submit", job_id, "with a different spec")
+            return index
+        if key is not None and (found := self.requests.replay(key, "submit", None, fingerprint, known)) is not None:
+            return self.writer.job(found["job_id"])
+        stored: dict[str, Any] | None = dumped  # the spec as stored: the dump, unless the workload changes it
+        if spec.workload is not None:
+            config = workloads.validate(spec.workload, spec.config, self.ctx.storage_root)
+            spec, stored = spec.model_copy(update={"config": config}), None
+        if "keep_checkpoints" not in spec.model_fields_set:
+            # Resolved now and stored with the job: a later change of the setting never makes
+            # trainq delete checkpoints of a job that was submitted under another rule.
+            keep = self.ctx.settings.keep_checkpoints
+            spec = spec.model_copy(update={"keep_checkpoints": keep})
+            stored = None if stored is None else {**stored, "keep_checkpoints": keep}
+        self._check_fits(spec)
+        self._check_quota(spec, owner)
+        self._check_reach(spec)
+        now = self.ctx.clock()
+        job = Job(job_id=new_job_id(), name=spec.display_name,
+                  spec=spec.model_dump(mode="json") if stored is None else stored,
+                  priority=spec.priority, seq=0, created_at=now, updated_at=now, owner=owner)
+        request = Request(key, "submit", fingerprint) if key is not None else None
+        return NewJob(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request, spec)
+
+    def _check_owner(self, owner: str | None) -> None:
+        users = self.ctx.users
+        if owner is None or users is None:
+            return
+        if users.get(owner) is None:
+            raise InvalidSpec(f"unknown user {owner!r}: owner must be a user of the users file", field="owner")
+
+    def _check_quota(self, spec: JobSpec, owner: str | None) -> None:
+        """Refuse a job its owner's max can never hold, with the numbers."""
+        users = self.ctx.users
+        if users is None:
+            return
+        why = quota.never_fits_quota(spec.demand(), users.quota(owner or ""), owner or "")
+        if why is not None:
+            raise OverQuota(why, field="num_workers", owner=owner)
+
+    def _check_fits(self, spec: JobSpec) -> None:
+        cluster = self.ctx.cluster
+        if policy.never_fits(spec.demand(), spec.worker_resources(), cluster.max_capacity(), cluster.nodes()):
+            raise DoesNotFit(spec.demand(), cluster.max_capacity())
+
+    def _check_reach(self, spec: JobSpec) -> None:
+        """Refuse a spec that reaches head-node folders or storage an admin did not allow."""
+        allowed, own, roots = self._reach_rules()
+        security.check_package_paths(spec.runtime_env, allowed, own)
+        _check_local_dirs(spec.runtime_env)
+        security.check_storage_path(spec.storage_path, roots)
+
+    def _reach_rules(self) -> tuple[list[str] | None, list[str], list[str]]:
+        """The allowed folders, trainq's own package folder and the storage roots, parsed once per
+        ``settings`` (a submit checks them every time)."""
+        settings, root = self.ctx.settings, self.ctx.storage_root
+        if self._reach is None or self._reach[0] is not settings:
+            roots = [root, *(security.parse_list(settings.storage_roots) or [])]
+            self._reach = (settings, settings.allowed_dir_list(), [packages_root(root)], roots)
+        return self._reach[1], self._reach[2], self._reach[3]
+
+
+def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
+    """A local working_dir/py_modules is uploaded from the scheduler's machine: it must exist there."""
+    entries = [("runtime_env.working_dir", runtime_env.get("working_dir"))]
+    entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(runtime_env.get("py_modules") or [])]
+    for field, value in entries:
+        path = security.local_path_of(value) if isinstance(value, str) else None
+        if path is not None and not os.path.exists(path):
+            raise MissingOnServer(
+                f"{field} {path!r} does not exist on the scheduler's machine; give a folder there"
+                " (shared storage on a cluster) or a URI such as s3://..., gcs://... or https://....zip",
+                field=field)

@@ -1,0 +1,259 @@
+"""Views: jobs in their public form (dicts, or JSON bytes for HTTP), the queue view, why-pending.
+
+Read-only: nothing here writes a row. The queue view (order, positions, reasons, ETAs) is worked
+out once per change of the queue (or once a second, for ETAs that move with the clock).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from .. import wire
+from ..errors import InvalidSpec
+from ..jobs import Job, iso, step_of
+from ..policy import Entry, failure, pending, quota
+from ..states import JobStatus
+from .snapshot import Snapshot
+from .writer import Writer
+
+S = JobStatus
+#: How many queued jobs get a full why-pending and ETA; the ones behind show their place only
+#: (keeps ``list``/``queue`` fast at 10,000 queued jobs: issue 14).
+EXPLAIN_DEPTH = 500
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """The queue as users see it: order, 1-based positions, and why each job waits."""
+
+    order: list[Entry]
+    positions: dict[str, int]
+    explained: dict[str, pending.Pending]  # the first EXPLAIN_DEPTH jobs
+    behind: Callable[[str], pending.Pending | None]  # the others, computed when read
+
+    def why(self, job_id: str) -> pending.Pending | None:
+        """Why ``job_id`` waits (None: it is not queued)."""
+        found = self.explained.get(job_id)
+        return found if found is not None else self.behind(job_id)
+
+
+class Views:
+    """Public forms of jobs and of the queue."""
+
+    def __init__(self, writer: Writer, snapshot: Snapshot) -> None:
+        self.writer = writer
+        self.ctx = writer.ctx
+        self.snapshot = snapshot
+        self._view: tuple[tuple[int, int], QueueView] | None = None  # (version, second) -> view
+
+    # -- jobs -------------------------------------------------------------------------------------
+    def get(self, job_id: str) -> dict[str, Any]:
+        """One job as a dict; a queued one with its ``pending_reason``, ``eta`` and ``eta_basis``."""
+        return self._public_many(*self._one(job_id))[0]
+
+    def get_json(self, job_id: str) -> bytes:
+        """``get`` as the HTTP API sends it (JSON bytes; the job's unchanging fields encoded once)."""
+        return self._encoded_many(*self._one(job_id))[0]
+
+    def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
+             offset: int = 0) -> list[dict[str, Any]]:
+        """Jobs newest first, optionally filtered by status (one or several)."""
+        return self._public_many(*self._listed(status, limit, offset))
+
+    def page_json(self, status: str | Iterable[str] | None, limit: int, offset: int) -> bytes:
+        """``{"jobs": list(...), "total": count(...), "limit", "offset"}`` as JSON bytes (the HTTP page)."""
+        jobs = b",".join(self._encoded_many(*self._listed(status, limit, offset)))
+        rest = wire.dumps_bytes({"total": self.count(status), "limit": limit, "offset": offset})
+        return wire.merge(b'{"jobs":[' + jobs + b"]}", rest)
+
+    def count(self, status: str | Iterable[str] | None = None) -> int:
+        """How many jobs (in ``status``) there are (counted as they change, not by a scan)."""
+        statuses = statuses_of(status)
+        return sum(n for s, n in self.writer.counts.items() if statuses is None or s in statuses)
+
+    def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        """The queued jobs in start order, each with ``pending_reason``, ``eta`` and ``eta_basis``."""
+        return self._public_many(*self._queued(limit, offset))
+
+    def queue_json(self, limit: int | None = None, offset: int = 0) -> bytes:
+        """``queue_jobs`` as a JSON array (bytes)."""
+        return b"[" + b",".join(self._encoded_many(*self._queued(limit, offset))) + b"]"
+
+    def public(self, job: Job) -> dict[str, Any]:
+        """One job as the verbs answer it: its place in the queue, no pending reason (working one
+        out walks the whole queue; ``get`` has it)."""
+        return self._public_many([job])[0]
+
+    def encoded(self, jobs: list[Job]) -> list[bytes]:
+        """Jobs as the verbs answer them, as JSON bytes."""
+        return self._encoded_many(jobs)
+
+    def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        """The job's metrics reports, oldest first."""
+        self.writer.job(job_id)
+        return [r.to_dict() for r in self.ctx.store.reports(job_id, after_id=after_id, limit=limit)]
+
+    def history(self, job_id: str) -> dict[str, Any]:
+        """The job's transitions and attempts."""
+        self.writer.job(job_id)
+        return {"transitions": [t.to_dict() for t in self.ctx.store.transitions(job_id)],
+                "attempts": [a.to_dict() for a in self.ctx.store.attempts(job_id)]}
+
+    def holding(self) -> list[dict[str, Any]]:
+        """Every job whose run still holds resources (what a shutdown waits for)."""
+        out = []
+        for job_id in sorted({job_id for job_id, _ in self.writer.held}):
+            job = self.writer.find(job_id)
+            if job is not None:
+                out.append({"job_id": job_id, "name": job.name, "status": job.status.value,
+                            "step": step_of(job.metrics), "deadline_at": iso(job.pause_deadline_at)})
+        return out
+
+    def cluster(self) -> dict[str, Any]:
+        """Capacity used and free per resource, running and queued counts, and use per owner.
+
+        ``used`` is what trainq handed out: active jobs and attempts still releasing it.
+        """
+        capacity = self.ctx.cluster.capacity()
+        used: dict[str, float] = {}
+        by_user: dict[str, dict[str, float]] = {}
+        for (job_id, _attempt), demand in self.writer.held.items():
+            job = self.writer.find(job_id)
+            owner = job.owner if job is not None else None
+            for key, amount in demand.items():
+                used[key] = used.get(key, 0.0) + amount
+                if owner:
+                    mine = by_user.setdefault(owner, {})
+                    mine[key] = mine.get(key, 0.0) + amount
+        resources = {key: {"total": capacity.get(key, 0.0), "used": used.get(key, 0.0),
+                           "free": max(0.0, capacity.get(key, 0.0) - used.get(key, 0.0))}
+                     for key in sorted(set(capacity) | set(used))}
+        return {"resources": resources, "running": self.count(["running", "pausing"]),
+                "starting": self.count(["pending"]), "queued": len(self.writer.queue),
+                "paused": self.count(["paused"]), "by_user": by_user,
+                "max_capacity": self.ctx.cluster.max_capacity()}
+
+    def _one(self, job_id: str) -> tuple[list[Job], QueueView | None]:
+        job = self.writer.job(job_id)
+        return [job], self.queue_view() if job.status is S.QUEUED else None
+
+    def _listed(self, status: str | Iterable[str] | None, limit: int | None,
+                offset: int) -> tuple[list[Job], QueueView | None]:
+        jobs = self.ctx.store.list_jobs(statuses_of(status), limit, offset)
+        return jobs, self.queue_view() if any(j.status is S.QUEUED for j in jobs) else None
+
+    def _queued(self, limit: int | None, offset: int) -> tuple[list[Job], QueueView]:
+        view = self.queue_view()
+        end = None if limit is None else offset + limit
+        page = view.order[offset:end]
+        jobs = self.ctx.store.get_jobs([e.job_id for e in page])
+        return [jobs[e.job_id] for e in page if e.job_id in jobs], view
+
+    def _public_many(self, jobs: list[Job], view: QueueView | None = None) -> list[dict[str, Any]]:
+        """A page of jobs as the API shows them, with one query for all their checkpoint sizes;
+        with the queue ``view``, queued jobs carry their position in it and why they wait."""
+        out = []
+        for job, extra in zip(jobs, self._current(jobs, view), strict=True):
+            d = job.to_dict()
+            d.update(extra)
+            out.append(d)
+        return out
+
+    def _encoded_many(self, jobs: list[Job], view: QueueView | None = None) -> list[bytes]:
+        """``_public_many`` as JSON, each job's unchanging part encoded once (``Job.public_json``)."""
+        return [wire.merge(job.public_json(), wire.dumps_bytes(extra))
+                for job, extra in zip(jobs, self._current(jobs, view), strict=True)]
+
+    def _current(self, jobs: list[Job], view: QueueView | None) -> list[dict[str, Any]]:
+        """What a job's public form adds to its row: its place in the queue and why it waits
+        (from ``view``), and the bytes its checkpoints hold (one query for the page)."""
+        # A job that never ran has no checkpoints (they come from its attempts' reports): a
+        # submit's answer, or a page of the queue, asks for none.
+        sizes = self.ctx.store.checkpoint_bytes_of([j.job_id for j in jobs if j.attempt > 0])
+        out = []
+        for job in jobs:
+            queued = job.status is S.QUEUED
+            position = None
+            if queued:
+                position = view.positions.get(job.job_id) if view is not None else self.position(job.job_id)
+            why = view.why(job.job_id) if view is not None and queued else None
+            out.append({"queue_position": position, "checkpoint_bytes": sizes.get(job.job_id, 0),
+                        "pending_reason": why.reason() if why else None, "eta": iso(why.eta) if why else None,
+                        "eta_basis": why.eta_basis if why else None})
+        return out
+
+    # -- the queue as users see it ----------------------------------------------------------------
+    def queue_view(self) -> QueueView:
+        """The queue's order, each job's position and why it waits (O(n)); kept until the next
+        change, or for a second (pages polling it cost one walk a second)."""
+        now = self.ctx.clock()
+        key = (self.writer.version, math.floor(now))
+        if self._view is not None and self._view[0] == key:
+            return self._view[1]
+        view = self._compute(now)
+        self._view = (key, view)
+        return view
+
+    def _compute(self, now: float) -> QueueView:
+        snap, owners = self.snapshot, self.writer.owners
+        capacity = self.ctx.cluster.capacity()
+        free = snap.free()
+        order = list(snap.order(now, capacity))
+        used, quotas = snap.used_by_user(), snap.quotas()
+        preempting: dict[str, list[str]] = {}
+        for job in self.writer.live.values():
+            if job.status is S.PAUSING and job.pause_reason in (failure.PREEMPT, failure.ROTATE) and job.preempted_by:
+                preempting.setdefault(job.preempted_by, []).append(job.job_id)
+
+        def over_max(e: Entry) -> str | None:
+            q = quotas.get(owners.get(e.job_id, ""))
+            verdict = quota.check(e.demand, used.get(owners.get(e.job_id, ""), {}), q) if q is not None else None
+            return verdict.message if verdict and verdict.status == quota.OVER_MAX else None
+
+        def waiting(e: Entry) -> pending.Waiting:
+            return pending.Waiting(e, self.writer.spec_of(e.job_id).time_limit_s, over_max(e),
+                                   tuple(preempting.get(e.job_id, ())))
+
+        # The first EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read.
+        near = order[:EXPLAIN_DEPTH]
+        running = [r for r, _ in snap.running_ends(now, by_rate=True)]
+        explained = {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now)}
+        positions = {e.job_id: i + 1 for i, e in enumerate(order)}
+        head = next((p.job_id for p in explained.values() if p.code not in (pending.QUOTA, pending.BACKOFF)), None)
+
+        def behind(job_id: str) -> pending.Pending | None:
+            at = positions.get(job_id)
+            if at is None:
+                return None
+            return pending.beyond(job_id, at, EXPLAIN_DEPTH, head, over_max(order[at - 1]))
+
+        return QueueView(order, positions, explained, behind)
+
+    def position(self, job_id: str) -> int | None:
+        """1-based place in the queue users see (fair order with a users file): O(position)."""
+        queue = self.writer.queue
+        if self.ctx.users is None or job_id not in queue:
+            return queue.position(job_id)
+        if self._view is not None and self._view[0] == (self.writer.version, math.floor(self.ctx.clock())):
+            return self._view[1].positions.get(job_id)
+        now = self.ctx.clock()
+        return next(i for i, e in enumerate(self.snapshot.order(now, self.ctx.cluster.capacity()), 1)
+                    if e.job_id == job_id)
+
+
+def statuses_of(status: str | Iterable[str] | None) -> list[JobStatus] | None:
+    """Job states from one name or several, with an error naming an unknown one."""
+    if status is None:
+        return None
+    values = [status] if isinstance(status, str) else list(status)
+    out = []
+    for value in values:
+        try:
+            out.append(JobStatus(value))
+        except ValueError:
+            raise InvalidSpec(f"unknown status {value!r}; one of {[s.value for s in JobStatus]}",
+                              field="status") from None
+    return out
