@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from scheduler.config import Settings
 from scheduler.users import Users, users_from_env
 
-from . import errors, hot, page, routes, ws
+from . import errors, page, routes, ws
 from .auth import configured_token
 from .backend import Backend
 
@@ -38,7 +38,7 @@ def create_app(backend: Backend, token: str | None | object = _UNSET, *,
     app.state.ray_dashboard_url = ray_dashboard_url
     app.state.max_package_mb = Settings().max_package_mb if max_package_mb is None else max_package_mb
     errors.install(app)
-    app.add_middleware(hot.HotRoutes)  # the four hot routes without FastAPI's per-request cost
+    routes.add_hot_routes(app)  # first, and on the app itself: matched before anything else
     app.include_router(routes.health_router)
     app.include_router(routes.router)
     app.include_router(routes.models_router)

@@ -73,9 +73,10 @@ def caller_of(state: Any, authorization: str) -> str | None:
     return user_for_token(users, expected, given if scheme.lower() == "bearer" else None)
 
 
-async def require_token(request: Request) -> None:
-    """Dependency: 401 unless the request carries a valid token (when tokens are configured)."""
-    await current_user(request)
+#: Dependency: 401 unless the request carries a valid token (when tokens are configured). The same
+#: callable as ``Caller``'s, so a route that names its caller checks the token once (FastAPI caches a
+#: dependency's answer for the request).
+require_token = current_user
 
 
 Authorized = Annotated[None, Depends(require_token)]

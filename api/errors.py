@@ -39,7 +39,7 @@ def status_of(exc: TrainqError) -> int:
 
 
 def error_response(exc: TrainqError) -> JSONResponse:
-    """A trainq error as every route answers it (and ``api.hot`` too): its status and JSON body."""
+    """A trainq error as every route answers it: its status and JSON body."""
     status = status_of(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     return JSONResponse(exc.to_dict(), status_code=status, headers=headers)

@@ -70,7 +70,7 @@ async def ui_config(request: Request) -> Any:
 @cluster_router.get("/cluster", response_model=ClusterView,
                     summary="Capacity used and free per resource, running and queued counts, usage per user")
 async def cluster(backend: Annotated[Backend, Depends(_backend)]) -> Any:
-    return await backend.call("cluster")
+    return await backend.cluster()
 
 
 def static_files() -> StaticFiles:

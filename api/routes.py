@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import BeforeValidator
 
@@ -19,7 +20,7 @@ from scheduler.states import JobStatus
 
 from . import schemas, stream
 from .auth import Caller, require_token
-from .backend import Backend
+from .backend import Backend, JSONBytes
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": schemas.ErrorBody, "description": "missing or wrong token (when one is configured)"},
@@ -54,17 +55,21 @@ class WireJSON(JSONResponse):
         return wire.dumps_bytes(content)
 
 
-def json_response(body: Any, status_code: int = 200) -> Response:
-    """The scheduler's own answer, sent as it is: the hot routes skip FastAPI's re-validation
-    against ``response_model`` (which still documents them in the OpenAPI schema, and which the
-    fuzz test checks every answer against). Bytes are JSON the scheduler encoded already."""
-    if isinstance(body, bytes):
-        return Response(body, status_code=status_code, media_type="application/json")
-    return WireJSON(body, status_code=status_code)
+def json_response(body: JSONBytes, status_code: int = 200) -> Response:
+    """JSON the scheduler encoded, sent as it is. A route that returns a ``Response`` skips FastAPI's
+    re-validation and re-encoding against its ``response_model`` (which still documents it in the
+    OpenAPI schema, and which the fuzz test checks every answer against): the hot routes' way."""
+    return Response(body, status_code=status_code, media_type="application/json")
+
+
+def backend_of(request: Request) -> Backend:
+    """The app's backend: read from the app's state, no dependency to solve per request (the hot routes)."""
+    backend: Backend = request.app.state.backend
+    return backend
 
 
 async def _backend(request: Request) -> Backend:  # async: no worker-thread hop (api/auth.py)
-    return request.app.state.backend
+    return backend_of(request)
 
 
 BackendDep = Annotated[Backend, Depends(_backend)]
@@ -74,18 +79,42 @@ IdempotencyKey = Annotated[str | None, Header(
     description="the same key again returns the first answer instead of acting twice (safe retries)")]
 
 
-@router.post("/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
-async def submit(spec: Annotated[JobSpec, Body()], backend: BackendDep, caller: Caller,
-                 idempotency_key: IdempotencyKey = None) -> Any:
-    return await submit_job(backend, spec, idempotency_key, caller)
+#: The four hot routes, ``(method, path, endpoint, route options)``: see ``add_hot_routes``.
+HOT: list[tuple[str, str, Callable[..., Any], dict[str, Any]]] = []
 
 
-async def submit_job(backend: Backend, spec: JobSpec, idempotency_key: str | None, caller: str | None) -> Response:
-    """A validated spec submitted as ``caller``, answered 201 (the route's body, and ``api.hot``'s)."""
+def _hot(method: str, path: str, **options: Any) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a hot route (as ``router.get``/``router.post`` would, with the router's settings)."""
+    def declare(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+        HOT.append((method, path, endpoint, options))
+        return endpoint
+    return declare
+
+
+def add_hot_routes(app: FastAPI) -> None:
+    """The four hot routes (submit, list, one job, the queue: what pages poll and scripts hammer) on
+    the app itself, ahead of every other route, with ``router``'s prefix, token check, tags and errors.
+
+    FastAPI matches the routes of an included router through a layer of its own on every request
+    (about a third of the framework's time per request here); the app's own routes are matched
+    directly, in order. Each hot route also takes the backend from the app's state (no dependency
+    of its own to solve) and returns the scheduler's JSON bytes as a ``Response`` (nothing
+    re-validated or re-encoded). Their parameters, bodies and the token are checked by FastAPI as on
+    every route: each rule is written once, here.
+    """
+    for method, path, endpoint, options in HOT:
+        app.add_api_route(router.prefix + path, endpoint, methods=[method], dependencies=router.dependencies,
+                          tags=router.tags, responses=router.responses, **options)
+
+
+@_hot("POST", "/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
+async def submit(request: Request, spec: Annotated[JobSpec, Body()], caller: Caller,
+                 idempotency_key: IdempotencyKey = None) -> Response:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
-    return json_response(await backend.call("submit", spec.model_dump(mode="json", exclude_unset=True),
-                                            idempotency_key or new_key(), owner=caller), 201)
+    job = await backend_of(request).submit(spec.model_dump(mode="json", exclude_unset=True),
+                                           idempotency_key or new_key(), caller)
+    return json_response(job, 201)
 
 
 @router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
@@ -105,34 +134,34 @@ async def upload_package(request: Request, backend: BackendDep,
         if len(body) > limit:
             raise TooLarge(f"the package is more than the {limit} bytes allowed (setting TRAINQ_MAX_PACKAGE_MB)",
                            limit_bytes=limit)
-    return await backend.call("store_package", name, bytes(body))
+    return await backend.store_package(name, bytes(body))
 
 
-@router.get("/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
+@_hot("GET", "/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
 async def list_jobs(
-    backend: BackendDep,
+    request: Request,
     status: Annotated[list[JobStatus] | None, Query(description="repeat to filter by several")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 100,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
-) -> Any:
+) -> Response:
     statuses = [s.value for s in status] if status else None
-    return json_response(await backend.call("page_json", statuses, limit, offset))  # one actor call: jobs and total
+    return json_response(await backend_of(request).page_json(statuses, limit, offset))  # jobs and total at once
 
 
-@router.get("/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
-async def get_job(job_id: JobId, backend: BackendDep) -> Any:
-    return json_response(await backend.call("get_json", job_id))
+@_hot("GET", "/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
+async def get_job(request: Request, job_id: JobId) -> Response:
+    return json_response(await backend_of(request).get_json(job_id))
 
 
-@router.get("/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
-async def queue(backend: BackendDep, limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
-                offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Any:
-    return json_response(await backend.call("queue_json", limit, offset))
+@_hot("GET", "/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
+async def queue(request: Request, limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
+                offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Response:
+    return json_response(await backend_of(request).queue_json(limit, offset))
 
 
 @router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")
 async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep, caller: Caller) -> Any:
-    return await backend.call("set_priority", job_id, body.priority, as_user=caller)
+    return await backend.set_priority(job_id, body.priority, as_user=caller)
 
 
 @router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
@@ -142,31 +171,31 @@ async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
                 no_deadline: Annotated[bool, Query(description="no default deadline: wait for the checkpoint however"
                                                    " long (a deadline_s given as well still applies)")] = False,
                 idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("pause", job_id, deadline_s, no_deadline, idempotency_key or new_key(), as_user=caller)
+    return await backend.pause(job_id, deadline_s, no_deadline, idempotency_key or new_key(), as_user=caller)
 
 
 @router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
              summary="Save a checkpoint now and keep running (jobs that use the cooperative hook)")
 async def checkpoint(job_id: JobId, backend: BackendDep, caller: Caller) -> Any:
-    return await backend.call("checkpoint", job_id, as_user=caller)
+    return await backend.checkpoint(job_id, as_user=caller)
 
 
 @router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
 async def resume(job_id: JobId, backend: BackendDep, caller: Caller,
                  checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None,
                  idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("resume", job_id, checkpoint_path, idempotency_key or new_key(), as_user=caller)
+    return await backend.resume(job_id, checkpoint_path, idempotency_key or new_key(), as_user=caller)
 
 
 @router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
 async def cancel(job_id: JobId, backend: BackendDep, caller: Caller, idempotency_key: IdempotencyKey = None) -> Any:
-    return await backend.call("cancel", job_id, idempotency_key or new_key(), as_user=caller)
+    return await backend.cancel(job_id, idempotency_key or new_key(), as_user=caller)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],
             summary="Every checkpoint the job recorded, newest first")
 async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
-    return await backend.call("checkpoints", job_id)
+    return await backend.checkpoints(job_id)
 
 
 @router.post("/jobs/{job_id}/checkpoints/pin", response_model=schemas.CheckpointPublic,
@@ -174,7 +203,7 @@ async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
 async def pin_checkpoint(job_id: JobId, backend: BackendDep,
                          caller: Caller,
                          path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
-    return await backend.call("pin_checkpoint", job_id, path, True, as_user=caller)
+    return await backend.pin_checkpoint(job_id, path, True, as_user=caller)
 
 
 @router.post("/jobs/{job_id}/checkpoints/unpin", response_model=schemas.CheckpointPublic,
@@ -182,27 +211,27 @@ async def pin_checkpoint(job_id: JobId, backend: BackendDep,
 async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
                            caller: Caller,
                            path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
-    return await backend.call("pin_checkpoint", job_id, path, False, as_user=caller)
+    return await backend.pin_checkpoint(job_id, path, False, as_user=caller)
 
 
 @router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],
             summary="Metrics history: every report, oldest first")
 async def metrics(job_id: JobId, backend: BackendDep, after_id: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
                   limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None) -> Any:
-    return await backend.call("reports", job_id, after_id, limit)
+    return await backend.reports(job_id, after_id, limit)
 
 
 @router.get("/jobs/{job_id}/history", response_model=schemas.History,
             summary="State transitions and attempts")
 async def history(job_id: JobId, backend: BackendDep) -> Any:
-    return await backend.call("history", job_id)
+    return await backend.history(job_id)
 
 
 @router.get("/jobs/{job_id}/logs", response_model=schemas.Logs,
             summary="The last lines of the runner's and every worker's output")
 async def logs(job_id: JobId, backend: BackendDep, attempt: Annotated[int | None, Query(ge=1, le=MAX_ATTEMPT)] = None,
                tail: Annotated[int, Query(ge=1, le=10_000)] = 200) -> Any:
-    return await backend.call("logs", job_id, attempt, tail)
+    return await backend.logs(job_id, attempt, tail)
 
 
 LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_EVENT_ID,
@@ -211,7 +240,7 @@ LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_E
 
 @router.get("/jobs/{job_id}/events", summary="Live stream (SSE) of one job's state changes and reports")
 async def job_events(job_id: JobId, backend: BackendDep, last_event_id: LastEventId = None) -> StreamingResponse:
-    await backend.call("get", job_id)  # 404 before the stream starts
+    await backend.get(job_id)  # 404 before the stream starts
     return StreamingResponse(stream.follow(backend, job_id, last_event_id=last_event_id),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -243,7 +272,7 @@ async def usage(backend: BackendDep,
                 ) -> Any:
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=timezone.utc)
-    return await backend.call("usage", by, None if since is None else since.timestamp())
+    return await backend.usage(by, None if since is None else since.timestamp())
 
 
 ModelId = Annotated[str, Path(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX,
@@ -255,24 +284,24 @@ models_router = APIRouter(prefix="/api/models", dependencies=[Depends(require_to
 @models_router.post("", response_model=schemas.ModelEntry, status_code=202,
                     summary="Download a model from the HuggingFace hub into the cache (in the background)")
 async def pull_model(body: schemas.ModelPull, backend: BackendDep) -> Any:
-    return await backend.call("models_pull", body.model_id, body.revision)
+    return await backend.models_pull(body.model_id, body.revision)
 
 
 @models_router.get("", response_model=list[schemas.ModelEntry], summary="Cached models")
 async def list_models(backend: BackendDep) -> Any:
-    return await backend.call("models_list")
+    return await backend.models_list()
 
 
 @models_router.get("/{model_id:path}", response_model=schemas.ModelEntry, summary="One cached model")
 async def get_model(model_id: ModelId, backend: BackendDep) -> Any:
-    return await backend.call("models_get", model_id)
+    return await backend.models_get(model_id)
 
 
 @models_router.delete("/{model_id:path}", response_model=schemas.ModelEntry, summary="Delete a cached model")
 async def delete_model(model_id: ModelId, backend: BackendDep) -> Any:
-    return await backend.call("models_delete", model_id)
+    return await backend.models_delete(model_id)
 
 
 @health_router.get("/health", response_model=schemas.Health, summary="Liveness, no token needed")
 async def health(backend: BackendDep) -> Any:
-    return await backend.call("health")
+    return await backend.health()

@@ -45,21 +45,21 @@ async def events(backend: Backend, job_id: str | None, heartbeat_s: float = 15.0
     resume = last_event_id
     while True:
         if epoch is None:
-            health = await backend.call("health")
+            health = await backend.health()
             epoch = health["epoch"]
             if resume is not None:
                 after, resume = resume, None
-                probe = await backend.call("events", after, job_id, 0)
+                probe = await backend.events(after, job_id, 0)
                 if probe["epoch"] == epoch and not probe["truncated"] and after <= probe["last_seq"]:
                     continue  # replay from the log: the loop below sends what came after ``after``
-            batch = await backend.call("events", 1 << 62, job_id, 0)  # just the current position
+            batch = await backend.events(1 << 62, job_id, 0)  # just the current position
             after = batch["last_seq"]
             if job_id is not None:
-                snapshot: Any = await backend.call("get", job_id)
+                snapshot: Any = await backend.get(job_id)
             else:
-                snapshot = await backend.call("list", ACTIVE, None, 0)
+                snapshot = await backend.list(ACTIVE, None, 0)
             yield StreamEvent("snapshot", snapshot)
-        batch = await backend.call("events", after, job_id, heartbeat_s)
+        batch = await backend.events(after, job_id, heartbeat_s)
         if batch["epoch"] != epoch or batch["truncated"]:
             epoch = None  # a different log, or we fell too far behind: start again from a snapshot
             continue

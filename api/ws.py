@@ -21,6 +21,7 @@ from scheduler import wire
 from scheduler.errors import TrainqError
 
 from .auth import token_matches
+from .backend import Backend
 from .stream import events
 
 router = APIRouter(prefix="/api/training", tags=["training"])
@@ -43,7 +44,7 @@ async def job_events_ws(websocket: WebSocket, job_id: str) -> None:
 
 async def _serve(websocket: WebSocket, job_id: str | None) -> None:
     await websocket.accept()
-    backend = websocket.app.state.backend
+    backend: Backend = websocket.app.state.backend
     try:
         last_event_id = _int(websocket.query_params.get("last_event_id"))
         token = websocket.query_params.get("token")
@@ -59,7 +60,7 @@ async def _serve(websocket: WebSocket, job_id: str | None) -> None:
                         'send {"token": "<token>"} as the first message')
             return
         if job_id is not None:
-            await backend.call("get", job_id)  # unknown job: an error now, not an empty stream
+            await backend.get(job_id)  # unknown job: an error now, not an empty stream
         await _pump(websocket, backend, job_id, last_event_id)
     except WebSocketDisconnect:
         return
@@ -69,7 +70,7 @@ async def _serve(websocket: WebSocket, job_id: str | None) -> None:
         await _fail(websocket, "invalid", str(e))
 
 
-async def _pump(websocket: WebSocket, backend: Any, job_id: str | None, last_event_id: int | None) -> None:
+async def _pump(websocket: WebSocket, backend: Backend, job_id: str | None, last_event_id: int | None) -> None:
     """Send events until the client leaves (noticed at once by a concurrent receive)."""
     heartbeat_s = float(getattr(websocket.app.state, "heartbeat_s", 15.0))
 

@@ -6,7 +6,7 @@ body and no scheduler behind it, the ceiling this machine and client reach.
 ``serve --instant JOB_JSON PORT``: trainq's own app over a backend that answers the hot reads at
 once from fixed bytes (no actor): what trainq's routes, token check and dependencies cost alone.
 ``serve --bare JOB_JSON PORT``: the same fixed answers from a bare ASGI function on uvicorn, no
-framework at all: the floor of this server stack (trainq's hot routes skip FastAPI too, api.hot).
+framework at all: the floor of this server stack.
 """
 
 from __future__ import annotations
@@ -79,13 +79,25 @@ def bare_app(job: dict) -> object:
 
 
 class InstantBackend:
-    """The scheduler's hot reads answered at once with fixed bytes (``--instant``)."""
+    """The scheduler's hot verbs (``api.backend.Backend``'s) answered at once with fixed bytes (``--instant``)."""
 
     def __init__(self, job: dict) -> None:
         self.answers = {method: json.dumps(body).encode() for method, body in fixed_answers(job).items()}
 
-    async def call(self, method: str, *args: object, **kwargs: object) -> object:
-        return {"ok": True} if method == "health" else self.answers[method]
+    async def get_json(self, job_id: str) -> bytes:
+        return self.answers["get_json"]
+
+    async def page_json(self, status: list[str] | None, limit: int, offset: int) -> bytes:
+        return self.answers["page_json"]
+
+    async def queue_json(self, limit: int | None, offset: int) -> bytes:
+        return self.answers["queue_json"]
+
+    async def submit(self, spec: dict, idempotency_key: str, owner: str | None) -> bytes:
+        return self.answers["get_json"]
+
+    async def health(self) -> dict:
+        return {"ok": True}
 
 
 if __name__ == "__main__":

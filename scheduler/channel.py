@@ -16,7 +16,9 @@ Frames are a 4-byte big-endian length and a msgpack body: the secret, then reque
 ``[number, method, args]``, each answered (in any order) by ``[number, True, items]`` or
 ``[number, False, message]``. Calls on one connection run concurrently in the actor's event
 loop, so a submit waiting for its fsync holds up no read. An item is
-bytes (JSON the scheduler encoded) or an error ``[class name, message, fields]``.
+bytes (JSON the scheduler encoded) or an error ``[class name, message, fields]``. The method in a
+request is one of two tags (``reads``, ``submit_json``), each mapped to the service's own method
+when the server is made; nothing else is callable.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import os
 import secrets
 import shutil
 import tempfile
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import msgpack
 
@@ -39,6 +42,18 @@ logger = logging.getLogger("trainq.channel")
 
 #: What the channel serves: the service's batched methods, each a list of items in, one answer each out.
 METHODS = frozenset({"reads", "submit_json"})
+#: One answer per item: JSON bytes, or the typed error that refused the item.
+Answers = list[Any]
+
+
+class BatchedService(Protocol):
+    """What the channel serves (``SchedulerService``'s batched calls)."""
+
+    async def reads(self, calls: list[Any]) -> Answers:
+        """Hot reads, ``(method, args)`` each."""
+
+    async def submit_json(self, items: list[Any]) -> Answers:
+        """Submits, ``(spec, idempotency_key, owner)`` each, stored with one commit."""
 #: Larger frames close the connection (a queue page of 10,000 jobs is about 10 MB).
 MAX_FRAME = 256 * 2**20
 _HANDSHAKE_S = 5.0
@@ -75,8 +90,10 @@ def _decode(item: Any) -> Any:
 class ChannelServer:
     """Serves ``service``'s ``METHODS`` on a Unix socket in a private folder (call ``start``)."""
 
-    def __init__(self, service: Any) -> None:
+    def __init__(self, service: BatchedService) -> None:
         self.service = service
+        self._methods: dict[str, Callable[[list[Any]], Awaitable[Answers]]] = {
+            "reads": service.reads, "submit_json": service.submit_json}
         self.secret = secrets.token_bytes(32)
         self._folder: str | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -143,9 +160,10 @@ class ChannelServer:
 
     async def _answer(self, writer: asyncio.StreamWriter, number: int, method: str, args: list[Any]) -> None:
         try:
-            if method not in METHODS:
+            call = self._methods.get(method)
+            if call is None or len(args) != 1:
                 raise ValueError(f"{method!r} is not served on the local channel (only {sorted(METHODS)})")
-            answers = await getattr(self.service, method)(*args)
+            answers = await call(args[0])
             reply = [number, True, [_encode(a) for a in answers]]
         except Exception as e:  # the call as a whole failed: the caller raises it, as a Ray call would
             logger.exception("local channel call %s failed", method)
@@ -184,7 +202,15 @@ class ChannelClient:
     def closed(self) -> bool:
         return self._closed
 
-    async def call(self, method: str, *args: Any) -> list[Any]:
+    async def reads(self, calls: list[Any]) -> Answers:
+        """``SchedulerService.reads(calls)`` in the actor; see ``_call``."""
+        return await self._call("reads", calls)
+
+    async def submit_json(self, items: list[Any]) -> Answers:
+        """``SchedulerService.submit_json(items)`` in the actor; see ``_call``."""
+        return await self._call("submit_json", items)
+
+    async def _call(self, method: str, *args: Any) -> Answers:
         """``method(*args)`` on the scheduler: one answer per item, errors as their typed exceptions.
 
         Raises ``ChannelClosed`` if the connection is (or goes) away first, and ``RuntimeError``

@@ -67,12 +67,12 @@ async def _connected() -> AsyncIterator[tuple[ChannelServer, ChannelClient, Fake
 def test_answers_come_back_as_bytes_and_errors_as_their_own_types() -> None:
     async def main() -> None:
         async with _connected() as (_, client, service):
-            got = await client.call("reads", [("get_json", ("job_a",)), ("get_json", ("nope",)),
+            got = await client.reads([("get_json", ("job_a",)), ("get_json", ("nope",)),
                                               ("page_json", (["queued"], 10, 0))])
             assert got[0] == b"get_json['job_a']" and got[2] == b"page_json[['queued'], 10, 0]"
             assert isinstance(got[1], JobNotFound) and got[1].fields == {"job_id": "nope"}
             assert got[1].to_dict() == JobNotFound("nope").to_dict()
-            (ok, refused) = await client.call("submit_json", [({"num_workers": 1}, "k1", None),
+            (ok, refused) = await client.submit_json([({"num_workers": 1}, "k1", None),
                                                               ("huge", "k2", "ann")])
             assert ok == b'{"job_id":"job_1"}'
             assert isinstance(refused, DoesNotFit) and refused.depends_on_server  # a 409 over HTTP, as through Ray
@@ -86,10 +86,13 @@ def test_a_call_that_fails_as_a_whole_raises_and_the_connection_goes_on() -> Non
     async def main() -> None:
         async with _connected() as (_, client, _):
             with pytest.raises(RuntimeError, match="the scheduler failed submit_json: RuntimeError: the store is gone"):
-                await client.call("submit_json", [("boom", None, None)])
+                await client.submit_json([("boom", None, None)])
+            # Only the two batched calls are served, whatever a client sends: no other method is reachable.
             with pytest.raises(RuntimeError, match="'pause' is not served on the local channel"):
-                await client.call("pause", "job_a")
-            assert await client.call("reads", [("get_json", ("job_a",))]) == [b"get_json['job_a']"]
+                await client._call("pause", "job_a")
+            with pytest.raises(RuntimeError, match="'__init__' is not served on the local channel"):
+                await client._call("__init__", [])
+            assert await client.reads([("get_json", ("job_a",))]) == [b"get_json['job_a']"]
 
     asyncio.run(main())
 
@@ -97,9 +100,9 @@ def test_a_call_that_fails_as_a_whole_raises_and_the_connection_goes_on() -> Non
 def test_a_slow_call_holds_up_no_other_on_the_same_connection() -> None:
     async def main() -> None:
         async with _connected() as (_, client, service):
-            slow = asyncio.ensure_future(client.call("reads", [("slow", ())]))
+            slow = asyncio.ensure_future(client.reads([("slow", ())]))
             await asyncio.sleep(0.05)
-            assert await asyncio.wait_for(client.call("reads", [("get_json", ("b",))]), 2) == [b"get_json['b']"]
+            assert await asyncio.wait_for(client.reads([("get_json", ("b",))]), 2) == [b"get_json['b']"]
             assert not slow.done()
             service.release.set()
             assert await slow == [b"slow"]
@@ -120,7 +123,7 @@ def test_only_a_client_with_the_secret_gets_in_and_the_socket_is_private() -> No
             writer.write(b"\xff\xff\xff\xffgarbage")
             assert await reader.read() == b""
             writer.close()
-            assert await client.call("reads", [("get_json", ("a",))]) == [b"get_json['a']"]
+            assert await client.reads([("get_json", ("a",))]) == [b"get_json['a']"]
         assert not os.path.exists(path)  # close removes the folder
 
     asyncio.run(main())
@@ -129,7 +132,7 @@ def test_only_a_client_with_the_secret_gets_in_and_the_socket_is_private() -> No
 def test_calls_waiting_when_the_scheduler_goes_away_raise_channel_closed() -> None:
     async def main() -> None:
         server, client, _ = await _pair()
-        waiting = asyncio.ensure_future(client.call("reads", [("slow", ())]))
+        waiting = asyncio.ensure_future(client.reads([("slow", ())]))
         await asyncio.sleep(0.05)
         assert server.connections == 1
         server.close()  # as the actor's process ending closes every connection
@@ -137,7 +140,7 @@ def test_calls_waiting_when_the_scheduler_goes_away_raise_channel_closed() -> No
             await asyncio.wait_for(waiting, 5)
         assert client.closed
         with pytest.raises(ChannelClosed):
-            await client.call("reads", [("get_json", ("a",))])
+            await client.reads([("get_json", ("a",))])
 
     asyncio.run(main())
 
@@ -170,13 +173,13 @@ def test_the_backend_uses_the_channel_falls_back_to_ray_when_it_closes_and_finds
         service = FakeService()
         handle = FakeHandle(service, ChannelServer(service))
         backend = ActorBackend(handle, local_channel=True)
-        assert await backend.call("get_json", "a") == b"get_json['a']"
-        assert await backend.call("submit", {"num_workers": 1}, "k1", owner="ann") == b'{"job_id":"job_1"}'
+        assert await backend.get_json("a") == b"get_json['a']"
+        assert await backend.submit({"num_workers": 1}, "k1", "ann") == b'{"job_id":"job_1"}'
         assert handle.ray_calls == ["channel"] and backend.local.connected  # both over the channel
         assert service.calls[-1] == ("submit_json", [[{"num_workers": 1}, "k1", "ann"]])
 
         # The actor restarts while a call is on the way: the call is made again through Ray.
-        waiting = asyncio.ensure_future(backend.call("get_json", "slow-one"))
+        waiting = asyncio.ensure_future(backend.get_json("slow-one"))
         await asyncio.sleep(0.05)
         handle.server.close()
         handle.server = ChannelServer(service)  # the restarted actor's channel: a new socket, a new secret
@@ -186,7 +189,7 @@ def test_the_backend_uses_the_channel_falls_back_to_ray_when_it_closes_and_finds
         assert handle.ray_calls == ["channel", "reads"] and not backend.local.connected
         # The next call finds the new channel and goes over it again.
         with pytest.raises(JobNotFound):
-            await backend.call("get_json", "nope")
+            await backend.get_json("nope")
         assert handle.ray_calls == ["channel", "reads", "channel"] and backend.local.connected
         handle.server.close()
 
