@@ -147,7 +147,9 @@ def literal_defaults(root: Path = ROOT) -> dict[str, set[Any]]:
         except SyntaxError:
             continue  # see _string_literals
         for node in ast.walk(tree):
-            first = node.args[0] if isinstance(node, ast.Call) and len(node.args) >= 2 else None
+            if not (isinstance(node, ast.Call) and len(node.args) >= 2):
+                continue
+            first = node.args[0]
             if not (isinstance(first, ast.Constant) and isinstance(first.value, str)
                     and VARIABLE_RE.fullmatch(first.value)):
                 continue

@@ -45,14 +45,13 @@ def _whole_number(v: Any) -> Any:
     return v
 
 
+#: the validator of ``JsonInt``. A bounded one that may be null is ``Annotated[int, Field(ge=1),
+#: WholeNumber] | None``: the bounds sit inside, before the validator; outside, pydantic writes them into
+#: the JSON schema as invalid ``ge``/``le`` keywords. (Spelled out where used: a type checker accepts no
+#: function call in an annotation.)
+WholeNumber = BeforeValidator(_whole_number)
 #: an integer as JSON Schema means it: 3 or 3.0, not true or "3" (use in strict models)
-JsonInt = Annotated[int, BeforeValidator(_whole_number)]
-
-
-def OptionalJsonInt(**bounds: int) -> Any:  # used as a type, hence the name
-    """``JsonInt`` with bounds, or null. The bounds sit inside, before the validator: outside,
-    pydantic writes them into the JSON schema as invalid ``ge``/``le`` keywords."""
-    return Annotated[int, Field(**bounds), BeforeValidator(_whole_number)] | None
+JsonInt = Annotated[int, WholeNumber]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -125,10 +124,10 @@ class JobSpec(BaseModel):
                               " higher-priority job, then requeued by itself")
     min_runtime_s: float | None = Field(default=None, ge=0, le=365 * 86400, description="not preempted before its"
                                         " attempt has run this long (default: the setting TRAINQ_MIN_RUNTIME_S)")
-    keep_checkpoints: OptionalJsonInt(ge=1, le=1_000_000) = Field(default=None, description="keep this many of the"
-                                         " job's newest checkpoints (across its attempts) and delete older ones,"
-                                         " except pinned ones and what the job resumes from; null keeps all"
-                                         " (left out: the setting TRAINQ_KEEP_CHECKPOINTS, by default 3)")
+    keep_checkpoints: Annotated[int, Field(ge=1, le=1_000_000), WholeNumber] | None = Field(
+        default=None, description="keep this many of the job's newest checkpoints (across its attempts) and delete"
+        " older ones, except pinned ones and what the job resumes from; null keeps all (left out: the setting"
+        " TRAINQ_KEEP_CHECKPOINTS, by default 3)")
     time_limit_s: float | None = Field(default=None, gt=0, le=365 * 86400, description="each attempt is stopped"
                                        " after running this long and the job fails with a time-limit error;"
                                        " lets backfill start it early around a waiting job")

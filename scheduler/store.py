@@ -369,7 +369,7 @@ class SQLiteStore:
 
     def find_requests(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """``find_request`` for many keys in one query: the ones stored, by key."""
-        found = {}
+        found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
             chunk = tuple(keys[start:start + 500])
             rows = self._db.execute(f"SELECT * FROM requests WHERE key IN ({', '.join('?' * len(chunk))})", chunk)

@@ -163,7 +163,9 @@ def parse_users(text: str, source: str = "users.yaml") -> Users:
     if root is None:
         raise UsersFileError(source, None, "", "the file is empty; it needs a 'users:' mapping")
     top = p.mapping(root, "", _TOP_KEYS)
-    d_weight, d_guaranteed, d_max = 1.0, {}, None
+    d_guaranteed: dict[str, float] = {}
+    d_max: dict[str, float] | None = None
+    d_weight = 1.0
     if "default" in top:
         entry = p.mapping(top["default"][1], "default", _DEFAULT_KEYS)
         if "weight" in entry:

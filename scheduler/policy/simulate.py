@@ -150,6 +150,7 @@ def _step(t: float, queue: list[SimJob], running: dict[str, _Run], done_s: dict[
         _start(t, job, running, done_s, out)
         out.backfilled += 1
         if b.why == PREEMPTIBLE:
+            assert plan.reservation is not None  # plan_backfill starts preemptible jobs only around a reservation
             running[job.job_id].preempt_at, running[job.job_id].preempt_for = b.preempt_at, plan.reservation.job_id
         running[job.job_id].spare = b.why == SPARE
 
@@ -219,7 +220,8 @@ def clairvoyant_makespan(jobs: Sequence[SimJob], capacity: Mapping[str, float], 
 
 
 def _greedy(order: Sequence[SimJob], capacity: Mapping[str, float]) -> float:
-    t, end, waiting, running = 0.0, 0.0, list(order), []
+    running: list[tuple[float, SimJob]] = []
+    t, end, waiting = 0.0, 0.0, list(order)
     while waiting or running:
         free = subtract(capacity, *(j.demand for _, j in running))
         for job in list(waiting):

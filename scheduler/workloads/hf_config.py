@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidSpec, MissingOnServer
-from ..spec import JsonInt, OptionalJsonInt, describe_errors
+from ..spec import JsonInt, WholeNumber, describe_errors
 
 
 def _choices_schema(schema: dict[str, Any]) -> None:
@@ -37,7 +37,7 @@ class CausalLMConfig(BaseModel):
     train_files: list[str] = Field(min_length=1, description="text (.txt) or JSONL (.jsonl, a 'text' field) files")
     text_field: str = "text"
     block_size: JsonInt = Field(default=64, ge=8, le=8192)
-    max_steps: OptionalJsonInt(ge=1) = None  # type: ignore[valid-type]
+    max_steps: Annotated[int, Field(ge=1), WholeNumber] | None = None
     num_train_epochs: float | None = Field(default=None, gt=0)
     per_device_train_batch_size: JsonInt = Field(default=8, ge=1)
     gradient_accumulation_steps: JsonInt = Field(default=1, ge=1)
