@@ -82,7 +82,8 @@ class _Uploader:
                     out.write(src.read())
                 self._uploaded = size
             except Exception as e:  # noqa: BLE001 - logging must never break a training run
-                sys.__stderr__.write(f"trainq: uploading {self.local} to {self.uri} failed: {e}\n")
+                if sys.__stderr__ is not None:  # None in a process started without a stderr
+                    sys.__stderr__.write(f"trainq: uploading {self.local} to {self.uri} failed: {e}\n")
 
 
 _uploaders: list[_Uploader] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 
 from scheduler import logs
@@ -21,6 +22,15 @@ def test_logs_on_s3_are_uploaded_as_they_grow_and_read_back(local_s3, tmp_path) 
     uploader.sync()  # the whole file again: object storage has no append
     assert logs.read_logs(root, 1, tail=3)["logs"]["rank-0"] == ["line 99997", "line 99998", "line 99999"]
     assert logs.read_logs(root, 2)["logs"] == {}  # an attempt that wrote nothing yet
+
+
+def test_a_failed_upload_without_a_stderr_is_no_error(tmp_path, monkeypatch) -> None:
+    uploader = logs._Uploader(str(tmp_path / "missing.log"), f"file://{tmp_path}/up.log", interval_s=3600)
+    try:
+        monkeypatch.setattr(sys, "__stderr__", None)  # a process started without one (pythonw, a closed fd 2)
+        uploader.sync()  # the file is missing: the upload fails, and says so nowhere rather than raise
+    finally:
+        uploader._stop.set()
 
 
 def test_storage_trainq_cannot_read_gives_a_reason_not_an_error(monkeypatch) -> None:
