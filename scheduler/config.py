@@ -113,7 +113,8 @@ def packages_root(storage_root: str) -> str:
 class Settings:
     """What the scheduler actor is created with (and re-created with when Ray restarts it)."""
 
-    storage_root: str = field(default_factory=lambda: os.environ.get("TRAINQ_STORAGE") or str(trainq_home() / "storage"))
+    storage_root: str = field(
+        default_factory=lambda: os.environ.get("TRAINQ_STORAGE") or str(trainq_home() / "storage"))
     db_path: str = field(default_factory=lambda: os.environ.get("TRAINQ_DB") or str(trainq_home() / "trainq.db"))
     #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
     #: lower means faster pauses and quicker notice of a finished run. Ray's default is 2.0 s.
