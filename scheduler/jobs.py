@@ -61,7 +61,8 @@ def _format(ts: float) -> str:
     global _second
     second, text = _second  # one tuple, read and replaced whole: safe from any thread
     if second != int(whole):
-        _second = second, text = int(whole), datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        stamp = datetime.fromtimestamp(whole, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        _second = second, text = int(whole), stamp
     return f"{text}.{micros // 1000:03d}Z"
 
 

@@ -117,7 +117,8 @@ class JobSpec(BaseModel):
         json_schema_extra={"propertyNames": {"minLength": 1},
                            "additionalProperties": {"type": "number", "minimum": 0, "maximum": MAX_RESOURCE}})
     priority: JsonInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="higher starts first")
-    max_failures: JsonInt = Field(default=0, ge=-1, description="worker-group retries (Ray Train FailureConfig); -1 = forever")
+    max_failures: JsonInt = Field(default=0, ge=-1,
+                                  description="worker-group retries (Ray Train FailureConfig); -1 = forever")
     max_retries: JsonInt = Field(default=3, ge=-1, le=1000, description="requeues after an infrastructure failure"
                              " (a node, a worker process or the runner lost); -1 = always")
     preemptible: bool = Field(default=True, description="may be paused at a checkpoint to make room for a"
@@ -176,7 +177,8 @@ class JobSpec(BaseModel):
             if unknown:
                 raise ValueError(f"unsupported keys {unknown}; allowed: {sorted(RUNTIME_ENV_KEYS)}")
             env_vars = v.get("env_vars")
-            reserved = reserved_env_vars(k for k in env_vars if isinstance(k, str)) if isinstance(env_vars, dict) else []
+            reserved = (reserved_env_vars(k for k in env_vars if isinstance(k, str))
+                        if isinstance(env_vars, dict) else [])
             if reserved:
                 # trainq's and Ray's own switches (e.g. RAY_TRAIN_*, TRAINQ_RUNNER) belong to the admin.
                 raise ValueError(f"env_vars may not set {', '.join(reserved)}: names starting with "

@@ -280,8 +280,8 @@ class _Parser:
                      node: yaml.Node) -> None:
         for name, amount in guaranteed.items():
             if cap is not None and name in cap and amount > cap[name]:
-                raise self.fail(node, f"{path}.guaranteed.{name}",
-                                f"guarantees {amount:g} but the max is {cap[name]:g}; a guarantee cannot exceed the max")
+                raise self.fail(node, f"{path}.guaranteed.{name}", f"guarantees {amount:g} but the max is"
+                                f" {cap[name]:g}; a guarantee cannot exceed the max")
 
     def token(self, node: yaml.Node, path: str) -> str:
         # Never put the value in a message: it is a secret (or the hash of one).

@@ -10,6 +10,7 @@ next step, so its pause is expected within about one step.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ def cadence(attempt_started_at: float, checkpoint_times: Sequence[float]) -> flo
         return None
     if len(times) == 1:
         return max(0.0, times[0] - attempt_started_at)
-    return statistics.median(b - a for a, b in zip(times, times[1:]))
+    return statistics.median(b - a for a, b in itertools.pairwise(times))
 
 
 def plan_pause(now: float, attempt_started_at: float, checkpoint_times: Sequence[float], *,

@@ -92,7 +92,8 @@ def block_dataset(texts: list[str], tokenizer: Any, block_size: int) -> Any:
             return n
 
         def __getitem__(self, i: int) -> dict[str, Any]:
-            return {"input_ids": blocks[i], "labels": blocks[i], "attention_mask": torch.ones(block_size, dtype=torch.long)}
+            mask = torch.ones(block_size, dtype=torch.long)
+            return {"input_ids": blocks[i], "labels": blocks[i], "attention_mask": mask}
 
     return Blocks()
 

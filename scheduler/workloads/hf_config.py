@@ -14,7 +14,8 @@ from ..spec import JsonInt, WholeNumber, describe_errors
 def _choices_schema(schema: dict[str, Any]) -> None:
     """The validator's "exactly one of" rules, in the JSON schema too (see ``spec._one_program_schema``)."""
     schema["allOf"] = [
-        {"oneOf": [{"required": ["model"], "properties": {"model": {"type": "string"}, "model_config": {"type": "null"}}},
+        {"oneOf": [{"required": ["model"], "properties": {
+                        "model": {"type": "string"}, "model_config": {"type": "null"}}},
                    {"required": ["model_config"], "properties": {
                        "model_config": {"type": "object", "required": ["model_type"]}, "model": {"type": "null"}}}]},
         {"oneOf": [{"required": ["max_steps"], "properties": {
@@ -80,7 +81,8 @@ def validate(config: dict[str, Any], storage_root: str | None = None) -> dict[st
             raise MissingOnServer(f"config.model {parsed.model!r} is not a folder", field="config.model")
         from ..models import ModelCache
 
-        cache_dir = parsed.cache_dir or (os.path.join(storage_root, "models") if storage_root else ModelCache.default_root())
+        cache_dir = parsed.cache_dir or (
+            os.path.join(storage_root, "models") if storage_root else ModelCache.default_root())
         ModelCache(cache_dir).path_of(parsed.model)  # raises with a clear message unless ready
         parsed = parsed.model_copy(update={"cache_dir": cache_dir})
     return parsed.model_dump(by_alias=True, exclude_none=True)
