@@ -290,7 +290,7 @@ def decision_rows() -> list[Row]:
         from scheduler.policy import Entry
 
         for i in range(length):  # fill the queue index directly; the decision is what we time
-            core.queue.add(Entry(f"q{i}", 0, 10 + i, {"CPU": 1.0}))
+            core.writer.queue.add(Entry(f"q{i}", 0, 10 + i, {"CPU": 1.0}))
         lat = _timed(core.schedule, 2000)
         times[length] = percentile(lat, 0.5)
     ratio = times[100_000] / times[1_000]

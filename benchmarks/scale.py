@@ -96,7 +96,7 @@ def simulate(queued: int, running: int, seconds: int) -> dict[str, Any]:
     # Reports: each running job once per simulated second; reads interleaved as clients make them.
     latencies: dict[str, list[float]] = {"get": [], "list": [], "queue": []}
     reads = {"get": lambda: core.get(some), "list": lambda: (core.list(None, 100, 0), core.count(None)),
-             "queue": lambda: core.queue_jobs(100, 0)}
+             "queue": lambda: core.queue(100, 0)}
     handled = 0
     busy = 0.0
     for second in range(seconds):

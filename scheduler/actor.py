@@ -1,11 +1,9 @@
-"""The scheduler actor: the Ray shell around ``core.Scheduler``.
+"""The scheduler actor: the Ray shell around the core (``scheduler.service`` plus Ray).
 
-One named, detached actor (``scheduler`` in namespace ``trainq``). Its public methods take
-and return plain dicts, so any Ray driver can call them through
-``ray.get_actor("scheduler", namespace="trainq")``. It acts on the core's decisions: starts
-and kills runner actors, watches them, and runs the housekeeping loop. When Ray restarts it,
-``__init__`` rebuilds the core from the store and re-attaches to runners still alive before
-any call is served.
+One named, detached actor (``scheduler`` in namespace ``trainq``). It acts on the core's
+decisions through the ``RayLauncher`` (``scheduler.launcher``), sees the cluster through
+``RayCluster`` and runs the housekeeping loop. When Ray restarts it, ``__init__`` rebuilds the
+core from the store and re-attaches to runners still alive before any call is served.
 """
 
 from __future__ import annotations
@@ -17,36 +15,24 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
+from collections.abc import Coroutine
 from typing import Any
 
 import ray
 
-from . import raycompat, security, wire
+from . import raycompat, security
 from .channel import ChannelServer
 from .checkpoint_fs import BackgroundDeletes, StorageFS
-from .config import (
-    HEAD_RESOURCE,
-    NAMESPACE,
-    RUNNER_HOST_NAME,
-    SCHEDULER_NAME,
-    Settings,
-    packages_root,
-    parse_runner_name,
-    runner_name,
-)
+from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings
 from .core import Scheduler
-from .errors import InvalidSpec, TrainqError
-from .events import EventLog
-from .eventstore import events_path
-from .jobs import Attempt, Job
+from .launcher import RayLauncher
 from .policy import Resources
+from .service import SchedulerService
 from .states import JobStatus
 from .store import SQLiteStore
 
+__all__ = ["RayCluster", "RayLauncher", "SchedulerActor", "SchedulerService", "ensure_scheduler"]
 logger = logging.getLogger("trainq.scheduler")
-#: environment every runner (and so its Ray Train controller and workers) gets
-TRAIN_STATE_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 
 
 class RayCluster:
@@ -98,461 +84,18 @@ def _strip_node_markers(resources: dict[str, Any]) -> Resources:
     return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
 
 
-class RayLauncher:
-    """Starts runner actors on the head node, finds them by name, kills them.
-
-    The core calls it synchronously; whatever may take long (uploading a working_dir, looking
-    an actor up by name, the graceful abort) runs in background tasks, off the actor's loop.
-    """
-
-    def __init__(self, settings: Settings, watch: Any, spawn: Any, failed: Any, lost: Any) -> None:
-        self.settings = settings
-        self._watch = watch
-        self._spawn = spawn
-        self._failed = failed  # (job_id, attempt, error): the runner could not be started
-        self._lost = lost  # (job_id, attempt, why): a launch abandoned before its runner existed
-        self.handles: dict[tuple[str, int], AttemptRef] = {}  # live attempts: a stop needs no lookup
-        self._host: Any = None
-        self.launching: set[tuple[str, int]] = set()  # runtime_env being prepared, no runner yet
-        self._abandoned: set[tuple[str, int]] = set()  # stopped while launching
-
-    def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
-        key = (job.job_id, attempt.attempt)
-        self.launching.add(key)
-        self._spawn(self._launch(job, attempt, run_root))
-
-    async def _launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
-        key = (job.job_id, attempt.attempt)
-        try:
-            runtime_env = dict(job.spec.get("runtime_env") or {})
-            if _has_local_dirs(runtime_env):
-                # Zipping and pushing a folder to Ray takes seconds for a big one and holds the
-                # GIL much of that time: a task on the head node does it, not this process.
-                upload = ray.remote(raycompat.upload_local_dirs).options(
-                    num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_retries=0)
-                runtime_env = await upload.remote(runtime_env)
-            worker_env = self.worker_env({**job.spec, "runtime_env": runtime_env})
-            host = await asyncio.to_thread(self.host)
-            if key in self._abandoned:
-                self._lost(*key, "stopped before its runner was started")
-                return
-            started = host.start.remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
-                                        attempt.resumed_from, worker_env)
-            self.adopt(*key, AttemptRef(host, runner_name(*key), started))
-        except Exception as e:
-            logger.exception("could not start a runner for %s attempt %s", *key)
-            self._failed(*key, f"{type(e).__name__}: {e}")
-        finally:
-            self.launching.discard(key)
-            self._abandoned.discard(key)
-
-    def host(self) -> Any:
-        """The runner host, created on first use (blocking: a GCS round trip; call in a thread)."""
-        if self._host is None:
-            from .runner import RunnerHost
-
-            self._host = ray.remote(RunnerHost).options(
-                name=RUNNER_HOST_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
-                num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0, max_concurrency=100_000,
-                # Only trainq's own switches: the host and the Ray Train controllers it starts
-                # (which inherit this) run on the head node and never get a job's code or
-                # packages. Ray Train's state tracking is off by default, which hides trainq's
-                # runs from the Ray dashboard's Train API.
-                runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
-            ).remote(self.settings.report_poll_s)
-        return self._host
-
-    def host_lost(self) -> None:
-        """The host died (with every attempt on it): the next launch starts a new one."""
-        self._host = None
-
-    def worker_env(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """The runtime_env of a job's training workers: its own, with local folders uploaded (as
-        ``ray job submit`` does; the head node reads and zips them, it never imports them), and
-        the secrets named in ``TRAINQ_SECRET_ENV`` from this process's environment."""
-        runtime_env = dict(spec.get("runtime_env") or {})
-        if _has_local_dirs(runtime_env):
-            runtime_env = raycompat.upload_local_dirs(runtime_env)
-        secrets = security.secret_values(self.settings.secret_names(), os.environ)
-        # A variable the job sets itself wins: it is the user's own (e.g. their own HF_TOKEN).
-        runtime_env["env_vars"] = {**TRAIN_STATE_ENV, **secrets, **(runtime_env.get("env_vars") or {})}
-        return runtime_env
-
-    def adopt(self, job_id: str, attempt: int, handle: Any) -> None:
-        """Keep and watch a runner (one just launched, or one found alive after a restart)."""
-        self.handles[(job_id, attempt)] = handle
-        self._watch(job_id, attempt, handle)
-
-    def forget(self, job_id: str, attempt: int) -> None:
-        self.handles.pop((job_id, attempt), None)
-
-    def request_pause(self, job_id: str, attempt: int) -> None:
-        self._spawn(self._call(job_id, attempt, "request_pause"))
-
-    def request_checkpoint(self, job_id: str, attempt: int) -> None:
-        self._spawn(self._call(job_id, attempt, "request_checkpoint"))
-
-    def stop(self, job_id: str, attempt: int) -> None:
-        if (job_id, attempt) in self.launching:
-            self._abandoned.add((job_id, attempt))  # ``_launch`` stops short of starting it
-            return
-        self._spawn(self._stop(job_id, attempt))
-
-    async def _call(self, job_id: str, attempt: int, method: str) -> None:
-        ref = await self._find(job_id, attempt)
-        if ref is not None:
-            await ref.ready()
-            ref.call(method)
-
-    async def _stop(self, job_id: str, attempt: int) -> None:
-        ref = await self._find(job_id, attempt)
-        if ref is None:
-            return
-        # Graceful: the controller shuts its workers down and frees the placement group; the
-        # run ends, its exit reaches the scheduler and the watcher forgets the attempt. If the
-        # abort hangs, kill the controller (its workers go with it) and the run ends that way.
-        try:
-            await ref.ready()
-            if await asyncio.wait_for(ref.call("abort", 15.0), timeout=60):
-                return
-            logger.warning("%s did not end after an abort; killing its controller", ref.name)
-        except Exception as e:  # noqa: BLE001 - hung or gone: the kill settles it
-            logger.warning("graceful abort of %s failed (%s); killing its controller", ref.name, e)
-        ref.call("kill")
-
-    async def _find(self, job_id: str, attempt: int) -> AttemptRef | None:
-        ref = self.handles.get((job_id, attempt))
-        return ref if ref is not None else await asyncio.to_thread(self.find, job_id, attempt)
-
-    def find(self, job_id: str, attempt: int) -> AttemptRef | None:
-        """An attempt on the runner host (blocking: GCS round trips), or None."""
-        ref = self.handles.get((job_id, attempt))
-        if ref is not None:
-            return ref
-        return self.alive().get((job_id, attempt))
-
-    def watched(self) -> set[tuple[str, int]]:
-        """Attempts whose runner is being started or watched: their end reaches the core anyway."""
-        return set(self.handles) | self.launching
-
-    def alive_keys(self) -> set[tuple[str, int]]:
-        """Every attempt the runner host carries now (blocking: GCS round trips)."""
-        return set(self.alive())
-
-    def alive(self) -> dict[tuple[str, int], AttemptRef]:
-        """Every attempt the runner host carries now, by (job_id, attempt) (blocking)."""
-        try:
-            host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
-            names = ray.get(host.attempts.remote(), timeout=30)
-        except (ValueError, ray.exceptions.RayActorError):
-            return {}  # no host (yet), or it is gone with its attempts
-        self._host = host
-        found = {}
-        for name in names:
-            key = parse_runner_name(name)
-            if key is not None:
-                found[key] = AttemptRef(host, name)
-        return found
-
-
-class AttemptRef:
-    """One attempt on the runner host: ``ref.call("abort")`` is ``host.abort.remote(key)``."""
-
-    def __init__(self, host: Any, name: str, started: Any = None) -> None:
-        self.host, self.name = host, name
-        self._started = started  # the host's ``start`` call, for an attempt launched by us
-
-    async def ready(self) -> None:
-        """Wait until the host has the attempt: Ray does not run an async actor's calls in the
-        order they were sent, so a call right after ``start`` could otherwise arrive first."""
-        if self._started is not None:
-            await self._started
-            self._started = None
-
-    def call(self, method: str, *args: Any) -> Any:
-        return getattr(self.host, method).remote(self.name, *args)
-
-
-def _has_local_dirs(runtime_env: dict[str, Any]) -> bool:
-    paths = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
-    return any(isinstance(p, str) and "://" not in p for p in paths if p)
-
-
-
-class SchedulerService:
-    """The scheduler's public API over a core and an event log, with no Ray in it.
-
-    ``SchedulerActor`` is this plus Ray; tests and the API's TestClient use it directly.
-    """
-
-    def __init__(self, core: Scheduler, settings: Settings) -> None:
-        self.core = core
-        self.settings = settings
-        self.log = EventLog(path=events_path(settings.db_path))
-        self.core.listeners.append(self.log.append)
-        self.started_at = time.time()
-        self._downloads: dict[str, asyncio.Task[Any]] = {}
-        if "://" not in settings.storage_root:
-            self.models.recover()
-
-    def _tend(self) -> None:
-        """Hook run at the start of every call (the actor starts its background work here)."""
-
-    # -- public API: plain dicts in and out ---------------------------------------------------------
-    # A caller through Ray is trusted (Ray access is cluster access): it may name any ``owner``
-    # and act on any job. The HTTP layer passes the token's user as ``owner`` / ``as_user``.
-    async def submit(self, spec: dict[str, Any], idempotency_key: str | None = None,
-                     owner: str | None = None) -> dict[str, Any]:
-        """Submit a job; the same ``idempotency_key`` (and spec) returns the same job again."""
-        self._tend()
-        return self.core.submit(spec, idempotency_key, owner)
-
-    async def get(self, job_id: str) -> dict[str, Any]:
-        self._tend()
-        return self.core.get(job_id)
-
-    async def list(self, status: Any = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        self._tend()
-        return self.core.list(status, limit, offset)
-
-    # The HTTP API's hot reads, as JSON bytes: nothing to decode and encode again in between.
-    async def get_json(self, job_id: str) -> bytes:
-        """``get`` as JSON bytes."""
-        self._tend()
-        return self.core.get_json(job_id)
-
-    async def page_json(self, status: Any = None, limit: int = 100, offset: int = 0) -> bytes:
-        """One page of ``list`` with its ``count``, ``limit`` and ``offset``, in one call, as JSON bytes."""
-        self._tend()
-        return self.core.page_json(status, limit, offset)
-
-    async def queue_json(self, limit: int | None = None, offset: int = 0) -> bytes:
-        """``queue`` as JSON bytes."""
-        self._tend()
-        return self.core.queue_json(limit, offset)
-
-    async def reads(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[bytes | TrainqError]:
-        """Several hot reads in one call, for the HTTP API's coalescing (``api.coalesce``): one
-        answer per ``(method, args)``, its JSON bytes or the typed error it raised."""
-        self._tend()
-        if unknown := {method for method, _ in calls} - wire.HOT_READS:
-            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(wire.HOT_READS)})")
-        out: list[bytes | TrainqError] = []
-        for method, args in calls:
-            try:
-                out.append(getattr(self.core, method)(*args))
-            except TrainqError as e:
-                out.append(e)
-        return out
-
-    async def submit_json(self, items: list[tuple[Any, str | None, str | None]]) -> list[bytes | TrainqError]:
-        """Several submits, ``(spec, idempotency_key, owner)`` each, stored with one commit: the HTTP
-        API's group commit (``api.coalesce``). One answer per item: its job as JSON bytes, or the
-        typed error that refused it; each is sent only once the commit is on disk."""
-        self._tend()
-        with self.log.batch():  # the batch's "submitted" events: one write to the event file
-            return self.core.submit_json([tuple(item) for item in items])
-
-    async def count(self, status: Any = None) -> int:
-        self._tend()
-        return self.core.count(status)
-
-    async def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        self._tend()
-        return self.core.queue_jobs(limit, offset)
-
-    async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
-                    idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
-        self._tend()
-        return self.core.pause(job_id, deadline_s, no_deadline, idempotency_key, as_user)
-
-    async def resume(self, job_id: str, checkpoint_path: str | None = None,
-                     idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
-        self._tend()
-        return self.core.resume(job_id, checkpoint_path, idempotency_key, as_user)
-
-    async def cancel(self, job_id: str, idempotency_key: str | None = None,
-                     as_user: str | None = None) -> dict[str, Any]:
-        self._tend()
-        return self.core.cancel(job_id, idempotency_key, as_user)
-
-    async def set_priority(self, job_id: str, priority: int, as_user: str | None = None) -> dict[str, Any]:
-        self._tend()
-        return self.core.set_priority(job_id, priority, as_user)
-
-    async def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
-        self._tend()
-        return self.core.checkpoint(job_id, as_user)
-
-    async def reload_users(self, path: str | None = None) -> dict[str, Any]:
-        """Read the users file again (``path``, default the setting ``TRAINQ_USERS_FILE``) so edits
-        to users, roles and quotas apply without a restart; an empty ``path`` ("") turns users off.
-        A malformed file changes nothing and raises ``UsersFileError`` naming the line. Only for
-        callers through Ray (trusted: Ray access is cluster access); no route exposes it."""
-        self._tend()
-        from .users import load_users
-
-        target = self.settings.users_file if path is None else path
-        users = load_users(target) if target else None
-        self.core.set_users(users)
-        return {"users": [u.public() for u in users.users] if users else None}
-
-    async def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
-        """Resource-seconds (GPU-hours, CPU-hours), lost work, preemptions and attempts per user or
-        job since ``since`` (epoch seconds or an ISO time; None: all time)."""
-        self._tend()
-        return self.core.usage(by, _since(since))
-
-    async def drain(self, grace_s: float) -> dict[str, Any]:
-        """A shutdown: pause every active job to resume at the next start; see ``draining``."""
-        self._tend()
-        self.core.drain(grace_s)
-        return await self.draining()
-
-    async def draining(self) -> dict[str, Any]:
-        """What a shutdown still waits for: every job whose run has not stopped yet."""
-        self._tend()
-        return {"draining": self.core.draining, "waiting": self.core.holding()}
-
-    async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
-        self._tend()
-        return self.core.checkpoints(job_id)
-
-    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True,
-                             as_user: str | None = None) -> dict[str, Any]:
-        """Pin (or unpin) a recorded checkpoint: pinned ones survive the retention rule."""
-        self._tend()
-        return self.core.pin_checkpoint(job_id, path, pinned, as_user)
-
-    async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        self._tend()
-        return self.core.reports(job_id, after_id, limit)
-
-    async def history(self, job_id: str) -> dict[str, Any]:
-        self._tend()
-        return self.core.history(job_id)
-
-    async def logs(self, job_id: str, attempt: int | None = None, tail: int = 200) -> dict[str, Any]:
-        """The last lines of each log (runner, every worker rank) of one attempt (default: latest)."""
-        self._tend()
-        from .logs import read_logs
-
-        job = self.core.job(job_id)
-        number = attempt or job.attempt
-        record = self.core.attempt(job_id, number) if number else None
-        # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
-        # unreachable), and the scheduler's event loop must keep answering meanwhile.
-        out = await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
-                                      record.run_name if record else None)
-        # A library that prints its token (or a loop that prints the environment) must not hand the
-        # scheduler's secrets to everyone who may read this job's logs.
-        secrets = security.secret_values(self.settings.secret_names(), os.environ).values()
-        out["logs"] = {source: [security.redact(line, secrets) for line in lines]
-                       for source, lines in out["logs"].items()}
-        return out
-
-    async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
-        """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
-        self._tend()
-        return await self.log.wait(after, job_id, min(timeout_s, 60.0))
-
-    async def cluster(self) -> dict[str, Any]:
-        """Capacity used and free per resource, running and queued counts, and usage per owner.
-
-        ``used`` is what trainq handed out: active jobs (pending, running, pausing) and attempts
-        still releasing it.
-        """
-        self._tend()
-        return self.core.cluster_use()
-
-    async def health(self) -> dict[str, Any]:
-        self._tend()
-        return {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
-                "queued": len(self.core.queue), "active": len(self.core.held),
-                "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
-                "db_path": self.settings.db_path}
-
-    # -- uploaded packages ---------------------------------------------------------------------------
-    async def store_package(self, name: str, data: bytes) -> dict[str, Any]:
-        """Store an uploaded folder (a zip) where jobs may use it; see ``scheduler.packages``."""
-        self._tend()
-        from . import packages
-
-        limit = int(self.settings.max_package_mb * 2**20)
-        return await asyncio.to_thread(packages.store, data, name, packages_root(self.core.storage_root), limit)
-
-    # -- the model cache ----------------------------------------------------------------------------
-    @property
-    def models(self) -> Any:
-        from .models import ModelCache
-
-        return ModelCache(str(Path(self.settings.storage_root) / "models") if "://" not in self.settings.storage_root
-                          else ModelCache.default_root(), endpoint=self.settings.hf_endpoint or None)
-
-    async def models_pull(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
-        """Start downloading a model in the background (idempotent while it downloads)."""
-        self._tend()
-        cache = self.models
-        entry = cache.start(model_id, revision)
-        if model_id not in self._downloads:
-            loop = asyncio.get_running_loop()
-
-            def progress(e: dict[str, Any]) -> None:
-                loop.call_soon_threadsafe(self.log.append, {"type": "model", **e})
-
-            task = loop.create_task(asyncio.to_thread(cache.download, model_id, revision, progress))
-            self._downloads[model_id] = task
-            task.add_done_callback(lambda _: self._downloads.pop(model_id, None))
-        return entry
-
-    async def models_list(self) -> list[dict[str, Any]]:
-        self._tend()
-        return self.models.list()
-
-    async def models_get(self, model_id: str) -> dict[str, Any]:
-        self._tend()
-        return self.models.entry(model_id)
-
-    async def models_delete(self, model_id: str) -> dict[str, Any]:
-        self._tend()
-        return self.models.delete(model_id)
-
-    async def runner_event(self, event: dict[str, Any]) -> None:
-        """Runners deliver ``started``/``report``/``exit`` events here (idempotent)."""
-        self._tend()
-        self.core.on_runner_event(event)
-
-
-
-def _since(since: float | str | None) -> float | None:
-    """Epoch seconds from a number or an ISO 8601 time (``2026-11-29``, ``...T10:00:00Z``)."""
-    if since is None or isinstance(since, (int, float)) and not isinstance(since, bool):
-        return None if since is None else float(since)
-    if isinstance(since, str):
-        from datetime import datetime, timezone
-
-        try:
-            when = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidSpec(f"since must be an ISO 8601 time such as 2026-11-29T10:00:00Z, got {since!r}",
-                              field="since") from None
-        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
-    raise InvalidSpec(f"since must be an ISO 8601 time or epoch seconds, got {since!r}", field="since")
-
-
 class SchedulerActor(SchedulerService):
     """See the module docstring. Created by ``ensure_scheduler``."""
 
     def __init__(self, settings: dict[str, Any]) -> None:
         config = Settings(**settings)
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._deferred: list[Any] = []
+        self._deferred: list[Coroutine[Any, Any, Any]] = []
         self._loop: asyncio.Task[None] | None = None
         self.loop_lag_s = 0.0  # the most the housekeeping tick woke late lately (a blocked loop)
         self._channel: ChannelServer | None = None
-        self.launcher = RayLauncher(config, self._watch_later, self._spawn,
-                                    failed=self._launch_failed, lost=self._launch_lost)
-        cluster = RayCluster(config.max_resources)
+        self.launcher = RayLauncher(config, self._spawn, self)
+        self.ray_cluster = cluster = RayCluster(config.max_resources)
         cluster.refresh()  # __init__ may block: Ray serves no call before it returns
         # Deleting a checkpoint folder (GBs on NFS or S3) happens in a thread, off the actor's calls.
         core = Scheduler(SQLiteStore(config.db_path), self.launcher, cluster,
@@ -573,36 +116,31 @@ class SchedulerActor(SchedulerService):
         # and the collections were a tenth of its CPU.
         gc.freeze()
         gc.set_threshold(20_000, 20, 20)
-        # Background work (housekeeping, watching re-attached runners) needs the actor's event
-        # loop, which runs only after __init__: a call to ourselves queued now starts it first
-        # thing, so deadlines and orphans never wait for some client's first call.
+        # Background work (housekeeping, watching re-attached runners, launches recovery made)
+        # needs the actor's event loop, which runs only after __init__: a call to ourselves
+        # queued now starts it first thing, once, so it never waits for some client's first call.
         ray.get_runtime_context().current_actor.begin.remote()
 
     async def begin(self) -> bool:
-        """Start the background work (idempotent; every call does it too)."""
-        self._tend()
+        """Start the background work: the housekeeping loop and what ``__init__`` deferred (idempotent)."""
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
+        while self._deferred:
+            self._spawn(self._deferred.pop(0))
         return True
 
     async def channel(self) -> dict[str, Any]:
         """Where this actor serves its local channel (``scheduler.channel``), for an HTTP API on
         its machine: the socket's ``path`` and the ``secret`` to present. Started on the first
         call; only a caller with Ray access to the actor learns the secret."""
-        self._tend()
         if self._channel is None:
             self._channel = ChannelServer(self)
             atexit.register(self._channel.close)
         path = await self._channel.start()
         return {"path": path, "secret": self._channel.secret}
 
-    # -- acting on the core's decisions ----------------------------------------------------------------
-    def _tend(self) -> None:
-        """Start the housekeeping loop and deferred work (they need the running event loop)."""
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
-        while self._deferred:
-            self._spawn(self._deferred.pop(0))
-
-    def _spawn(self, coro: Any) -> None:
+    # -- background work, and what the launcher reports (``launcher.Outcomes``) -----------------------
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run a coroutine in the background (deferred until the loop runs, in __init__)."""
         try:
             loop = asyncio.get_running_loop()
@@ -613,40 +151,24 @@ class SchedulerActor(SchedulerService):
         self._tasks.add(task)  # keep a reference until done, or asyncio may drop it
         task.add_done_callback(self._tasks.discard)
 
-    def _watch_later(self, job_id: str, attempt: int, handle: Any) -> None:
-        self._spawn(self._watch(job_id, attempt, handle))
+    def recovered_exit(self, event: dict[str, Any]) -> None:
+        """An exit event the launcher's watcher recovered."""
+        self.core.on_runner_event(event)
 
-    def _launch_failed(self, job_id: str, attempt: int, error: str) -> None:
-        self.core.on_launch_failed(job_id, attempt, error)
-
-    def _launch_lost(self, job_id: str, attempt: int, why: str) -> None:
+    def runner_lost(self, job_id: str, attempt: int, why: str) -> None:
         self.core.on_runner_lost(job_id, attempt, why)
 
-    async def _watch(self, job_id: str, attempt: int, handle: Any) -> None:
-        """Wait for a runner to finish; if it dies without a word, or its exit never reached the
-        core (the runner gives up on an event the scheduler raised on), tell the core."""
-        try:
-            await handle.ready()
-            exit_event = await handle.call("wait")
-        except ray.exceptions.RayActorError as e:
-            self.launcher.host_lost()
-            self.core.on_runner_lost(job_id, attempt, f"the runner host died: {type(e).__name__}")
-        except ray.exceptions.RayTaskError as e:  # the host does not carry it (any more)
-            self.core.on_runner_lost(job_id, attempt, f"the runner is gone: {e.cause}")
-        else:
-            if (job_id, attempt) in self.core.held:  # its exit event was lost on the way
-                try:
-                    self.core.on_runner_event(exit_event)
-                except Exception as e:
-                    logger.exception("the exit of %s attempt %s could not be applied", job_id, attempt)
-                    self.core.on_runner_lost(job_id, attempt, f"its exit could not be recorded: {e}")
-            handle.call("forget")  # its exit is recorded
-        finally:
-            self.launcher.forget(job_id, attempt)
-            self._spawn(self._refresh_and_schedule())  # what it held shows as free in Ray now
+    def launch_failed(self, job_id: str, attempt: int, error: str) -> None:
+        self.core.on_launch_failed(job_id, attempt, error)
+
+    def holds(self, job_id: str, attempt: int) -> bool:
+        return (job_id, attempt) in self.core.held
+
+    def runner_ended(self) -> None:
+        self._spawn(self._refresh_and_schedule())  # what it held shows as free in Ray now
 
     async def _refresh_and_schedule(self) -> None:
-        await asyncio.to_thread(self.core.cluster.refresh)
+        await asyncio.to_thread(self.ray_cluster.refresh)
         self.core.schedule()
 
     async def _housekeeping(self) -> None:
@@ -654,7 +176,7 @@ class SchedulerActor(SchedulerService):
         lags: list[float] = []
         while True:
             try:
-                await asyncio.to_thread(self.core.cluster.refresh)
+                await asyncio.to_thread(self.ray_cluster.refresh)
                 self.core.tick()
                 now = time.time()
                 if now - last_reconcile >= self.settings.reconcile_s:
@@ -687,7 +209,7 @@ class SchedulerActor(SchedulerService):
         if self._metrics is None:
             return
         counts = {s: self.core.count(s.value) for s in JobStatus}  # kept as jobs change: no table scan
-        self._metrics.snapshot(counts, len(self.core.queue))
+        self._metrics.snapshot(counts, counts[JobStatus.QUEUED])
 
 
 def _make_metrics() -> Any:

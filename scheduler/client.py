@@ -1,20 +1,26 @@
-"""The Python client: ``client = scheduler.connect()``, then the same verbs as everywhere."""
+"""The Python client over Ray: ``client = scheduler.connect()``, then the same verbs as everywhere.
+
+``RayClient`` calls the scheduler actor's methods directly (its handle); ``scheduler.http.HttpClient``
+answers the same verbs (``scheduler.verbs.Verbs``) over HTTP. ``Client`` is the name this one had
+first, kept for code that imports it.
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import NAMESPACE, Settings
 from .errors import TrainqError
 from .jobs import ordered_id
 from .states import STOPPED, JobStatus
+from .verbs import CheckpointRequested, CheckpointView, JobView, PauseResult, ResumeResult, Verbs
 
 
 def connect(address: str | None = None, *, storage_root: str | None = None, db_path: str | None = None,
-            **ray_init_kwargs: Any) -> Client:
+            **ray_init_kwargs: Any) -> RayClient:
     """Connect to Ray (or start a local Ray when no cluster runs) and ensure the scheduler actor.
 
     ``address`` is passed to ``ray.init`` ("auto", "ray://...", or None: an existing local
@@ -28,7 +34,7 @@ def connect(address: str | None = None, *, storage_root: str | None = None, db_p
     if not ray.is_initialized():
         ray.init(address=address, namespace=NAMESPACE, **ray_init_kwargs)
     settings = Settings().with_overrides(storage_root=storage_root, db_path=db_path)
-    return Client(ensure_scheduler(settings))
+    return RayClient(ensure_scheduler(settings))
 
 
 def absolute_local_dirs(spec: dict[str, Any]) -> dict[str, Any]:
@@ -51,17 +57,19 @@ def absolute_local_dirs(spec: dict[str, Any]) -> dict[str, Any]:
     return {**spec, "runtime_env": env}
 
 
-class Client:
-    """Typed wrapper over the scheduler actor's handle; errors come back as trainq's own types."""
+class RayClient:
+    """The scheduler actor's verbs through its Ray handle; errors come back as trainq's own types."""
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    @staticmethod
+    def _result(ref: Any) -> Any:
+        """Wait for a call's answer; a trainq error raised in the actor is raised here as itself."""
         import ray
 
         try:
-            return ray.get(getattr(self.handle, method).remote(*args, **kwargs))
+            return ray.get(ref)
         except ray.exceptions.RayTaskError as e:
             if isinstance(e.cause, TrainqError):
                 raise e.cause from None
@@ -78,15 +86,15 @@ class Client:
         """
         if hasattr(spec, "model_dump"):
             spec = spec.model_dump(exclude_unset=True)  # an explicit keep_checkpoints=None means "keep all"
-        return self._call("submit", self.upload_local_dirs(absolute_local_dirs(spec)), idempotency_key or new_key(),
-                          owner)
+        spec = self.upload_local_dirs(absolute_local_dirs(spec))
+        return self._result(self.handle.submit.remote(spec, idempotency_key or new_key(), owner))
 
     def upload(self, folder: str) -> dict[str, Any]:
         """Store a local folder with the scheduler, as the HTTP client does: ``{"name", "path", ...}``."""
         from .packages import pack
 
         folder = os.path.abspath(folder)
-        return self._call("store_package", os.path.basename(folder), pack(folder))
+        return self._result(self.handle.store_package.remote(os.path.basename(folder), pack(folder)))
 
     def upload_local_dirs(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The spec with each folder of its runtime_env on this machine uploaded (see ``upload``),
@@ -95,62 +103,62 @@ class Client:
 
         return upload_local_dirs(spec, lambda folder: self.upload(folder)["path"])
 
-    def get(self, job_id: str) -> dict[str, Any]:
+    def get(self, job_id: str) -> JobView:
         """One job."""
-        return self._call("get", job_id)
+        return self._result(self.handle.get.remote(job_id))
 
     def list(self, status: str | list[str] | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
         """Jobs newest first, optionally filtered by status."""
-        return self._call("list", status, limit, offset)
+        return self._result(self.handle.list.remote(status, limit, offset))
 
-    def queue(self) -> list[dict[str, Any]]:
+    def queue(self) -> list[JobView]:
         """The queued jobs in the order they will start."""
-        return self._call("queue")
+        return self._result(self.handle.queue.remote())
 
-    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> PauseResult:
         """Pause a job; a running one stops right after its next checkpoint report.
 
         Without ``deadline_s`` the deadline comes from the job's checkpoint cadence;
         ``no_deadline=True`` waits for the checkpoint however long it takes.
         """
-        return self._call("pause", job_id, deadline_s, no_deadline, new_key())
+        return self._result(self.handle.pause.remote(job_id, deadline_s, no_deadline, new_key()))
 
-    def set_priority(self, job_id: str, priority: int) -> dict[str, Any]:
+    def set_priority(self, job_id: str, priority: int) -> JobView:
         """Change a job's priority (queued, paused or running); a raise may preempt others."""
-        return self._call("set_priority", job_id, priority)
+        return self._result(self.handle.set_priority.remote(job_id, priority))
 
-    def checkpoint(self, job_id: str) -> dict[str, Any]:
+    def checkpoint(self, job_id: str) -> CheckpointRequested:
         """Ask a running job (one that uses the hook) to save a checkpoint now and go on."""
-        return self._call("checkpoint", job_id)
+        return self._result(self.handle.checkpoint.remote(job_id))
 
-    def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
+    def resume(self, job_id: str, checkpoint_path: str | None = None) -> ResumeResult:
         """Queue a paused, failed or cancelled job again from a recorded checkpoint."""
-        return self._call("resume", job_id, checkpoint_path, new_key())
+        return self._result(self.handle.resume.remote(job_id, checkpoint_path, new_key()))
 
-    def cancel(self, job_id: str) -> dict[str, Any]:
+    def cancel(self, job_id: str) -> JobView:
         """Cancel a job, stopping it if it runs."""
-        return self._call("cancel", job_id, new_key())
+        return self._result(self.handle.cancel.remote(job_id, new_key()))
 
-    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+    def checkpoints(self, job_id: str) -> list[CheckpointView]:
         """Every checkpoint the job recorded, newest first."""
-        return self._call("checkpoints", job_id)
+        return self._result(self.handle.checkpoints.remote(job_id))
 
-    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> dict[str, Any]:
+    def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True) -> CheckpointView:
         """Pin a recorded checkpoint (kept whatever ``keep_checkpoints`` says); ``pinned=False`` unpins."""
-        return self._call("pin_checkpoint", job_id, path, pinned)
+        return self._result(self.handle.pin_checkpoint.remote(job_id, path, pinned))
 
     def reports(self, job_id: str) -> list[dict[str, Any]]:
         """Every metrics report of the job, oldest first."""
-        return self._call("reports", job_id)
+        return self._result(self.handle.reports.remote(job_id))
 
     def history(self, job_id: str) -> dict[str, Any]:
         """The job's transitions and attempts."""
-        return self._call("history", job_id)
+        return self._result(self.handle.history.remote(job_id))
 
     def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
         """GPU-hours, CPU-hours, resource-seconds, lost work, preemptions and attempts per ``user``
         or per ``job`` since ``since`` (an ISO 8601 time or epoch seconds; None: all time)."""
-        return self._call("usage", by, since)
+        return self._result(self.handle.usage.remote(by, since))
 
     def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
              poll_s: float = 0.2) -> dict[str, Any]:
@@ -181,4 +189,11 @@ def wait_for(get: Callable[[str], dict[str, Any]], job_id: str, status: str | se
         time.sleep(poll_s)
 
 
-__all__ = ["Client", "JobStatus", "connect"]
+#: The Ray client's first name, kept for code that imports ``scheduler.Client``.
+Client = RayClient
+
+if TYPE_CHECKING:
+    def _answers_the_verbs(client: RayClient) -> Verbs:
+        return client  # mypy checks the client against the one protocol of the verbs
+
+__all__ = ["Client", "JobStatus", "RayClient", "connect"]

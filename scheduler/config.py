@@ -11,7 +11,7 @@ from typing import Any
 NAMESPACE = "trainq"
 SCHEDULER_NAME = "scheduler"
 RUNNER_PREFIX = "runner"
-#: The detached actor that carries every attempt's runner (``scheduler.runner.RunnerHost``).
+#: The detached actor that carries every attempt's runner (``scheduler.runner_host.RunnerHost``).
 RUNNER_HOST_NAME = "runner-host"
 #: Ray's own head-node marker resource; a sliver of it pins an actor to the head node.
 HEAD_RESOURCE = "node:__internal_head__"

@@ -1,4 +1,4 @@
-"""The Python HTTP client: ``scheduler.http.Client(url, token)``, the same verbs as the Ray client.
+"""The Python HTTP client: ``scheduler.http.HttpClient(url, token)``, the same verbs as the Ray client.
 
 No Ray here: it only needs ``httpx`` (and ``httpx-sse`` for live streams), so it works from any
 machine that can reach ``trainq serve``. Errors come back as trainq's own types, rebuilt from
@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -27,6 +27,7 @@ from .errors import (
     TrainqError,
     Unauthorized,
 )
+from .verbs import CheckpointRequested, PauseResult, ResumeResult, Verbs
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: states in which a job stays until someone acts on it
@@ -72,7 +73,7 @@ class Event:
     id: int | None = None
 
 
-class Client:
+class HttpClient:
     """trainq's HTTP API with typed errors. Use as a context manager, or call ``close()``."""
 
     def __init__(self, url: str = DEFAULT_URL, token: str | None = None, timeout_s: float = 30.0) -> None:
@@ -80,7 +81,7 @@ class Client:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> HttpClient:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -166,7 +167,7 @@ class Client:
         """The queued jobs in the order they will start."""
         return self.request("GET", "/api/training/queue")
 
-    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> dict[str, Any]:
+    def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False) -> PauseResult:
         """Pause a job; a running one stops right after its next checkpoint report.
 
         Without ``deadline_s`` the deadline comes from the job's checkpoint cadence;
@@ -181,7 +182,7 @@ class Client:
         """Change a job's priority (queued, paused or running); a raise may preempt others."""
         return self.request("PATCH", f"/api/training/jobs/{job_id}", json={"priority": priority})
 
-    def checkpoint(self, job_id: str) -> dict[str, Any]:
+    def checkpoint(self, job_id: str) -> CheckpointRequested:
         """Ask a running job (one that uses the hook) to save a checkpoint now and go on."""
         return self.request("POST", f"/api/training/checkpoint/{job_id}")
 
@@ -190,7 +191,7 @@ class Client:
         verb = "pin" if pinned else "unpin"
         return self.request("POST", f"/api/training/jobs/{job_id}/checkpoints/{verb}", params={"path": path})
 
-    def resume(self, job_id: str, checkpoint_path: str | None = None) -> dict[str, Any]:
+    def resume(self, job_id: str, checkpoint_path: str | None = None) -> ResumeResult:
         """Queue a paused, failed or cancelled job again from a recorded checkpoint."""
         params = {"checkpoint_path": checkpoint_path} if checkpoint_path else None
         return self.request("POST", f"/api/training/resume/{job_id}", params=params)
@@ -275,3 +276,11 @@ def _body(response: httpx.Response) -> dict[str, Any]:
 
 
 __all__ = ["ApiError", "Client", "Event", "Unreachable", "error_from_body"]
+
+
+#: The HTTP client's first name, kept for code that imports ``scheduler.http.Client``.
+Client = HttpClient
+
+if TYPE_CHECKING:
+    def _answers_the_verbs(client: HttpClient) -> Verbs:
+        return client  # mypy checks the client against the one protocol of the verbs

@@ -1,6 +1,6 @@
 """Uploaded packages: a client's own folder, zipped, stored by trainq for a job's runtime_env.
 
-Users never name a folder on the head node: ``trainq submit`` and ``scheduler.http.Client``
+Users never name a folder on the head node: ``trainq submit`` and ``scheduler.http.HttpClient``
 zip the caller's ``working_dir``/``py_modules`` folder (``pack``), POST it to
 ``/api/training/packages``, and put the path trainq answers into the spec. The scheduler keeps
 it under ``<storage root>/packages/<digest>/<name>`` (``store``), a folder trainq owns, so a job

@@ -1,5 +1,5 @@
 """The runners: one ``Runner`` per attempt, which owns that attempt's ``fit()``, all carried by
-one long-lived, detached actor, the ``RunnerHost``.
+one long-lived, detached actor, the ``RunnerHost`` (``scheduler.runner_host``).
 
 The host outlives a scheduler restart (Ray Train's controller fate-shares with whoever calls
 ``fit()``, so that must not be the scheduler). Each runner relays every report to the scheduler
@@ -27,7 +27,6 @@ import asyncio
 import contextvars
 import functools
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -38,6 +37,7 @@ from ray.train import UserCallback
 from . import logs, raycompat, workloads
 from . import train as train_helpers
 from .config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, join_path, runner_name
+from .hook_mailbox import HookMailbox
 from .policy.failure import INFRASTRUCTURE, USER
 from .spec import JobSpec
 
@@ -155,37 +155,6 @@ def _log_to(handler: logging.Handler | None, attach: bool) -> None:
         return
     for name in ("", "ray", "ray.train"):  # Ray's loggers do not all propagate to the root
         (logging.getLogger(name).addHandler if attach else logging.getLogger(name).removeHandler)(handler)
-
-
-class HookMailbox:
-    """Rank 0's hook messages for the other ranks of one attempt (``scheduler.train.HookSync``,
-    without a torch process group): message ``index`` is kept until each of its ``readers`` took
-    it, and a reader that asks first waits for it. Rank 0 may run ahead of the others, so more
-    than one can be waiting to be read."""
-
-    def __init__(self) -> None:
-        self._box: dict[int, list[Any]] = {}  # index -> [payload, reads left]
-        self._sent: dict[int, asyncio.Event] = {}
-
-    def _event(self, index: int) -> asyncio.Event:
-        return self._sent.setdefault(index, asyncio.Event())
-
-    def publish(self, index: int, payload: Any, readers: int) -> None:
-        """Rank 0 sends message ``index``; ``readers`` ranks will each take it once."""
-        self._box[index] = [payload, readers]
-        self._event(index).set()
-
-    async def take(self, index: int) -> Any:
-        """Message ``index``, once it was sent; the last of its readers drops it."""
-        await self._event(index).wait()
-        entry = self._box[index]
-        entry[1] -= 1
-        if entry[1] <= 0:
-            del self._box[index], self._sent[index]
-        return entry[0]
-
-    def __len__(self) -> int:
-        return len(self._sent)
 
 
 class Runner:
@@ -431,99 +400,3 @@ class Runner:
                 return
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)
-
-
-class UnknownAttempt(KeyError):
-    """The host carries no attempt by this key (never started here, or already forgotten)."""
-
-
-class RunnerHost:
-    """The detached actor that carries every attempt's ``Runner`` (see the module docstring).
-
-    The scheduler creates it on the head node on its first launch; each method names an
-    attempt by its key. It holds no state the scheduler needs after a restart beyond its
-    attempts, which the scheduler re-attaches with ``attempts()``.
-    """
-
-    def __init__(self, report_poll_s: float) -> None:
-        # Ray Train reads these in the process that calls fit() and hands them to each controller.
-        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
-        # fit() blocks in a pool thread, not on the event loop; Ray's "blocking ray.get inside
-        # async actor" warning cannot tell the difference.
-        os.environ["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] = "0"
-        self._runners: dict[str, Runner] = {}
-        # One thread per running attempt, made as needed (asyncio's default pool has only a few).
-        self._pool = ThreadPoolExecutor(max_workers=100_000, thread_name_prefix="trainq-fit")
-
-    def _get(self, name: str) -> Runner:
-        runner = self._runners.get(name)
-        if runner is None:
-            raise UnknownAttempt(f"the runner host carries no attempt {name!r}")
-        return runner
-
-    # -- called by the scheduler ------------------------------------------------------------------
-    async def start(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str, run_name: str,
-                    resume_from: str | None, worker_env: dict[str, Any] | None = None) -> None:
-        """Start an attempt (idempotent: a second start of the same attempt changes nothing)."""
-        name = runner_name(job_id, attempt)
-        if name not in self._runners:
-            self._runners[name] = Runner(job_id, attempt, spec, run_root, run_name, resume_from,
-                                         worker_env, self._pool)
-        await self._runners[name].start()
-
-    async def attempts(self) -> list[str]:
-        """Every attempt this host carries (running, or ended but not yet forgotten)."""
-        return list(self._runners)
-
-    async def wait(self, name: str) -> dict[str, Any]:
-        return await self._get(name).wait()
-
-    async def request_pause(self, name: str) -> None:
-        await self._get(name).request_pause()
-
-    async def request_checkpoint(self, name: str) -> None:
-        await self._get(name).request_checkpoint()
-
-    async def abort(self, name: str, timeout_s: float = 30.0) -> bool:
-        return await self._get(name).abort(timeout_s)
-
-    async def forget(self, name: str) -> None:
-        """Drop an ended attempt (its exit was recorded)."""
-        self._runners.pop(name, None)
-
-    async def kill(self, name: str) -> None:
-        """Last resort after an abort that did not end the run: kill the attempt's Ray Train
-        controller (its workers go with it); the run ends and reports its exit as usual. Other
-        attempts are not touched."""
-        self._get(name).kill()
-
-    # -- called from Ray Train's controller and workers -------------------------------------------
-    async def hook(self, name: str) -> tuple[bool, bool]:
-        return await self._get(name).hook()
-
-    async def hook_state(self, name: str) -> tuple[bool, int]:
-        return await self._get(name).hook_state()
-
-    async def hook_told(self, name: str, pause: bool, gen: int) -> None:
-        await self._get(name).hook_told(pause, gen)
-
-    async def hook_publish(self, name: str, index: int, payload: Any, readers: int) -> None:
-        self._get(name).hook_box.publish(index, payload, readers)
-
-    async def hook_message(self, name: str, index: int) -> Any:
-        return await self._get(name).hook_box.take(index)
-
-    async def pause_requested(self, name: str) -> bool:
-        return await self._get(name).pause_requested()
-
-    async def on_checkpoint_read(self, name: str) -> None:
-        await self._get(name).on_checkpoint_read()
-
-    async def attach_controller(self, name: str, controller: Any) -> None:
-        await self._get(name).attach_controller(controller)
-
-    async def on_started(self, name: str) -> None:
-        await self._get(name).on_started()
-
-    async def on_report(self, name: str, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
-        return await self._get(name).on_report(metrics, checkpoint_path, at)

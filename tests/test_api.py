@@ -341,7 +341,7 @@ def test_the_hot_reads_send_what_the_dicts_say_and_follow_every_change(http, ser
         assert http.get("/api/training/jobs?limit=100&offset=0").json() == {
             "jobs": core.list(None, 100, 0), "total": core.count(), "limit": 100, "offset": 0}
         assert http.get("/api/training/jobs?status=queued&limit=1").json()["jobs"] == core.list("queued", 1, 0)
-        assert http.get("/api/training/queue").json() == core.queue_jobs()
+        assert http.get("/api/training/queue").json() == core.queue()
 
     same()
     assert http.get(f"/api/training/jobs/{waiting}").json()["pending_reason"]["code"] == "resources"

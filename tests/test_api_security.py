@@ -126,7 +126,7 @@ def test_a_folder_the_client_cannot_see_is_judged_by_the_server(http) -> None:
 def test_the_workers_get_the_secrets_and_the_jobs_own_variables_win(settings, monkeypatch) -> None:
     monkeypatch.setenv("HF_TOKEN", "hf_from_the_scheduler")
     monkeypatch.setenv("WANDB_API_KEY", "wandb-secret")
-    launcher = RayLauncher(Settings(secret_env="HF_TOKEN,WANDB_API_KEY,UNSET_ONE"), None, None, None, None)
+    launcher = RayLauncher(Settings(secret_env="HF_TOKEN,WANDB_API_KEY,UNSET_ONE"), None, None)
     env = launcher.worker_env({"runtime_env": {"env_vars": {"WANDB_API_KEY": "users-own"}}})
     assert env["env_vars"]["HF_TOKEN"] == "hf_from_the_scheduler"
     assert env["env_vars"]["WANDB_API_KEY"] == "users-own" and "UNSET_ONE" not in env["env_vars"]

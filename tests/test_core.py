@@ -24,7 +24,7 @@ def test_submit_starts_what_fits_and_queues_the_rest(make_core) -> None:
     b = core.submit(spec(num_workers=2, priority=1))
     c = core.submit(spec(num_workers=2))
     assert a["status"] == "pending" and a["attempt"] == 1
-    assert [j["job_id"] for j in core.queue_jobs()] == [b["job_id"], c["job_id"]]
+    assert [j["job_id"] for j in core.queue()] == [b["job_id"], c["job_id"]]
     assert core.get(b["job_id"])["queue_position"] == 1 and core.get(c["job_id"])["queue_position"] == 2
     assert launcher.launched == [(a["job_id"], 1, None)]
     RunnerSim(core, a["job_id"], 1).exit("completed")

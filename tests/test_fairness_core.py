@@ -40,8 +40,8 @@ def test_two_users_submitting_ten_jobs_each_at_once_start_interleaved_in_one_pas
     core, launcher, _, cluster = _core(make_core, cpus=0, maximum=20, users=USERS.replace("max: {CPU: 4}", "max: {CPU: 20}"))
     for owner in ["alice"] * 10 + ["bob"] * 10:
         core.submit(spec(), owner=owner)
-    assert [j["owner"] for j in core.queue_jobs()] == ["alice", "bob"] * 10  # the queue users see is that order
-    assert [j["queue_position"] for j in core.queue_jobs()] == list(range(1, 21))
+    assert [j["owner"] for j in core.queue()] == ["alice", "bob"] * 10  # the queue users see is that order
+    assert [j["queue_position"] for j in core.queue()] == list(range(1, 21))
     cluster.total = {"CPU": 20}
     core.schedule()
     assert _owners_of_starts(core, launcher) == ["alice", "bob"] * 10
@@ -67,7 +67,7 @@ def test_users_take_turns_across_passes_as_their_usage_is_charged(make_core) -> 
 def test_without_a_users_file_the_order_is_the_plain_queue_order(make_core) -> None:
     core, launcher, _, cluster = _core(make_core, cpus=0, maximum=4, users=None)
     ids = [core.submit(spec(), owner=o)["job_id"] for o in ("x", "x", "y", "y")]
-    assert [j["job_id"] for j in core.queue_jobs()] == ids
+    assert [j["job_id"] for j in core.queue()] == ids
     cluster.total = {"CPU": 4}
     core.schedule()
     assert [j for j, _, _ in launcher.launched] == ids
@@ -225,7 +225,7 @@ def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(m
     assert core.get(second)["status"] == "pending"
     back = core.get(first)
     assert back["status"] == "queued" and back["resume_from"] == "/s/first/ck5"
-    assert [j["job_id"] for j in core.queue_jobs()] == [third, first]  # behind: a new place at the end
+    assert [j["job_id"] for j in core.queue()] == [third, first]  # behind: a new place at the end
 
 
 def test_time_slicing_is_off_by_default(make_core) -> None:
@@ -245,7 +245,7 @@ def test_every_queued_job_says_why_it_waits_and_when(make_core) -> None:
     RunnerSim(core, running, 1).started()
     head = core.submit(spec(num_workers=2, time_limit_s=60))["job_id"]
     behind = core.submit(spec(num_workers=2))["job_id"]
-    queue = {j["job_id"]: j for j in core.queue_jobs()}
+    queue = {j["job_id"]: j for j in core.queue()}
     assert queue[head]["pending_reason"] == {"code": "resources", "message": "needs 2 CPU, 0 free"}
     assert queue[behind]["pending_reason"]["code"] == "priority"
     assert "1 job ahead (first: " + head in queue[behind]["pending_reason"]["message"]
@@ -328,7 +328,7 @@ def test_a_long_queue_explains_its_first_jobs_in_full_and_the_rest_by_their_plac
     running = core.submit(spec(time_limit_s=100))
     queued = [core.submit(spec(time_limit_s=100))["job_id"] for _ in range(6)]
     assert core.get(running["job_id"])["status"] == "pending"
-    shown = core.queue_jobs()
+    shown = core.queue()
     assert [j["job_id"] for j in shown] == queued and [j["queue_position"] for j in shown] == list(range(1, 7))
     assert [j["eta"] is not None for j in shown] == [True] * 3 + [False] * 3  # ETAs for the first three only
     assert shown[0]["pending_reason"]["code"] == "resources"

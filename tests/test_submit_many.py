@@ -39,7 +39,7 @@ def test_a_batch_is_stored_with_one_commit_in_order_and_each_item_gets_its_own_a
     assert isinstance(b, DoesNotFit) and isinstance(bad, InvalidSpec) and bad.fields["field"] == "num_workers"
     assert [j.name for j in (a, c, d)] == ["a", "c", "d"] and a.seq < c.seq < d.seq
     assert all(j.status is JobStatus.QUEUED for j in (a, c, d)) and core.count("queued") == 3
-    assert [e.job_id for e in core.queue.in_order()] == [a.job_id, c.job_id, d.job_id]
+    assert [e.job_id for e in core.writer.queue.in_order()] == [a.job_id, c.job_id, d.job_id]
     for job in (a, c, d):  # all three on disk, each with its first transition
         assert core.store.get_job(job.job_id).name == job.name
         assert core.store.transitions(job.job_id)[0].reason == "submitted"
@@ -81,7 +81,7 @@ def test_a_batch_whose_commit_fails_stores_queues_and_announces_nothing(make_cor
     with pytest.raises(sqlite3.OperationalError, match="disk is full"):
         core.submit_many([(spec(name="a"), "ka", None), (spec(name="b"), "kb", None)])
     monkeypatch.undo()
-    assert core.count() == 0 and len(core.queue) == 0 and events == []
+    assert core.count() == 0 and len(core.writer.queue) == 0 and events == []
     assert core.store.list_jobs() == [] and core.store.find_request("ka") is None  # all or none
     # Nothing half-done stands in the way: the same keys work afterwards.
     _, b = core.submit_many([(spec(name="a"), "ka", None), (spec(name="b"), "kb", None)])

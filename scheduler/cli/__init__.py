@@ -1,5 +1,5 @@
 """``trainq``: the command line. ``serve`` runs the service; every other command talks to its HTTP API
-through ``scheduler.http.Client``.
+through ``scheduler.http.HttpClient``.
 
 Exit codes (for scripts): 0 ok, 1 error (or, for ``watch``, the job failed or was cancelled),
 2 bad usage, 3 unknown job, 4 the job's state does not allow it, 5 invalid input,
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from ..errors import TrainqError
-from ..http import DEFAULT_URL, Client
+from ..http import DEFAULT_URL, HttpClient
 from . import commands
 from .commands import UsageError
 
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
+COMMANDS: dict[str, Callable[[HttpClient, argparse.Namespace], int]] = {
     "submit": commands.cmd_submit, "list": commands.cmd_list, "queue": commands.cmd_queue,
     "status": commands.cmd_status, "pause": commands.cmd_pause, "resume": commands.cmd_resume,
     "cancel": commands.cmd_cancel, "checkpoints": commands.cmd_checkpoints, "logs": commands.cmd_logs,
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .serve import cmd_serve
 
             return cmd_serve(args)
-        with Client(args.url, _token(args)) as api:
+        with HttpClient(args.url, _token(args)) as api:
             return COMMANDS[args.command](api, args)
     except TrainqError as e:
         print(f"trainq: {e}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """One function per CLI command: ``cmd_<name>(client, args) -> exit code``.
 
-Each talks to the HTTP API through ``scheduler.http.Client``; errors propagate as trainq's typed
+Each talks to the HTTP API through ``scheduler.http.HttpClient``; errors propagate as trainq's typed
 errors and ``main`` turns them into exit codes. A new command is a function here, a parser entry
 in ``__init__.py`` and a line in ``COMMANDS``.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidSpec, TrainqError
-from ..http import STOPPED, Client
+from ..http import STOPPED, HttpClient
 from ..jobs import step_of
 from . import render
 
@@ -36,7 +36,7 @@ def _print(args: argparse.Namespace, data: Any, human: Any) -> None:
         out.print(human)
 
 
-def cmd_submit(api: Client, args: argparse.Namespace) -> int:
+def cmd_submit(api: HttpClient, args: argparse.Namespace) -> int:
     spec: dict[str, Any] = {}
     if args.file:
         spec = load_spec(args.file)
@@ -74,7 +74,7 @@ def cmd_submit(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_list(api: Client, args: argparse.Namespace) -> int:
+def cmd_list(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.list(args.status, args.limit, args.offset)
     shown = f"{len(body['jobs'])} of {body['total']} job(s)" if body["total"] > len(body["jobs"]) else ""
     human: Any = render.table(body["jobs"], render.JOB_COLUMNS) if body["jobs"] else "no jobs"
@@ -84,13 +84,13 @@ def cmd_list(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_queue(api: Client, args: argparse.Namespace) -> int:
+def cmd_queue(api: HttpClient, args: argparse.Namespace) -> int:
     jobs = api.queue()
     _print(args, jobs, render.table(jobs, render.QUEUE_COLUMNS) if jobs else "the queue is empty")
     return 0
 
 
-def cmd_usage(api: Client, args: argparse.Namespace) -> int:
+def cmd_usage(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.usage(args.by, args.since)
     rows = body["rows"]
     columns = render.USAGE_COLUMNS[args.by]
@@ -99,13 +99,13 @@ def cmd_usage(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_status(api: Client, args: argparse.Namespace) -> int:
+def cmd_status(api: HttpClient, args: argparse.Namespace) -> int:
     job = api.get(args.job_id)
     _print(args, job, render.describe_job(job))
     return 0
 
 
-def cmd_pause(api: Client, args: argparse.Namespace) -> int:
+def cmd_pause(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.pause(args.job_id, args.deadline, args.no_deadline)
     _print(args, body, f"{body['job_id']}: {body['previous_status']} -> {body['status']}. {body['message']}")
     if args.wait and body["status"] == "pausing":
@@ -113,19 +113,19 @@ def cmd_pause(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_resume(api: Client, args: argparse.Namespace) -> int:
+def cmd_resume(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.resume(args.job_id, args.checkpoint)
     _print(args, body, f"{body['job_id']}: {body['previous_status']} -> {body['status']}. {body['message']}")
     return 0
 
 
-def cmd_cancel(api: Client, args: argparse.Namespace) -> int:
+def cmd_cancel(api: HttpClient, args: argparse.Namespace) -> int:
     job = api.cancel(args.job_id)
     _print(args, job, f"{job['job_id']}: {job['status']}")
     return 0
 
 
-def cmd_checkpoints(api: Client, args: argparse.Namespace) -> int:
+def cmd_checkpoints(api: HttpClient, args: argparse.Namespace) -> int:
     if args.pin or args.unpin:
         ck = api.pin_checkpoint(args.job_id, args.pin or args.unpin, pinned=bool(args.pin))
         _print(args, ck, f"{args.job_id}: {ck['path']} is {ck['state']}")
@@ -138,14 +138,14 @@ def cmd_checkpoints(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_priority(api: Client, args: argparse.Namespace) -> int:
+def cmd_priority(api: HttpClient, args: argparse.Namespace) -> int:
     job = api.set_priority(args.job_id, args.priority)
     where = f", queue position {job['queue_position']}" if job.get("queue_position") else ""
     _print(args, job, f"{job['job_id']}: priority {job['priority']} ({job['status']}{where})")
     return 0
 
 
-def cmd_checkpoint(api: Client, args: argparse.Namespace) -> int:
+def cmd_checkpoint(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.checkpoint(args.job_id)
     _print(args, body, f"{body['job_id']}: {body['message']}")
     if not args.wait:
@@ -162,7 +162,7 @@ def cmd_checkpoint(api: Client, args: argparse.Namespace) -> int:
     raise TrainqError(f"no checkpoint recorded for {args.job_id} within {args.timeout}s")
 
 
-def cmd_logs(api: Client, args: argparse.Namespace) -> int:
+def cmd_logs(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.logs(args.job_id, args.attempt, args.tail)
     if args.json:
         print(json.dumps(body, indent=2))
@@ -175,7 +175,7 @@ def cmd_logs(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_watch(api: Client, args: argparse.Namespace) -> int:
+def cmd_watch(api: HttpClient, args: argparse.Namespace) -> int:
     """Follow a job live until it stops; a progress bar with ETA when its total steps are known."""
     out = render.console()
     bar = render.StepProgress(out)
@@ -212,7 +212,7 @@ def cmd_watch(api: Client, args: argparse.Namespace) -> int:
     return 1
 
 
-def cmd_top(api: Client, args: argparse.Namespace) -> int:
+def cmd_top(api: HttpClient, args: argparse.Namespace) -> int:
     """The queue and the running jobs, redrawn every ``--interval`` seconds (``--once``: one frame)."""
     from rich.live import Live
 
@@ -234,7 +234,7 @@ def cmd_top(api: Client, args: argparse.Namespace) -> int:
             live.update(frame(), refresh=True)
 
 
-def cmd_models(api: Client, args: argparse.Namespace) -> int:
+def cmd_models(api: HttpClient, args: argparse.Namespace) -> int:
     if args.models_command == "list":
         rows = api.models_list()
         for r in rows:
@@ -268,7 +268,7 @@ def cmd_models(api: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def wait_until(api: Client, job_id: str, statuses: set[str], timeout_s: float) -> int:
+def wait_until(api: HttpClient, job_id: str, statuses: set[str], timeout_s: float) -> int:
     """Poll until the job is in one of ``statuses``; print where it stopped."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -17,6 +17,7 @@ from .attempts import NOT_RESUMABLE, Attempts
 from .checkpoints import Checkpoints
 from .idempotency import Once
 from .views import Views
+from ..verbs import CheckpointRequested, PauseResult, ResumeResult
 from .writer import Writer
 
 S = JobStatus
@@ -49,7 +50,7 @@ class Commands:
                             owner=job.owner, action=action, job_id=job_id)
         return job
 
-    def pause(self, job_id: str, deadline_s: float | None, no_deadline: bool, once: Once) -> dict[str, Any]:
+    def pause(self, job_id: str, deadline_s: float | None, no_deadline: bool, once: Once) -> PauseResult:
         """Pause a job (README, "The model": pause and resume).
 
         A running job stops right after its next checkpoint report, or at ``deadline_s``; without
@@ -97,7 +98,7 @@ class Commands:
             message += ". " + NOT_RESUMABLE
         return _pause_result(job, previous, message)
 
-    def resume(self, job_id: str, checkpoint_path: str | None, once: Once) -> dict[str, Any]:
+    def resume(self, job_id: str, checkpoint_path: str | None, once: Once) -> ResumeResult:
         """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint."""
         job = self.writer.job(job_id)
         previous = job.status
@@ -117,9 +118,8 @@ class Commands:
             message += ". " + fallback
         if warning:
             message += ". " + warning
-        return {"success": True, "job_id": job_id, "previous_status": previous.value,
-                "status": job.status.value, "checkpoint_path": start_from, "queue_position": position,
-                "message": message}
+        return ResumeResult(success=True, job_id=job_id, previous_status=previous.value, status=job.status.value,
+                            checkpoint_path=start_from, queue_position=position, message=message)
 
     def cancel(self, job_id: str, once: Once) -> Job:
         """Cancel a job; a running one is stopped now (its resources free once it has stopped)."""
@@ -149,7 +149,7 @@ class Commands:
             self.writer.notify({"type": "priority", "job_id": job_id, "priority": priority,
                                 "previous_priority": previous, "at": iso(self.ctx.clock())})
 
-    def checkpoint(self, job: Job) -> dict[str, Any]:
+    def checkpoint(self, job: Job) -> CheckpointRequested:
         """Have a running job save a checkpoint at its next step and go on (checkpoint-now)."""
         job_id = job.job_id
         if job.status is not S.RUNNING:
@@ -162,11 +162,11 @@ class Commands:
         if job.checkpoint_requested_at is None:
             job = self.writer.update(job, checkpoint_requested_at=self.ctx.clock())
             self.ctx.launcher.request_checkpoint(job_id, job.attempt)
-        return {"success": True, "job_id": job_id, "status": job.status.value,
-                "requested_at": iso(job.checkpoint_requested_at), "checkpoint_path": job.checkpoint_path,
-                "message": "checkpoint requested: the loop saves it at its next step and goes on; it is"
-                           " recorded when reported (a 'checkpoint' event; the job's checkpoint_requested_at"
-                           " clears)"}
+        return CheckpointRequested(
+            success=True, job_id=job_id, status=job.status.value, requested_at=iso(job.checkpoint_requested_at),
+            checkpoint_path=job.checkpoint_path,
+            message="checkpoint requested: the loop saves it at its next step and goes on; it is recorded when"
+                    " reported (a 'checkpoint' event; the job's checkpoint_requested_at clears)")
 
     def drain(self, grace_s: float) -> list[str]:
         """A shutdown: pause every active job, to resume at the next start (see ``Scheduler.drain``)."""
@@ -186,8 +186,9 @@ class Commands:
         return sorted({job_id for job_id, _ in w.held})
 
 
-def _pause_result(job: Job, previous: JobStatus, message: str) -> dict[str, Any]:
-    return {"success": True, "job_id": job.job_id, "previous_status": previous.value,
-            "status": job.status.value, "paused_at": iso(job.paused_at), "message": message,
-            "expected_paused_by": iso(job.expected_paused_by) if job.status is S.PAUSING else None,
-            "deadline_at": iso(job.pause_deadline_at) if job.status is S.PAUSING else None}
+def _pause_result(job: Job, previous: JobStatus, message: str) -> PauseResult:
+    pausing = job.status is S.PAUSING
+    return PauseResult(success=True, job_id=job.job_id, previous_status=previous.value, status=job.status.value,
+                       paused_at=iso(job.paused_at), message=message,
+                       expected_paused_by=iso(job.expected_paused_by) if pausing else None,
+                       deadline_at=iso(job.pause_deadline_at) if pausing else None)

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..checkpoint_fs import CheckpointFS, StorageFS
 from ..config import Settings
 from ..errors import TrainqError
 from ..jobs import Attempt, Job
-from ..policy import QueueIndex, Resources, failure
+from ..policy import Resources, failure
 from ..states import ACTIVE, JobStatus
 from ..store import Store
 from ..users import Users, load_users
+from ..verbs import CheckpointRequested, JobView, PauseResult, ResumeResult, Verbs
 from .attempts import Attempts
 from .checkpoints import Checkpoints
 from .commands import Commands
@@ -102,10 +103,6 @@ class Scheduler:
         return self.writer.listeners
 
     @property
-    def queue(self) -> QueueIndex:
-        return self.writer.queue
-
-    @property
     def held(self) -> Mapping[tuple[str, int], Resources]:
         """(job_id, attempt) -> what it holds, from launch until its runner stopped or is gone."""
         return self.writer.held
@@ -166,14 +163,14 @@ class Scheduler:
         return [a if isinstance(a, TrainqError) else next(encoded) for a in answers]
 
     def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
-              idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
+              idempotency_key: str | None = None, as_user: str | None = None) -> PauseResult:
         """Pause a job (``Commands.pause``); a repeated ``idempotency_key`` gets the first answer again."""
         self.commands.authorize(job_id, as_user, "pause")
         return self._then_pass(lambda: self.requests.once(
             idempotency_key, "pause", job_id, lambda once: self.commands.pause(job_id, deadline_s, no_deadline, once)))
 
     def resume(self, job_id: str, checkpoint_path: str | None = None,
-               idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
+               idempotency_key: str | None = None, as_user: str | None = None) -> ResumeResult:
         """Queue a paused, failed or cancelled job again, to start from a recorded checkpoint.
 
         A repeated ``idempotency_key`` gets the first answer again instead of a conflict.
@@ -194,7 +191,7 @@ class Scheduler:
         self._then_pass(lambda: self.commands.set_priority(job_id, priority))
         return self.views.public(self.writer.job(job_id))
 
-    def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
+    def checkpoint(self, job_id: str, as_user: str | None = None) -> CheckpointRequested:
         """Have a running job save a checkpoint at its next step and go on (checkpoint-now)."""
         job = self.commands.authorize(job_id, as_user, "checkpoint")
         return self._then_pass(lambda: self.commands.checkpoint(job))
@@ -243,13 +240,13 @@ class Scheduler:
         """How many jobs (in ``status``) there are."""
         return self.views.count(status)
 
-    def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    def queue(self, limit: int | None = None, offset: int = 0) -> list[JobView]:
         """The queued jobs in the order they will start (fair-share order with a users file), each
         with why it waits (``pending_reason``) and when it should start (``eta``, ``eta_basis``)."""
         return self.views.queue_jobs(limit, offset)
 
     def queue_json(self, limit: int | None = None, offset: int = 0) -> bytes:
-        """``queue_jobs`` as a JSON array (bytes)."""
+        """``queue`` as a JSON array (bytes)."""
         return self.views.queue_json(limit, offset)
 
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
@@ -363,3 +360,8 @@ class Scheduler:
             self.attempts.expire(now)
 
         self._then_pass(expire, always=True)
+
+
+if TYPE_CHECKING:
+    def _answers_the_verbs(core: Scheduler) -> Verbs:
+        return core  # mypy checks that the core answers every verb as the protocol says

@@ -9,10 +9,12 @@ recorded for it.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..errors import IdempotencyConflict, InvalidSpec
 from ..store import Request, Store
+
+R = TypeVar("R", bound=Mapping[str, Any])
 
 
 class Once:
@@ -37,19 +39,20 @@ class Requests:
         self.store = store
         self._current = current  # a job's public form, for a replay whose answer was not recorded
 
-    def once(self, key: str | None, verb: str, job_id: str, run: Callable[[Once], dict[str, Any]]) -> dict[str, Any]:
+    def once(self, key: str | None, verb: str, job_id: str, run: Callable[[Once], R]) -> R:
         """Run ``run`` unless ``key`` did ``verb`` to ``job_id`` before (then its first answer)."""
         key = check_key(key)
         if key is None:
             return run(Once(None))
         found = self.replay(key, verb, job_id, None)
         if found is not None:
-            return found["response"] or {**self._current(job_id), "success": True, "job_id": job_id,
-                                         "message": f"{verb} was already done for this idempotency key"}
+            # The answer recorded the first time (a verb's answer is JSON-ready: it was stored as such).
+            return cast(R, found["response"] or {**self._current(job_id), "success": True, "job_id": job_id,
+                                                 "message": f"{verb} was already done for this idempotency key"})
         once = Once(Request(key, verb))
         result = run(once)
         if once.written:
-            self.store.set_request_response(key, result)
+            self.store.set_request_response(key, dict(result))
         return result
 
     def replay(self, key: str, verb: str, job_id: str | None, fingerprint: str | None,

@@ -1,0 +1,111 @@
+"""The runner host: one detached actor on the head node that carries every attempt's ``Runner``.
+
+See ``scheduler.runner`` for why one host and not an actor per attempt. The scheduler starts and
+stops attempts here (``scheduler.launcher``); Ray Train's controllers and workers call back in
+with an attempt's key (``runner:<job_id>:<attempt>``).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from .config import runner_name
+from .runner import Runner
+
+
+class UnknownAttempt(KeyError):
+    """The host carries no attempt by this key (never started here, or already forgotten)."""
+
+
+class RunnerHost:
+    """The detached actor that carries every attempt's ``Runner`` (see the module docstring).
+
+    The scheduler creates it on the head node on its first launch; each method names an
+    attempt by its key. It holds no state the scheduler needs after a restart beyond its
+    attempts, which the scheduler re-attaches with ``attempts()``.
+    """
+
+    def __init__(self, report_poll_s: float) -> None:
+        # Ray Train reads these in the process that calls fit() and hands them to each controller.
+        os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
+        # fit() blocks in a pool thread, not on the event loop; Ray's "blocking ray.get inside
+        # async actor" warning cannot tell the difference.
+        os.environ["RAY_WARN_BLOCKING_GET_INSIDE_ASYNC"] = "0"
+        self._runners: dict[str, Runner] = {}
+        # One thread per running attempt, made as needed (asyncio's default pool has only a few).
+        self._pool = ThreadPoolExecutor(max_workers=100_000, thread_name_prefix="trainq-fit")
+
+    def _get(self, name: str) -> Runner:
+        runner = self._runners.get(name)
+        if runner is None:
+            raise UnknownAttempt(f"the runner host carries no attempt {name!r}")
+        return runner
+
+    # -- called by the scheduler ------------------------------------------------------------------
+    async def start(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str, run_name: str,
+                    resume_from: str | None, worker_env: dict[str, Any] | None = None) -> None:
+        """Start an attempt (idempotent: a second start of the same attempt changes nothing)."""
+        name = runner_name(job_id, attempt)
+        if name not in self._runners:
+            self._runners[name] = Runner(job_id, attempt, spec, run_root, run_name, resume_from,
+                                         worker_env, self._pool)
+        await self._runners[name].start()
+
+    async def attempts(self) -> list[str]:
+        """Every attempt this host carries (running, or ended but not yet forgotten)."""
+        return list(self._runners)
+
+    async def wait(self, name: str) -> dict[str, Any]:
+        return await self._get(name).wait()
+
+    async def request_pause(self, name: str) -> None:
+        await self._get(name).request_pause()
+
+    async def request_checkpoint(self, name: str) -> None:
+        await self._get(name).request_checkpoint()
+
+    async def abort(self, name: str, timeout_s: float = 30.0) -> bool:
+        return await self._get(name).abort(timeout_s)
+
+    async def forget(self, name: str) -> None:
+        """Drop an ended attempt (its exit was recorded)."""
+        self._runners.pop(name, None)
+
+    async def kill(self, name: str) -> None:
+        """Last resort after an abort that did not end the run: kill the attempt's Ray Train
+        controller (its workers go with it); the run ends and reports its exit as usual. Other
+        attempts are not touched."""
+        self._get(name).kill()
+
+    # -- called from Ray Train's controller and workers -------------------------------------------
+    async def hook(self, name: str) -> tuple[bool, bool]:
+        return await self._get(name).hook()
+
+    async def hook_state(self, name: str) -> tuple[bool, int]:
+        return await self._get(name).hook_state()
+
+    async def hook_told(self, name: str, pause: bool, gen: int) -> None:
+        await self._get(name).hook_told(pause, gen)
+
+    async def hook_publish(self, name: str, index: int, payload: Any, readers: int) -> None:
+        self._get(name).hook_box.publish(index, payload, readers)
+
+    async def hook_message(self, name: str, index: int) -> Any:
+        return await self._get(name).hook_box.take(index)
+
+    async def pause_requested(self, name: str) -> bool:
+        return await self._get(name).pause_requested()
+
+    async def on_checkpoint_read(self, name: str) -> None:
+        await self._get(name).on_checkpoint_read()
+
+    async def attach_controller(self, name: str, controller: Any) -> None:
+        await self._get(name).attach_controller(controller)
+
+    async def on_started(self, name: str) -> None:
+        await self._get(name).on_started()
+
+    async def on_report(self, name: str, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
+        return await self._get(name).on_report(metrics, checkpoint_path, at)

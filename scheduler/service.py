@@ -1,0 +1,246 @@
+"""The scheduler's public API over a core and an event log, with no Ray in it.
+
+``SchedulerActor`` (``scheduler.actor``) is this plus Ray; tests and the API's TestClient use it
+directly. Its methods take and return plain data, so any Ray driver can call them through
+``ray.get_actor("scheduler", namespace="trainq")``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from . import security, wire
+from .config import Settings, packages_root
+from .core import Scheduler
+from .errors import InvalidSpec, TrainqError
+from .events import EventLog
+from .eventstore import events_path
+
+
+class SchedulerService:
+    """The scheduler's public API over a core and an event log, with no Ray in it.
+
+    ``SchedulerActor`` is this plus Ray; tests and the API's TestClient use it directly.
+    """
+
+    def __init__(self, core: Scheduler, settings: Settings) -> None:
+        self.core = core
+        self.settings = settings
+        self.log = EventLog(path=events_path(settings.db_path))
+        self.core.listeners.append(self.log.append)
+        self.started_at = time.time()
+        self._downloads: dict[str, asyncio.Task[Any]] = {}
+        if "://" not in settings.storage_root:
+            self.models.recover()
+
+    # -- public API: plain dicts in and out ---------------------------------------------------------
+    # A caller through Ray is trusted (Ray access is cluster access): it may name any ``owner``
+    # and act on any job. The HTTP layer passes the token's user as ``owner`` / ``as_user``.
+    async def submit(self, spec: dict[str, Any], idempotency_key: str | None = None,
+                     owner: str | None = None) -> dict[str, Any]:
+        """Submit a job; the same ``idempotency_key`` (and spec) returns the same job again."""
+        return self.core.submit(spec, idempotency_key, owner)
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        return self.core.get(job_id)
+
+    async def list(self, status: Any = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        return self.core.list(status, limit, offset)
+
+    # The HTTP API's hot reads, as JSON bytes: nothing to decode and encode again in between.
+    async def get_json(self, job_id: str) -> bytes:
+        """``get`` as JSON bytes."""
+        return self.core.get_json(job_id)
+
+    async def page_json(self, status: Any = None, limit: int = 100, offset: int = 0) -> bytes:
+        """One page of ``list`` with its ``count``, ``limit`` and ``offset``, in one call, as JSON bytes."""
+        return self.core.page_json(status, limit, offset)
+
+    async def queue_json(self, limit: int | None = None, offset: int = 0) -> bytes:
+        """``queue`` as JSON bytes."""
+        return self.core.queue_json(limit, offset)
+
+    async def reads(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[bytes | TrainqError]:
+        """Several hot reads in one call, for the HTTP API's coalescing (``api.coalesce``): one
+        answer per ``(method, args)``, its JSON bytes or the typed error it raised."""
+        if unknown := {method for method, _ in calls} - wire.HOT_READS:
+            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(wire.HOT_READS)})")
+        out: list[bytes | TrainqError] = []
+        for method, args in calls:
+            try:
+                out.append(getattr(self.core, method)(*args))
+            except TrainqError as e:
+                out.append(e)
+        return out
+
+    async def submit_json(self, items: list[tuple[Any, str | None, str | None]]) -> list[bytes | TrainqError]:
+        """Several submits, ``(spec, idempotency_key, owner)`` each, stored with one commit: the HTTP
+        API's group commit (``api.coalesce``). One answer per item: its job as JSON bytes, or the
+        typed error that refused it; each is sent only once the commit is on disk."""
+        with self.log.batch():  # the batch's "submitted" events: one write to the event file
+            return self.core.submit_json([tuple(item) for item in items])
+
+    async def count(self, status: Any = None) -> int:
+        return self.core.count(status)
+
+    async def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+        return self.core.queue(limit, offset)
+
+    async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
+                    idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
+        return self.core.pause(job_id, deadline_s, no_deadline, idempotency_key, as_user)
+
+    async def resume(self, job_id: str, checkpoint_path: str | None = None,
+                     idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
+        return self.core.resume(job_id, checkpoint_path, idempotency_key, as_user)
+
+    async def cancel(self, job_id: str, idempotency_key: str | None = None,
+                     as_user: str | None = None) -> dict[str, Any]:
+        return self.core.cancel(job_id, idempotency_key, as_user)
+
+    async def set_priority(self, job_id: str, priority: int, as_user: str | None = None) -> dict[str, Any]:
+        return self.core.set_priority(job_id, priority, as_user)
+
+    async def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
+        return self.core.checkpoint(job_id, as_user)
+
+    async def reload_users(self, path: str | None = None) -> dict[str, Any]:
+        """Read the users file again (``path``, default the setting ``TRAINQ_USERS_FILE``) so edits
+        to users, roles and quotas apply without a restart; an empty ``path`` ("") turns users off.
+        A malformed file changes nothing and raises ``UsersFileError`` naming the line. Only for
+        callers through Ray (trusted: Ray access is cluster access); no route exposes it."""
+        from .users import load_users
+
+        target = self.settings.users_file if path is None else path
+        users = load_users(target) if target else None
+        self.core.set_users(users)
+        return {"users": [u.public() for u in users.users] if users else None}
+
+    async def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
+        """Resource-seconds (GPU-hours, CPU-hours), lost work, preemptions and attempts per user or
+        job since ``since`` (epoch seconds or an ISO time; None: all time)."""
+        return self.core.usage(by, _since(since))
+
+    async def drain(self, grace_s: float) -> dict[str, Any]:
+        """A shutdown: pause every active job to resume at the next start; see ``draining``."""
+        self.core.drain(grace_s)
+        return await self.draining()
+
+    async def draining(self) -> dict[str, Any]:
+        """What a shutdown still waits for: every job whose run has not stopped yet."""
+        return {"draining": self.core.draining, "waiting": self.core.holding()}
+
+    async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        return self.core.checkpoints(job_id)
+
+    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True,
+                             as_user: str | None = None) -> dict[str, Any]:
+        """Pin (or unpin) a recorded checkpoint: pinned ones survive the retention rule."""
+        return self.core.pin_checkpoint(job_id, path, pinned, as_user)
+
+    async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        return self.core.reports(job_id, after_id, limit)
+
+    async def history(self, job_id: str) -> dict[str, Any]:
+        return self.core.history(job_id)
+
+    async def logs(self, job_id: str, attempt: int | None = None, tail: int = 200) -> dict[str, Any]:
+        """The last lines of each log (runner, every worker rank) of one attempt (default: latest)."""
+        from .logs import read_logs
+
+        job = self.core.job(job_id)
+        number = attempt or job.attempt
+        record = self.core.attempt(job_id, number) if number else None
+        # In a thread: on object storage a read takes a round trip or more (seconds when S3 is
+        # unreachable), and the scheduler's event loop must keep answering meanwhile.
+        out = await asyncio.to_thread(read_logs, self.core.job_root(job), number, tail,
+                                      record.run_name if record else None)
+        # A library that prints its token (or a loop that prints the environment) must not hand the
+        # scheduler's secrets to everyone who may read this job's logs.
+        secrets = security.secret_values(self.settings.secret_names(), os.environ).values()
+        out["logs"] = {source: [security.redact(line, secrets) for line in lines]
+                       for source, lines in out["logs"].items()}
+        return out
+
+    async def events(self, after: int = 0, job_id: str | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
+        """Events numbered above ``after``, waiting up to ``timeout_s`` for one (long poll)."""
+        return await self.log.wait(after, job_id, min(timeout_s, 60.0))
+
+    async def cluster(self) -> dict[str, Any]:
+        """Capacity used and free per resource, running and queued counts, and usage per owner.
+
+        ``used`` is what trainq handed out: active jobs (pending, running, pausing) and attempts
+        still releasing it.
+        """
+        return self.core.cluster_use()
+
+    async def health(self) -> dict[str, Any]:
+        return {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
+                "queued": self.core.count("queued"), "active": len(self.core.held),
+                "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
+                "db_path": self.settings.db_path}
+
+    # -- uploaded packages ---------------------------------------------------------------------------
+    async def store_package(self, name: str, data: bytes) -> dict[str, Any]:
+        """Store an uploaded folder (a zip) where jobs may use it; see ``scheduler.packages``."""
+        from . import packages
+
+        limit = int(self.settings.max_package_mb * 2**20)
+        return await asyncio.to_thread(packages.store, data, name, packages_root(self.core.storage_root), limit)
+
+    # -- the model cache ----------------------------------------------------------------------------
+    @property
+    def models(self) -> Any:
+        from .models import ModelCache
+
+        return ModelCache(str(Path(self.settings.storage_root) / "models") if "://" not in self.settings.storage_root
+                          else ModelCache.default_root(), endpoint=self.settings.hf_endpoint or None)
+
+    async def models_pull(self, model_id: str, revision: str | None = None) -> dict[str, Any]:
+        """Start downloading a model in the background (idempotent while it downloads)."""
+        cache = self.models
+        entry = cache.start(model_id, revision)
+        if model_id not in self._downloads:
+            loop = asyncio.get_running_loop()
+
+            def progress(e: dict[str, Any]) -> None:
+                loop.call_soon_threadsafe(self.log.append, {"type": "model", **e})
+
+            task = loop.create_task(asyncio.to_thread(cache.download, model_id, revision, progress))
+            self._downloads[model_id] = task
+            task.add_done_callback(lambda _: self._downloads.pop(model_id, None))
+        return entry
+
+    async def models_list(self) -> list[dict[str, Any]]:
+        return self.models.list()
+
+    async def models_get(self, model_id: str) -> dict[str, Any]:
+        return self.models.entry(model_id)
+
+    async def models_delete(self, model_id: str) -> dict[str, Any]:
+        return self.models.delete(model_id)
+
+    async def runner_event(self, event: dict[str, Any]) -> None:
+        """Runners deliver ``started``/``report``/``exit`` events here (idempotent)."""
+        self.core.on_runner_event(event)
+
+
+
+def _since(since: float | str | None) -> float | None:
+    """Epoch seconds from a number or an ISO 8601 time (``2026-11-29``, ``...T10:00:00Z``)."""
+    if since is None or isinstance(since, (int, float)) and not isinstance(since, bool):
+        return None if since is None else float(since)
+    if isinstance(since, str):
+        from datetime import datetime, timezone
+
+        try:
+            when = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidSpec(f"since must be an ISO 8601 time such as 2026-11-29T10:00:00Z, got {since!r}",
+                              field="since") from None
+        return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+    raise InvalidSpec(f"since must be an ISO 8601 time or epoch seconds, got {since!r}", field="since")
