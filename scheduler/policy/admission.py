@@ -13,7 +13,7 @@ Each job started counts toward its owner's usage for the jobs after it in the sa
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .placement import place_gang, take
@@ -42,11 +42,11 @@ class Admission:
     head: Entry | None = None  # the first ready job that did not fit, if any
 
 
-def admit_with_quotas(order: Sequence[Entry], free: Mapping[str, float], now: float, *,
+def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: float, *,
                       owners: Mapping[str, str], used: Mapping[str, Mapping[str, float]],
                       quotas: Mapping[str, Quota], nodes_free: Sequence[Mapping[str, float]] | None = None
                       ) -> Admission:
-    """Walk ``order`` and decide who starts now.
+    """Walk ``order`` (once, so it may be lazy) and decide who starts now.
 
     ``owners`` maps job ids to users (a job without one counts as user ``""``); ``used`` is what each
     user holds now (``quota.usage_by_user``); ``quotas`` each user's quota (a user without one has no
