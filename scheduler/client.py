@@ -7,6 +7,7 @@ first, kept for code that imports it.
 
 from __future__ import annotations
 
+import builtins
 import os
 import time
 from collections.abc import Callable
@@ -107,11 +108,12 @@ class RayClient:
         """One job."""
         return self._result(self.handle.get.remote(job_id))
 
-    def list(self, status: str | list[str] | None = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    def list(self, status: str | builtins.list[str] | None = None, limit: int | None = None,
+             offset: int = 0) -> builtins.list[JobView]:
         """Jobs newest first, optionally filtered by status."""
         return self._result(self.handle.list.remote(status, limit, offset))
 
-    def queue(self) -> list[JobView]:
+    def queue(self) -> builtins.list[JobView]:
         """The queued jobs in the order they will start."""
         return self._result(self.handle.queue.remote())
 
@@ -139,7 +141,7 @@ class RayClient:
         """Cancel a job, stopping it if it runs."""
         return self._result(self.handle.cancel.remote(job_id, new_key()))
 
-    def checkpoints(self, job_id: str) -> list[CheckpointView]:
+    def checkpoints(self, job_id: str) -> builtins.list[CheckpointView]:
         """Every checkpoint the job recorded, newest first."""
         return self._result(self.handle.checkpoints.remote(job_id))
 
@@ -147,7 +149,7 @@ class RayClient:
         """Pin a recorded checkpoint (kept whatever ``keep_checkpoints`` says); ``pinned=False`` unpins."""
         return self._result(self.handle.pin_checkpoint.remote(job_id, path, pinned))
 
-    def reports(self, job_id: str) -> list[dict[str, Any]]:
+    def reports(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """Every metrics report of the job, oldest first."""
         return self._result(self.handle.reports.remote(job_id))
 

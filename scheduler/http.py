@@ -4,18 +4,20 @@ No Ray here: it only needs ``httpx`` (and ``httpx-sse`` for live streams), so it
 machine that can reach ``trainq serve``. Errors come back as trainq's own types, rebuilt from
 the JSON ``error`` code that ``api/errors.py`` writes: ``not_found`` -> ``JobNotFound``,
 ``conflict`` -> ``IllegalTransition``, ``invalid`` -> ``InvalidSpec``, ``unauthorized`` ->
-``Unauthorized``, ``forbidden`` -> ``Forbidden``, ``unavailable`` -> ``NotReady``, ``too_large`` -> ``TooLarge``; a server that cannot be reached raises
-``Unreachable``. Each keeps the body's fields in ``.fields``.
+``Unauthorized``, ``forbidden`` -> ``Forbidden``, ``unavailable`` -> ``NotReady``, ``too_large`` ->
+``TooLarge``; a server that cannot be reached raises ``Unreachable``. Each keeps the body's fields in ``.fields``.
 """
 
 from __future__ import annotations
 
+import builtins
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from typing_extensions import Self
 
 from .errors import (
     Forbidden,
@@ -81,7 +83,7 @@ class HttpClient:
         self.url = url.rstrip("/")
         self.http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 
-    def __enter__(self) -> HttpClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -157,13 +159,13 @@ class HttpClient:
         """One job."""
         return self.request("GET", f"/api/training/jobs/{job_id}")
 
-    def list(self, status: str | list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
+    def list(self, status: str | builtins.list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """``{"jobs", "total", "limit", "offset"}``, newest first, optionally filtered by status."""
         statuses = [status] if isinstance(status, str) else status or []
-        params: list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
+        params: builtins.list[tuple[str, Any]] = [("limit", limit), ("offset", offset)]
         return self.request("GET", "/api/training/jobs", params=params + [("status", s) for s in statuses])
 
-    def queue(self) -> list[dict[str, Any]]:
+    def queue(self) -> builtins.list[dict[str, Any]]:
         """The queued jobs in the order they will start."""
         return self.request("GET", "/api/training/queue")
 
@@ -200,11 +202,11 @@ class HttpClient:
         """Cancel a job, stopping it if it runs."""
         return self.request("POST", f"/api/training/cancel/{job_id}")
 
-    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+    def checkpoints(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first."""
         return self.request("GET", f"/api/training/jobs/{job_id}/checkpoints")
 
-    def reports(self, job_id: str, after_id: int = 0) -> list[dict[str, Any]]:
+    def reports(self, job_id: str, after_id: int = 0) -> builtins.list[dict[str, Any]]:
         """Every metrics report of the job, oldest first."""
         return self.request("GET", f"/api/training/jobs/{job_id}/metrics", params={"after_id": after_id})
 
@@ -250,7 +252,7 @@ class HttpClient:
         """Start downloading a model into the cache (returns at once; poll ``models_get``)."""
         return self.request("POST", "/api/models", json={"model_id": model_id, "revision": revision})
 
-    def models_list(self) -> list[dict[str, Any]]:
+    def models_list(self) -> builtins.list[dict[str, Any]]:
         """Cached models."""
         return self.request("GET", "/api/models")
 

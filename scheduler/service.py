@@ -8,6 +8,7 @@ directly. Its methods take and return plain data, so any Ray driver can call the
 from __future__ import annotations
 
 import asyncio
+import builtins
 import os
 import time
 from pathlib import Path
@@ -19,6 +20,10 @@ from .core import Scheduler
 from .errors import InvalidSpec, TrainqError
 from .events import EventLog
 from .eventstore import events_path
+from .verbs import CheckpointRequested, JobView, PauseResult, ResumeResult
+
+#: One submit: (spec, idempotency key, owner).
+SubmitItem = tuple[Any, str | None, str | None]
 
 
 class SchedulerService:
@@ -48,7 +53,7 @@ class SchedulerService:
     async def get(self, job_id: str) -> dict[str, Any]:
         return self.core.get(job_id)
 
-    async def list(self, status: Any = None, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    async def list(self, status: Any = None, limit: int | None = None, offset: int = 0) -> builtins.list[JobView]:
         return self.core.list(status, limit, offset)
 
     # The HTTP API's hot reads, as JSON bytes: nothing to decode and encode again in between.
@@ -64,12 +69,12 @@ class SchedulerService:
         """``queue`` as JSON bytes."""
         return self.core.queue_json(limit, offset)
 
-    async def reads(self, calls: list[tuple[str, tuple[Any, ...]]]) -> list[bytes | TrainqError]:
+    async def reads(self, calls: builtins.list[tuple[str, tuple[Any, ...]]]) -> builtins.list[bytes | TrainqError]:
         """Several hot reads in one call, for the HTTP API's coalescing (``api.coalesce``): one
         answer per ``(method, args)``, its JSON bytes or the typed error it raised."""
         if unknown := {method for method, _ in calls} - wire.HOT_READS:
             raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(wire.HOT_READS)})")
-        out: list[bytes | TrainqError] = []
+        out: builtins.list[bytes | TrainqError] = []
         for method, args in calls:
             try:
                 out.append(getattr(self.core, method)(*args))
@@ -77,7 +82,7 @@ class SchedulerService:
                 out.append(e)
         return out
 
-    async def submit_json(self, items: list[tuple[Any, str | None, str | None]]) -> list[bytes | TrainqError]:
+    async def submit_json(self, items: builtins.list[SubmitItem]) -> builtins.list[bytes | TrainqError]:
         """Several submits, ``(spec, idempotency_key, owner)`` each, stored with one commit: the HTTP
         API's group commit (``api.coalesce``). One answer per item: its job as JSON bytes, or the
         typed error that refused it; each is sent only once the commit is on disk."""
@@ -87,15 +92,15 @@ class SchedulerService:
     async def count(self, status: Any = None) -> int:
         return self.core.count(status)
 
-    async def queue(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    async def queue(self, limit: int | None = None, offset: int = 0) -> builtins.list[dict[str, Any]]:
         return self.core.queue(limit, offset)
 
     async def pause(self, job_id: str, deadline_s: float | None = None, no_deadline: bool = False,
-                    idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
+                    idempotency_key: str | None = None, as_user: str | None = None) -> PauseResult:
         return self.core.pause(job_id, deadline_s, no_deadline, idempotency_key, as_user)
 
     async def resume(self, job_id: str, checkpoint_path: str | None = None,
-                     idempotency_key: str | None = None, as_user: str | None = None) -> dict[str, Any]:
+                     idempotency_key: str | None = None, as_user: str | None = None) -> ResumeResult:
         return self.core.resume(job_id, checkpoint_path, idempotency_key, as_user)
 
     async def cancel(self, job_id: str, idempotency_key: str | None = None,
@@ -105,7 +110,7 @@ class SchedulerService:
     async def set_priority(self, job_id: str, priority: int, as_user: str | None = None) -> dict[str, Any]:
         return self.core.set_priority(job_id, priority, as_user)
 
-    async def checkpoint(self, job_id: str, as_user: str | None = None) -> dict[str, Any]:
+    async def checkpoint(self, job_id: str, as_user: str | None = None) -> CheckpointRequested:
         return self.core.checkpoint(job_id, as_user)
 
     async def reload_users(self, path: str | None = None) -> dict[str, Any]:
@@ -134,7 +139,7 @@ class SchedulerService:
         """What a shutdown still waits for: every job whose run has not stopped yet."""
         return {"draining": self.core.draining, "waiting": self.core.holding()}
 
-    async def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+    async def checkpoints(self, job_id: str) -> builtins.list[dict[str, Any]]:
         return self.core.checkpoints(job_id)
 
     async def pin_checkpoint(self, job_id: str, path: str, pinned: bool = True,
@@ -142,7 +147,7 @@ class SchedulerService:
         """Pin (or unpin) a recorded checkpoint: pinned ones survive the retention rule."""
         return self.core.pin_checkpoint(job_id, path, pinned, as_user)
 
-    async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    async def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         return self.core.reports(job_id, after_id, limit)
 
     async def history(self, job_id: str) -> dict[str, Any]:
@@ -215,7 +220,7 @@ class SchedulerService:
             task.add_done_callback(lambda _: self._downloads.pop(model_id, None))
         return entry
 
-    async def models_list(self) -> list[dict[str, Any]]:
+    async def models_list(self) -> builtins.list[dict[str, Any]]:
         return self.models.list()
 
     async def models_get(self, model_id: str) -> dict[str, Any]:

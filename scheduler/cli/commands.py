@@ -58,7 +58,8 @@ def cmd_submit(api: HttpClient, args: argparse.Namespace) -> int:
         spec.setdefault("config", {})[key] = scalar(raw)
     runtime_env = spec.setdefault("runtime_env", {})
     if args.working_dir:
-        runtime_env["working_dir"] = args.working_dir if "://" in args.working_dir else os.path.abspath(args.working_dir)
+        folder = args.working_dir
+        runtime_env["working_dir"] = folder if "://" in folder else os.path.abspath(folder)
     for folder in args.py_module or []:
         runtime_env.setdefault("py_modules", []).append(folder if "://" in folder else os.path.abspath(folder))
     for item in args.env or []:

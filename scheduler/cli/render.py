@@ -39,7 +39,8 @@ USAGE_COLUMNS = {
             ("cpu_hours", "cpu-h"), ("lost_work_s", "lost work s"), ("preemptions", "preempted")],
 }
 #: job fields that appear as the scheduler grows (treat absent as unknown)
-OPTIONAL_FIELDS = ("owner", "pending_reason", "eta", "eta_basis", "borrowing", "backfill", "preemptions", "retries", "resumable", "pause_reason",
+OPTIONAL_FIELDS = ("owner", "pending_reason", "eta", "eta_basis", "borrowing", "backfill", "preemptions", "retries",
+                   "resumable", "pause_reason",
                    "preempted_by", "expected_paused_by", "pause_deadline_at", "not_before",
                    "checkpoint_requested_at", "checkpoint_bytes")
 STATUS_STYLE = {"queued": "yellow", "pending": "cyan", "running": "green", "pausing": "magenta",

@@ -7,6 +7,7 @@ pass: the façade runs one after each command.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from ..jobs import Attempt, Job, Report, iso, step_of
@@ -161,7 +162,7 @@ class Attempts:
             # A job whose time slice is over, or a borrowing job preempted (its owner's guarantee did
             # not cover it), goes behind the jobs waiting: back in its old place it would start
             # again at once on the room just made, ahead of the job it was paused for.
-            behind = {"seq": self.ctx.store.next_seq()} if job.pause_reason == failure.ROTATE or (
+            behind: dict[str, Any] = {"seq": self.ctx.store.next_seq()} if job.pause_reason == failure.ROTATE or (
                 job.pause_reason == failure.PREEMPT and job.borrowing) else {}
             return w.requeue(job, "requeue", reason, job.checkpoint_path,
                              retries=job.retries + (1 if decision.retry else 0),
@@ -236,7 +237,7 @@ class Attempts:
         """
         store, settings = self.ctx.store, self.ctx.settings
         reports = store.reports(job.job_id, attempt=job.attempt)
-        steps = [b.at - a.at for a, b in zip(reports, reports[1:])]
+        steps = [b.at - a.at for a, b in itertools.pairwise(reports)]
         attempt = store.get_attempt(job.job_id, job.attempt)
         limit = settings.pause_max_wait_s if cap_s is None else min(cap_s, settings.pause_max_wait_s)
         return plan_pause(now, attempt.started_at if attempt else now, [r.at for r in reports if r.checkpoint_path],
@@ -267,12 +268,12 @@ class Attempts:
                 self.stop(job, "paused (deadline)", now)
         limit = self.ctx.settings.start_timeout_s
         for job_id, attempt in list(self.writer.held):
-            job = self.writer.find(job_id)
-            if job is not None and job.attempt == attempt and job.status is S.PENDING and job.started_at is not None \
-                    and now - job.started_at > limit:
-                job = self.writer.requeue(job, "requeue", f"its workers could not be placed within {limit:g}s"
-                                          " (start timeout); back in the queue", job.resume_from)
-                self.stop(job, "start timeout", now)
+            starting = self.writer.find(job_id)
+            if starting is not None and starting.attempt == attempt and starting.status is S.PENDING \
+                    and starting.started_at is not None and now - starting.started_at > limit:
+                starting = self.writer.requeue(starting, "requeue", f"its workers could not be placed within"
+                                               f" {limit:g}s (start timeout); back in the queue", starting.resume_from)
+                self.stop(starting, "start timeout", now)
 
     def _enforce_time_limits(self, now: float) -> None:
         """Stop an attempt that has run its ``time_limit_s``: the job fails with a time-limit error."""

@@ -13,11 +13,11 @@ from ..errors import Forbidden, IllegalTransition, InvalidSpec, NotCooperative
 from ..jobs import Job, iso
 from ..policy import failure
 from ..states import ACTIVE, RESUMABLE, JobStatus
+from ..verbs import CheckpointRequested, PauseResult, ResumeResult
 from .attempts import NOT_RESUMABLE, Attempts
 from .checkpoints import Checkpoints
 from .idempotency import Once
 from .views import Views
-from ..verbs import CheckpointRequested, PauseResult, ResumeResult
 from .writer import Writer
 
 S = JobStatus

@@ -7,6 +7,7 @@ changed anything the queue depends on (or always, for those whose end frees reso
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -98,7 +99,7 @@ class Scheduler:
         self.ctx.users = value
 
     @property
-    def listeners(self) -> list[Callable[[Event], None]]:
+    def listeners(self) -> builtins.list[Callable[[Event], None]]:
         """Called with every event (state changes, reports, preemptions), in order."""
         return self.writer.listeners
 
@@ -108,7 +109,7 @@ class Scheduler:
         return self.writer.held
 
     @property
-    def allocated(self) -> list[Resources]:
+    def allocated(self) -> builtins.list[Resources]:
         return self.writer.allocated
 
     @property
@@ -129,7 +130,7 @@ class Scheduler:
             self.passes.run()
         return result
 
-    def schedule(self) -> list[str]:
+    def schedule(self) -> builtins.list[str]:
         """One scheduling pass (``core.scheduling``); returns the jobs started."""
         return self.passes.run()
 
@@ -147,7 +148,7 @@ class Scheduler:
             raise answer
         return self.views.public(answer)
 
-    def submit_many(self, items: Sequence[Item]) -> list[Job | TrainqError]:
+    def submit_many(self, items: Sequence[Item]) -> builtins.list[Job | TrainqError]:
         """``submit`` for several ``(spec, idempotency_key, owner)`` at once, with one commit.
 
         Each item gets its own answer: its job as it is after the pass (scheduling may have
@@ -156,7 +157,7 @@ class Scheduler:
         answers = self._then_pass(lambda: self.submitter.submit_many(items))
         return [a if isinstance(a, TrainqError) else self.writer.job(a.job_id) for a in answers]
 
-    def submit_json(self, items: Sequence[Item]) -> list[bytes | TrainqError]:
+    def submit_json(self, items: Sequence[Item]) -> builtins.list[bytes | TrainqError]:
         """``submit_many`` as the HTTP API sends it: each job as JSON bytes, or the error that refused it."""
         answers = self.submit_many(items)
         encoded = iter(self.views.encoded([a for a in answers if isinstance(a, Job)]))
@@ -202,7 +203,7 @@ class Scheduler:
         job = self.commands.authorize(job_id, as_user, "pin" if pinned else "unpin")
         return self._then_pass(lambda: self.checkpoints_.pin(job, path, pinned))
 
-    def drain(self, grace_s: float) -> list[str]:
+    def drain(self, grace_s: float) -> builtins.list[str]:
         """A shutdown: stop starting jobs and pause every active one, to resume at the next start.
 
         Running jobs pause right after their next checkpoint (at once with the cooperative hook),
@@ -227,7 +228,7 @@ class Scheduler:
         return self.views.get_json(job_id)
 
     def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
-             offset: int = 0) -> list[dict[str, Any]]:
+             offset: int = 0) -> builtins.list[dict[str, Any]]:
         """Jobs newest first, optionally filtered by status (one or several). Everyone sees every
         job (as ``squeue`` shows them); only acting on one is limited to its owner and admins."""
         return self.views.list(status, limit, offset)
@@ -240,7 +241,7 @@ class Scheduler:
         """How many jobs (in ``status``) there are."""
         return self.views.count(status)
 
-    def queue(self, limit: int | None = None, offset: int = 0) -> list[JobView]:
+    def queue(self, limit: int | None = None, offset: int = 0) -> builtins.list[JobView]:
         """The queued jobs in the order they will start (fair-share order with a users file), each
         with why it waits (``pending_reason``) and when it should start (``eta``, ``eta_basis``)."""
         return self.views.queue_jobs(limit, offset)
@@ -249,11 +250,11 @@ class Scheduler:
         """``queue`` as a JSON array (bytes)."""
         return self.views.queue_json(limit, offset)
 
-    def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+    def checkpoints(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first, with its retention state and bytes."""
         return self.checkpoints_.public(job_id)
 
-    def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """The job's metrics reports, oldest first."""
         return self.views.reports(job_id, after_id, limit)
 
@@ -265,7 +266,7 @@ class Scheduler:
         """Resource use per user or per job since ``since`` (``Usage.report``)."""
         return self.usage_.report(by, since)
 
-    def holding(self) -> list[dict[str, Any]]:
+    def holding(self) -> builtins.list[dict[str, Any]]:
         """Every job whose run still holds resources (what a shutdown waits for)."""
         return self.views.holding()
 
@@ -327,7 +328,7 @@ class Scheduler:
                 self.writer.requeue(job, "requeue", "trainq started again after a shutdown; requeued",
                                     job.checkpoint_path)
 
-    def reconcile(self, alive: set[tuple[str, int]], watched: set[tuple[str, int]]) -> list[str]:
+    def reconcile(self, alive: set[tuple[str, int]], watched: set[tuple[str, int]]) -> builtins.list[str]:
         """Compare the runners alive now with the store and settle whatever drifted apart.
 
         ``alive``: attempts whose runner actor exists (a snapshot); ``watched``: attempts whose
@@ -336,7 +337,7 @@ class Scheduler:
         live runner of no active attempt is an orphan; resources held for an attempt that is
         neither active nor alive were never released. Returns what it did, in words.
         """
-        def settle() -> list[str]:
+        def settle() -> builtins.list[str]:
             done = []
             active = {(j.job_id, j.attempt): j for j in self.ctx.store.jobs_in(ACTIVE)}
             for key in sorted(set(active) - alive - watched):

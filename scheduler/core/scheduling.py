@@ -233,12 +233,15 @@ class Pass:
                 continue
             decision = preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, left,
                                                  capacity, now)
-            if decision is None and not policy.fits(entry.demand, left):
-                break
-            for victim_id in decision.victims if decision else []:
-                out.append(MakeWay(victim_id, entry.job_id, Why.PRIORITY, decision.lost_work_s.get(victim_id),
-                                   self._priorities(entry, victim_id)))
-                holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h for h in holders]
+            if decision is None:
+                if not policy.fits(entry.demand, left):
+                    break
+            else:
+                for victim_id in decision.victims:
+                    out.append(MakeWay(victim_id, entry.job_id, Why.PRIORITY, decision.lost_work_s.get(victim_id),
+                                       self._priorities(entry, victim_id)))
+                    holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h
+                               for h in holders]
             left = policy.subtract(left, entry.demand)
         return out
 

@@ -77,7 +77,8 @@ class Usage:
         for key, row in sorted(rows.items()):
             rs = row["resource_seconds"]
             row["resource_seconds"] = {k: round(v, 3) for k, v in sorted(rs.items())}
-            row["gpu_hours"], row["cpu_hours"] = round(rs.get("GPU", 0.0) / 3600, 6), round(rs.get("CPU", 0.0) / 3600, 6)
+            row["gpu_hours"] = round(rs.get("GPU", 0.0) / 3600, 6)
+            row["cpu_hours"] = round(rs.get("CPU", 0.0) / 3600, 6)
             row["lost_work_s"] = round(row["lost_work_s"], 3)
             n = len(row.pop("_jobs"))
             if by == "user":

@@ -6,6 +6,7 @@ out once per change of the queue (or once a second, for ETAs that move with the 
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ EXPLAIN_DEPTH = 500
 class QueueView:
     """The queue as users see it: order, 1-based positions, and why each job waits."""
 
-    order: list[Entry]
+    order: builtins.list[Entry]
     positions: dict[str, int]
     explained: dict[str, pending.Pending]  # the first EXPLAIN_DEPTH jobs
     behind: Callable[[str], pending.Pending | None]  # the others, computed when read
@@ -59,7 +60,7 @@ class Views:
         return self._encoded_many(*self._one(job_id))[0]
 
     def list(self, status: str | Iterable[str] | None = None, limit: int | None = None,
-             offset: int = 0) -> list[dict[str, Any]]:
+             offset: int = 0) -> builtins.list[dict[str, Any]]:
         """Jobs newest first, optionally filtered by status (one or several)."""
         return self._public_many(*self._listed(status, limit, offset))
 
@@ -74,7 +75,7 @@ class Views:
         statuses = statuses_of(status)
         return sum(n for s, n in self.writer.counts.items() if statuses is None or s in statuses)
 
-    def queue_jobs(self, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
+    def queue_jobs(self, limit: int | None = None, offset: int = 0) -> builtins.list[dict[str, Any]]:
         """The queued jobs in start order, each with ``pending_reason``, ``eta`` and ``eta_basis``."""
         return self._public_many(*self._queued(limit, offset))
 
@@ -87,11 +88,11 @@ class Views:
         out walks the whole queue; ``get`` has it)."""
         return self._public_many([job])[0]
 
-    def encoded(self, jobs: list[Job]) -> list[bytes]:
+    def encoded(self, jobs: builtins.list[Job]) -> builtins.list[bytes]:
         """Jobs as the verbs answer them, as JSON bytes."""
         return self._encoded_many(jobs)
 
-    def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+    def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """The job's metrics reports, oldest first."""
         self.writer.job(job_id)
         return [r.to_dict() for r in self.ctx.store.reports(job_id, after_id=after_id, limit=limit)]
@@ -102,7 +103,7 @@ class Views:
         return {"transitions": [t.to_dict() for t in self.ctx.store.transitions(job_id)],
                 "attempts": [a.to_dict() for a in self.ctx.store.attempts(job_id)]}
 
-    def holding(self) -> list[dict[str, Any]]:
+    def holding(self) -> builtins.list[dict[str, Any]]:
         """Every job whose run still holds resources (what a shutdown waits for)."""
         out = []
         for job_id in sorted({job_id for job_id, _ in self.writer.held}):
@@ -136,23 +137,23 @@ class Views:
                 "paused": self.count(["paused"]), "by_user": by_user,
                 "max_capacity": self.ctx.cluster.max_capacity()}
 
-    def _one(self, job_id: str) -> tuple[list[Job], QueueView | None]:
+    def _one(self, job_id: str) -> tuple[builtins.list[Job], QueueView | None]:
         job = self.writer.job(job_id)
         return [job], self.queue_view() if job.status is S.QUEUED else None
 
     def _listed(self, status: str | Iterable[str] | None, limit: int | None,
-                offset: int) -> tuple[list[Job], QueueView | None]:
+                offset: int) -> tuple[builtins.list[Job], QueueView | None]:
         jobs = self.ctx.store.list_jobs(statuses_of(status), limit, offset)
         return jobs, self.queue_view() if any(j.status is S.QUEUED for j in jobs) else None
 
-    def _queued(self, limit: int | None, offset: int) -> tuple[list[Job], QueueView]:
+    def _queued(self, limit: int | None, offset: int) -> tuple[builtins.list[Job], QueueView]:
         view = self.queue_view()
         end = None if limit is None else offset + limit
         page = view.order[offset:end]
         jobs = self.ctx.store.get_jobs([e.job_id for e in page])
         return [jobs[e.job_id] for e in page if e.job_id in jobs], view
 
-    def _public_many(self, jobs: list[Job], view: QueueView | None = None) -> list[dict[str, Any]]:
+    def _public_many(self, jobs: builtins.list[Job], view: QueueView | None = None) -> builtins.list[dict[str, Any]]:
         """A page of jobs as the API shows them, with one query for all their checkpoint sizes;
         with the queue ``view``, queued jobs carry their position in it and why they wait."""
         out = []
@@ -162,12 +163,12 @@ class Views:
             out.append(d)
         return out
 
-    def _encoded_many(self, jobs: list[Job], view: QueueView | None = None) -> list[bytes]:
+    def _encoded_many(self, jobs: builtins.list[Job], view: QueueView | None = None) -> builtins.list[bytes]:
         """``_public_many`` as JSON, each job's unchanging part encoded once (``Job.public_json``)."""
         return [wire.merge(job.public_json(), wire.dumps_bytes(extra))
                 for job, extra in zip(jobs, self._current(jobs, view), strict=True)]
 
-    def _current(self, jobs: list[Job], view: QueueView | None) -> list[dict[str, Any]]:
+    def _current(self, jobs: builtins.list[Job], view: QueueView | None) -> builtins.list[dict[str, Any]]:
         """What a job's public form adds to its row: its place in the queue and why it waits
         (from ``view``), and the bytes its checkpoints hold (one query for the page)."""
         # A job that never ran has no checkpoints (they come from its attempts' reports): a
@@ -203,7 +204,7 @@ class Views:
         free = snap.free()
         order = list(snap.order(now, capacity))
         used, quotas = snap.used_by_user(), snap.quotas()
-        preempting: dict[str, list[str]] = {}
+        preempting: dict[str, builtins.list[str]] = {}
         for job in self.writer.live.values():
             if job.status is S.PAUSING and job.pause_reason in (failure.PREEMPT, failure.ROTATE) and job.preempted_by:
                 preempting.setdefault(job.preempted_by, []).append(job.job_id)
@@ -244,7 +245,7 @@ class Views:
                     if e.job_id == job_id)
 
 
-def statuses_of(status: str | Iterable[str] | None) -> list[JobStatus] | None:
+def statuses_of(status: str | Iterable[str] | None) -> builtins.list[JobStatus] | None:
     """Job states from one name or several, with an error naming an unknown one."""
     if status is None:
         return None
