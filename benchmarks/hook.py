@@ -134,12 +134,13 @@ def run(client: Any, ws: Workspace, quick: bool) -> list[Row]:
     steps, step_s = (100, 0.05) if quick else (400, 0.05)
     hooked, plain = _real(client, ws, steps, step_s)
     rows = [Row(f"hook: loop time, should_checkpoint() every step, 2 workers, {step_s * 1000:.0f} ms steps"
-                " ending in an all-reduce (baseline: same loop without it)", hooked, plain, "s", "ratio ≤ 1.01", hooked <= 1.01 * plain)]
+                " ending in an all-reduce (baseline: same loop without it)", hooked, plain, "s", "ratio ≤ 1.01",
+                hooked <= 1.01 * plain)]
     sim_steps = 200 if quick else 600
     # 64 threads on a few cores wobble by about a percent from one run to the next: 4 pairs, summed.
     s_hooked, s_plain, broadcasts, ratios = simulate_pairs(64, sim_steps, 0.02)
-    rows.append(Row(f"hook: loop time, 64 simulated ranks, 20 ms steps, {SIM_BROADCAST_S * 1000:.0f} ms for a broadcast to arrive"
-                    " (baseline: without the hook)", s_hooked, s_plain, "s", "ratio ≤ 1.01",
+    rows.append(Row(f"hook: loop time, 64 simulated ranks, 20 ms steps, {SIM_BROADCAST_S * 1000:.0f} ms for a"
+                    " broadcast to arrive (baseline: without the hook)", s_hooked, s_plain, "s", "ratio ≤ 1.01",
                     s_hooked <= 1.01 * s_plain, note=f"{broadcasts} broadcasts in {sim_steps} steps; 4 pairs in"
                     f" alternating order, ratios {', '.join(f'{r:.3f}' for r in ratios)}"))
     us, us_nothing = per_call()
@@ -147,5 +148,6 @@ def run(client: Any, ws: Workspace, quick: bool) -> list[Row]:
                     " baseline: a function that does nothing)", us, us_nothing, "µs", "≤ 100 µs per call", us <= 100))
     i_hooked, i_plain, _, i_ratios = simulate_pairs(64, sim_steps, 0.02, idle=True)
     rows.append(Row("hook: the same simulation calling a function that does nothing instead (its own noise; context)",
-                    i_hooked, i_plain, "s", "context", None, note=f"4 pairs, ratios {', '.join(f'{r:.3f}' for r in i_ratios)}"))
+                    i_hooked, i_plain, "s", "context", None,
+                    note=f"4 pairs, ratios {', '.join(f'{r:.3f}' for r in i_ratios)}"))
     return rows

@@ -29,8 +29,8 @@ def _direct(config: dict, storage: str, name: str, poll_s: float | None = None, 
         from ray.train import RunConfig, ScalingConfig
         from ray.train.torch import TorchConfig, TorchTrainer
 
-        args = dict(train_loop_config=config, scaling_config=ScalingConfig(num_workers=1),
-                    run_config=RunConfig(name=name, storage_path=storage))
+        args = {"train_loop_config": config, "scaling_config": ScalingConfig(num_workers=1),
+                "run_config": RunConfig(name=name, storage_path=storage)}
         if lean:
             raycompat.trainer_class()(steps.count_steps, backend_config=TorchConfig(), **args).fit()
         else:

@@ -62,8 +62,8 @@ def run(client, ws: Workspace, quick: bool) -> list[Row]:
     results: dict[str, list[dict[str, float]]] = {"cooperative": [], "plain": []}
     for i in range(reps):  # interleaved, so drift on a shared machine hits all three alike
         empties.append(_high(client, ws, f"empty-{i}")[1])
-        for kind in results:
-            results[kind].append(_preempted(client, ws, kind, i))
+        for kind, runs in results.items():
+            runs.append(_preempted(client, ws, kind, i))
     empty = median(empties)
     assert all(r["preemptions"] == 1 for rs in results.values() for r in rs), results
     coop, plain = results["cooperative"], results["plain"]

@@ -7,7 +7,9 @@ from typing import Any
 
 from .config import trainq_home
 
-WORDS = ["the", "queue", "starts", "a", "job", "when", "all", "of", "its", "workers", "fit", "and", "pauses", "it", "right", "after", "a", "checkpoint", "so", "that", "a", "resume", "continues", "from", "exactly", "where", "it", "stopped", "without", "losing", "a", "step"]
+WORDS = ["the", "queue", "starts", "a", "job", "when", "all", "of", "its", "workers", "fit", "and", "pauses",
+         "it", "right", "after", "a", "checkpoint", "so", "that", "a", "resume", "continues", "from",
+         "exactly", "where", "it", "stopped", "without", "losing", "a", "step"]
 
 
 def demo_text(path: str, lines: int = 400, seed: int = 0) -> str:
