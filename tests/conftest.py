@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,8 +14,7 @@ from scheduler.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
-
-JOBS_DIR = str(Path(__file__).parent / "jobs")
+from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR, spec, wait_until  # noqa: F401
 
 # Every Ray the tests start (the session's, the multi-node clusters, each `trainq serve`) inherits these.
 #: Ray Train's preemption watcher (an actor per run that polls for node drains) is off: no test
@@ -67,30 +65,7 @@ def make_core(tmp_path: Path) -> Iterator[Callable[..., Scheduler]]:
         s.close()
 
 
-def wait_until(predicate, timeout_s: float, what: str, poll_s: float = 0.2):
-    """Poll ``predicate`` every ``poll_s`` until it returns something truthy (returned), or time out."""
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise TimeoutError(what)
-
-
-def spec(**overrides: object) -> dict:
-    """A valid spec for the step-counting test job."""
-    base: dict = {"entrypoint": "steps:count_steps", "num_workers": 1}
-    base.update(overrides)
-    return base
-
-
 # -- real Ray ----------------------------------------------------------------------------------
-RAY_CPUS = 2
-
-
 S3_BUCKET = "trainq-test"
 
 
@@ -154,10 +129,6 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
         yield h
 
 
-#: A secret the session's scheduler hands to training workers (setting TRAINQ_SECRET_ENV).
-SECRET_VAR, SECRET_VALUE = "TQ_TEST_SECRET", "tq-secret-" + uuid.uuid4().hex
-
-
 @pytest.fixture(scope="session")
 def client(ray_cluster: dict, hub):
     """The scheduler actor on the shared Ray, through the Python client (its hub: the local one).
@@ -179,9 +150,6 @@ def client(ray_cluster: dict, hub):
     settings = Settings().with_overrides(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"],
                                          allowed_dirs=JOBS_DIR, secret_env=f"HF_TOKEN,{SECRET_VAR}")
     return Client(ensure_scheduler(settings))
-
-
-API_TOKEN = "test-token-123"
 
 
 @pytest.fixture(scope="session")
