@@ -50,13 +50,13 @@ class Scheduler:
         self.ctx = Context(store, launcher, cluster, storage_root, clock, settings,
                            checkpoint_fs or StorageFS(), users)
         self.writer = Writer(self.ctx)
-        self.checkpoints_ = Checkpoints(self.writer)
-        self.attempts = Attempts(self.writer, self.checkpoints_)
-        self.usage_ = Usage(self.writer)
-        self.snapshot = Snapshot(self.writer, self.attempts, self.checkpoints_, self.usage_)
+        self.checkpointing = Checkpoints(self.writer)
+        self.attempts = Attempts(self.writer, self.checkpointing)
+        self.accounting = Usage(self.writer)
+        self.snapshot = Snapshot(self.writer, self.attempts, self.checkpointing, self.accounting)
         self.passes = Pass(self.writer, self.attempts, self.snapshot)
         self.views = Views(self.writer, self.snapshot)
-        self.commands = Commands(self.writer, self.attempts, self.checkpoints_, self.views)
+        self.commands = Commands(self.writer, self.attempts, self.checkpointing, self.views)
         self.requests = Requests(store, self.views.get)
         self.submitter = Submitter(self.writer, self.requests)
 
@@ -114,7 +114,7 @@ class Scheduler:
 
     @property
     def ledger(self) -> Any:
-        return self.usage_.ledger
+        return self.accounting.ledger
 
     @property
     def draining(self) -> bool:
@@ -201,7 +201,7 @@ class Scheduler:
                        as_user: str | None = None) -> dict[str, Any]:
         """Pin a recorded checkpoint (kept whatever the retention rule says) or unpin it."""
         job = self.commands.authorize(job_id, as_user, "pin" if pinned else "unpin")
-        return self._then_pass(lambda: self.checkpoints_.pin(job, path, pinned))
+        return self._then_pass(lambda: self.checkpointing.pin(job, path, pinned))
 
     def drain(self, grace_s: float) -> builtins.list[str]:
         """A shutdown: stop starting jobs and pause every active one, to resume at the next start.
@@ -252,7 +252,7 @@ class Scheduler:
 
     def checkpoints(self, job_id: str) -> builtins.list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first, with its retention state and bytes."""
-        return self.checkpoints_.public(job_id)
+        return self.checkpointing.public(job_id)
 
     def reports(self, job_id: str, after_id: int = 0, limit: int | None = None) -> builtins.list[dict[str, Any]]:
         """The job's metrics reports, oldest first."""
@@ -264,7 +264,7 @@ class Scheduler:
 
     def usage(self, by: str = "user", since: float | None = None) -> dict[str, Any]:
         """Resource use per user or per job since ``since`` (``Usage.report``)."""
-        return self.usage_.report(by, since)
+        return self.accounting.report(by, since)
 
     def holding(self) -> builtins.list[dict[str, Any]]:
         """Every job whose run still holds resources (what a shutdown waits for)."""
@@ -357,7 +357,7 @@ class Scheduler:
         """Periodic work: usage, time limits, pause deadlines, start timeouts; then start what fits."""
         def expire() -> None:
             now = self.ctx.clock()
-            self.usage_.charge(now)
+            self.accounting.charge(now)
             self.attempts.expire(now)
 
         self._then_pass(expire, always=True)
