@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import random
 import time
@@ -10,7 +11,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from . import wire
 from .states import JobStatus
 
 #: Metrics keys read as a step counter, in order of preference.
@@ -37,18 +37,12 @@ def new_job_id() -> str:
 
 def iso(ts: float | None) -> str | None:
     """Epoch seconds as an ISO 8601 UTC string (None stays None)."""
-    if ts is None:
-        return None
-    text = _ISO.get(ts)
-    if text is None:
-        # Remembered: the same instants are formatted again and again (a job's created_at and
-        # updated_at, its events, every page that shows it), and formatting is the slow part.
-        if len(_ISO) >= 4096:
-            _ISO.clear()
-        text = _ISO[ts] = _format(ts)
-    return text
+    return None if ts is None else _format(ts)
 
 
+# Remembered, in one bounded memo: the same instants are formatted again and again (a job's
+# created_at and updated_at, its events, every page that shows it), and formatting is the slow part.
+@functools.lru_cache(maxsize=4096)
 def _format(ts: float) -> str:
     """``datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")`` with a Z,
     the way datetime does it (the fraction rounded half-even to microseconds, then cut to
@@ -66,7 +60,6 @@ def _format(ts: float) -> str:
     return f"{text}.{micros // 1000:03d}Z"
 
 
-_ISO: dict[float, str] = {}
 _second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
 
@@ -90,9 +83,10 @@ def total_steps_of(config: dict[str, Any] | None) -> int | None:
     return None
 
 
-@dataclass
+@dataclass(frozen=True)
 class Job:
-    """One job across all its attempts. Only ``core.writer.Writer.transition`` changes ``status``."""
+    """One job across all its attempts, as a row read from the store: a plain record, never
+    changed in place (a change is a new row, read again). Only ``core.writer.Writer`` writes rows."""
 
     job_id: str
     name: str
@@ -128,31 +122,14 @@ class Job:
     backfill: str | None = None  # its current attempt started as backfill: ends_before or spare
 
     def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
-        """The job as every API returns it (timestamps ISO 8601, status a lowercase string).
-
-        A new dict each call; its nested values (spec, metrics) are the job's own, and a job is
-        never changed once read (a change is a new row, read again), so the formatted fields are
-        worked out once per job and copied from then on.
-        """
-        base = self.__dict__.get("_public")
-        if base is None:
-            base = {name: getattr(self, name) for name in _JOB_FIELDS if name != "seq"}
-            base["status"] = self.status.value
-            for key in _TIME_FIELDS:
-                base[key] = iso(base[key])
-            self.__dict__["_public"] = base
-        d = dict(base)
+        """The job as every API returns it (timestamps ISO 8601, status a lowercase string); its
+        nested values (spec, metrics) are the job's own."""
+        d = {name: getattr(self, name) for name in _JOB_FIELDS if name != "seq"}
+        d["status"] = self.status.value
+        for key in _TIME_FIELDS:
+            d[key] = iso(d[key])
         d["queue_position"] = queue_position if self.status is JobStatus.QUEUED else None
         return d
-
-    def public_json(self) -> bytes:
-        """``to_dict()`` less ``queue_position``, as the HTTP API sends it (``wire``); encoded once
-        per job, as the dict is formatted once: a page of unchanged jobs is joined, not encoded."""
-        blob = self.__dict__.get("_public_json")
-        if blob is None:
-            self.to_dict()
-            blob = self.__dict__["_public_json"] = wire.dumps_bytes(self.__dict__["_public"])
-        return blob
 
 
 _JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))

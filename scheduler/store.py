@@ -8,6 +8,7 @@ heard "done" can rely on it surviving a crash of the process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import operator
 import os
@@ -30,12 +31,16 @@ _JOB_COLUMNS = (
 )
 _BOOL_FIELDS = ("resumable", "cooperative", "borrowing")
 
-# sqlite3 binds an int, float or str as it is, but for any other value (None and bool among
-# them) it first looks for an adapter: a registry miss, then an AttributeError raised and caught
-# twice. A job row has some twenty None columns, so that search was a tenth of a submit's CPU.
-# Registered, None and bool cost one lookup and a call (process-wide, and they bind as before).
-sqlite3.register_adapter(type(None), lambda value: None)
-sqlite3.register_adapter(bool, int)
+
+
+def _bind_none_and_bool_fast() -> None:
+    """sqlite3 binds an int, float or str as it is, but for any other value (None and bool among
+    them) it first looks for an adapter: a registry miss, then an AttributeError raised and caught
+    twice. A job row has some twenty None columns, so that search was a tenth of a submit's CPU.
+    Registered, None and bool cost one lookup and a call. sqlite3's adapters are process-wide by
+    its design: these bind exactly as before (None as NULL, a bool as 0 or 1), only faster."""
+    sqlite3.register_adapter(type(None), lambda value: None)
+    sqlite3.register_adapter(bool, int)
 
 # Numbered migrations: index i brings the schema from version i to i + 1. Append only.
 MIGRATIONS: list[str] = [
@@ -197,6 +202,7 @@ class SQLiteStore:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        _bind_none_and_bool_fast()
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -276,20 +282,20 @@ class SQLiteStore:
         self._jobs[job.job_id] = job
 
     def insert_job(self, job: Job, transition: Transition, request: Request | None = None) -> Job:
-        """Insert a new job and its first transition (and its request key) in one commit;
-        assigns ``job.seq``."""
+        """Insert a new job and its first transition (and its request key) in one commit; returns
+        the job as stored (with its ``seq``)."""
         return self.insert_jobs([(job, transition, request)])[0]
 
     def insert_jobs(self, new: Sequence[tuple[Job, Transition, Request | None]]) -> list[Job]:
         """Insert new jobs, each with its first transition and request key, in one commit (one
-        fsync for all: group commit); assigns their ``seq`` in the given order. All or none."""
+        fsync for all: group commit), numbering their ``seq`` in the given order; returns them as stored
+        (with their ``seq``). All or none."""
         if not new:
             return []
         try:
             with self._lock, self._tx():
                 seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
-                for number, (job, _, _) in enumerate(new, seq + 1):
-                    job.seq = number
+                new = [(dataclasses.replace(job, seq=number), t, r) for number, (job, t, r) in enumerate(new, seq + 1)]
                 self._db.executemany(_INSERT_JOB, [_job_values(job) for job, _, _ in new])
                 self._insert_transitions([t for _, t, _ in new])
                 self._db.executemany(_INSERT_REQUEST, [(r.key, r.verb, job.job_id, r.fingerprint, t.at)

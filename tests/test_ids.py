@@ -28,7 +28,7 @@ def test_job_ids_and_request_keys_are_unique_and_sort_by_creation() -> None:
 def test_iso_formats_as_datetime_does_whether_remembered_or_not(ts: float) -> None:
     expected = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     assert jobs.iso(ts) == expected and jobs.iso(ts) == expected  # formatted, then remembered
-    jobs._ISO.clear()
+    jobs._format.cache_clear()
     assert jobs.iso(ts) == expected and jobs.iso(None) is None
 
 
@@ -36,4 +36,4 @@ def test_iso_remembers_a_bounded_number_of_instants_and_formats_runs_within_a_se
     for i in range(10_000):  # seven instants a second: the second's text is reused, not kept stale
         ts = 1_700_000_000 + i / 7
         assert jobs.iso(ts) == datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")[:-6] + "Z"
-    assert 0 < len(jobs._ISO) <= 4096
+    assert 0 < jobs._format.cache_info().currsize <= 4096

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import sqlite3
 
 import pytest
@@ -114,8 +116,7 @@ def test_a_jobs_public_dict_is_new_on_every_call(store) -> None:
 
 def test_none_and_bools_are_stored_as_null_and_integers(store) -> None:
     # None and bool bind through registered adapters (a fast path); they must store as before.
-    job = _job()
-    job.cooperative, job.resumable, job.borrowing = True, None, False
+    job = dataclasses.replace(_job(), cooperative=True, resumable=None, borrowing=False)
     store.insert_job(job, Transition("job_1", None, JobStatus.QUEUED, 10.0, "submitted", 0))
     row = store._db.execute("SELECT typeof(cooperative), cooperative, typeof(resumable), typeof(borrowing),"
                             " borrowing, typeof(owner) FROM jobs WHERE job_id = 'job_1'").fetchone()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,38 @@ S = JobStatus
 #: How many queued jobs get a full why-pending and ETA; the ones behind show their place only
 #: (keeps ``list``/``queue`` fast at 10,000 queued jobs: issue 14).
 EXPLAIN_DEPTH = 500
+
+
+class PublicForms:
+    """Each job's unchanging public fields, formatted and JSON-encoded once (``Job.to_dict`` less
+    ``queue_position``): a page of unchanged jobs is joined, not formatted and encoded again.
+
+    Keyed by the row as read (a ``Job`` is never changed in place; a change is a new row, read
+    again), kept with it so an id is never reused while cached, least recently used dropped
+    beyond ``size``.
+    """
+
+    def __init__(self, size: int = 20_000) -> None:
+        self._size = size
+        self._forms: OrderedDict[int, tuple[Job, dict[str, Any], bytes]] = OrderedDict()
+
+    def of(self, job: Job) -> tuple[dict[str, Any], bytes]:
+        """The job's public dict (shared: copy before changing it) and its JSON bytes."""
+        key = id(job)
+        found = self._forms.get(key)
+        if found is not None and found[0] is job:
+            self._forms.move_to_end(key)
+            return found[1], found[2]
+        d = job.to_dict()
+        del d["queue_position"]
+        form = (job, d, wire.dumps_bytes(d))
+        self._forms[key] = form
+        if len(self._forms) > self._size:
+            self._forms.popitem(last=False)
+        return form[1], form[2]
+
+    def __len__(self) -> int:
+        return len(self._forms)
 
 
 @dataclass(frozen=True)
@@ -49,6 +82,7 @@ class Views:
         self.ctx = writer.ctx
         self.snapshot = snapshot
         self._view: tuple[tuple[int, int], QueueView] | None = None  # (version, second) -> view
+        self.forms = PublicForms()
 
     # -- jobs -------------------------------------------------------------------------------------
     def get(self, job_id: str) -> dict[str, Any]:
@@ -158,14 +192,14 @@ class Views:
         with the queue ``view``, queued jobs carry their position in it and why they wait."""
         out = []
         for job, extra in zip(jobs, self._current(jobs, view), strict=True):
-            d = job.to_dict()
+            d = dict(self.forms.of(job)[0])
             d.update(extra)
             out.append(d)
         return out
 
     def _encoded_many(self, jobs: builtins.list[Job], view: QueueView | None = None) -> builtins.list[bytes]:
-        """``_public_many`` as JSON, each job's unchanging part encoded once (``Job.public_json``)."""
-        return [wire.merge(job.public_json(), wire.dumps_bytes(extra))
+        """``_public_many`` as JSON, each job's unchanging part encoded once (``PublicForms``)."""
+        return [wire.merge(self.forms.of(job)[1], wire.dumps_bytes(extra))
                 for job, extra in zip(jobs, self._current(jobs, view), strict=True)]
 
     def _current(self, jobs: builtins.list[Job], view: QueueView | None) -> builtins.list[dict[str, Any]]:

@@ -121,12 +121,12 @@ class Writer:
     # -- writing --------------------------------------------------------------------------------
     def insert(self, new: Sequence[NewJob]) -> None:
         """Store submitted jobs as ``queued`` with one commit, then index and announce them."""
-        self.ctx.store.insert_jobs([(n.job, n.transition, n.request) for n in new])
-        for n in new:
-            self._specs[n.job.job_id] = n.spec  # what its stored spec validates to, already at hand
+        stored = self.ctx.store.insert_jobs([(n.job, n.transition, n.request) for n in new])
+        for n, job in zip(new, stored, strict=True):
+            self._specs[job.job_id] = n.spec  # what its stored spec validates to, already at hand
             self.counts[S.QUEUED] = self.counts.get(S.QUEUED, 0) + 1
-            self.index(n.job)
-            self.notify_status(n.job, None, "submitted")
+            self.index(job)
+            self.notify_status(job, None, "submitted")
 
     def transition(self, job: Job, target: JobStatus, action: str, reason: str, *,
                    request: Request | None = None, **changes: Any) -> Job:
