@@ -34,10 +34,10 @@ def prefill(db: str, n: int) -> None:
         job = Job(job_id=f"job_prefill{i:07d}", name="old", spec={**SPEC, "config": {}}, priority=0, seq=i + 1,
                   status=JobStatus.COMPLETED, created_at=now, updated_at=now, attempt=1)
         rows.append(job)
-    from scheduler.store import _INSERT_JOB, _job_values
+    from scheduler.store.rows import INSERT_JOB, job_values
 
     db_conn = sqlite3.connect(db)
-    db_conn.executemany(_INSERT_JOB, [_job_values(j) for j in rows])
+    db_conn.executemany(INSERT_JOB, [job_values(j) for j in rows])
     db_conn.executemany("INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt) VALUES (?, NULL, 'completed', ?, 'prefill', 1)",
                         [(j.job_id, now) for j in rows])
     db_conn.commit()

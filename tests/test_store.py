@@ -10,7 +10,8 @@ import pytest
 
 from scheduler.jobs import Attempt, Job, Report, Transition
 from scheduler.states import JobStatus
-from scheduler.store import MIGRATIONS, SCHEMA_VERSION, Request, SQLiteStore, _statements
+from scheduler.store import MIGRATIONS, SCHEMA_VERSION, Request, SQLiteStore
+from scheduler.store.migrations import statements as _statements
 
 
 def _job(job_id: str = "job_1") -> Job:
@@ -127,7 +128,7 @@ def test_none_and_bools_are_stored_as_null_and_integers(store) -> None:
 
 
 def test_the_decoded_copies_keep_the_newest_when_full(store, monkeypatch) -> None:
-    monkeypatch.setattr("scheduler.store._JOB_CACHE_SIZE", 3)
+    monkeypatch.setattr("scheduler.store.sqlite.JOB_CACHE_SIZE", 3)
     for i in range(5):
         store.insert_job(_job(f"job_{i}"), Transition(f"job_{i}", None, JobStatus.QUEUED, 10.0, "submitted", 0))
     assert list(store._jobs) == ["job_2", "job_3", "job_4"]  # the oldest went first

@@ -1,36 +1,36 @@
-"""The durable registry: jobs, their transitions, reports, checkpoints and attempts.
-
-``Store`` is the interface the core depends on; ``SQLiteStore`` is the embedded default
-(one file on the head node, WAL). Every write commits before it returns, so a caller that
-heard "done" can rely on it surviving a crash of the process.
-"""
+"""``SQLiteStore``: the embedded registry, one file on the head node in WAL mode."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import json
-import operator
 import os
 import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-from .jobs import Attempt, Job, Report, Transition
-from .states import JobStatus
-
-_JSON_FIELDS = ("spec", "metrics", "lost_work")
-_JOB_COLUMNS = (
-    "job_id", "seq", "name", "status", "priority", "spec", "created_at", "updated_at",
-    "started_at", "finished_at", "paused_at", "attempt", "checkpoint_path", "resume_from",
-    "metrics", "error", "warning", "lost_work", "pause_requested_at", "pause_deadline_at",
-    "expected_paused_by", "pause_reason", "preempted_by", "preemptions", "retries", "not_before",
-    "resumable", "cooperative", "checkpoint_requested_at", "owner", "borrowing", "backfill",
+from ..jobs import Attempt, Job, Report, Transition
+from ..states import JobStatus
+from .migrations import MIGRATIONS, SCHEMA_VERSION, statements
+from .protocol import Request
+from .rows import (
+    INSERT_JOB,
+    attempt_from,
+    checkpoint_from,
+    job_from,
+    job_row_partial,
+    job_values,
+    request_from,
+    status_filter,
+    to_json,
 )
-_BOOL_FIELDS = ("resumable", "cooperative", "borrowing")
 
+INSERT_REQUEST = "INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)"
+#: How many decoded jobs the store keeps (a few MB; the oldest kept goes first).
+JOB_CACHE_SIZE = 20_000
 
 
 def _bind_none_and_bool_fast() -> None:
@@ -41,157 +41,6 @@ def _bind_none_and_bool_fast() -> None:
     its design: these bind exactly as before (None as NULL, a bool as 0 or 1), only faster."""
     sqlite3.register_adapter(type(None), lambda value: None)
     sqlite3.register_adapter(bool, int)
-
-# Numbered migrations: index i brings the schema from version i to i + 1. Append only.
-MIGRATIONS: list[str] = [
-    """
-    CREATE TABLE jobs (
-        job_id TEXT PRIMARY KEY,
-        seq INTEGER NOT NULL UNIQUE,
-        name TEXT NOT NULL,
-        status TEXT NOT NULL,
-        priority INTEGER NOT NULL,
-        spec TEXT NOT NULL,
-        created_at REAL NOT NULL,
-        updated_at REAL NOT NULL,
-        started_at REAL, finished_at REAL, paused_at REAL,
-        attempt INTEGER NOT NULL DEFAULT 0,
-        checkpoint_path TEXT, resume_from TEXT,
-        metrics TEXT, error TEXT, warning TEXT, lost_work TEXT,
-        pause_requested_at REAL, pause_deadline_at REAL
-    );
-    CREATE INDEX jobs_by_status ON jobs (status, seq);
-    CREATE TABLE transitions (
-        id INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL REFERENCES jobs (job_id),
-        from_status TEXT, to_status TEXT NOT NULL,
-        at REAL NOT NULL, reason TEXT NOT NULL, attempt INTEGER NOT NULL
-    );
-    CREATE INDEX transitions_by_job ON transitions (job_id, id);
-    CREATE TABLE reports (
-        id INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL REFERENCES jobs (job_id),
-        attempt INTEGER NOT NULL, seq INTEGER NOT NULL, at REAL NOT NULL,
-        metrics TEXT NOT NULL, checkpoint_path TEXT,
-        UNIQUE (job_id, attempt, seq)
-    );
-    CREATE TABLE checkpoints (
-        id INTEGER PRIMARY KEY,
-        job_id TEXT NOT NULL REFERENCES jobs (job_id),
-        attempt INTEGER NOT NULL, path TEXT NOT NULL, metrics TEXT NOT NULL, at REAL NOT NULL,
-        UNIQUE (job_id, path)
-    );
-    CREATE TABLE attempts (
-        job_id TEXT NOT NULL REFERENCES jobs (job_id),
-        attempt INTEGER NOT NULL, started_at REAL NOT NULL, resumed_from TEXT, run_name TEXT NOT NULL,
-        ended_at REAL, outcome TEXT, lost_work TEXT, extra TEXT NOT NULL DEFAULT '{}',
-        PRIMARY KEY (job_id, attempt)
-    );
-    """,
-    # 2: preemption, automatic requeue, checkpoint-now, resumability, pause estimates.
-    """
-    ALTER TABLE jobs ADD COLUMN expected_paused_by REAL;
-    ALTER TABLE jobs ADD COLUMN pause_reason TEXT;
-    ALTER TABLE jobs ADD COLUMN preempted_by TEXT;
-    ALTER TABLE jobs ADD COLUMN preemptions INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE jobs ADD COLUMN retries INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE jobs ADD COLUMN not_before REAL;
-    ALTER TABLE jobs ADD COLUMN resumable INTEGER;
-    ALTER TABLE jobs ADD COLUMN cooperative INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE jobs ADD COLUMN checkpoint_requested_at REAL;
-    """,
-    # 3: checkpoint retention: pinned by a user, deleted by the rule, size on storage.
-    """
-    ALTER TABLE checkpoints ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE checkpoints ADD COLUMN deleted_at REAL;
-    ALTER TABLE checkpoints ADD COLUMN bytes INTEGER;
-    """,
-    # 4: idempotent verbs: a request key seen once is answered the same way when it comes again.
-    """
-    CREATE TABLE requests (
-        key TEXT PRIMARY KEY,
-        verb TEXT NOT NULL,
-        job_id TEXT NOT NULL REFERENCES jobs (job_id),
-        fingerprint TEXT,
-        response TEXT,
-        at REAL NOT NULL
-    );
-    """,
-    # 5: users and quotas (owner, borrowing), backfill, and small durable values (the fair-share ledger).
-    """
-    ALTER TABLE jobs ADD COLUMN owner TEXT;
-    ALTER TABLE jobs ADD COLUMN borrowing INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE jobs ADD COLUMN backfill TEXT;
-    CREATE INDEX jobs_by_owner ON jobs (owner);
-    CREATE INDEX attempts_by_end ON attempts (ended_at);
-    CREATE TABLE meta (
-        key TEXT PRIMARY KEY,
-        value TEXT NOT NULL
-    );
-    """,
-    # 6: fewer pages written per submit. Request keys in one B-tree keyed by the key (WITHOUT
-    # ROWID: the table and its key index were two); no index on owner (no query reads by it).
-    """
-    DROP INDEX jobs_by_owner;
-    CREATE TABLE requests_by_key (
-        key TEXT PRIMARY KEY,
-        verb TEXT NOT NULL,
-        job_id TEXT NOT NULL REFERENCES jobs (job_id),
-        fingerprint TEXT,
-        response TEXT,
-        at REAL NOT NULL
-    ) WITHOUT ROWID;
-    INSERT INTO requests_by_key (key, verb, job_id, fingerprint, response, at)
-        SELECT key, verb, job_id, fingerprint, response, at FROM requests;
-    DROP TABLE requests;
-    ALTER TABLE requests_by_key RENAME TO requests;
-    """,
-]
-SCHEMA_VERSION = len(MIGRATIONS)
-
-
-class Request(NamedTuple):
-    """A verb's idempotency key, written in the same commit as the change the verb made."""
-
-    key: str
-    verb: str
-    fingerprint: str | None = None  # submit: a hash of the spec, so a reused key is noticed
-
-
-class Store(Protocol):
-    """What the scheduler core needs from durable storage."""
-
-    def insert_jobs(self, new: Sequence[tuple[Job, Transition, Request | None]]) -> list[Job]: ...
-    def get_job(self, job_id: str) -> Job | None: ...
-    def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
-                  offset: int = 0) -> list[Job]: ...
-    def count_jobs(self, statuses: Iterable[JobStatus] | None = None) -> int: ...
-    def transition(self, job_id: str, expected: JobStatus, transition: Transition,
-                   changes: dict[str, Any], request: Request | None = None) -> Job | None: ...
-    def find_request(self, key: str) -> dict[str, Any] | None: ...
-    def find_requests(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]: ...
-    def set_request_response(self, key: str, response: dict[str, Any]) -> None: ...
-    def update_job(self, job_id: str, changes: dict[str, Any]) -> None: ...
-    def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]: ...
-    def record_report(self, report: Report) -> bool: ...
-    def reports(self, job_id: str, attempt: int | None = None, after_id: int = 0,
-                limit: int | None = None) -> list[Report]: ...
-    def checkpoints(self, job_id: str) -> list[dict[str, Any]]: ...
-    def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None: ...
-    def update_checkpoint(self, job_id: str, path: str, changes: dict[str, Any]) -> bool: ...
-    def checkpoint_bytes(self, job_id: str) -> int: ...
-    def checkpoint_bytes_of(self, job_ids: Sequence[str]) -> dict[str, int]: ...
-    def get_jobs(self, job_ids: Sequence[str]) -> dict[str, Job]: ...
-    def count_by_status(self) -> dict[JobStatus, int]: ...
-    def transitions(self, job_id: str) -> list[Transition]: ...
-    def save_attempt(self, attempt: Attempt) -> None: ...
-    def get_attempt(self, job_id: str, attempt: int) -> Attempt | None: ...
-    def attempts(self, job_id: str) -> list[Attempt]: ...
-    def attempts_since(self, since: float | None) -> list[Attempt]: ...
-    def next_seq(self) -> int: ...
-    def last_reports(self, job_id: str, attempt: int, n: int) -> list[Report]: ...
-    def get_meta(self, key: str) -> Any: ...
-    def set_meta(self, key: str, value: Any) -> None: ...
 
 
 class SQLiteStore:
@@ -234,7 +83,7 @@ class SQLiteStore:
             for i in range(version, SCHEMA_VERSION):
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
-                    for statement in _statements(MIGRATIONS[i]):
+                    for statement in statements(MIGRATIONS[i]):
                         self._db.execute(statement)
                     self._db.execute(f"PRAGMA user_version={i + 1}")
                     self._db.execute("COMMIT")
@@ -267,7 +116,7 @@ class SQLiteStore:
         for row in rows:
             job = self._jobs.get(row["job_id"])
             if job is None:
-                job = _job_from(row)
+                job = job_from(row)
                 if gen == self._gen:
                     self._keep(job)
             out.append(job)
@@ -275,7 +124,7 @@ class SQLiteStore:
 
     def _keep(self, job: Job) -> None:
         """Keep ``job`` as its row's decoded copy (the oldest kept goes when the cache is full)."""
-        if len(self._jobs) >= _JOB_CACHE_SIZE:
+        if len(self._jobs) >= JOB_CACHE_SIZE:
             # An OrderedDict: a plain dict finds its first key by skipping the slots earlier pops
             # left, a scan that grows with every eviction until the dict is resized.
             self._jobs.popitem(last=False)
@@ -296,9 +145,9 @@ class SQLiteStore:
             with self._lock, self._tx():
                 seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
                 new = [(dataclasses.replace(job, seq=number), t, r) for number, (job, t, r) in enumerate(new, seq + 1)]
-                self._db.executemany(_INSERT_JOB, [_job_values(job) for job, _, _ in new])
+                self._db.executemany(INSERT_JOB, [job_values(job) for job, _, _ in new])
                 self._insert_transitions([t for _, t, _ in new])
-                self._db.executemany(_INSERT_REQUEST, [(r.key, r.verb, job.job_id, r.fingerprint, t.at)
+                self._db.executemany(INSERT_REQUEST, [(r.key, r.verb, job.job_id, r.fingerprint, t.at)
                                                        for job, t, r in new if r is not None])
         finally:
             self._gen += 1
@@ -334,7 +183,7 @@ class SQLiteStore:
     def list_jobs(self, statuses: Iterable[JobStatus] | None = None, limit: int | None = None,
                   offset: int = 0) -> list[Job]:
         """Jobs newest first, optionally only those in ``statuses``."""
-        where, args = _status_filter(statuses)
+        where, args = status_filter(statuses)
         sql = f"SELECT job_id FROM jobs {where} ORDER BY seq DESC LIMIT ? OFFSET ?"
         ids = [r[0] for r in self._db.execute(sql, (*args, -1 if limit is None else limit, offset))]
         jobs = {job_id: job for job_id in ids if (job := self._jobs.get(job_id)) is not None}
@@ -343,7 +192,7 @@ class SQLiteStore:
         return [jobs[job_id] for job_id in ids if job_id in jobs]
 
     def count_jobs(self, statuses: Iterable[JobStatus] | None = None) -> int:
-        where, args = _status_filter(statuses)
+        where, args = status_filter(statuses)
         return int(self._db.execute(f"SELECT COUNT(*) FROM jobs {where}", args).fetchone()[0])
 
     def transition(self, job_id: str, expected: JobStatus, transition: Transition,
@@ -353,7 +202,7 @@ class SQLiteStore:
         Returns the updated job, or None when the job was not in ``expected`` (nothing written).
         A ``request`` key is recorded in the same commit, so a retried verb can tell it was done.
         """
-        row = _job_row_partial(changes)
+        row = job_row_partial(changes)
         row["status"] = transition.to_status.value
         row["updated_at"] = transition.at
         sets = ", ".join(f"{k} = ?" for k in row)
@@ -379,20 +228,20 @@ class SQLiteStore:
         for start in range(0, len(keys), 500):  # SQLite's limit on bound parameters
             chunk = tuple(keys[start:start + 500])
             rows = self._db.execute(f"SELECT * FROM requests WHERE key IN ({', '.join('?' * len(chunk))})", chunk)
-            found.update((row["key"], _request(row)) for row in rows)
+            found.update((row["key"], request_from(row)) for row in rows)
         return found
 
     def set_request_response(self, key: str, response: dict[str, Any]) -> None:
         """Keep the answer a verb gave, to give it again when the same key comes back."""
         with self._lock, self._tx(durable=False):
             self._db.execute("UPDATE requests SET response = ? WHERE key = ?",
-                             (_to_json(response), key))
+                             (to_json(response), key))
 
     def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """Change fields other than ``status`` (which only ``transition`` writes)."""
         if "status" in changes:
             raise ValueError("status changes go through transition()")
-        row = _job_row_partial(changes)
+        row = job_row_partial(changes)
         if not row:
             return
         with self._writing(job_id):
@@ -401,8 +250,8 @@ class SQLiteStore:
 
     def jobs_in(self, statuses: Iterable[JobStatus]) -> list[Job]:
         """Every job in one of ``statuses``, in submission order."""
-        where, args = _status_filter(statuses)
-        return [_job_from(r) for r in self._db.execute(f"SELECT * FROM jobs {where} ORDER BY seq", args)]
+        where, args = status_filter(statuses)
+        return [job_from(r) for r in self._db.execute(f"SELECT * FROM jobs {where} ORDER BY seq", args)]
 
     # -- reports and checkpoints ----------------------------------------------------------------
     def record_report(self, report: Report) -> bool:
@@ -411,7 +260,7 @@ class SQLiteStore:
         Idempotent: a report already recorded (same job, attempt, seq) changes nothing and
         returns False, so a runner may safely resend after a scheduler restart.
         """
-        metrics = _to_json(report.metrics)
+        metrics = to_json(report.metrics)
         # Reports are many and a lost last one is re-sent by its runner (or only a metric is
         # lost), so they skip the fsync: it comes with the next state change's commit.
         with self._writing(report.job_id, durable=False):
@@ -458,11 +307,11 @@ class SQLiteStore:
     def checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         """Every checkpoint the job recorded, newest first."""
         rows = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ? ORDER BY id DESC", (job_id,))
-        return [_checkpoint(r) for r in rows]
+        return [checkpoint_from(r) for r in rows]
 
     def find_checkpoint(self, job_id: str, path: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM checkpoints WHERE job_id = ? AND path = ?", (job_id, path)).fetchone()
-        return _checkpoint(row) if row else None
+        return checkpoint_from(row) if row else None
 
     def update_checkpoint(self, job_id: str, path: str, changes: dict[str, Any]) -> bool:
         """Set a recorded checkpoint's ``pinned``, ``deleted_at`` or ``bytes``; False if unknown."""
@@ -513,11 +362,11 @@ class SQLiteStore:
 
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None:
         row = self._db.execute("SELECT * FROM attempts WHERE job_id = ? AND attempt = ?", (job_id, attempt)).fetchone()
-        return _attempt(row) if row else None
+        return attempt_from(row) if row else None
 
     def attempts(self, job_id: str) -> list[Attempt]:
         rows = self._db.execute("SELECT * FROM attempts WHERE job_id = ? ORDER BY attempt", (job_id,))
-        return [_attempt(r) for r in rows]
+        return [attempt_from(r) for r in rows]
 
     def attempts_since(self, since: float | None) -> list[Attempt]:
         """Every attempt still running or ended at or after ``since`` (all of them when None)."""
@@ -526,7 +375,7 @@ class SQLiteStore:
         else:
             rows = self._db.execute("SELECT * FROM attempts WHERE ended_at IS NULL OR ended_at >= ?"
                                     " ORDER BY started_at", (since,))
-        return [_attempt(r) for r in rows]
+        return [attempt_from(r) for r in rows]
 
     def next_seq(self) -> int:
         """A submission number behind every job's: a job requeued behind the others takes it."""
@@ -556,7 +405,7 @@ class SQLiteStore:
 
     def _insert_request(self, request: Request | None, job_id: str, at: float) -> None:
         if request is not None:
-            self._db.execute(_INSERT_REQUEST, (request.key, request.verb, job_id, request.fingerprint, at))
+            self._db.execute(INSERT_REQUEST, (request.key, request.verb, job_id, request.fingerprint, at))
 
     def _tx(self, durable: bool = True) -> _Tx:
         return _Tx(self._db, durable)
@@ -584,78 +433,3 @@ class _Tx:
         finally:
             if not self._durable:
                 self._db.execute("PRAGMA synchronous=FULL")
-
-
-def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
-
-
-def _status_filter(statuses: Iterable[JobStatus] | None) -> tuple[str, Sequence[str]]:
-    if statuses is None:
-        return "", ()
-    values = [JobStatus(s).value for s in statuses]
-    if not values:
-        return "WHERE 0", ()
-    return f"WHERE status IN ({', '.join('?' * len(values))})", values
-
-
-def _job_values(job: Job) -> list[Any]:
-    """The job's columns as stored, in ``_JOB_COLUMNS`` order (``_INSERT_JOB``'s parameters)."""
-    values = list(_JOB_ATTRS(job))
-    values[_STATUS_AT] = job.status.value
-    for i in _JSON_AT:
-        if values[i] is not None:
-            values[i] = _to_json(values[i])
-    return values
-
-
-_JOB_ATTRS = operator.attrgetter(*_JOB_COLUMNS)
-_STATUS_AT = _JOB_COLUMNS.index("status")
-_JSON_AT = tuple(_JOB_COLUMNS.index(key) for key in _JSON_FIELDS)
-_INSERT_JOB = f"INSERT INTO jobs ({', '.join(_JOB_COLUMNS)}) VALUES ({', '.join('?' * len(_JOB_COLUMNS))})"
-#: ``json.dumps(value, default=str)`` with its encoder made once, not on every call.
-_to_json = json.JSONEncoder(default=str).encode
-
-
-_INSERT_REQUEST = "INSERT INTO requests (key, verb, job_id, fingerprint, at) VALUES (?, ?, ?, ?, ?)"
-#: How many decoded jobs the store keeps (a few MB; the oldest kept goes first).
-_JOB_CACHE_SIZE = 20_000
-
-
-def _job_row_partial(changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(changes) - set(_JOB_COLUMNS)
-    if unknown:
-        raise ValueError(f"unknown job fields {sorted(unknown)}")
-    return {k: (_to_json(v) if k in _JSON_FIELDS and v is not None else v)
-            for k, v in changes.items()}
-
-
-def _job_from(row: sqlite3.Row) -> Job:
-    data = {col: row[col] for col in _JOB_COLUMNS}
-    for key in _JSON_FIELDS:
-        if data[key] is not None:
-            data[key] = json.loads(data[key])
-    for key in _BOOL_FIELDS:
-        if data[key] is not None:
-            data[key] = bool(data[key])
-    data["status"] = JobStatus(data["status"])
-    return Job(**data)
-
-
-def _request(row: sqlite3.Row) -> dict[str, Any]:
-    return {"verb": row["verb"], "job_id": row["job_id"], "fingerprint": row["fingerprint"],
-            "response": json.loads(row["response"]) if row["response"] else None, "at": row["at"]}
-
-
-def _checkpoint(row: sqlite3.Row) -> dict[str, Any]:
-    return {"job_id": row["job_id"], "attempt": row["attempt"], "path": row["path"],
-            "metrics": json.loads(row["metrics"]), "at": row["at"], "pinned": bool(row["pinned"]),
-            "deleted_at": row["deleted_at"], "bytes": row["bytes"]}
-
-
-def _attempt(row: sqlite3.Row) -> Attempt:
-    return Attempt(
-        job_id=row["job_id"], attempt=row["attempt"], started_at=row["started_at"],
-        resumed_from=row["resumed_from"], run_name=row["run_name"], ended_at=row["ended_at"],
-        outcome=row["outcome"], lost_work=json.loads(row["lost_work"]) if row["lost_work"] else None,
-    )
