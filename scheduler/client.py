@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from . import runtime_env
 from .config import NAMESPACE, Settings
 from .errors import TrainqError
 from .jobs import ordered_id
@@ -43,19 +44,7 @@ def absolute_local_dirs(spec: dict[str, Any]) -> dict[str, Any]:
 
     The scheduler resolves paths from its own working directory, not the caller's.
     """
-    env = spec.get("runtime_env")
-    if not isinstance(env, dict):
-        return spec
-
-    def fix(path: Any) -> Any:
-        return os.path.abspath(path) if isinstance(path, str) and "://" not in path else path
-
-    env = dict(env)
-    if "working_dir" in env:
-        env["working_dir"] = fix(env["working_dir"])
-    if isinstance(env.get("py_modules"), list):
-        env["py_modules"] = [fix(p) for p in env["py_modules"]]
-    return {**spec, "runtime_env": env}
+    return runtime_env.map_spec(spec, lambda path: os.path.abspath(path) if runtime_env.is_local(path) else path)
 
 
 class RayClient:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from typing_extensions import Self
 
+from . import states
 from .errors import (
     Forbidden,
     IllegalTransition,
@@ -33,7 +34,7 @@ from .verbs import CheckpointRequested, PauseResult, ResumeResult, Verbs
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: states in which a job stays until someone acts on it
-STOPPED = frozenset({"completed", "failed", "cancelled", "paused"})
+STOPPED = frozenset(s.value for s in states.STOPPED)  # as the API spells them
 
 
 class Unreachable(TrainqError):

@@ -20,6 +20,7 @@ import ray
 from . import raycompat, security
 from .config import HEAD_RESOURCE, NAMESPACE, RUNNER_HOST_NAME, Settings, parse_runner_name, runner_name
 from .jobs import Attempt, Job
+from .runtime_env import has_local
 
 logger = logging.getLogger("trainq.scheduler")
 #: environment every runner (and so its Ray Train controller and workers) gets
@@ -103,7 +104,7 @@ class RayLauncher:
         key = (job.job_id, attempt.attempt)
         try:
             runtime_env = dict(job.spec.get("runtime_env") or {})
-            if has_local_dirs(runtime_env):
+            if has_local(runtime_env):
                 # Zipping and pushing a folder to Ray takes seconds for a big one and holds the
                 # GIL much of that time: a task on the head node does it, not this process.
                 upload = ray.remote(raycompat.upload_local_dirs).options(
@@ -145,7 +146,7 @@ class RayLauncher:
         ``ray job submit`` does; the head node reads and zips them, it never imports them), and
         the secrets named in ``TRAINQ_SECRET_ENV`` from this process's environment."""
         runtime_env = dict(spec.get("runtime_env") or {})
-        if has_local_dirs(runtime_env):
+        if has_local(runtime_env):
             runtime_env = raycompat.upload_local_dirs(runtime_env)
         secrets = security.secret_values(self.settings.secret_names(), os.environ)
         # A variable the job sets itself wins: it is the user's own (e.g. their own HF_TOKEN).
@@ -250,9 +251,3 @@ class RayLauncher:
             if key is not None:
                 found[key] = AttemptRef(host, name)
         return found
-
-
-def has_local_dirs(runtime_env: dict[str, Any]) -> bool:
-    """Whether a runtime_env names a folder on this machine (to upload before a launch)."""
-    paths = [runtime_env.get("working_dir"), *(runtime_env.get("py_modules") or [])]
-    return any(isinstance(p, str) and "://" not in p for p in paths if p)

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import runtime_env
 from .errors import InvalidSpec, TooLarge
 
 #: A package's name is its folder's name: for py_modules it is the module people import.
@@ -134,18 +135,8 @@ def upload_local_dirs(spec: dict[str, Any], upload: Callable[[str], str]) -> dic
     """The spec with each runtime_env working_dir/py_modules entry that is a folder on this
     machine replaced by ``upload(folder)`` (the stored copy's path). Other paths and URIs are left
     for the server to judge; the caller's dict is not changed."""
-    env = spec.get("runtime_env")
-    if not isinstance(env, dict):
-        return spec
 
     def stored(value: Any) -> Any:
-        if isinstance(value, str) and "://" not in value and os.path.isdir(value):
-            return upload(os.path.abspath(value))
-        return value
+        return upload(os.path.abspath(value)) if runtime_env.is_local(value) and os.path.isdir(value) else value
 
-    env = dict(env)
-    if "working_dir" in env:
-        env["working_dir"] = stored(env["working_dir"])
-    if isinstance(env.get("py_modules"), list):
-        env["py_modules"] = [stored(p) for p in env["py_modules"]]
-    return {**spec, "runtime_env": env}
+    return runtime_env.map_spec(spec, stored)

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import InvalidSpec, NotAllowedHere
+from .runtime_env import entries as runtime_env_entries
 
 #: URI schemes Ray can fetch a package from that do not read the head node's own files.
 REMOTE_SCHEMES = frozenset({"s3", "gs", "gcs", "https"})
@@ -93,7 +94,7 @@ def check_package_paths(runtime_env: Mapping[str, Any], allowed_dirs: list[str] 
     package store trainq writes uploads into) are always allowed. Remote URIs in
     ``REMOTE_SCHEMES`` are allowed; other schemes are refused. Raises ``InvalidSpec`` naming the field.
     """
-    check_local_paths(package_entries(runtime_env), allowed_dirs, trainq_dirs)
+    check_local_paths(runtime_env_entries(runtime_env), allowed_dirs, trainq_dirs)
 
 
 def check_local_paths(entries: Iterable[tuple[str, Any]], allowed_dirs: list[str] | None,
@@ -121,18 +122,6 @@ def check_local_paths(entries: Iterable[tuple[str, Any]], allowed_dirs: list[str
         raise NotAllowedHere(f"{field} {value!r} is a folder on the scheduler's machine outside {where}; "
                           "submit with `trainq submit --working-dir` or scheduler.http.Client, which "
                           "upload your own folder, or use a URI such as s3://...", field=field)
-
-
-def package_entries(runtime_env: Mapping[str, Any]) -> list[tuple[str, Any]]:
-    """``(field, value)`` of the working_dir and every py_modules entry of a runtime_env."""
-    entries: list[tuple[str, Any]] = []
-    if runtime_env.get("working_dir") is not None:
-        entries.append(("runtime_env.working_dir", runtime_env["working_dir"]))
-    modules = runtime_env.get("py_modules") or []
-    if not isinstance(modules, list):
-        raise InvalidSpec("runtime_env.py_modules must be a list", field="runtime_env.py_modules")
-    entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(modules)]
-    return entries
 
 
 def reserved_env_vars(names: Iterable[str]) -> list[str]:

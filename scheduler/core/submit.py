@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .. import policy, security, workloads
+from .. import policy, runtime_env, security, workloads
 from ..config import Settings, packages_root
 from ..errors import DoesNotFit, IdempotencyConflict, InvalidSpec, MissingOnServer, OverQuota, TrainqError
 from ..jobs import Job, Transition, new_job_id
@@ -141,11 +141,9 @@ class Submitter:
         return self._reach[1], self._reach[2], self._reach[3]
 
 
-def _check_local_dirs(runtime_env: Mapping[str, Any]) -> None:
+def _check_local_dirs(env: Mapping[str, Any]) -> None:
     """A local working_dir/py_modules is uploaded from the scheduler's machine: it must exist there."""
-    entries = [("runtime_env.working_dir", runtime_env.get("working_dir"))]
-    entries += [(f"runtime_env.py_modules.{i}", p) for i, p in enumerate(runtime_env.get("py_modules") or [])]
-    for field, value in entries:
+    for field, value in runtime_env.entries(env):
         path = security.local_path_of(value) if isinstance(value, str) else None
         if path is not None and not os.path.exists(path):
             raise MissingOnServer(
