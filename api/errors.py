@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from scheduler.errors import InvalidSpec, TrainqError
-from scheduler.spec import describe_errors
+from scheduler.validation import describe_errors
 
 logger = logging.getLogger("trainq.api")
 

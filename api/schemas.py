@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
-from scheduler.spec import JobSpec, JsonInt
+from scheduler.spec import JobSpec
+from scheduler.validation import JsonInt
 
 
 class _Out(BaseModel):

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -19,8 +18,10 @@ from pydantic import (
 )
 from typing_extensions import TypedDict
 
+from . import workloads  # a light module: names and validators, no torch
 from .errors import InvalidSpec
 from .security import JOB_FOLDER_IN_PATH, PACKAGE_PATTERN, RESERVED_ENV_PREFIXES, reserved_env_vars
+from .validation import JsonInt, WholeNumber, describe_errors
 
 # The patterns are ASCII on purpose: they are also the OpenAPI schema's, and a JSON Schema regex
 # (ECMA) reads \w as ASCII while Python reads it as Unicode; spelled out, both agree.
@@ -35,23 +36,6 @@ RESERVED_ENV_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.
                                        for prefix in RESERVED_ENV_PREFIXES) + ")"
 #: a resource amount per worker; far above any machine (Ray's ``memory`` is in bytes), and finite
 MAX_RESOURCE = 1e15
-
-
-def _whole_number(v: Any) -> Any:
-    # JSON Schema's "integer" includes 3.0 (the value, not the spelling), so it is one; the
-    # models are strict otherwise, so true and "3" stay refused.
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
-#: the validator of ``JsonInt``. A bounded one that may be null is ``Annotated[int, Field(ge=1),
-#: WholeNumber] | None``: the bounds sit inside, before the validator; outside, pydantic writes them into
-#: the JSON schema as invalid ``ge``/``le`` keywords. (Spelled out where used: a type checker accepts no
-#: function call in an annotation.)
-WholeNumber = BeforeValidator(_whole_number)
-#: an integer as JSON Schema means it: 3 or 3.0, not true or "3" (use in strict models)
-JsonInt = Annotated[int, WholeNumber]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -82,8 +66,6 @@ def _one_program_schema(schema: dict[str, Any]) -> None:
     Without it the OpenAPI document calls ``{}`` a valid job, and a client generated from it (or
     a fuzzer) could never tell why a submit is refused.
     """
-    from . import workloads  # a light module: names and validators, no torch
-
     schema["oneOf"] = [
         {"title": "entrypoint", "required": ["entrypoint"],
          "properties": {"entrypoint": {"type": "string"}, "workload": {"type": "null"}}},
@@ -232,18 +214,6 @@ def parse_spec(data: Any) -> JobSpec:
         return JobSpec.model_validate(data)
     except ValidationError as e:
         raise invalid_from_pydantic(e) from None
-
-
-def describe_errors(errors: list[Any], default_loc: str = "spec") -> tuple[str | None, list[str]]:
-    """Pydantic's errors as ``(first field, ["field: problem", ...])`` in words people read."""
-    problems = []
-    first_field = None
-    for err in errors:
-        loc = ".".join(str(p) for p in err["loc"]) or default_loc
-        first_field = first_field or loc
-        msg = "unknown field" if err["type"] == "extra_forbidden" else str(err["msg"]).removeprefix("Value error, ")
-        problems.append(f"{loc}: {msg}")
-    return first_field, problems
 
 
 def invalid_from_pydantic(e: ValidationError) -> InvalidSpec:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..errors import InvalidSpec, MissingOnServer
-from ..spec import JsonInt, WholeNumber, describe_errors
+from ..validation import JsonInt, WholeNumber, describe_errors
 
 
 def _choices_schema(schema: dict[str, Any]) -> None:
