@@ -24,7 +24,7 @@ from . import raycompat, security
 from .channel import ChannelServer
 from .checkpoint_fs import BackgroundDeletes, StorageFS
 from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings
-from .core import Scheduler
+from .core import Exited, Scheduler
 from .launcher import RayLauncher
 from .policy import Resources
 from .service import SchedulerService
@@ -151,7 +151,7 @@ class SchedulerActor(SchedulerService):
         self._tasks.add(task)  # keep a reference until done, or asyncio may drop it
         task.add_done_callback(self._tasks.discard)
 
-    def recovered_exit(self, event: dict[str, Any]) -> None:
+    def recovered_exit(self, event: Exited) -> None:
         """An exit event the launcher's watcher recovered."""
         self.core.on_runner_event(event)
 

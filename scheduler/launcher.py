@@ -19,6 +19,7 @@ import ray
 
 from . import raycompat, security
 from .config import HEAD_RESOURCE, NAMESPACE, RUNNER_HOST_NAME, Settings, parse_runner_name, runner_name
+from .core.runner_events import Exited
 from .jobs import Attempt, Job
 from .runtime_env import has_local
 
@@ -31,7 +32,7 @@ Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 class Outcomes(Protocol):
     """Where the launcher reports what became of a runner (the scheduler actor, to its core)."""
 
-    def recovered_exit(self, event: dict[str, Any]) -> None:
+    def recovered_exit(self, event: Exited) -> None:
         """An exit event the watcher recovered (the runner's own delivery was lost)."""
 
     def runner_lost(self, job_id: str, attempt: int, why: str) -> None:

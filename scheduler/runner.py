@@ -37,6 +37,7 @@ from ray.train import UserCallback
 from . import logs, raycompat, workloads
 from . import train as train_helpers
 from .config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, join_path, runner_name
+from .core.runner_events import Exited, HookSeen, Reported, RunnerEvent, Started
 from .hook_mailbox import HookMailbox
 from .policy.failure import INFRASTRUCTURE, USER
 from .spec import JobSpec
@@ -183,10 +184,10 @@ class Runner:
         self.killing = False
         self._controller: Any = None
         self.seq = 0
-        self.exit_event: dict[str, Any] | None = None
+        self.exit_event: Exited | None = None
         self._pool = pool
         self._scheduler: Any = None
-        self._outbox: asyncio.Queue[dict[str, Any]] | None = None
+        self._outbox: asyncio.Queue[RunnerEvent] | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._done: asyncio.Event | None = None
 
@@ -198,7 +199,7 @@ class Runner:
         self._outbox, self._done = asyncio.Queue(), asyncio.Event()
         self._tasks = [asyncio.create_task(self._pump()), asyncio.create_task(self._run())]
 
-    async def wait(self) -> dict[str, Any]:
+    async def wait(self) -> Exited:
         """Return the exit event once the attempt ended and every event was delivered."""
         await self.start()
         assert self._done is not None
@@ -226,7 +227,7 @@ class Runner:
         hook (``scheduler.train.HookSync``); the first poll marks the job cooperative."""
         if not self.hook_seen:
             self.hook_seen = True
-            self._emit({"kind": "hook"})
+            self._emit(HookSeen(self.job_id, self.attempt))
         return self.pause_at is not None, self.checkpoint_gen
 
     async def hook_told(self, pause: bool, gen: int) -> None:
@@ -238,7 +239,7 @@ class Runner:
         """``(pause, checkpoint)``: asked by ``scheduler.train``'s hook on rank 0, once per step."""
         if not self.hook_seen:
             self.hook_seen = True
-            self._emit({"kind": "hook"})
+            self._emit(HookSeen(self.job_id, self.attempt))
         # A checkpoint-now is answered once: its report reaches us only after the controller's next
         # poll, and the loop must not save again at every step until then.
         checkpoint = self.checkpoint_at is not None and not self.checkpoint_told
@@ -289,13 +290,12 @@ class Runner:
 
     # -- called from Ray Train's controller -------------------------------------------------------
     async def on_started(self) -> None:
-        self._emit({"kind": "started"})
+        self._emit(Started(self.job_id, self.attempt))
 
     async def on_report(self, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
         """Relay a report; True tells the controller to stop the run now (a pause)."""
         self.seq += 1
-        self._emit({"kind": "report", "seq": self.seq, "metrics": metrics, "checkpoint_path": checkpoint_path,
-                    "at": at, "read_checkpoint": self.read_checkpoint})
+        self._emit(Reported(self.job_id, self.attempt, self.seq, at, metrics, checkpoint_path, self.read_checkpoint))
         if checkpoint_path and self.checkpoint_at is not None and at >= self.checkpoint_at:
             self.checkpoint_at = None
         if checkpoint_path and self.pause_at is not None:
@@ -314,7 +314,7 @@ class Runner:
 
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
-        event: dict[str, Any] = {"kind": "exit"}
+        event: dict[str, Any] = {}
         opened = logs.open_log(join_path(self.run_root, self.run_name), "runner")
         handler = _AttemptLog(self.name, *opened) if opened else None
         _log_to(handler, attach=True)
@@ -339,9 +339,8 @@ class Runner:
             _log_to(handler, attach=False)
             if handler is not None:
                 handler.close()
-        event["at"] = time.time()
-        self.exit_event = {**event, "job_id": self.job_id, "attempt": self.attempt}
-        self._emit(event)
+        self.exit_event = Exited(self.job_id, self.attempt, at=time.time(), **event)
+        self._emit(self.exit_event)
         assert self._outbox is not None and self._done is not None
         await self._outbox.join()
         self._done.set()
@@ -370,9 +369,9 @@ class Runner:
             ),
         )
 
-    def _emit(self, event: dict[str, Any]) -> None:
+    def _emit(self, event: RunnerEvent) -> None:
         assert self._outbox is not None
-        self._outbox.put_nowait({**event, "job_id": self.job_id, "attempt": self.attempt})
+        self._outbox.put_nowait(event)
 
     async def _pump(self) -> None:
         """Deliver events to the scheduler one at a time, in order, until each is accepted."""
@@ -382,7 +381,7 @@ class Runner:
             await self._deliver(event)
             self._outbox.task_done()
 
-    async def _deliver(self, event: dict[str, Any]) -> None:
+    async def _deliver(self, event: RunnerEvent) -> None:
         delay_s = 0.1
         while True:
             try:

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .config import runner_name
+from .core.runner_events import Exited
 from .runner import Runner
 
 
@@ -57,7 +58,7 @@ class RunnerHost:
         """Every attempt this host carries (running, or ended but not yet forgotten)."""
         return list(self._runners)
 
-    async def wait(self, name: str) -> dict[str, Any]:
+    async def wait(self, name: str) -> Exited:
         return await self._get(name).wait()
 
     async def request_pause(self, name: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from . import security, wire
 from .config import Settings, packages_root
-from .core import Scheduler
+from .core import RunnerEvent, Scheduler
 from .errors import InvalidSpec, TrainqError
 from .events import EventLog
 from .eventstore import events_path
@@ -229,8 +229,8 @@ class SchedulerService:
     async def models_delete(self, model_id: str) -> dict[str, Any]:
         return self.models.delete(model_id)
 
-    async def runner_event(self, event: dict[str, Any]) -> None:
-        """Runners deliver ``started``/``report``/``exit`` events here (idempotent)."""
+    async def runner_event(self, event: RunnerEvent | dict[str, Any]) -> None:
+        """Runners deliver their events here (``core.runner_events``; idempotent)."""
         self.core.on_runner_event(event)
 
 

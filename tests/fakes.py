@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from scheduler.core.runner_events import Exited, HookSeen, Reported, Started
 from scheduler.jobs import Attempt, Job
 
 
@@ -92,22 +93,17 @@ class RunnerSim:
         self.core, self.job_id, self.attempt, self.seq = core, job_id, attempt, 0
 
     def started(self) -> None:
-        self.core.on_runner_event({"kind": "started", "job_id": self.job_id, "attempt": self.attempt})
+        self.core.on_runner_event(Started(self.job_id, self.attempt))
 
     def report(self, step: int, checkpoint: str | None = None, read_checkpoint: bool | None = None) -> None:
         self.seq += 1
-        event = {"kind": "report", "job_id": self.job_id, "attempt": self.attempt, "seq": self.seq,
-                 "at": self.core.clock(), "metrics": {"step": step}, "checkpoint_path": checkpoint}
-        if read_checkpoint is not None:
-            event["read_checkpoint"] = read_checkpoint
-        self.core.on_runner_event(event)
+        self.core.on_runner_event(Reported(self.job_id, self.attempt, self.seq, self.core.clock(), {"step": step},
+                                           checkpoint, read_checkpoint))
 
     def hook(self) -> None:
-        self.core.on_runner_event({"kind": "hook", "job_id": self.job_id, "attempt": self.attempt})
+        self.core.on_runner_event(HookSeen(self.job_id, self.attempt))
 
     def exit(self, outcome: str, error: str | None = None, checkpoint: str | None = None,
              failure: str | None = None) -> None:
-        self.core.on_runner_event({"kind": "exit", "job_id": self.job_id, "attempt": self.attempt,
-                                   "outcome": outcome, "error": error, "checkpoint_path": checkpoint,
-                                   "failure": failure or ("user" if outcome == "failed" else None),
-                                   "at": self.core.clock()})
+        self.core.on_runner_event(Exited(self.job_id, self.attempt, outcome, self.core.clock(), error,
+                                         failure or ("user" if outcome == "failed" else None), checkpoint))

@@ -1,8 +1,8 @@
 """What a runner tells the scheduler about its attempt, typed.
 
-Runners send plain dicts over Ray (``{"kind": "report", ...}``: the wire form, which older
-runners still alive after an upgrade also send); ``parse`` turns one into one of these at the
-core's edge, so nothing inside compares kind strings.
+Runners send these dataclasses over Ray; ``parse`` also takes the plain-dict form runners sent
+before (``{"kind": "report", ...}``: a runner host still alive across an upgrade may send it),
+so nothing inside the core compares kind strings.
 """
 
 from __future__ import annotations
@@ -44,7 +44,8 @@ class Reported:
 
 @dataclass(frozen=True)
 class Exited:
-    """The run ended: ``completed``, ``paused`` (stopped after a checkpoint) or ``failed``."""
+    """The run ended: ``completed``, ``paused`` (stopped right after a checkpoint, as asked),
+    ``failed``, or ``stopped`` (the scheduler stopped it and already recorded why)."""
 
     job_id: str
     attempt: int
