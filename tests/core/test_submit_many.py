@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import spec
+from helpers import spec
 from fakes import FakeCluster
 
 from scheduler.errors import DoesNotFit, IdempotencyConflict, InvalidSpec

@@ -16,7 +16,7 @@ import sys
 
 import httpx
 import pytest
-from conftest import API_TOKEN, JOBS_DIR, SECRET_VALUE, SECRET_VAR
+from helpers import API_TOKEN, JOBS_DIR, SECRET_VALUE, SECRET_VAR
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from conftest import spec
+from helpers import spec
 from fakes import FakeCheckpointFS, FakeCluster, FakeLauncher, RunnerSim
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -12,7 +12,7 @@ import threading
 
 import pytest
 import ray
-from conftest import wait_until
+from helpers import wait_until
 
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, runner_name
 from scheduler.errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec

@@ -20,12 +20,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import JOBS_DIR
+from helpers import JOBS_DIR
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 TOKEN = "page-token-42"
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PURE = [ROOT / "scheduler" / "core", ROOT / "scheduler" / "policy"]
 #: Store methods that write a job row: only ``core/writer.py`` may call them.
 ROW_WRITES = {"transition", "update_job", "insert_jobs", "insert_job"}

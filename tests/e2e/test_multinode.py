@@ -10,9 +10,9 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from helpers import TESTS_DIR
 
 pytestmark = [pytest.mark.slow]
 
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.slow]
 def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
     tmp = tmp_path_factory.mktemp("multinode")
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    proc = subprocess.run([sys.executable, str(Path(__file__).parent / "multinode_scenario.py"), str(tmp)],
+    proc = subprocess.run([sys.executable, str(TESTS_DIR / "multinode_scenario.py"), str(tmp)],
                           capture_output=True, text=True, timeout=600, env=env)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import JOBS_DIR, wait_until
+from helpers import JOBS_DIR, wait_until
 
 pytestmark = [pytest.mark.slow]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import ray
-from conftest import JOBS_DIR, RAY_CPUS, wait_until
+from helpers import JOBS_DIR, RAY_CPUS, wait_until
 
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
 from scheduler.states import JobStatus, allowed

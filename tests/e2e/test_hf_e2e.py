@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from conftest import API_TOKEN
+from helpers import API_TOKEN
 
 from scheduler.demo import demo_spec
 from scheduler.errors import InvalidSpec

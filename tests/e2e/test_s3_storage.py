@@ -12,7 +12,7 @@ import uuid
 import boto3
 import httpx
 import pytest
-from conftest import API_TOKEN, wait_until
+from helpers import API_TOKEN, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import ray
 import websockets.sync.client as ws_client
-from conftest import API_TOKEN
+from helpers import API_TOKEN
 
 from scheduler.config import NAMESPACE, SCHEDULER_NAME
 

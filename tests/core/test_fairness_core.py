@@ -4,7 +4,7 @@ time slicing, pending reasons and usage, through ``core.schedule`` with fakes (n
 from __future__ import annotations
 
 import pytest
-from conftest import spec
+from helpers import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 
 from scheduler.config import Settings

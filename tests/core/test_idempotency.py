@@ -4,7 +4,7 @@ runner event does to the registry."""
 from __future__ import annotations
 
 import pytest
-from conftest import spec
+from helpers import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
 
 from scheduler.errors import IdempotencyConflict, IllegalTransition, InvalidSpec

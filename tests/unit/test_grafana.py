@@ -6,11 +6,11 @@ import json
 import re
 from pathlib import Path
 
-DASHBOARD = Path(__file__).resolve().parents[1] / "api" / "grafana" / "trainq.json"
+DASHBOARD = Path(__file__).resolve().parents[2] / "api" / "grafana" / "trainq.json"
 
 
 def test_the_dashboard_queries_trainqs_metrics() -> None:
-    source = (Path(__file__).resolve().parents[1] / "scheduler" / "metrics.py").read_text()
+    source = (Path(__file__).resolve().parents[2] / "scheduler" / "metrics.py").read_text()
     recorded = set(re.findall(r'"(trainq_[a-z_]+)"', source))
     dash = json.loads(DASHBOARD.read_text())
     assert dash["uid"] == "trainq" and dash["panels"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import spec
+from helpers import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 
 from scheduler.config import Settings
