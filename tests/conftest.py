@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -14,7 +15,7 @@ from scheduler.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
-from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR, spec, wait_until  # noqa: F401
+from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR, spec, wait_until  # noqa: F401 - for the tests that still import them from here
 
 # Every Ray the tests start (the session's, the multi-node clusters, each `trainq serve`) inherits these.
 #: Ray Train's preemption watcher (an actor per run that polls for node drains) is off: no test
@@ -195,8 +196,8 @@ def tq(client, tmp_path: Path):
             return {"name": name, "entrypoint": "steps:count_steps", "config": config, "backend": "none",
                     "runtime_env": {"working_dir": JOBS_DIR}, "num_workers": 1, **extra}
 
-        def submit(self, spec: dict) -> dict:
-            job = client.submit(spec)
+        def submit(self, job_spec: dict) -> dict:
+            job = client.submit(job_spec)
             submitted.append(job["job_id"])
             return job
 
@@ -206,8 +207,7 @@ def tq(client, tmp_path: Path):
 
     yield Helper()
     for job_id in submitted:
-        try:
+        # Best effort: a test may have ended with the scheduler restarting; the next one waits for it.
+        with contextlib.suppress(Exception):
             if client.get(job_id)["status"] in ("queued", "pending", "running", "pausing", "paused"):
                 client.cancel(job_id)
-        except Exception:
-            pass

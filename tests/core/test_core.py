@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
 
 from scheduler.errors import CheckpointRefused, DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound
 
@@ -184,7 +184,7 @@ def test_resume_from_latest_older_and_refused_checkpoints(make_core, tmp_path) -
 def test_resume_without_checkpoint_starts_over(make_core) -> None:
     launcher = FakeLauncher()
     core = make_core(FakeCluster(), launcher)
-    job_id, sim = _running(core, launcher)
+    job_id, _sim = _running(core, launcher)
     core.cancel(job_id)
     result = core.resume(job_id)
     assert result["checkpoint_path"] is None and "starts over" in result["message"]
@@ -247,7 +247,7 @@ def test_recovery_after_restart(make_core) -> None:
     launcher = FakeLauncher()
     cluster = FakeCluster({"CPU": 8})
     core = make_core(cluster, launcher)
-    live, sim_live = _running(core, launcher)
+    live, _sim_live = _running(core, launcher)
     gone, _ = _running(core, launcher)
     pausing, _ = _running(core, launcher)
     core.pause(pausing)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
 
 from scheduler.config import Settings
 from scheduler.errors import DoesNotFit, IllegalTransition, InvalidSpec, JobNotFound, NotCooperative
@@ -91,7 +91,7 @@ def test_young_unpreemptible_and_equal_priority_jobs_are_not_preempted(make_core
 
 
 def test_a_user_pause_during_a_preemption_ends_paused(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core)
+    core, _launcher, _clock, _ = _core(make_core)
     low, sim = _start(core, num_workers=2, min_runtime_s=0)
     sim.report(0, "/s/low/ck0")
     core.submit(spec(num_workers=2, priority=3))
@@ -119,7 +119,7 @@ def test_a_preempted_job_that_never_checkpoints_is_stopped_at_the_grace_and_requ
 
 
 def test_infrastructure_failures_requeue_with_backoff_until_max_retries(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core, retry_backoff_s=5)
+    core, _launcher, clock, _ = _core(make_core, retry_backoff_s=5)
     job_id, sim = _start(core, max_retries=1)
     sim.report(0, "/s/j/ck0")
     sim.exit("failed", error="WorkerHealthCheckFailedError: node died", failure="infrastructure")
@@ -146,7 +146,7 @@ def test_a_user_error_fails_at_once(make_core) -> None:
 
 
 def test_a_backoff_does_not_hold_up_the_rest_of_the_queue(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core, cpus=1, retry_backoff_s=30)
+    core, _launcher, _clock, _ = _core(make_core, cpus=1, retry_backoff_s=30)
     first, sim = _start(core)
     other = core.submit(spec())["job_id"]
     sim.exit("failed", failure="infrastructure")
@@ -154,7 +154,7 @@ def test_a_backoff_does_not_hold_up_the_rest_of_the_queue(make_core) -> None:
 
 
 def test_admission_places_gangs_on_nodes_not_only_on_totals(make_core) -> None:
-    core, launcher, clock, cluster = _core(make_core, cpus=3, nodes=[{"CPU": 1}, {"CPU": 1}, {"CPU": 1}])
+    core, _launcher, _clock, cluster = _core(make_core, cpus=3, nodes=[{"CPU": 1}, {"CPU": 1}, {"CPU": 1}])
     with pytest.raises(DoesNotFit):  # 3 CPUs in all, but no node has 2
         core.submit(spec(resources_per_worker={"CPU": 2}))
     cluster.free_per_node = [{"CPU": 1}, {"CPU": 0}, {"CPU": 0}]  # something else uses two nodes
@@ -181,7 +181,7 @@ def test_a_start_that_cannot_be_placed_times_out_back_to_the_queue(make_core) ->
 
 
 def test_set_priority_reorders_and_refuses_bad_input(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core, cpus=1)
+    core, _launcher, _clock, _ = _core(make_core, cpus=1)
     _start(core)
     a = core.submit(spec())["job_id"]
     b = core.submit(spec())["job_id"]
@@ -218,7 +218,7 @@ def test_checkpoint_now_needs_a_running_cooperative_job(make_core) -> None:
 
 
 def test_a_function_that_never_reads_its_checkpoint_is_not_resumable(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core)
+    core, _launcher, clock, _ = _core(make_core)
     job_id, sim = _start(core)
     assert core.get(job_id)["resumable"] is None
     clock.advance(10)
@@ -240,7 +240,7 @@ def test_a_function_that_never_reads_its_checkpoint_is_not_resumable(make_core) 
 
 
 def test_pause_says_when_to_expect_it(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core)
+    core, _launcher, clock, _ = _core(make_core)
     job_id, sim = _start(core)
     for step in range(4):
         clock.advance(20)
@@ -250,7 +250,8 @@ def test_pause_says_when_to_expect_it(make_core) -> None:
     assert "checkpoints about every 20 s" in result["message"]
     assert "at the latest in 30 s" in result["message"]
     job = core.get(job_id)
-    assert job["expected_paused_by"] == result["expected_paused_by"] and job["pause_deadline_at"] == result["deadline_at"]
+    assert job["expected_paused_by"] == result["expected_paused_by"]
+    assert job["pause_deadline_at"] == result["deadline_at"]
     # no_deadline only turns off the default deadline: one given as well still applies.
     other, _ = _start(core)
     both = core.pause(other, deadline_s=5, no_deadline=True)
@@ -258,7 +259,7 @@ def test_pause_says_when_to_expect_it(make_core) -> None:
 
 
 def test_drain_pauses_everything_and_the_next_start_requeues_it(make_core) -> None:
-    core, launcher, clock, cluster = _core(make_core, cpus=3)
+    core, _launcher, clock, cluster = _core(make_core, cpus=3)
     running, sim = _start(core)
     sim.report(0, "/s/r/ck0")
     pending = core.submit(spec())["job_id"]

@@ -4,8 +4,8 @@ time slicing, pending reasons and usage, through ``core.schedule`` with fakes (n
 from __future__ import annotations
 
 import pytest
-from helpers import spec
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
 
 from scheduler.config import Settings
 from scheduler.errors import InvalidSpec
@@ -37,7 +37,8 @@ def _owners_of_starts(core, launcher) -> list[str]:
 
 # -- fair share --------------------------------------------------------------------------------------
 def test_two_users_submitting_ten_jobs_each_at_once_start_interleaved_in_one_pass(make_core) -> None:
-    core, launcher, _, cluster = _core(make_core, cpus=0, maximum=20, users=USERS.replace("max: {CPU: 4}", "max: {CPU: 20}"))
+    users = USERS.replace("max: {CPU: 4}", "max: {CPU: 20}")
+    core, launcher, _, cluster = _core(make_core, cpus=0, maximum=20, users=users)
     for owner in ["alice"] * 10 + ["bob"] * 10:
         core.submit(spec(), owner=owner)
     assert [j["owner"] for j in core.queue()] == ["alice", "bob"] * 10  # the queue users see is that order

@@ -4,8 +4,8 @@ runner event does to the registry."""
 from __future__ import annotations
 
 import pytest
-from helpers import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
 
 from scheduler.errors import IdempotencyConflict, IllegalTransition, InvalidSpec
 

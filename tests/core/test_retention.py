@@ -5,8 +5,8 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from helpers import spec
 from fakes import FakeCheckpointFS, FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -251,7 +251,8 @@ def test_http_pin_unpin_states_bytes_and_the_409(make_core, tmp_path) -> None:
     with TestClient(create_app(ServiceBackend(service), token=None)) as http:
         left_out = http.post("/api/training/jobs", json=spec()).json()
         assert left_out["spec"]["keep_checkpoints"] == 2  # the setting, not "keep all"
-        assert http.post("/api/training/jobs", json=spec(keep_checkpoints=None)).json()["spec"]["keep_checkpoints"] is None
+        keep_all = http.post("/api/training/jobs", json=spec(keep_checkpoints=None)).json()
+        assert keep_all["spec"]["keep_checkpoints"] is None
         assert http.post("/api/training/jobs", json=spec(keep_checkpoints=0)).json()["field"] == "keep_checkpoints"
         job_id = left_out["job_id"]
         paths = _attempt(core, job_id)(range(2))

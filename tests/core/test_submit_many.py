@@ -8,8 +8,8 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from helpers import spec
 from fakes import FakeCluster
+from helpers import spec
 
 from scheduler.errors import DoesNotFit, IdempotencyConflict, InvalidSpec
 from scheduler.events import EventLog

@@ -1,8 +1,8 @@
 """Jobs from many users must not reach the head node: on a real Ray, through the live server and the CLI.
 
 The session's scheduler allows no head-node folder but the tests' job folder (conftest), so the
-one job here, whose folder is elsewhere, runs only because the CLI uploaded it. Its module records every process that imports it, and its
-train function reads the session's secret.
+one job here, whose folder is elsewhere, runs only because the CLI uploaded it. Its module records
+every process that imports it, and its train function reads the session's secret.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def probe(server, client, tmp_path_factory) -> dict:
     env = {**os.environ, "TRAINQ_URL": server, "TRAINQ_API_TOKEN": API_TOKEN}
     r = subprocess.run([sys.executable, "-m", "scheduler.cli", "--json", "submit", "--name", "probe",
                         "--entrypoint", "probe:train", "--num-workers", "2", "--working-dir", str(code),
-                        "--set", f"secret_var={SECRET_VAR}"], env=env, capture_output=True, text=True, timeout=120, check=False)
+                        "--set", f"secret_var={SECRET_VAR}"],
+                       env=env, capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 0, r.stderr
     job = json.loads(r.stdout)
     done = client.wait(job["job_id"], timeout_s=180)

@@ -126,7 +126,7 @@ def test_messages_go_a_sync_ahead_so_in_lockstep_nobody_waits_after_the_first() 
 
 def test_a_single_worker_needs_no_broadcast_and_hears_at_once() -> None:
     runner = FakeRunner(pause_at_step=5)
-    answers, stopped_at, collective = _run(1, 50, runner)
+    _answers, stopped_at, collective = _run(1, 50, runner)
     assert stopped_at == {0: 5} and collective.calls == 0
 
 

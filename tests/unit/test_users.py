@@ -98,7 +98,8 @@ def test_the_token_and_its_hash_never_show() -> None:
      "users.yaml line 3: users.alice.token: must be a string (quote it if it looks like a number)"),
     ("users:\n  alice:\n    token: sha256:abc\n",
      "users.yaml line 3: users.alice.token: 'sha256:' must be followed by the 64 hex digits of the token's SHA-256"),
-    ("users:\n  alice:\n    token: alice-token-1\n    weight: 0\n", "users.yaml line 4: users.alice.weight: must be a number > 0"),
+    ("users:\n  alice:\n    token: alice-token-1\n    weight: 0\n",
+     "users.yaml line 4: users.alice.weight: must be a number > 0"),
     ("users:\n  alice:\n    token: alice-token-1\n    quota: {guaranteed: {GPU: 9}, max: {GPU: 8}}\n",
      ("users.yaml line 4: users.alice.quota.guaranteed.GPU: guarantees 9 but the max is 8; a guarantee cannot"
       " exceed the max")),
