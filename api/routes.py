@@ -14,7 +14,7 @@ from pydantic import BeforeValidator
 from scheduler import wire
 from scheduler.client import new_key
 from scheduler.errors import TooLarge
-from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
+from scheduler.model_cache import MODEL_ID_MAX, MODEL_ID_PATTERN
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
 

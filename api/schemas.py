@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from scheduler.models import MODEL_ID_MAX, MODEL_ID_PATTERN
+from scheduler.model_cache import MODEL_ID_MAX, MODEL_ID_PATTERN
 from scheduler.spec import JobSpec
 from scheduler.validation import JsonInt
 

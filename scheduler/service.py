@@ -200,7 +200,7 @@ class SchedulerService:
     # -- the model cache ----------------------------------------------------------------------------
     @property
     def models(self) -> Any:
-        from .models import ModelCache
+        from .model_cache import ModelCache
 
         return ModelCache(str(Path(self.settings.storage_root) / "models") if "://" not in self.settings.storage_root
                           else ModelCache.default_root(), endpoint=self.settings.hf_endpoint or None)

@@ -58,7 +58,7 @@ def resolve_model(model: str, cache_dir: str | None) -> str:
     """A local folder as is; otherwise the model's folder in trainq's model cache."""
     if os.path.isdir(model):
         return model
-    from ..models import ModelCache
+    from ..model_cache import ModelCache
 
     return ModelCache(cache_dir or ModelCache.default_root()).path_of(model)
 

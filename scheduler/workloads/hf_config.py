@@ -79,7 +79,7 @@ def validate(config: dict[str, Any], storage_root: str | None = None) -> dict[st
     if parsed.model is not None and not os.path.isdir(parsed.model):
         if parsed.model.startswith(("/", ".")):
             raise MissingOnServer(f"config.model {parsed.model!r} is not a folder", field="config.model")
-        from ..models import ModelCache
+        from ..model_cache import ModelCache
 
         cache_dir = parsed.cache_dir or (
             os.path.join(storage_root, "models") if storage_root else ModelCache.default_root())
