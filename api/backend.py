@@ -12,13 +12,15 @@ by name, and a type checker follows it too. Two implementations:
 
 from __future__ import annotations
 
+import builtins
 import logging
 import time
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from scheduler.channel import ChannelClient, ChannelClosed
 from scheduler.config import env_switch
 from scheduler.errors import NotReady, TrainqError
+from scheduler.verbs import CheckpointRequested, CheckpointView, JobView, PauseResult, ResumeResult
 
 from .coalesce import Batcher, Coalescer
 
@@ -26,7 +28,7 @@ logger = logging.getLogger("trainq.api")
 
 #: JSON the scheduler encoded already: sent as the body as it is.
 JSONBytes = bytes
-#: One of the scheduler's records (a job, a pause's answer, a checkpoint ...), as its public dict.
+#: Another of the scheduler's answers (history, logs, usage, health ...), as its public dict.
 Record = dict[str, Any]
 
 
@@ -40,22 +42,23 @@ class Backend(Protocol):
     # -- the hot routes: answers as the scheduler encoded them -----------------------------------
     async def submit(self, spec: dict[str, Any], idempotency_key: str, owner: str | None) -> JSONBytes: ...
     async def get_json(self, job_id: str) -> JSONBytes: ...
-    async def page_json(self, status: list[str] | None, limit: int, offset: int) -> JSONBytes: ...
+    async def page_json(self, status: builtins.list[str] | None, limit: int, offset: int) -> JSONBytes: ...
     async def queue_json(self, limit: int | None, offset: int) -> JSONBytes: ...
 
     # -- the other verbs: plain records ------------------------------------------------------------
-    async def get(self, job_id: str) -> Record: ...
-    async def list(self, status: list[str] | None, limit: int | None, offset: int) -> list[Record]: ...
+    async def get(self, job_id: str) -> JobView: ...
+    async def list(self, status: builtins.list[str] | None, limit: int | None,
+                   offset: int) -> builtins.list[JobView]: ...
     async def pause(self, job_id: str, deadline_s: float | None, no_deadline: bool, idempotency_key: str,
-                    as_user: str | None) -> Record: ...
+                    as_user: str | None) -> PauseResult: ...
     async def resume(self, job_id: str, checkpoint_path: str | None, idempotency_key: str,
-                     as_user: str | None) -> Record: ...
-    async def cancel(self, job_id: str, idempotency_key: str, as_user: str | None) -> Record: ...
-    async def set_priority(self, job_id: str, priority: int, as_user: str | None) -> Record: ...
-    async def checkpoint(self, job_id: str, as_user: str | None) -> Record: ...
-    async def checkpoints(self, job_id: str) -> list[Record]: ...
-    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool, as_user: str | None) -> Record: ...
-    async def reports(self, job_id: str, after_id: int, limit: int | None) -> list[Record]: ...
+                     as_user: str | None) -> ResumeResult: ...
+    async def cancel(self, job_id: str, idempotency_key: str, as_user: str | None) -> JobView: ...
+    async def set_priority(self, job_id: str, priority: int, as_user: str | None) -> JobView: ...
+    async def checkpoint(self, job_id: str, as_user: str | None) -> CheckpointRequested: ...
+    async def checkpoints(self, job_id: str) -> builtins.list[CheckpointView]: ...
+    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool, as_user: str | None) -> CheckpointView: ...
+    async def reports(self, job_id: str, after_id: int, limit: int | None) -> builtins.list[Record]: ...
     async def history(self, job_id: str) -> Record: ...
     async def logs(self, job_id: str, attempt: int | None, tail: int) -> Record: ...
     async def events(self, after: int, job_id: str | None, timeout_s: float) -> Record: ...
@@ -64,7 +67,7 @@ class Backend(Protocol):
     async def health(self) -> Record: ...
     async def store_package(self, name: str, data: bytes) -> Record: ...
     async def models_pull(self, model_id: str, revision: str | None) -> Record: ...
-    async def models_list(self) -> list[Record]: ...
+    async def models_list(self) -> builtins.list[Record]: ...
     async def models_get(self, model_id: str) -> Record: ...
     async def models_delete(self, model_id: str) -> Record: ...
 
@@ -96,7 +99,7 @@ class ActorBackend:
     async def get_json(self, job_id: str) -> JSONBytes:
         return await self._read("get_json", job_id)
 
-    async def page_json(self, status: list[str] | None, limit: int, offset: int) -> JSONBytes:
+    async def page_json(self, status: builtins.list[str] | None, limit: int, offset: int) -> JSONBytes:
         return await self._read("page_json", status, limit, offset)
 
     async def queue_json(self, limit: int | None, offset: int) -> JSONBytes:
@@ -133,38 +136,38 @@ class ActorBackend:
         return await self.local.client() if self.local is not None else None
 
     # -- one Ray call each ----------------------------------------------------------------------
-    async def get(self, job_id: str) -> Record:
+    async def get(self, job_id: str) -> JobView:
         return await self._ray(self.handle.get, job_id)
 
-    async def list(self, status: list[str] | None, limit: int | None, offset: int) -> list[Record]:
+    async def list(self, status: builtins.list[str] | None, limit: int | None, offset: int) -> builtins.list[JobView]:
         return await self._ray(self.handle.list, status, limit=limit, offset=offset)
 
     async def pause(self, job_id: str, deadline_s: float | None, no_deadline: bool, idempotency_key: str,
-                    as_user: str | None) -> Record:
+                    as_user: str | None) -> PauseResult:
         return await self._ray(self.handle.pause, job_id, deadline_s=deadline_s, no_deadline=no_deadline,
                                idempotency_key=idempotency_key, as_user=as_user)
 
     async def resume(self, job_id: str, checkpoint_path: str | None, idempotency_key: str,
-                     as_user: str | None) -> Record:
+                     as_user: str | None) -> ResumeResult:
         return await self._ray(self.handle.resume, job_id, checkpoint_path=checkpoint_path,
                                idempotency_key=idempotency_key, as_user=as_user)
 
-    async def cancel(self, job_id: str, idempotency_key: str, as_user: str | None) -> Record:
+    async def cancel(self, job_id: str, idempotency_key: str, as_user: str | None) -> JobView:
         return await self._ray(self.handle.cancel, job_id, idempotency_key=idempotency_key, as_user=as_user)
 
-    async def set_priority(self, job_id: str, priority: int, as_user: str | None) -> Record:
+    async def set_priority(self, job_id: str, priority: int, as_user: str | None) -> JobView:
         return await self._ray(self.handle.set_priority, job_id, priority, as_user=as_user)
 
-    async def checkpoint(self, job_id: str, as_user: str | None) -> Record:
+    async def checkpoint(self, job_id: str, as_user: str | None) -> CheckpointRequested:
         return await self._ray(self.handle.checkpoint, job_id, as_user=as_user)
 
-    async def checkpoints(self, job_id: str) -> list[Record]:
+    async def checkpoints(self, job_id: str) -> builtins.list[CheckpointView]:
         return await self._ray(self.handle.checkpoints, job_id)
 
-    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool, as_user: str | None) -> Record:
+    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool, as_user: str | None) -> CheckpointView:
         return await self._ray(self.handle.pin_checkpoint, job_id, path, pinned=pinned, as_user=as_user)
 
-    async def reports(self, job_id: str, after_id: int, limit: int | None) -> list[Record]:
+    async def reports(self, job_id: str, after_id: int, limit: int | None) -> builtins.list[Record]:
         return await self._ray(self.handle.reports, job_id, after_id=after_id, limit=limit)
 
     async def history(self, job_id: str) -> Record:
@@ -191,7 +194,7 @@ class ActorBackend:
     async def models_pull(self, model_id: str, revision: str | None) -> Record:
         return await self._ray(self.handle.models_pull, model_id, revision=revision)
 
-    async def models_list(self) -> list[Record]:
+    async def models_list(self) -> builtins.list[Record]:
         return await self._ray(self.handle.models_list)
 
     async def models_get(self, model_id: str) -> Record:
@@ -281,44 +284,44 @@ class ServiceBackend:
     async def get_json(self, job_id: str) -> JSONBytes:
         return await self.service.get_json(job_id)
 
-    async def page_json(self, status: list[str] | None, limit: int, offset: int) -> JSONBytes:
+    async def page_json(self, status: builtins.list[str] | None, limit: int, offset: int) -> JSONBytes:
         return await self.service.page_json(status, limit, offset)
 
     async def queue_json(self, limit: int | None, offset: int) -> JSONBytes:
         return await self.service.queue_json(limit, offset)
 
-    async def get(self, job_id: str) -> Record:
+    async def get(self, job_id: str) -> JobView:
         return await self.service.get(job_id)
 
-    async def list(self, status: list[str] | None, limit: int | None, offset: int) -> list[Record]:
+    async def list(self, status: builtins.list[str] | None, limit: int | None, offset: int) -> builtins.list[JobView]:
         return await self.service.list(status, limit=limit, offset=offset)
 
     async def pause(self, job_id: str, deadline_s: float | None, no_deadline: bool, idempotency_key: str,
-                    as_user: str | None) -> Record:
+                    as_user: str | None) -> PauseResult:
         return await self.service.pause(job_id, deadline_s=deadline_s, no_deadline=no_deadline,
                                         idempotency_key=idempotency_key, as_user=as_user)
 
     async def resume(self, job_id: str, checkpoint_path: str | None, idempotency_key: str,
-                     as_user: str | None) -> Record:
+                     as_user: str | None) -> ResumeResult:
         return await self.service.resume(job_id, checkpoint_path=checkpoint_path,
                                          idempotency_key=idempotency_key, as_user=as_user)
 
-    async def cancel(self, job_id: str, idempotency_key: str, as_user: str | None) -> Record:
+    async def cancel(self, job_id: str, idempotency_key: str, as_user: str | None) -> JobView:
         return await self.service.cancel(job_id, idempotency_key=idempotency_key, as_user=as_user)
 
-    async def set_priority(self, job_id: str, priority: int, as_user: str | None) -> Record:
+    async def set_priority(self, job_id: str, priority: int, as_user: str | None) -> JobView:
         return await self.service.set_priority(job_id, priority, as_user=as_user)
 
-    async def checkpoint(self, job_id: str, as_user: str | None) -> Record:
+    async def checkpoint(self, job_id: str, as_user: str | None) -> CheckpointRequested:
         return await self.service.checkpoint(job_id, as_user=as_user)
 
-    async def checkpoints(self, job_id: str) -> list[Record]:
+    async def checkpoints(self, job_id: str) -> builtins.list[CheckpointView]:
         return await self.service.checkpoints(job_id)
 
-    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool, as_user: str | None) -> Record:
+    async def pin_checkpoint(self, job_id: str, path: str, pinned: bool, as_user: str | None) -> CheckpointView:
         return await self.service.pin_checkpoint(job_id, path, pinned=pinned, as_user=as_user)
 
-    async def reports(self, job_id: str, after_id: int, limit: int | None) -> list[Record]:
+    async def reports(self, job_id: str, after_id: int, limit: int | None) -> builtins.list[Record]:
         return await self.service.reports(job_id, after_id=after_id, limit=limit)
 
     async def history(self, job_id: str) -> Record:
@@ -345,7 +348,7 @@ class ServiceBackend:
     async def models_pull(self, model_id: str, revision: str | None) -> Record:
         return await self.service.models_pull(model_id, revision=revision)
 
-    async def models_list(self) -> list[Record]:
+    async def models_list(self) -> builtins.list[Record]:
         return await self.service.models_list()
 
     async def models_get(self, model_id: str) -> Record:
@@ -353,6 +356,11 @@ class ServiceBackend:
 
     async def models_delete(self, model_id: str) -> Record:
         return await self.service.models_delete(model_id)
+
+
+if TYPE_CHECKING:
+    def _answer_the_verbs(actor: ActorBackend, service: ServiceBackend) -> tuple[Backend, Backend]:
+        return actor, service  # mypy checks both against the one protocol of the API's verbs
 
 
 __all__ = ["ActorBackend", "Backend", "JSONBytes", "LocalChannel", "Record", "ServiceBackend"]

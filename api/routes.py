@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
@@ -74,6 +74,7 @@ async def _backend(request: Request) -> Backend:  # async: no worker-thread hop 
 
 BackendDep = Annotated[Backend, Depends(_backend)]
 JobId = Annotated[str, "job id"]
+RecordedPath = Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]
 IdempotencyKey = Annotated[str | None, Header(
     alias="Idempotency-Key", min_length=1, max_length=200, pattern=r"^[\x20-\x7e]+$",
     description="the same key again returns the first answer instead of acting twice (safe retries)")]
@@ -121,8 +122,9 @@ async def submit(request: Request, spec: Annotated[JobSpec, Body()], caller: Cal
              responses={413: {"model": schemas.ErrorBody, "description": "larger than TRAINQ_MAX_PACKAGE_MB"}},
              summary="Upload a folder (a zip) for a job's runtime_env working_dir or py_modules")
 async def upload_package(request: Request, backend: BackendDep,
-                         name: Annotated[str, Query(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
-                                                    description="the folder's name (for py_modules: the module's)")]) -> Any:
+                         name: Annotated[str, Query(
+                             min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$",
+                             description="the folder's name (for py_modules: the module's)")]) -> Any:
     limit = int(request.app.state.max_package_mb * 2**20)
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -166,8 +168,9 @@ async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep, 
 
 @router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
 async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
-                deadline_s: Annotated[float | None, Query(gt=0, le=MAX_DEADLINE_S, description="stop anyway after"
-                                                          " this long (default: from the job's checkpoint cadence)")] = None,
+                deadline_s: Annotated[float | None, Query(
+                    gt=0, le=MAX_DEADLINE_S,
+                    description="stop anyway after this long (default: from the job's checkpoint cadence)")] = None,
                 no_deadline: Annotated[bool, Query(description="no default deadline: wait for the checkpoint however"
                                                    " long (a deadline_s given as well still applies)")] = False,
                 idempotency_key: IdempotencyKey = None) -> Any:
@@ -202,7 +205,7 @@ async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
              summary="Pin a recorded checkpoint: kept whatever keep_checkpoints says")
 async def pin_checkpoint(job_id: JobId, backend: BackendDep,
                          caller: Caller,
-                         path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
+                         path: RecordedPath) -> Any:
     return await backend.pin_checkpoint(job_id, path, True, as_user=caller)
 
 
@@ -210,7 +213,7 @@ async def pin_checkpoint(job_id: JobId, backend: BackendDep,
              summary="Unpin a checkpoint; the retention rule applies to it again (it may be deleted at once)")
 async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
                            caller: Caller,
-                           path: Annotated[str, Query(min_length=1, description="a checkpoint this job recorded")]) -> Any:
+                           path: RecordedPath) -> Any:
     return await backend.pin_checkpoint(job_id, path, False, as_user=caller)
 
 

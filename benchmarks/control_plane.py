@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any
 
+from typing_extensions import Self
+
 from .common import Row, Workspace, median, percentile
 
 # Jobs the bench submits must never run: a head job that fits the cluster's declared maximum but
@@ -38,7 +40,8 @@ def prefill(db: str, n: int) -> None:
 
     db_conn = sqlite3.connect(db)
     db_conn.executemany(INSERT_JOB, [job_values(j) for j in rows])
-    db_conn.executemany("INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt) VALUES (?, NULL, 'completed', ?, 'prefill', 1)",
+    db_conn.executemany("INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt)"
+                        " VALUES (?, NULL, 'completed', ?, 'prefill', 1)",
                         [(j.job_id, now) for j in rows])
     db_conn.commit()
     db_conn.close()
@@ -185,7 +188,7 @@ class _Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", *args, str(self.port)], env=env)
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> _Server:
+    def __enter__(self) -> Self:
         import httpx
 
         deadline = time.monotonic() + 60
@@ -231,9 +234,10 @@ def _http_rows(handle: Any, n: int, job_id: str, quick: bool) -> list[Row]:
     ops_of: dict[tuple[str, str], list[float]] = {}
     lat_of: dict[tuple[str, str], list[float]] = {}
     address, actor = ray.get_runtime_context().gcs_address, f"scheduler-bench-{n}"
+    fixed = json.dumps(job)
     with _Server(address, actor) as server, _Server(address, actor, env={"TRAINQ_LOCAL_CHANNEL": "0"}) as no_channel, \
-            _Server("--baseline", json.dumps(job)) as baseline, _Server("--instant", json.dumps(job)) as instant_server, \
-            _Server("--bare", json.dumps(job)) as bare:
+            _Server("--baseline", fixed) as baseline, _Server("--instant", fixed) as instant_server, \
+            _Server("--bare", fixed) as bare:
         for r in range(rounds):
             for name, path, method, body in routes:
                 got = {}

@@ -68,7 +68,8 @@ def test_pause_and_resume_keep_the_seed_response_fields(http, service) -> None:
     sim.exit("paused")
     r = http.post(f"/api/training/resume/{job_id}")
     body = r.json()
-    assert set(body) == {"success", "job_id", "previous_status", "status", "checkpoint_path", "queue_position", "message"}
+    assert set(body) == {"success", "job_id", "previous_status", "status", "checkpoint_path", "queue_position",
+                         "message"}
     assert (body["previous_status"], body["status"]) == ("paused", "queued")
     assert body["checkpoint_path"] == f"{root}/attempt-1/ck3" and body["queue_position"] == 1
     assert "queued at position 1" in body["message"]
@@ -135,7 +136,8 @@ def test_invalid_spec_is_422_naming_the_field(http, payload: dict, field: str, w
 
 
 @pytest.mark.parametrize("payload,field,words", [
-    ({"entrypoint": "m:f", "num_workers": 64}, "resources_per_worker", "asks for CPU=64 but the cluster has at most CPU=2"),
+    ({"entrypoint": "m:f", "num_workers": 64}, "resources_per_worker",
+     "asks for CPU=64 but the cluster has at most CPU=2"),
     ({"entrypoint": "m:f", "runtime_env": {"working_dir": "/no/such/dir"}}, "runtime_env.working_dir",
      "does not exist on the scheduler's machine"),
 ])
@@ -356,7 +358,7 @@ def test_the_hot_reads_send_what_the_dicts_say_and_follow_every_change(http, ser
 def test_a_nan_metric_is_sent_as_a_string_everywhere_not_refused(http, service) -> None:
     # A diverged loss: JSON has no NaN, and a 500 (or a NaN token a browser cannot parse) would
     # hide the job exactly when its user looks at it.
-    job_id, sim = _running(http, service)
+    job_id, _ = _running(http, service)
     service.core.on_runner_event({"kind": "report", "job_id": job_id, "attempt": 1, "seq": 1, "at": 1.0,
                                   "metrics": {"step": 1, "loss": float("nan"), "grad": float("-inf")},
                                   "checkpoint_path": None})
@@ -364,7 +366,7 @@ def test_a_nan_metric_is_sent_as_a_string_everywhere_not_refused(http, service) 
     for path in (f"/api/training/jobs/{job_id}", f"/api/training/jobs/{job_id}/metrics", "/api/training/jobs"):
         r = http.get(path)
         assert r.status_code == 200, (path, r.text)
-        json.loads(r.text, parse_constant=lambda c: pytest.fail(f"{path} sent {c}"))
+        json.loads(r.text, parse_constant=lambda c, path=path: pytest.fail(f"{path} sent {c}"))
     assert http.get(f"/api/training/jobs/{job_id}").json()["metrics"] == {"step": 1, "loss": "NaN", "grad": "-Infinity"}
     from api import stream
 

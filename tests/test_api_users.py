@@ -138,8 +138,10 @@ def test_the_app_refuses_a_malformed_users_file_naming_the_line(monkeypatch, tmp
 
 
 @pytest.mark.parametrize("text, where", [
-    ("users:\n  alice:\n    token: alice-token-0002\n    quota: {max: {CPU: -2}}\n", "line 4: users.alice.quota.max.CPU"),
-    ("users:\n  alice:\n    token: alice-token-0002\n    quota: {limit: {CPU: 2}}\n", "line 4: users.alice.quota.limit"),
+    ("users:\n  alice:\n    token: alice-token-0002\n    quota: {max: {CPU: -2}}\n",
+     "line 4: users.alice.quota.max.CPU"),
+    ("users:\n  alice:\n    token: alice-token-0002\n    quota: {limit: {CPU: 2}}\n",
+     "line 4: users.alice.quota.limit"),
     ("users:\n  alice:\n    token: alice-token-0002\n    role: boss\n", "line 4: users.alice.role"),
 ])
 def test_trainq_serve_refuses_a_malformed_users_file_and_says_which_line(tmp_path, capsys, text, where) -> None:

@@ -102,7 +102,7 @@ def _cli(server: str, *args: str, token: str | None = API_TOKEN) -> subprocess.C
     env.pop("TRAINQ_API_TOKEN", None)
     if token:
         env["TRAINQ_API_TOKEN"] = token
-    return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], env=env, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "scheduler.cli", *args], check=False, env=env, capture_output=True,
                           text=True, timeout=300)
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher, RunnerSim  # noqa: E402
+from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher, RunnerSim
 
 FIXTURE = Path(__file__).parent / "data" / "http_replay.json"
 TOKEN = "replay-token-1"
@@ -59,8 +59,9 @@ def scenario(do: Callable[..., Any], core: Any, root: str) -> None:
     third = do("POST", jobs, json={"entrypoint": "steps:count_steps", "num_workers": 1})["job_id"]
     # refused submits
     for body in ({"entrypoint": "m:f", "num_workers": 0}, {"entrypoint": "m:f", "bogus": 1},
-                 {"entrypoint": "not an entrypoint"}, {}, [spec], "a string", {"entrypoint": "m:f", "num_workers": True},
-                 {"entrypoint": "m:f", "num_workers": 64}, {"entrypoint": "m:f", "num_workers": "2"}):
+                 {"entrypoint": "not an entrypoint"}, {}, [spec], "a string",
+                 {"entrypoint": "m:f", "num_workers": True}, {"entrypoint": "m:f", "num_workers": 64},
+                 {"entrypoint": "m:f", "num_workers": "2"}):
         do("POST", jobs, json=body)
     for content, ctype in ((b"{not json", "application/json"), (b"\x80", "application/json"),
                            (b"", "application/json"), (json.dumps(spec).encode(), "text/plain"),
