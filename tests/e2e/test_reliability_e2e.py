@@ -152,10 +152,13 @@ def test_a_slow_working_dir_upload_does_not_stall_other_jobs(tq, tmp_path: Path)
     latencies = json.loads(poller.communicate(timeout=60)[0])
     reports_after = len(c.reports(a))
     assert window >= 1.5, f"the launch took only {window:.1f}s: not slow enough to show anything"
-    assert len(latencies) > 10 and max(latencies) < 0.5, \
+    # A stalled loop answers nothing until the upload is done: one get then waits about the whole
+    # launch. Relative to the launch, not a wall-clock bound a busy machine can break (0.64 s was
+    # seen on a loaded fresh clone against a 0.5 s bound): the loop answered within half of it.
+    assert len(latencies) > 10 and max(latencies) < 0.5 * window, \
         f"get waited {max(latencies):.2f}s during a {window:.1f}s launch"
     # ~10 reports a second; allow for a loaded machine, but a stalled loop delivers none.
     assert reports_after - reports_before >= window * 2, (reports_before, reports_after, window)
-    assert ray.get(c.handle.health.remote())["loop_lag_s"] < 0.5
+    assert ray.get(c.handle.health.remote())["loop_lag_s"] < 0.5 * window  # the actor's own evidence
     c.cancel(a)
     c.cancel(b)
