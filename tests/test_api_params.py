@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.auth import current_user
 from api.backend import ServiceBackend
 from scheduler.actor import SchedulerService
 from scheduler.config import Settings
@@ -93,6 +94,10 @@ def test_the_hot_routes_sit_on_the_app_itself_ahead_of_every_included_router(htt
     first_included = next(i for i, r in enumerate(routes) if getattr(r, "original_router", None) is not None)
     hot = {(m, r.path) for r in routes[:first_included] if isinstance(r, APIRoute) for m in r.methods}
     assert hot == HOT
+    # Each with exactly one dependency: the token check (or the caller, which is the same check).
+    for route in routes[:first_included]:
+        if isinstance(route, APIRoute) and route.path.startswith("/api/"):
+            assert [d.call for d in route.dependant.dependencies] == [current_user], route.path
     # Documented as every route is: their models, the token's 401, tags.
     paths = http.get("/openapi.json").json()["paths"]
     one = paths["/api/training/jobs/{job_id}"]["get"]
