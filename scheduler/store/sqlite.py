@@ -14,6 +14,7 @@ from typing import Any
 
 from ..jobs import Attempt, Job, Report, Transition
 from ..states import JobStatus
+from .connection import Transaction, bind_none_and_bool_fast
 from .migrations import MIGRATIONS, SCHEMA_VERSION, statements
 from .protocol import Request
 from .rows import (
@@ -33,25 +34,15 @@ INSERT_REQUEST = "INSERT INTO requests (key, verb, job_id, fingerprint, at) VALU
 JOB_CACHE_SIZE = 20_000
 
 
-def _bind_none_and_bool_fast() -> None:
-    """sqlite3 binds an int, float or str as it is, but for any other value (None and bool among
-    them) it first looks for an adapter: a registry miss, then an AttributeError raised and caught
-    twice. A job row has some twenty None columns, so that search was a tenth of a submit's CPU.
-    Registered, None and bool cost one lookup and a call. sqlite3's adapters are process-wide by
-    its design: these bind exactly as before (None as NULL, a bool as 0 or 1), only faster."""
-    sqlite3.register_adapter(type(None), lambda value: None)
-    sqlite3.register_adapter(bool, int)
-
-
 class SQLiteStore:
     """SQLite in WAL mode, synchronous=FULL: a state change is on disk before the call returns.
 
-    Reports and request answers commit without their own fsync (see ``_Tx``).
+    Reports and request answers commit without their own fsync (see ``Transaction``).
     """
 
     def __init__(self, path: str) -> None:
         self.path = path
-        _bind_none_and_bool_fast()
+        bind_none_and_bool_fast()
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
@@ -407,29 +398,5 @@ class SQLiteStore:
         if request is not None:
             self._db.execute(INSERT_REQUEST, (request.key, request.verb, job_id, request.fingerprint, at))
 
-    def _tx(self, durable: bool = True) -> _Tx:
-        return _Tx(self._db, durable)
-
-
-class _Tx:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
-
-    ``durable=False`` commits without an fsync (WAL, synchronous=NORMAL): the commit survives a
-    crash of the process but not of the machine until the next durable commit syncs the log.
-    """
-
-    def __init__(self, db: sqlite3.Connection, durable: bool = True) -> None:
-        self._db = db
-        self._durable = durable
-
-    def __enter__(self) -> None:
-        if not self._durable:
-            self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
-        try:
-            self._db.execute("ROLLBACK" if exc_type else "COMMIT")
-        finally:
-            if not self._durable:
-                self._db.execute("PRAGMA synchronous=FULL")
+    def _tx(self, durable: bool = True) -> Transaction:
+        return Transaction(self._db, durable)
