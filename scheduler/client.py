@@ -151,6 +151,10 @@ class RayClient:
         or per ``job`` since ``since`` (an ISO 8601 time or epoch seconds; None: all time)."""
         return self._result(self.handle.usage.remote(by, since))
 
+    def health(self) -> dict[str, Any]:
+        """The scheduler's state: queued and active counts, capacity, storage root, registry."""
+        return self._result(self.handle.health.remote())
+
     def wait(self, job_id: str, status: str | set[str] | None = None, timeout_s: float = 300.0,
              poll_s: float = 0.2) -> dict[str, Any]:
         """Block until the job reaches ``status`` (default: any stopped state); returns it."""

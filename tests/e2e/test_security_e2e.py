@@ -16,6 +16,7 @@ import sys
 
 import httpx
 import pytest
+import ray
 from helpers import API_TOKEN, JOBS_DIR, SECRET_VALUE, SECRET_VAR
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -39,7 +40,7 @@ def probe(server, client, tmp_path_factory) -> dict:
     assert r.returncode == 0, r.stderr
     job = json.loads(r.stdout)
     done = client.wait(job["job_id"], timeout_s=180)
-    return {"job": done, "code": str(code), "imports": imports, "storage_root": client._call("health")["storage_root"]}
+    return {"job": done, "code": str(code), "imports": imports, "storage_root": client.health()["storage_root"]}
 
 
 def test_a_cli_submit_of_a_folder_outside_the_allowed_ones_runs_uploaded(probe) -> None:
@@ -73,7 +74,7 @@ def test_a_secret_reaches_the_workers_and_never_the_api_events_or_logs(probe, se
             f"/api/training/jobs/{job_id}", "/api/training/jobs", f"/api/training/jobs/{job_id}/history",
             f"/api/training/jobs/{job_id}/metrics", f"/api/training/jobs/{job_id}/logs",
             f"/api/training/jobs/{job_id}/checkpoints", "/health", "/openapi.json")]
-    seen.append(json.dumps(client._call("events", 0, None, 0)))
+    seen.append(json.dumps(ray.get(client.handle.events.remote(0, None, 0))))
     assert SECRET_VALUE in os.environ[SECRET_VAR]  # the check below looks for the real value
     for body in seen:
         assert SECRET_VALUE not in body
