@@ -1,6 +1,6 @@
 """Every use of Ray's private APIs, in one small module.
 
-Each function here has a test in ``tests/test_raycompat.py`` that runs against the installed
+Each function here has a test in ``tests/e2e/test_raycompat.py`` that runs against the installed
 Ray, so an upgrade that breaks one fails loudly there instead of quietly in a user's run.
 Tested with Ray 2.60.
 """

@@ -11,10 +11,11 @@ import asyncio
 import builtins
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import security, wire
+from . import security
 from .config import Settings, packages_root
 from .core import RunnerEvent, Scheduler
 from .errors import InvalidSpec, TrainqError
@@ -72,12 +73,16 @@ class SchedulerService:
     async def reads(self, calls: builtins.list[tuple[str, tuple[Any, ...]]]) -> builtins.list[bytes | TrainqError]:
         """Several hot reads in one call, for the HTTP API's coalescing (``api.coalesce``): one
         answer per ``(method, args)``, its JSON bytes or the typed error it raised."""
-        if unknown := {method for method, _ in calls} - wire.HOT_READS:
-            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(wire.HOT_READS)})")
+        core = self.core
+        # The coalescible reads, named once (``wire.HOT_READS``) and dispatched by a fixed table.
+        table: dict[str, Callable[..., bytes]] = {"get_json": core.get_json, "page_json": core.page_json,
+                                                 "queue_json": core.queue_json}
+        if unknown := {method for method, _ in calls} - set(table):
+            raise ValueError(f"not a read: {sorted(unknown)} (reads: {sorted(table)})")
         out: builtins.list[bytes | TrainqError] = []
         for method, args in calls:
             try:
-                out.append(getattr(self.core, method)(*args))
+                out.append(table[method](*args))
             except TrainqError as e:
                 out.append(e)
         return out

@@ -332,7 +332,7 @@ def render(root: Path = ROOT) -> str:
         "",
         "A job's `runtime_env.env_vars` may not set a variable whose name starts with `TRAINQ_` or",
         "`RAY_`. The tests and the setup script read a few of their own, not listed here:",
-        "`TRAINQ_FUZZ_S`, `TRAINQ_FUZZ_SEED` (tests/e2e/test_fuzz_api.py), `TRAINQ_UPDATE_SCREENSHOT`",
+        "`TRAINQ_FUZZ_S`, `TRAINQ_FUZZ_SEED` (tests/http/test_fuzz_api.py), `TRAINQ_UPDATE_SCREENSHOT`",
         "(tests/browser/test_page.py) and `TRAINQ_TORCH_SPEC` (scripts/setup.sh).",
         "",
     ]

@@ -15,7 +15,7 @@ from scheduler.store import SQLiteStore
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
-from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR, spec, wait_until  # noqa: F401 - for the tests that still import them from here
+from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR
 
 # Every Ray the tests start (the session's, the multi-node clusters, each `trainq serve`) inherits these.
 #: Ray Train's preemption watcher (an actor per run that polls for node drains) is off: no test
@@ -139,7 +139,7 @@ def client(ray_cluster: dict, hub):
     client that submits it) and a secret from this process's environment goes to the workers.
     """
     from scheduler.actor import ensure_scheduler
-    from scheduler.client import Client
+    from scheduler.client import RayClient
     from scheduler.config import Settings
 
     os.environ["HF_ENDPOINT"] = hub.url
@@ -150,7 +150,7 @@ def client(ray_cluster: dict, hub):
     os.environ[SECRET_VAR] = SECRET_VALUE
     settings = Settings().with_overrides(storage_root=ray_cluster["storage_root"], db_path=ray_cluster["db_path"],
                                          allowed_dirs=JOBS_DIR, secret_env=f"HF_TOKEN,{SECRET_VAR}")
-    return Client(ensure_scheduler(settings))
+    return RayClient(ensure_scheduler(settings))
 
 
 @pytest.fixture(scope="session")

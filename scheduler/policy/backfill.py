@@ -15,7 +15,7 @@ it fits now and one of these holds:
   time before ``earliest_at``, so its resources are back in time. The shell does this when
   ``due_preemptions`` names it, as long as that head still waits.
 
-The guarantees, checked by ``tests/test_backfill.py`` on random job mixes in ``simulate``:
+The guarantees, checked by ``tests/policy/test_backfill.py`` on random job mixes in ``simulate``:
 - with known run times exact (unknown ones arbitrary) and pauses as fast as expected, the head
   starts no later than it would without backfill;
 - with known run times only upper bounds (time limits enforced, jobs may end early), every head

@@ -244,7 +244,7 @@ def test_http_pin_unpin_states_bytes_and_the_409(make_core, tmp_path) -> None:
 
     from api.app import create_app
     from api.backend import ServiceBackend
-    from scheduler.actor import SchedulerService
+    from scheduler.service import SchedulerService
 
     core, fs = _core(make_core, keep_setting=2)
     service = SchedulerService(core, Settings(storage_root=str(tmp_path / "storage"), db_path=":memory:"))

@@ -1,4 +1,4 @@
-"""A job that records every process that imports it (tests/test_security_e2e.py).
+"""A job that records every process that imports it (tests/e2e/test_security_e2e.py).
 
 At import it appends one JSON line (pid, the process title from /proc/self/cmdline, Ray's actor
 id) to the file named in ``imports.path`` next to this module, if that file is there: the test

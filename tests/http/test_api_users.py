@@ -6,14 +6,14 @@ import hashlib
 import logging
 
 import pytest
-from conftest import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
 from fastapi.testclient import TestClient
+from helpers import spec
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from scheduler.actor import SchedulerService
 from scheduler.config import Settings
+from scheduler.service import SchedulerService
 from scheduler.users import UsersFileError, parse_users
 
 ADMIN, ALICE, BOB = "root-token-0001", "alice-token-0002", "bob-token-0003"

@@ -6,16 +6,16 @@
 from __future__ import annotations
 
 import pytest
-from conftest import spec
 from fakes import FakeCluster, FakeLauncher
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
+from helpers import spec
 
 from api.app import create_app
 from api.auth import current_user
 from api.backend import ServiceBackend
-from scheduler.actor import SchedulerService
 from scheduler.config import Settings
+from scheduler.service import SchedulerService
 
 TOKEN = "params-token-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import API_TOKEN, JOBS_DIR, wait_until
+from helpers import API_TOKEN, JOBS_DIR, wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}

@@ -17,17 +17,17 @@ import httpx
 import pytest
 import websockets
 import websockets.sync.client as ws_client
-from conftest import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
 from serving import ServerThread
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from scheduler.actor import SchedulerService
 from scheduler.cli import main
 from scheduler.config import Settings
 from scheduler.errors import IllegalTransition, InvalidSpec, JobNotFound, Unauthorized
 from scheduler.http import Client, Unreachable
+from scheduler.service import SchedulerService
 
 TOKEN = "live-token-1"
 

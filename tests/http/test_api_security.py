@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import spec
 from fakes import FakeCluster, FakeLauncher
 from fastapi.testclient import TestClient
+from helpers import spec
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from scheduler.actor import RayLauncher, SchedulerService
 from scheduler.config import Settings
 from scheduler.errors import InvalidSpec, TooLarge
 from scheduler.http import Client
+from scheduler.launcher import RayLauncher
+from scheduler.service import SchedulerService
 
 
 @pytest.fixture

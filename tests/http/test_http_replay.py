@@ -7,7 +7,7 @@ the headers that matter and the body must be exactly the recorded ones; only the
 is replaced (in both) by ``<TMP>``.
 
 Record again (only when an answer is meant to change, and say why in the commit):
-``.venv/bin/python tests/test_http_replay.py --record``.
+``.venv/bin/python tests/http/test_http_replay.py --record``.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, also when run as a script to record
 from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher, RunnerSim
+from helpers import TESTS_DIR
 
-FIXTURE = Path(__file__).parent / "data" / "http_replay.json"
+FIXTURE = TESTS_DIR / "data" / "http_replay.json"
 TOKEN = "replay-token-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 #: the headers an answer is compared on (content-length follows from the body, checked separately)
@@ -140,9 +141,9 @@ def exchanges(tmp: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
     import scheduler.jobs
     from api.app import create_app
     from api.backend import ServiceBackend
-    from scheduler.actor import SchedulerService
     from scheduler.config import Settings
     from scheduler.core import Scheduler
+    from scheduler.service import SchedulerService
     from scheduler.store import SQLiteStore
 
     saved = scheduler.jobs.ordered_id
@@ -201,5 +202,5 @@ def test_the_recording_covers_every_status(status: int) -> None:
 if __name__ == "__main__":
     if sys.argv[1:] != ["--record"]:
         sys.exit(__doc__)
-    sys.path.insert(0, str(Path(__file__).parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     record()

@@ -6,14 +6,14 @@ import asyncio
 import json
 
 import pytest
-from conftest import spec
 from fakes import FakeCluster, FakeLauncher, RunnerSim
 from fastapi.testclient import TestClient
+from helpers import spec
 
 from api.app import create_app
 from api.backend import ServiceBackend
-from scheduler.actor import SchedulerService
 from scheduler.config import Settings
+from scheduler.service import SchedulerService
 
 TOKEN = "s3cret-token"
 
@@ -283,7 +283,7 @@ def test_all_jobs_stream_snapshots_active_jobs_then_follows_every_job(service) -
     asyncio.run(scenario())
 
 
-# -- what fuzzing found (tests/test_fuzz_api.py runs schemathesis itself) -----------------------------
+# -- what fuzzing found (tests/http/test_fuzz_api.py runs schemathesis itself) -----------------------------
 def test_out_of_range_numbers_are_422_not_500(http) -> None:
     for path in ("/api/training/jobs?offset=5369965778165713648746496", "/api/training/queue?limit=10000000000",
                  "/api/training/jobs/job_x/metrics?after_id=99999999999999999999",
@@ -373,3 +373,20 @@ def test_a_nan_metric_is_sent_as_a_string_everywhere_not_refused(http, service) 
     frame = stream.sse("report", {"metrics": {"loss": float("nan")}}, 7)
     data = frame.split("data: ", 1)[1]
     assert json.loads(data, parse_constant=lambda c: pytest.fail(f"SSE sent {c}")) == {"metrics": {"loss": "NaN"}}
+
+
+def test_the_batched_reads_answer_exactly_the_hot_reads_and_refuse_any_other_name(service) -> None:
+    import asyncio
+
+    from scheduler.errors import JobNotFound
+    from scheduler.wire import HOT_READS
+
+    job_id = service.core.submit(spec())["job_id"]
+    answers = asyncio.run(service.reads([("get_json", (job_id,)), ("get_json", ("job_nope",)),
+                                         ("page_json", (None, 10, 0)), ("queue_json", (None, 0))]))
+    assert json.loads(answers[0])["job_id"] == job_id and isinstance(answers[1], JobNotFound)
+    assert json.loads(answers[2])["total"] == 1 and isinstance(json.loads(answers[3]), list)
+    assert {"get_json", "page_json", "queue_json"} == HOT_READS  # the API batches exactly these
+    for name in ("pause", "__init__", "cancel"):
+        with pytest.raises(ValueError, match="not a read"):
+            asyncio.run(service.reads([(name, ("job_x",))]))

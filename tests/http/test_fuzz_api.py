@@ -23,9 +23,9 @@ import pytest
 from fakes import FakeCluster, FakeLauncher
 from test_live_api import TOKEN, LiveServer
 
-from scheduler.actor import SchedulerService
 from scheduler.config import Settings
 from scheduler.core import Scheduler
+from scheduler.service import SchedulerService
 from scheduler.store import SQLiteStore
 
 # A minute of fuzzing: in the full suite, not in the fast layers (-m "not slow"); -m fuzz runs it alone.
@@ -93,7 +93,7 @@ def test_schemathesis_finds_nothing(fuzz_server: LiveServer, tmp_path: Path) -> 
            "--suppress-health-check", "filter_too_much",
            # The SSE streams never end by design: a fuzzer's request would wait for its timeout. The
            # package upload takes a zip body, which schemathesis cannot build (it has no serializer
-           # for application/zip); tests/test_api_security.py covers uploads.
+           # for application/zip); tests/http/test_api_security.py covers uploads.
            "--exclude-path-regex", "events$|/packages$"]
     run = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True, timeout=FUZZ_S + 120, check=False)
     report = run.stdout + run.stderr
