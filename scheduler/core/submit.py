@@ -48,9 +48,11 @@ class Submitter:
         keys: dict[str, tuple[int, str, str]] = {}  # this call's new keys: answer, fingerprint, job
         # What the batch's keys did before, in one query (the HTTP API gives every submit a key).
         known = self.ctx.store.find_requests([key for _, key, _ in items if isinstance(key, str)])
+        # The batch's submission numbers, in order (the store keeps them; it would renumber otherwise).
+        first_seq = self.ctx.store.next_seq()
         for data, idempotency_key, owner in items:
             try:
-                prepared = self._prepare(data, idempotency_key, owner, keys, known)
+                prepared = self._prepare(data, idempotency_key, owner, keys, known, first_seq + len(new))
             except TrainqError as e:
                 answers.append(e)
                 continue
@@ -67,7 +69,7 @@ class Submitter:
 
     def _prepare(self, data: Any, idempotency_key: str | None, owner: str | None,
                  keys: Mapping[str, tuple[int, str, str]],
-                 known: Mapping[str, dict[str, Any]]) -> NewJob | Job | int:
+                 known: Mapping[str, dict[str, Any]], seq: int) -> NewJob | Job | int:
         """A submit checked, not yet stored (``NewJob``), or what its key did before: a stored
         job, or the answer index of an earlier item of the same call (in ``keys``)."""
         key = check_key(idempotency_key)
@@ -99,7 +101,7 @@ class Submitter:
         now = self.ctx.clock()
         job = Job(job_id=new_job_id(), name=spec.display_name,
                   spec=spec.model_dump(mode="json") if stored is None else stored,
-                  priority=spec.priority, seq=0, created_at=now, updated_at=now, owner=owner)
+                  priority=spec.priority, seq=seq, created_at=now, updated_at=now, owner=owner)
         request = Request(key, "submit", fingerprint) if key is not None else None
         return NewJob(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request, spec)
 
@@ -120,9 +122,9 @@ class Submitter:
             raise OverQuota(why, field="num_workers", owner=owner)
 
     def _check_fits(self, spec: JobSpec) -> None:
-        cluster = self.ctx.cluster
-        if policy.never_fits(spec.demand(), spec.worker_resources(), cluster.max_capacity(), cluster.nodes()):
-            raise DoesNotFit(spec.demand(), cluster.max_capacity())
+        cluster, demand = self.ctx.cluster, spec.demand()
+        if policy.never_fits(demand, spec.worker_resources(), cluster.max_capacity(), cluster.nodes()):
+            raise DoesNotFit(demand, cluster.max_capacity())
 
     def _check_reach(self, spec: JobSpec) -> None:
         """Refuse a spec that reaches head-node folders or storage an admin did not allow."""

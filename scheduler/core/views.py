@@ -32,12 +32,14 @@ class PublicForms:
     ``queue_position``): a page of unchanged jobs is joined, not formatted and encoded again.
 
     Keyed by the row as read (a ``Job`` is never changed in place; a change is a new row, read
-    again), kept with it so an id is never reused while cached, least recently used dropped
-    beyond ``size``.
+    again), kept with it so an id is never reused while cached; beyond ``size`` the oldest entry
+    goes (the store keeps the rows it read recently, so those are the ones read again).
     """
 
     def __init__(self, size: int = 20_000) -> None:
         self._size = size
+        # Ordered: dropping the oldest is O(1) (a plain dict's first key, after many deletions,
+        # is found by scanning the deleted slots).
         self._forms: OrderedDict[int, tuple[Job, dict[str, Any], bytes]] = OrderedDict()
 
     def of(self, job: Job) -> tuple[dict[str, Any], bytes]:
@@ -45,7 +47,6 @@ class PublicForms:
         key = id(job)
         found = self._forms.get(key)
         if found is not None and found[0] is job:
-            self._forms.move_to_end(key)
             return found[1], found[2]
         d = job.to_dict()
         del d["queue_position"]

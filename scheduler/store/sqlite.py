@@ -135,7 +135,10 @@ class SQLiteStore:
         try:
             with self._lock, self._tx():
                 seq = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM jobs").fetchone()[0]
-                new = [(dataclasses.replace(job, seq=number), t, r) for number, (job, t, r) in enumerate(new, seq + 1)]
+                # Rows are immutable: a job given with another number is stored as a numbered copy
+                # (the core numbers its batches itself, so its jobs are stored as they are).
+                new = [(job if job.seq == number else dataclasses.replace(job, seq=number), t, r)
+                       for number, (job, t, r) in enumerate(new, seq + 1)]
                 self._db.executemany(INSERT_JOB, [job_values(job) for job, _, _ in new])
                 self._insert_transitions([t for _, t, _ in new])
                 self._db.executemany(INSERT_REQUEST, [(r.key, r.verb, job.job_id, r.fingerprint, t.at)
