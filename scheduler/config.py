@@ -137,6 +137,9 @@ class Settings:
         default_factory=lambda: env_float("TRAINQ_PAUSE_DEFAULT_DEADLINE_S", 30))
     #: The most a pause without an explicit deadline waits for a checkpoint (from the cadence).
     pause_max_wait_s: float = field(default_factory=lambda: env_float("TRAINQ_PAUSE_MAX_WAIT_S", 1800))
+    #: Idempotency keys older than this are forgotten (a client resends within seconds; a key kept
+    #: for a day outlives any retry), so the registry does not grow with every verb.
+    request_keys_ttl_s: float = field(default_factory=lambda: env_float("TRAINQ_REQUEST_KEYS_TTL_S", 86_400))
     #: First backoff of a requeue after an infrastructure failure (doubles per retry, at most 60 s).
     retry_backoff_s: float = field(default_factory=lambda: env_float("TRAINQ_RETRY_BACKOFF_S", 5))
     #: How many of a job's newest checkpoints (across its attempts) are kept when its spec does not

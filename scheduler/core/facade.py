@@ -354,10 +354,12 @@ class Scheduler:
         return self._then_pass(settle, if_result=True)
 
     def tick(self) -> None:
-        """Periodic work: usage, time limits, pause deadlines, start timeouts; then start what fits."""
+        """Periodic work: usage, old idempotency keys, time limits, pause deadlines, start timeouts;
+        then start what fits."""
         def expire() -> None:
             now = self.ctx.clock()
             self.accounting.charge(now)
+            self.requests.prune(now, self.ctx.settings.request_keys_ttl_s)
             self.attempts.expire(now)
 
         self._then_pass(expire, always=True)

@@ -15,6 +15,8 @@ from ..errors import IdempotencyConflict, InvalidSpec
 from ..store import Request, Store
 
 R = TypeVar("R", bound=Mapping[str, Any])
+#: How often old keys are looked for (each look scans the table).
+PRUNE_EVERY_S = 600.0
 
 
 class Once:
@@ -38,6 +40,15 @@ class Requests:
     def __init__(self, store: Store, current: Callable[[str], dict[str, Any]]) -> None:
         self.store = store
         self._current = current  # a job's public form, for a replay whose answer was not recorded
+        self._pruned_at: float | None = None
+
+    def prune(self, now: float, ttl_s: float) -> int:
+        """Forget keys older than ``ttl_s``, at most once every ``PRUNE_EVERY_S`` (a scan of the
+        table); returns how many went. A key resent after that acts again, as a new request."""
+        if self._pruned_at is not None and now - self._pruned_at < PRUNE_EVERY_S:
+            return 0
+        self._pruned_at = now
+        return self.store.prune_requests(now - ttl_s)
 
     def once(self, key: str | None, verb: str, job_id: str, run: Callable[[Once], R]) -> R:
         """Run ``run`` unless ``key`` did ``verb`` to ``job_id`` before (then its first answer)."""

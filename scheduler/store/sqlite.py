@@ -231,6 +231,15 @@ class SQLiteStore:
             self._db.execute("UPDATE requests SET response = ? WHERE key = ?",
                              (to_json(response), key))
 
+    def prune_requests(self, before: float) -> int:
+        """Forget the idempotency keys recorded before ``before``; returns how many."""
+        with self._lock, self._tx(durable=False):
+            return self._db.execute("DELETE FROM requests WHERE at < ?", (before,)).rowcount
+
+    def count_requests(self) -> int:
+        """How many idempotency keys are kept."""
+        return int(self._db.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+
     def update_job(self, job_id: str, changes: dict[str, Any]) -> None:
         """Change fields other than ``status`` (which only ``transition`` writes)."""
         if "status" in changes:

@@ -103,3 +103,30 @@ def test_a_launch_that_fails_later_fails_the_job_with_the_error(make_core) -> No
     core.on_launch_failed(a, 1, "RuntimeError: working_dir upload failed")
     assert core.get(a)["status"] == "failed" and "upload failed" in core.get(a)["error"]
     assert core.get(b)["status"] == "pending"
+
+
+def test_keys_older_than_their_ttl_are_pruned_so_a_steady_stream_of_verbs_keeps_the_registry_bounded(
+        make_core) -> None:
+    from fakes import FakeClock
+
+    from scheduler.config import Settings
+
+    clock = FakeClock()
+    core = make_core(FakeCluster({"CPU": 1}), clock=clock)
+    core.settings = Settings(storage_root=core.storage_root, db_path=":memory:", request_keys_ttl_s=3600)
+    sizes, jobs = [], []
+    for minute in range(6 * 60):  # six hours, a keyed submit and a keyed pause every minute
+        job = core.submit(spec(), idempotency_key=f"s-{minute}")
+        jobs.append(job["job_id"])
+        core.pause(job["job_id"], idempotency_key=f"p-{minute}")
+        clock.advance(60)
+        core.tick()
+        sizes.append(core.store.count_requests())
+    # An hour of keys (120) plus at most one prune interval's worth (10 minutes: 20) are kept.
+    assert max(sizes[120:]) <= 2 * 60 + 2 * 10 + 2, max(sizes)
+    assert sizes[-1] >= 2 * 60  # nothing younger than the TTL went
+    # Within the TTL a key still replays; past it, the same key acts again as a new request.
+    assert core.submit(spec(), idempotency_key=f"s-{6 * 60 - 1}")["job_id"] == jobs[-1]
+    assert core.count() == 6 * 60
+    again = core.submit(spec(), idempotency_key="s-0")
+    assert again["job_id"] != jobs[0] and core.count() == 6 * 60 + 1

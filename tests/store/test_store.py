@@ -164,3 +164,13 @@ def test_a_registry_from_before_keyed_requests_keeps_its_keys(tmp_path) -> None:
     tables = dict(store._db.execute("SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'index')").fetchall())
     assert "WITHOUT ROWID" in tables["requests"] and "jobs_by_owner" not in tables
     store.close()
+
+
+def test_old_request_keys_are_pruned_and_young_ones_kept(store) -> None:
+    for i, at in enumerate([10.0, 20.0, 30.0]):
+        job = dataclasses.replace(_job(), job_id=f"job_{i}")
+        store.insert_job(job, Transition(job.job_id, None, JobStatus.QUEUED, at, "submitted", 0),
+                         Request(f"k{i}", "submit", "f"))
+    assert store.count_requests() == 3
+    assert store.prune_requests(before=25.0) == 2
+    assert store.count_requests() == 1 and store.find_request("k2") is not None and store.find_request("k0") is None
