@@ -74,8 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="users, tokens, roles and quotas (YAML; default $TRAINQ_USERS_FILE): every API call then"
                         " acts as its token's user; a malformed file stops serve, naming the line")
     p.add_argument("--insecure-no-token", action="store_true",
-                   help="allow a non-local --host without a token")
-    p.epilog = ("Security settings (environment): TRAINQ_ALLOWED_DIRS: folders on this machine a job may name as "
+                   help="allow a non-local --host without a token (set the token with $TRAINQ_API_TOKEN or the"
+                        " file $TRAINQ_API_TOKEN_FILE; with a users file, each user's token is in it)")
+    p.epilog = ("Security settings (environment): TRAINQ_API_TOKEN, or TRAINQ_API_TOKEN_FILE naming a file that"
+                " holds it: the token every API call must carry (required to serve on a non-local --host"
+                " without a users file); TRAINQ_USERS_FILE: users with their own tokens, roles and quotas;"
+                " TRAINQ_ALLOWED_DIRS: folders on this machine a job may name as "
                 "working_dir/py_modules (unset: any; empty: none, clients upload their own); TRAINQ_STORAGE_ROOTS: "
                 "where a job's storage_path may point (besides the storage root); TRAINQ_SECRET_ENV: variables of "
                 "this environment handed to every job's workers, never shown (default HF_TOKEN); "
