@@ -39,7 +39,7 @@ from . import train as train_helpers
 from .config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, join_path, runner_name
 from .core.runner_events import Exited, HookSeen, Reported, RunnerEvent, Started
 from .hook_mailbox import HookMailbox
-from .policy.failure import INFRASTRUCTURE, USER
+from .run_failures import describe_failure, failure_kind
 from .spec import JobSpec
 
 logger = logging.getLogger("trainq.runner")
@@ -52,50 +52,6 @@ def checkpoint_uri(checkpoint: Any) -> str:
     """A checkpoint's location as a path (local) or a URI (``s3://...``)."""
     kind = getattr(checkpoint.filesystem, "type_name", "local")
     return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
-
-
-def describe_failure(exc: BaseException) -> str:
-    """``Type: message`` of what really failed, looking through Ray Train's wrappers."""
-    worker_failures = getattr(exc, "worker_failures", None)
-    if worker_failures:
-        rank, err = min(worker_failures.items())
-        return f"{_describe(err)} (worker rank {rank})"
-    controller_failure = getattr(exc, "controller_failure", None)
-    if controller_failure is not None:
-        return _describe(controller_failure)
-    return _describe(exc)
-
-
-def failure_kind(exc: BaseException) -> str:
-    """``user`` when the train function raised; ``infrastructure`` when a node, a worker process
-    or Ray Train's controller was lost (``policy.failure`` requeues those)."""
-    from ray.train.v2._internal.exceptions import (
-        InsufficientClusterResourcesError,
-        WorkerGroupStartupFailedError,
-        WorkerGroupStartupTimeoutError,
-        WorkerHealthCheckFailedError,
-        WorkerHealthCheckTimeoutError,
-    )
-
-    lost = (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, WorkerGroupStartupTimeoutError,
-            WorkerGroupStartupFailedError, InsufficientClusterResourcesError, ray.exceptions.RayActorError,
-            ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
-    worker_failures = getattr(exc, "worker_failures", None)
-    if worker_failures:
-        # Ray Train unwraps the train function's own exceptions; a dead worker (or its node) shows
-        # as a failed health check. Peers of a dead rank may raise collective errors at the same
-        # time, so any lost worker makes the whole failure infrastructure.
-        return INFRASTRUCTURE if any(isinstance(e, lost) for e in worker_failures.values()) else USER
-    controller_failure = getattr(exc, "controller_failure", None)
-    if controller_failure is not None:
-        return INFRASTRUCTURE if isinstance(controller_failure, lost) else USER
-    return INFRASTRUCTURE if isinstance(exc, lost) else USER  # e.g. the controller itself died
-
-
-def _describe(err: BaseException) -> str:
-    cause = getattr(err, "cause", None) or err
-    message = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {message[-1] if message else ''}".strip()
 
 
 class ReportRelay(UserCallback):

@@ -63,7 +63,7 @@ def test_failures_are_told_apart_the_way_ray_train_reports_them() -> None:
     from ray.train import ControllerError, WorkerGroupError
     from ray.train.v2._internal.exceptions import WorkerGroupStartupTimeoutError, WorkerHealthCheckFailedError
 
-    from scheduler.runner import failure_kind
+    from scheduler.run_failures import failure_kind
 
     died = WorkerHealthCheckFailedError("worker 1 died", failure=ray.exceptions.ActorDiedError())
     assert failure_kind(WorkerGroupError("boom", {0: RuntimeError("boom at step 5")})) == "user"
