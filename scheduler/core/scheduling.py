@@ -268,7 +268,9 @@ class Pass:
         run_s = {e.job_id: t for e in rest if (t := spec_of(e.job_id).time_limit_s) is not None}
         # A preemption's pause is stopped at its grace at the latest, so that bounds the pause.
         pause_s = self.ctx.settings.preempt_grace_s + STOP_MARGIN_S
-        preemptible = {e.job_id: pause_s for e in rest if spec_of(e.job_id).preemptible}
+        # A job known to ignore its checkpoint would start over after that pause: all its work lost.
+        blind = self.writer.ignores_checkpoint
+        preemptible = {e.job_id: pause_s for e in rest if spec_of(e.job_id).preemptible and e.job_id not in blind}
         plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s, preemptible=preemptible)
         used = snap.used_by_user()
         nodes = snap.nodes_free()
@@ -304,7 +306,8 @@ class Pass:
             if job.status is S.RUNNING:
                 spec = self.writer.spec(job)
                 running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(), self.attempts.started_at(job),
-                                                snap.attained(job.job_id, capacity, now), spec.preemptible))
+                                                snap.attained(job.job_id, capacity, now), spec.preemptible,
+                                                resumable=job.resumable))
         attained = {e.job_id: snap.attained(e.job_id, capacity, now) for e in waiting}
         free = snap.free()
         return [MakeWay(r.job_id, r.for_jobs[0] if r.for_jobs else None, Why.TIME_SLICE)

@@ -64,6 +64,9 @@ class Writer:
         self.deadlines: dict[str, float] = {}
         #: queued and active job (and any still holding resources) -> owner ("" when none)
         self.owners: dict[str, str] = {}
+        #: Queued and active jobs known to ignore their checkpoint (``resumable`` False): a pause
+        #: loses their whole attempt, so the policies that pause running jobs choose them last.
+        self.ignores_checkpoint: set[str] = set()
         #: active jobs as last written: a scheduling pass reads no row per running job
         self.live: dict[str, Job] = {}
         #: bumped on every change a scheduling pass or the queue view depends on
@@ -184,7 +187,7 @@ class Writer:
         self.version += 1
 
     def index(self, job: Job) -> None:
-        """Keep the queue, deadlines and owners in step with a job's stored state."""
+        """Keep the queue, deadlines, owners and ``ignores_checkpoint`` in step with a job's stored state."""
         self.version += 1
         if job.status is S.QUEUED or job.status in ACTIVE:
             self.owners[job.job_id] = job.owner or ""
@@ -192,6 +195,10 @@ class Writer:
             self._specs.pop(job.job_id, None)
             if not any(key[0] == job.job_id for key in self.held):
                 self.owners.pop(job.job_id, None)
+        if job.resumable is False and (job.status is S.QUEUED or job.status in ACTIVE):
+            self.ignores_checkpoint.add(job.job_id)
+        else:
+            self.ignores_checkpoint.discard(job.job_id)
         if job.status is S.QUEUED:
             spec = self.spec(job)
             self.queue.add(Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(),

@@ -6,10 +6,10 @@ Rules (docs/design.md, "Preemption"; Kueue's greedy-then-reverse pass, Determine
 - Victims are running, ``preemptible`` jobs of strictly lower priority whose attempt has run at
   least its ``min_runtime_s``. Strictly lower means two jobs of equal priority never preempt
   each other, and a requeued victim can never preempt its preemptor back (no ping-pong).
-- Order: lowest priority first; then resumable jobs before ones known to ignore their
-  checkpoint (those lose everything); then the least expected lost work, its dominant share
-  of the cluster times the seconds since its last checkpoint (or since its attempt started);
-  then the newest attempt.
+- Order: jobs that can resume first: one known to ignore its checkpoint (``resumable`` False)
+  loses its whole attempt, so it is chosen only when the others cannot make room; then lowest
+  priority first; then the least expected lost work, its dominant share of the cluster times
+  the seconds since its last checkpoint (or since its attempt started); then the newest attempt.
 - Take victims in that order until the head fits, then drop, most expensive first, every
   victim that turned out not to be needed. If even all of them would not make room, preempt
   nobody: a pause that does not let the head start only costs work.
@@ -78,7 +78,7 @@ def choose_victims(head_id: str, head_priority: int, head_demand: Mapping[str, f
     if fits(head_demand, room):
         return Preemption(head_id, waiting_for=[c.job_id for c in stopping])
     ranked = sorted((c for c in holders if eligible(c, head_priority, now)), key=lambda c: (
-        c.priority, c.resumable is False, dominant_share(c.demand, capacity) * expected_loss_s(c, now),
+        c.resumable is False, c.priority, dominant_share(c.demand, capacity) * expected_loss_s(c, now),
         -c.attempt_started_at))
     chosen: list[Candidate] = []
     for c in ranked:

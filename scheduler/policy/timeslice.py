@@ -8,6 +8,10 @@ and running jobs with the most attained service are rotated out first. A job is 
 out for a waiting one that has had strictly less service, so two jobs swap once per slice at
 most and never back and forth within one (no ping-pong), and only as many are rotated out as
 the waiting job needs.
+
+A job known to ignore its checkpoint (``resumable`` False) is never rotated out: each turn
+would throw its whole attempt away, and a job longer than one slice would then never finish.
+(Strictly higher priorities may still preempt it, as a last resort: ``policy.preemption``.)
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Sliced:
     attained: float  # resources × seconds over all its attempts (its dominant share × seconds)
     preemptible: bool = True
     stopping: bool = False
+    resumable: bool | None = None  # False: its train function never reads its checkpoint
 
 
 @dataclass(frozen=True)
@@ -62,7 +67,7 @@ def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running:
     more service than it, most served first; only if their places (with what is free) hold it.
     """
     room: Resources = dict(free)
-    pool = sorted((r for r in running if r.preemptible and not r.stopping
+    pool = sorted((r for r in running if r.preemptible and not r.stopping and r.resumable is not False
                    and now - r.attempt_started_at >= slice_s), key=lambda r: (-r.attained, r.job_id))
     taken: dict[str, list[str]] = {}
     for w in sorted(waiting, key=lambda e: (-e.priority, attained.get(e.job_id, 0.0), e.seq)):

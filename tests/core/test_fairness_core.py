@@ -321,6 +321,47 @@ def test_a_preemptible_job_is_backfilled_and_paused_before_the_head_may_start(ma
     assert core.get(lent)["status"] == "queued" and core.get(lent)["resume_from"] == "/s/lent/ck1"
 
 
+def test_a_job_that_never_reads_its_checkpoint_is_not_backfilled_on_the_condition_that_it_pauses(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=4, users=None, preempt_grace_s=60)
+    blind = core.submit(spec())["job_id"]
+    sim = RunnerSim(core, blind, 1)
+    sim.started()
+    sim.report(0, "/s/blind/ck0", read_checkpoint=False)
+    core.pause(blind)
+    sim.exit("paused")
+    running = core.submit(spec(num_workers=3, time_limit_s=1000, preemptible=False))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=4, priority=5))["job_id"]
+    core.resume(blind)
+    fresh = core.submit(spec())["job_id"]
+    assert core.get(head)["status"] == "queued"
+    # the fresh job may be paused before the head's turn and resume; the blind one would start over
+    assert core.get(fresh)["status"] == "pending" and core.get(fresh)["backfill"] == "preemptible"
+    assert core.get(blind)["status"] == "queued" and core.get(blind)["resumable"] is False
+    clock.advance(5)
+    core.tick()
+    assert core.get(blind)["status"] == "queued"
+
+
+def test_time_slicing_passes_over_a_job_that_never_reads_its_checkpoint(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=2, users=None, time_slice_s=60)
+    blind = core.submit(spec(min_runtime_s=0))["job_id"]
+    other = core.submit(spec(min_runtime_s=0))["job_id"]
+    sims = {job_id: RunnerSim(core, job_id, 1) for job_id in (blind, other)}
+    for sim in sims.values():
+        sim.started()
+    waiting = core.submit(spec())["job_id"]
+    clock.advance(600)  # the blind job has had far more service... but a turn would start it over
+    sims[blind].report(9, "/s/blind/ck9", read_checkpoint=False)
+    sims[other].report(1, "/s/other/ck1", read_checkpoint=True)
+    core.tick()
+    assert core.get(blind)["status"] == "running"
+    assert core.get(other)["status"] == "pausing" and core.get(other)["pause_reason"] == "timeslice"
+    assert launcher.pauses == [(other, 1)]
+    sims[other].exit("paused")
+    assert core.get(waiting)["status"] == "pending"
+
+
 def test_a_long_queue_explains_its_first_jobs_in_full_and_the_rest_by_their_place(make_core, monkeypatch) -> None:
     import scheduler.core.views as views_module
 

@@ -138,6 +138,15 @@ def test_only_as_many_as_needed_and_never_for_a_job_served_more() -> None:
     assert got == [Rotation("b", ["w1"]), Rotation("c", ["w2"])]
 
 
+def test_a_job_that_never_reads_its_checkpoint_is_never_rotated_out() -> None:
+    # each turn would start it over: with slices shorter than its run it would never finish
+    running = [sl("blind", 2, 9000, resumable=False), sl("resumes", 2, 5000)]
+    assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, running, {}, NOW, 300) == [Rotation("resumes", ["w"])]
+    assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, running[:1], {}, NOW, 300) == []
+    unknown = [sl("not-known-yet", 2, 9000, resumable=None)]  # not known yet: it has not run since a checkpoint
+    assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, unknown, {}, NOW, 300) == [Rotation("not-known-yet", ["w"])]
+
+
 def test_free_room_is_used_before_anyone_is_rotated_out() -> None:
     running = [sl("a", 2, 5000)]
     assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, running, {"GPU": 2.0}, NOW, 300) == []

@@ -39,6 +39,17 @@ def test_a_job_that_never_reads_its_checkpoint_is_chosen_after_resumable_ones() 
     assert decision is not None and decision.victims == ["resumable"]
 
 
+def test_a_job_that_never_reads_its_checkpoint_is_spared_even_over_a_higher_priority_that_would_do() -> None:
+    # Pausing "blind" throws away its whole attempt; "p3" (still below the head) loses 10 s and resumes.
+    holders = [cand("blind", started=NOW - 3600, resumable=False), cand("p3", priority=3, ckpt=NOW - 10)]
+    decision = choose_victims("h", 5, {"CPU": 2}, holders, {}, CAP, NOW)
+    assert decision is not None and decision.victims == ["p3"]
+    # ... and it is chosen when nothing else can make room, its loss counted from its attempt's start
+    decision = choose_victims("h", 5, {"CPU": 4}, holders, {}, CAP, NOW)
+    assert decision is not None and sorted(decision.victims) == ["blind", "p3"]
+    assert decision.lost_work_s["blind"] == 3600.0
+
+
 def test_without_a_checkpoint_the_whole_attempt_counts_as_lost() -> None:
     holders = [cand("no-ckpt", started=NOW - 60), cand("old-ckpt", started=NOW - 5000, ckpt=NOW - 300)]
     decision = choose_victims("h", 5, {"CPU": 2}, holders, {}, CAP, NOW)
@@ -100,6 +111,13 @@ def test_victims_are_eligible_sufficient_and_minimal(holders, head_cpus, head_pr
     assert fits(demand, room)  # enough
     for v in victims:  # and none too many
         assert not fits(demand, subtract(room, v.demand))
+    # a job that would start over is chosen only when the ones that can resume could not make room
+    if any(v.resumable is False for v in victims):
+        can_resume = [h.demand for h in holders if h.resumable is not False and h.stopping] + [
+            h.demand for h in holders if h.resumable is not False
+            and not h.stopping and h.preemptible and h.priority < head_priority
+            and NOW - h.attempt_started_at >= h.min_runtime_s]
+        assert not fits(demand, subtract(free, *({"CPU": -d["CPU"]} for d in can_resume)))
 
 
 # -- placement -----------------------------------------------------------------------------------
