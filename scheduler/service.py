@@ -130,6 +130,12 @@ class SchedulerService:
         self.core.set_users(users)
         return {"users": [u.public() for u in users.users] if users else None}
 
+    async def set_time_slice(self, seconds: float) -> dict[str, Any]:
+        """Time slicing on (a slice of ``seconds``) or off (0) without a restart, e.g. for the busy
+        hours only; a restart goes back to ``TRAINQ_TIME_SLICE_S``. Only for callers through Ray."""
+        self.core.set_time_slice(seconds)
+        return {"time_slice_s": self.core.settings.time_slice_s}
+
     async def usage(self, by: str = "user", since: float | str | None = None) -> dict[str, Any]:
         """Resource-seconds (GPU-hours, CPU-hours), lost work, preemptions and attempts per user or
         job since ``since`` (epoch seconds or an ISO time; None: all time)."""

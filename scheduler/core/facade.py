@@ -8,13 +8,14 @@ changed anything the queue depends on (or always, for those whose end frees reso
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..checkpoint_fs import CheckpointFS, StorageFS
 from ..config import Settings
-from ..errors import TrainqError
+from ..errors import InvalidSpec, TrainqError
 from ..jobs import Attempt, Job
 from ..policy import Resources, failure
 from ..states import ACTIVE, JobStatus
@@ -212,6 +213,13 @@ class Scheduler:
         """
         self.passes.draining = True
         return self.commands.drain(grace_s)
+
+    def set_time_slice(self, seconds: float) -> None:
+        """Turn time slicing on with a slice of ``seconds``, or off with 0, then schedule under it."""
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds < float("inf"):
+            raise InvalidSpec(f"a time slice is a number of seconds >= 0 (0: off), not {seconds!r}", "time_slice_s")
+        self.ctx.settings = dataclasses.replace(self.ctx.settings, time_slice_s=float(seconds))
+        self.passes.run()
 
     def set_users(self, users: Users | None) -> None:
         """Replace the users file's users, roles and quotas (a reload), then schedule under them."""

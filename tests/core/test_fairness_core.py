@@ -229,6 +229,24 @@ def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(m
     assert [j["job_id"] for j in core.queue()] == [third, first]  # behind: a new place at the end
 
 
+def test_time_slicing_is_switched_on_and_off_without_a_restart(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=1, users=None)
+    first = core.submit(spec(min_runtime_s=0))["job_id"]
+    sim = RunnerSim(core, first, 1)
+    sim.started()
+    core.submit(spec())
+    clock.advance(120)
+    sim.report(5, "/s/first/ck5")
+    core.set_time_slice(60)
+    assert core.get(first)["status"] == "pausing" and core.get(first)["pause_reason"] == "timeslice"
+    for bad in (-1, float("nan"), float("inf"), "60", True):
+        with pytest.raises(InvalidSpec, match="time slice"):
+            core.set_time_slice(bad)  # type: ignore[arg-type]
+    assert core.settings.time_slice_s == 60
+    core.set_time_slice(0)
+    assert core.settings.time_slice_s == 0
+
+
 def test_time_slicing_is_off_by_default(make_core) -> None:
     core, _, clock, _ = _core(make_core, cpus=1, users=None)
     first = core.submit(spec(min_runtime_s=0))["job_id"]

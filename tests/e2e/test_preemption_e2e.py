@@ -146,3 +146,30 @@ def test_a_function_that_never_reads_its_checkpoint_is_flagged_not_resumable(tq)
     done = c.get(reads["job_id"])
     assert done["resumable"] is True and done["warning"] is None
     c.cancel(job_id)
+
+
+def test_time_slicing_takes_turns_at_checkpoints_and_every_step_runs(tq) -> None:
+    """Two equal whole-cluster jobs with 2 s slices: they take turns, each pause right after a
+    checkpoint, each turn resuming from it; both complete with every step done."""
+    import ray
+
+    c, total = tq.c, 40
+    ray.get(c.handle.set_time_slice.remote(2))
+    try:
+        a = tq.submit(tq.steps_spec("slice-a", total=total, every=4, step_s=0.1, num_workers=2, min_runtime_s=0))
+        c.wait(a["job_id"], "running", timeout_s=120)
+        b = tq.submit(tq.steps_spec("slice-b", total=total, every=4, step_s=0.1, num_workers=2, min_runtime_s=0))
+        done = {name: c.wait(job["job_id"], "completed", timeout_s=300) for name, job in (("slice-a", a), ("slice-b", b))}
+    finally:
+        ray.get(c.handle.set_time_slice.remote(0))
+    assert done["slice-a"]["attempt"] >= 2  # it made way for b at least once
+    rotations = [t for t in c.history(a["job_id"])["transitions"] if t["to_status"] == "pausing"]
+    assert rotations and rotations[0]["reason"].startswith(f"time slice of 2s over; making way for {b['job_id']}")
+    for name, job in done.items():
+        steps = tq.steps_run(name)
+        assert sorted(set(steps)) == list(range(total))  # every step done
+        attempts = c.history(job["job_id"])["attempts"]
+        # each later turn started from a checkpoint the job recorded (a lookup that fails otherwise)
+        resumed = [_step_of_checkpoint(c, job["job_id"], att["resumed_from"]) for att in attempts[1:]]
+        redone = sorted(s for s in set(steps) if steps.count(s) > 1)
+        assert all(s > min(resumed) for s in redone) if resumed else not redone
