@@ -230,7 +230,7 @@ def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(m
 
 
 def test_time_slicing_is_switched_on_and_off_without_a_restart(make_core) -> None:
-    core, launcher, clock, _ = _core(make_core, cpus=1, users=None)
+    core, _, clock, _ = _core(make_core, cpus=1, users=None)
     first = core.submit(spec(min_runtime_s=0))["job_id"]
     sim = RunnerSim(core, first, 1)
     sim.started()

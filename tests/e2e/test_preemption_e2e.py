@@ -159,7 +159,8 @@ def test_time_slicing_takes_turns_at_checkpoints_and_every_step_runs(tq) -> None
         a = tq.submit(tq.steps_spec("slice-a", total=total, every=4, step_s=0.1, num_workers=2, min_runtime_s=0))
         c.wait(a["job_id"], "running", timeout_s=120)
         b = tq.submit(tq.steps_spec("slice-b", total=total, every=4, step_s=0.1, num_workers=2, min_runtime_s=0))
-        done = {name: c.wait(job["job_id"], "completed", timeout_s=300) for name, job in (("slice-a", a), ("slice-b", b))}
+        done = {name: c.wait(job["job_id"], "completed", timeout_s=300)
+                for name, job in (("slice-a", a), ("slice-b", b))}
     finally:
         ray.get(c.handle.set_time_slice.remote(0))
     assert done["slice-a"]["attempt"] >= 2  # it made way for b at least once
