@@ -11,10 +11,24 @@ from typing import Any
 NAMESPACE = "trainq"
 SCHEDULER_NAME = "scheduler"
 RUNNER_PREFIX = "runner"
-#: The detached actor that carries every attempt's runner (``scheduler.runner_host.RunnerHost``).
+#: The detached actors that carry the attempts' runners (``scheduler.runner_host.RunnerHost``):
+#: the first is named this, the next ones ``runner-host-1``, ``runner-host-2`` ... (``runner_host_name``).
 RUNNER_HOST_NAME = "runner-host"
 #: Ray's own head-node marker resource; a sliver of it pins an actor to the head node.
 HEAD_RESOURCE = "node:__internal_head__"
+
+
+def runner_host_name(slot: int) -> str:
+    """The actor name of the runner host in ``slot`` (0: ``runner-host``, as before there were several)."""
+    return RUNNER_HOST_NAME if slot == 0 else f"{RUNNER_HOST_NAME}-{slot}"
+
+
+def parse_runner_host_name(name: str) -> int | None:
+    """The slot of a runner host's actor name, or None for other actors."""
+    if name == RUNNER_HOST_NAME:
+        return 0
+    head, _, slot = name.rpartition("-")
+    return int(slot) if head == RUNNER_HOST_NAME and slot.isdigit() and slot[0] != "0" else None
 
 
 def runner_name(job_id: str, attempt: int) -> str:
@@ -56,6 +70,20 @@ def env_float(name: str, default: float) -> float:
         raise ValueError(f"{name}={raw!r} is not a number of seconds") from None
     if value < 0:
         raise ValueError(f"{name}={raw!r} must not be negative")
+    return value
+
+
+def env_int(name: str, default: int, minimum: int = 0) -> int:
+    """A whole number from the environment, at least ``minimum``, with an error naming the variable."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value < minimum:
+        raise ValueError(f"{name}={raw!r} must be at least {minimum}")
     return value
 
 
@@ -119,6 +147,11 @@ class Settings:
     #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
     #: lower means faster pauses and quicker notice of a finished run. Ray's default is 2.0 s.
     report_poll_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5")))
+    #: At most this many runs share one runner host process, so that a crash of one (out of
+    #: memory, a bug) requeues at most this many. A host costs ~250 MB and each run ~2 MB more,
+    #: beside ~240 MB for the run's own Ray Train controller (docs/benchmarks.md, footprint): at 16
+    #: the hosts add ~18 MB per run, under a tenth of what the run costs anyway.
+    runs_per_host: int = field(default_factory=lambda: env_int("TRAINQ_RUNS_PER_HOST", 16, minimum=1))
     #: Seconds between the scheduler's housekeeping ticks (deadlines, admission, autoscaler hints).
     tick_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_TICK_S", "1.0")))
     #: Seconds between reconciliations: live runners compared with the store, drift settled.

@@ -1,7 +1,9 @@
 """A runner's whole life, seen from the scheduler: launch, watch, pause, stop, loss.
 
-Every attempt runs on the runner host (``scheduler.runner_host.RunnerHost``, one detached actor on
-the head node). ``RayLauncher`` is the core's ``Launcher``: the core calls it synchronously, and
+Every attempt runs on a runner host (``scheduler.runner_host.RunnerHost``, detached actors on the
+head node), at most ``TRAINQ_RUNS_PER_HOST`` to a host: a host that dies (out of memory, a bug)
+takes only its own runs with it, and those alone are requeued (``choose_slot``).
+``RayLauncher`` is the core's ``Launcher``: the core calls it synchronously, and
 whatever may take long (uploading a working_dir, looking an actor up by name, a graceful abort)
 runs in background tasks off the scheduler actor's event loop. When a runner ends, or dies
 without a word, the launcher tells the scheduler through ``Outcomes``.
@@ -12,13 +14,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Coroutine
+from collections import Counter
+from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 import ray
 
 from . import raycompat, security
-from .config import HEAD_RESOURCE, NAMESPACE, RUNNER_HOST_NAME, Settings, parse_runner_name, runner_name
+from .config import (
+    HEAD_RESOURCE,
+    NAMESPACE,
+    Settings,
+    parse_runner_host_name,
+    parse_runner_name,
+    runner_host_name,
+    runner_name,
+)
 from .core.runner_events import Exited
 from .jobs import Attempt, Job
 from .runtime_env import has_local
@@ -27,6 +38,16 @@ logger = logging.getLogger("trainq.scheduler")
 #: environment every runner (and so its Ray Train controller and workers) gets
 TRAIN_STATE_ENV = {"RAY_TRAIN_ENABLE_STATE_TRACKING": "1"}
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
+
+
+def choose_slot(loads: Mapping[int, int], runs_per_host: int) -> int:
+    """The runner host for a new attempt: the first (lowest slot) carrying fewer than
+    ``runs_per_host`` attempts, so runs fill few hosts and a new host starts only when all are full.
+    ``loads``: attempts per host slot (slots carrying none may be absent)."""
+    slot = 0
+    while loads.get(slot, 0) >= runs_per_host:
+        slot += 1
+    return slot
 
 
 class Outcomes(Protocol):
@@ -49,10 +70,10 @@ class Outcomes(Protocol):
 
 
 class AttemptRef:
-    """One attempt on the runner host, addressed by its runner name."""
+    """One attempt on a runner host (the one in ``slot``), addressed by its runner name."""
 
-    def __init__(self, host: Any, name: str, started: Any = None) -> None:
-        self.host, self.name = host, name
+    def __init__(self, host: Any, name: str, started: Any = None, slot: int = 0) -> None:
+        self.host, self.name, self.slot = host, name, slot
         self._started = started  # the host's ``start`` call, for an attempt launched by us
 
     async def ready(self) -> None:
@@ -84,14 +105,15 @@ class AttemptRef:
 
 
 class RayLauncher:
-    """Starts attempts on the runner host, watches them, pauses and stops them."""
+    """Starts attempts on the runner hosts, watches them, pauses and stops them."""
 
     def __init__(self, settings: Settings, spawn: Spawn, outcomes: Outcomes) -> None:
         self.settings = settings
         self._spawn = spawn
         self._outcomes = outcomes
         self.handles: dict[tuple[str, int], AttemptRef] = {}  # live attempts: a stop needs no lookup
-        self._host: Any = None
+        self._hosts: dict[int, Any] = {}  # runner hosts by slot, created when a launch needs one
+        self._slots: dict[tuple[str, int], int] = {}  # live attempts (launching or watched): their host's slot
         self.launching: set[tuple[str, int]] = set()  # runtime_env being prepared, no runner yet
         self._abandoned: set[tuple[str, int]] = set()  # stopped while launching
 
@@ -99,6 +121,8 @@ class RayLauncher:
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         key = (job.job_id, attempt.attempt)
         self.launching.add(key)
+        # Chosen now, not in the task: launches in flight count toward their host's load.
+        self._slots[key] = choose_slot(Counter(self._slots.values()), self.settings.runs_per_host)
         self._spawn(self._launch(job, attempt, run_root))
 
     async def _launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
@@ -112,35 +136,39 @@ class RayLauncher:
                     num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_retries=0)
                 runtime_env = await upload.remote(runtime_env)
             worker_env = self.worker_env({**job.spec, "runtime_env": runtime_env})
-            host = await asyncio.to_thread(self.host)
+            slot = self._slots.get(key, 0)
+            host = await asyncio.to_thread(self.host, slot)
             if key in self._abandoned:
+                self._slots.pop(key, None)
                 self._outcomes.runner_lost(*key, "stopped before its runner was started")
                 return
             started = host.start.remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
                                         attempt.resumed_from, worker_env)
-            self.adopt(*key, AttemptRef(host, runner_name(*key), started))
+            self.adopt(*key, AttemptRef(host, runner_name(*key), started, slot))
         except Exception as e:
             logger.exception("could not start a runner for %s attempt %s", *key)
+            self._slots.pop(key, None)
             self._outcomes.launch_failed(*key, f"{type(e).__name__}: {e}")
         finally:
             self.launching.discard(key)
             self._abandoned.discard(key)
 
-    def host(self) -> Any:
-        """The runner host, created on first use (blocking: a GCS round trip; call in a thread)."""
-        if self._host is None:
+    def host(self, slot: int = 0) -> Any:
+        """The runner host in ``slot``, created on first use (blocking: a GCS round trip; call in a thread)."""
+        if slot not in self._hosts:
             from .runner_host import RunnerHost
 
-            self._host = ray.remote(RunnerHost).options(
-                name=RUNNER_HOST_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+            name = runner_host_name(slot)
+            self._hosts[slot] = ray.remote(RunnerHost).options(
+                name=name, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
                 num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=0, max_concurrency=100_000,
                 # Only trainq's own switches: the host and the Ray Train controllers it starts
                 # (which inherit this) run on the head node and never get a job's code or
                 # packages. Ray Train's state tracking is off by default, which hides trainq's
                 # runs from the Ray dashboard's Train API.
                 runtime_env={"env_vars": dict(TRAIN_STATE_ENV)},
-            ).remote(self.settings.report_poll_s)
-        return self._host
+            ).remote(self.settings.report_poll_s, name)
+        return self._hosts[slot]
 
     def worker_env(self, spec: dict[str, Any]) -> dict[str, Any]:
         """The runtime_env of a job's training workers: its own, with local folders uploaded (as
@@ -158,6 +186,7 @@ class RayLauncher:
     def adopt(self, job_id: str, attempt: int, ref: AttemptRef) -> None:
         """Keep and watch a runner (one just launched, or one found alive after a restart)."""
         self.handles[(job_id, attempt)] = ref
+        self._slots[(job_id, attempt)] = ref.slot
         self._spawn(self._watch(job_id, attempt, ref))
 
     async def _watch(self, job_id: str, attempt: int, ref: AttemptRef) -> None:
@@ -167,8 +196,12 @@ class RayLauncher:
             await ref.ready()
             exit_event = await ref.wait()
         except ray.exceptions.RayActorError as e:
-            self._host = None  # the host died with every attempt on it: the next launch starts a new one
-            self._outcomes.runner_lost(job_id, attempt, f"the runner host died: {type(e).__name__}")
+            # The host died with the attempts on it (and only those): the next launch that needs
+            # its slot starts a new one.
+            if self._hosts.get(ref.slot) is ref.host:
+                self._hosts.pop(ref.slot, None)
+            self._outcomes.runner_lost(job_id, attempt, f"its runner host {runner_host_name(ref.slot)} died:"
+                                                        f" {type(e).__name__}")
         except ray.exceptions.RayTaskError as e:  # the host does not carry it (any more)
             self._outcomes.runner_lost(job_id, attempt, f"the runner is gone: {e.cause}")
         else:
@@ -181,6 +214,7 @@ class RayLauncher:
             ref.forget()  # its exit is recorded
         finally:
             self.handles.pop((job_id, attempt), None)
+            self._slots.pop((job_id, attempt), None)
             self._outcomes.runner_ended()
 
     def watched(self) -> set[tuple[str, int]]:
@@ -235,20 +269,34 @@ class RayLauncher:
         return self.alive().get((job_id, attempt))
 
     def alive_keys(self) -> set[tuple[str, int]]:
-        """Every attempt the runner host carries now (blocking: GCS round trips)."""
+        """Every attempt the runner hosts carry now (blocking: GCS round trips)."""
         return set(self.alive())
 
     def alive(self) -> dict[tuple[str, int], AttemptRef]:
-        """Every attempt the runner host carries now, by (job_id, attempt) (blocking)."""
-        try:
-            host = ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
-            names: list[str] = ray.get(host.attempts.remote(), timeout=30)
-        except (ValueError, ray.exceptions.RayActorError):
-            return {}  # no host (yet), or it is gone with its attempts
-        self._host = host
+        """Every attempt the runner hosts carry now, by (job_id, attempt) (blocking)."""
         found = {}
-        for name in names:
-            key = parse_runner_name(name)
-            if key is not None:
-                found[key] = AttemptRef(host, name)
+        for slot, host in self._live_hosts().items():
+            try:
+                names: list[str] = ray.get(host.attempts.remote(), timeout=30)
+            except ray.exceptions.RayActorError:
+                continue  # gone with its attempts
+            self._hosts.setdefault(slot, host)
+            for name in names:
+                key = parse_runner_name(name)
+                if key is not None:
+                    found[key] = AttemptRef(host, name, slot=slot)
         return found
+
+    @staticmethod
+    def _live_hosts() -> dict[int, Any]:
+        """The runner hosts alive in Ray now, by slot (blocking)."""
+        hosts = {}
+        for entry in ray.util.list_named_actors(all_namespaces=True):
+            slot = parse_runner_host_name(entry["name"]) if entry["namespace"] == NAMESPACE else None
+            if slot is None:
+                continue
+            try:
+                hosts[slot] = ray.get_actor(entry["name"], namespace=NAMESPACE)
+            except ValueError:
+                continue  # it died since the listing
+        return hosts

@@ -1,12 +1,13 @@
-"""The runners: one ``Runner`` per attempt, which owns that attempt's ``fit()``, all carried by
-one long-lived, detached actor, the ``RunnerHost`` (``scheduler.runner_host``).
+"""The runners: one ``Runner`` per attempt, which owns that attempt's ``fit()``, carried by
+long-lived, detached actors, the ``RunnerHost``s (``scheduler.runner_host``), up to
+``TRAINQ_RUNS_PER_HOST`` runs to a host.
 
 The host outlives a scheduler restart (Ray Train's controller fate-shares with whoever calls
 ``fit()``, so that must not be the scheduler). Each runner relays every report to the scheduler
 in order, with retries, and stops the run right after a checkpoint report once a pause was
 requested: the report callback runs in Ray Train's controller and asks it to abort.
 
-Why one host and not an actor per attempt: a runner only builds a trainer and waits on
+Why a shared host and not an actor per attempt: a runner only builds a trainer and waits on
 ``fit()`` in a thread, so a process of its own (a Python with Ray, Ray Train and torch loaded,
 ~390 MB, started anew for every attempt) cost as much as Ray Train's own controller and seconds
 of every start. The host imports neither torch (``raycompat.lazy_torch_config``) nor any user
@@ -57,13 +58,13 @@ def checkpoint_uri(checkpoint: Any) -> str:
 class ReportRelay(UserCallback):
     """Runs in Ray Train's controller: hands each report to the runner, aborts when told."""
 
-    def __init__(self, runner: str) -> None:
-        self.runner = runner
+    def __init__(self, runner: str, host: str = RUNNER_HOST_NAME) -> None:
+        self.runner, self.host = runner, host
         self._handle: Any = None  # looked up in the controller on the first report
 
     def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
         if self._handle is None:
-            self._handle = host_handle()
+            self._handle = host_handle(self.host)
         path = checkpoint_uri(checkpoint) if checkpoint is not None else None
         stop = ray.get(self._handle.on_report.remote(self.runner, metrics[0] if metrics else {}, path, time.time()))
         if stop:
@@ -71,17 +72,17 @@ class ReportRelay(UserCallback):
             raycompat.current_controller().abort.remote()
 
 
-def host_handle() -> Any:
-    """The runner host, by name (from the scheduler, Ray Train's controller or a worker)."""
-    return ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE)
+def host_handle(host: str = RUNNER_HOST_NAME) -> Any:
+    """A runner host, by name (from the scheduler, Ray Train's controller or a worker)."""
+    return ray.get_actor(host, namespace=NAMESPACE)
 
 
-def _tell_controller(runner: str, controller: Any) -> None:
-    ray.get(host_handle().attach_controller.remote(runner, controller))
+def _tell_controller(host: str, runner: str, controller: Any) -> None:
+    ray.get(host_handle(host).attach_controller.remote(runner, controller))
 
 
-def _tell_started(runner: str) -> None:
-    host_handle().on_started.remote(runner)
+def _tell_started(host: str, runner: str) -> None:
+    host_handle(host).on_started.remote(runner)
 
 
 #: The attempt whose code runs in this thread or task: routes log records to its runner.log.
@@ -119,8 +120,9 @@ class Runner:
 
     def __init__(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str,
                  run_name: str, resume_from: str | None, worker_env: dict[str, Any] | None = None,
-                 pool: ThreadPoolExecutor | None = None) -> None:
+                 pool: ThreadPoolExecutor | None = None, host: str = RUNNER_HOST_NAME) -> None:
         self.job_id, self.attempt = job_id, attempt
+        self.host = host  # the name of the runner host carrying it: callbacks from the run find it so
         self.spec = JobSpec.model_validate(spec)
         #: The job's runtime_env as Ray Train's workers get it (folders already uploaded, secrets
         #: added). Only the workers get it: the runner and the controller never load user code.
@@ -307,7 +309,7 @@ class Runner:
         spec = self.spec
         entrypoint = spec.entrypoint or workloads.entrypoint_of(str(spec.workload))
         attempt_dir = join_path(self.run_root, self.run_name)
-        train_loop = train_helpers.wrap(entrypoint, self.name, self.resume_from, attempt_dir)
+        train_loop = train_helpers.wrap(entrypoint, self.name, self.resume_from, attempt_dir, host=self.host)
         return raycompat.trainer_class()(
             train_loop,
             train_loop_config=dict(spec.config),
@@ -319,9 +321,9 @@ class Runner:
                 storage_path=self.run_root,
                 failure_config=FailureConfig(max_failures=spec.max_failures),
                 worker_runtime_env=self.worker_env,
-                callbacks=[ReportRelay(self.name), raycompat.lifecycle_callback(
-                    functools.partial(_tell_controller, self.name),
-                    functools.partial(_tell_started, self.name))],
+                callbacks=[ReportRelay(self.name, self.host), raycompat.lifecycle_callback(
+                    functools.partial(_tell_controller, self.host, self.name),
+                    functools.partial(_tell_started, self.host, self.name))],
             ),
         )
 

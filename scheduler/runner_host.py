@@ -1,8 +1,10 @@
-"""The runner host: one detached actor on the head node that carries every attempt's ``Runner``.
+"""The runner hosts: detached actors on the head node, each carrying the ``Runner`` of up to
+``TRAINQ_RUNS_PER_HOST`` attempts.
 
-See ``scheduler.runner`` for why one host and not an actor per attempt. The scheduler starts and
-stops attempts here (``scheduler.launcher``); Ray Train's controllers and workers call back in
-with an attempt's key (``runner:<job_id>:<attempt>``).
+See ``scheduler.runner`` for why a shared host and not an actor per attempt, and
+``scheduler.launcher`` for how attempts are spread over hosts (so that one host's crash takes
+only its own runs). The scheduler starts and stops attempts here; Ray Train's controllers and
+workers call back in, to the host by its name, with an attempt's key (``runner:<job_id>:<attempt>``).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .config import runner_name
+from .config import RUNNER_HOST_NAME, runner_name
 from .core.runner_events import Exited
 from .runner import Runner
 
@@ -21,14 +23,16 @@ class UnknownAttempt(KeyError):
 
 
 class RunnerHost:
-    """The detached actor that carries every attempt's ``Runner`` (see the module docstring).
+    """A detached actor that carries attempts' ``Runner``s (see the module docstring).
 
-    The scheduler creates it on the head node on its first launch; each method names an
+    The scheduler creates it on the head node when a launch needs room; each method names an
     attempt by its key. It holds no state the scheduler needs after a restart beyond its
-    attempts, which the scheduler re-attaches with ``attempts()``.
+    attempts, which the scheduler re-attaches with ``attempts()``. ``name``: its own actor name,
+    which its runs use to call back.
     """
 
-    def __init__(self, report_poll_s: float) -> None:
+    def __init__(self, report_poll_s: float, name: str = RUNNER_HOST_NAME) -> None:
+        self.name = name
         # Ray Train reads these in the process that calls fit() and hands them to each controller.
         os.environ["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"] = str(report_poll_s)
         # fit() blocks in a pool thread, not on the event loop; Ray's "blocking ray.get inside
@@ -51,7 +55,7 @@ class RunnerHost:
         name = runner_name(job_id, attempt)
         if name not in self._runners:
             self._runners[name] = Runner(job_id, attempt, spec, run_root, run_name, resume_from,
-                                         worker_env, self._pool)
+                                         worker_env, self._pool, host=self.name)
         await self._runners[name].start()
 
     async def attempts(self) -> list[str]:

@@ -103,6 +103,11 @@ OTHERS: dict[str, Other] = {
         "Not a setting: trainq sets it in each training worker to the name of the attempt's runner, "
         "which ``scheduler.train``'s hook asks. A job's ``env_vars`` may not set it (no ``TRAINQ_`` name).",
         "set by trainq"),
+    "TRAINQ_RUNNER_HOST": Other(
+        "training workers",
+        "Not a setting: trainq sets it in each training worker to the name of the runner host that "
+        "carries the attempt (one of several, ``TRAINQ_RUNS_PER_HOST``), which the hook calls.",
+        "set by trainq"),
 }
 
 
@@ -170,6 +175,7 @@ PARSERS: dict[str, str] = {
     "env_float": "a number ≥ 0",
     "_env_positive": "a number > 0",
     "env_switch": "on/off",
+    "env_int": "a whole number ≥ 1",
     "_env_keep": "a whole number ≥ 1, or `all`",
 }
 

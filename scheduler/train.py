@@ -34,6 +34,8 @@ from .config import NAMESPACE, RUNNER_HOST_NAME
 
 #: Set by the trainq wrapper in each worker process: the actor name of this attempt's runner.
 RUNNER_ENV = "TRAINQ_RUNNER"
+#: the name of the runner host that carries it (one of several: ``config.runner_host_name``)
+RUNNER_HOST_ENV = "TRAINQ_RUNNER_HOST"
 _runner: tuple[str, Any] | None = None  # (name, handle): a reused process must not ask an old runner
 
 
@@ -250,7 +252,7 @@ def _runner_handle() -> Any:
     if _runner is None or _runner[0] != name:
         import ray
 
-        _runner = (name, ray.get_actor(RUNNER_HOST_NAME, namespace=NAMESPACE))
+        _runner = (name, ray.get_actor(os.environ.get(RUNNER_HOST_ENV) or RUNNER_HOST_NAME, namespace=NAMESPACE))
     return _runner[1], name
 
 
@@ -282,8 +284,8 @@ def load_entrypoint(entrypoint: str) -> Callable[..., Any]:
         raise ImportError(f"module {module_name!r} has no function {func_name!r}") from None
 
 
-def wrap(entrypoint: str, runner: str, resume_from: str | None,
-         attempt_dir: str | None = None) -> Callable[[dict[str, Any]], Any]:
+def wrap(entrypoint: str, runner: str, resume_from: str | None, attempt_dir: str | None = None,
+         host: str = RUNNER_HOST_NAME) -> Callable[[dict[str, Any]], Any]:
     """The train-loop function trainq hands to ``TorchTrainer``: trainq's code, no user code.
 
     It runs in every worker: it tells ``pause_requested()`` which runner to ask, makes
@@ -303,6 +305,7 @@ def wrap(entrypoint: str, runner: str, resume_from: str | None,
         if attempt_dir:
             logs.tee_output(attempt_dir, f"rank-{ray.train.get_context().get_world_rank()}")
         os.environ[RUNNER_ENV] = runner
+        os.environ[RUNNER_HOST_ENV] = host
         raycompat.seed_checkpoint(resume_from)
         raycompat.on_checkpoint_read(_tell_checkpoint_read)
         train_fn = load_entrypoint(entrypoint)

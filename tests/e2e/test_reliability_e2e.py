@@ -3,6 +3,7 @@ that starts with the actor, and a slow launch that must not stall anyone else.""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -162,3 +163,54 @@ def test_a_slow_working_dir_upload_does_not_stall_other_jobs(tq, tmp_path: Path)
     assert ray.get(c.handle.health.remote())["loop_lag_s"] < 0.5 * window  # the actor's own evidence
     c.cancel(a)
     c.cancel(b)
+
+
+def _host_of(job_id: str) -> str:
+    """The name of the runner host carrying the job's live attempt."""
+    for entry in ray.util.list_named_actors(all_namespaces=True):
+        if entry["namespace"] == NAMESPACE and entry["name"].startswith(RUNNER_HOST_NAME):
+            with contextlib.suppress(ValueError, ray.exceptions.RayActorError):
+                host = ray.get_actor(entry["name"], namespace=NAMESPACE)
+                if any(parse_runner_name(n)[0] == job_id for n in ray.get(host.attempts.remote())):
+                    return entry["name"]
+    raise AssertionError(f"no runner host carries {job_id}")
+
+
+def test_a_runner_host_that_dies_takes_only_its_own_runs(tq) -> None:
+    """With one run per host, two jobs run on two hosts: killing one host requeues its job alone
+    (a retry from its last checkpoint, naming the host), while the other runs on untouched."""
+    import dataclasses
+
+    c = tq.c
+
+    def runs_per_host(n: int | None) -> int:
+        def set_it(actor):  # the launcher's setting, for this test only
+            before = actor.launcher.settings.runs_per_host
+            if n is not None:
+                actor.launcher.settings = dataclasses.replace(actor.launcher.settings, runs_per_host=n)
+            return before
+        return ray.get(c.handle.__ray_call__.remote(set_it))
+
+    before = runs_per_host(1)
+    try:
+        a = tq.submit(tq.steps_spec("host-a", total=40, every=3, step_s=0.1))["job_id"]
+        b = tq.submit(tq.steps_spec("host-b", total=40, every=3, step_s=0.1))["job_id"]
+        for job_id in (a, b):
+            c.wait(job_id, "running", timeout_s=120)
+        hosts = {a: _host_of(a), b: _host_of(b)}
+        assert hosts[a] != hosts[b]
+        wait_until(lambda: c.checkpoints(b), timeout_s=60, what="a checkpoint of b")
+        victim = hosts[b] if hosts[b] != RUNNER_HOST_NAME else hosts[a]  # spare the shared first host
+        lost, kept = (b, a) if victim == hosts[b] else (a, b)
+        ray.kill(ray.get_actor(victim, namespace=NAMESPACE), no_restart=True)
+        done = {job_id: c.wait(job_id, "completed", timeout_s=240) for job_id in (kept, lost)}
+    finally:
+        runs_per_host(before)
+    assert done[kept]["attempt"] == 1 and done[kept]["retries"] == 0  # untouched
+    assert done[lost]["attempt"] == 2 and done[lost]["retries"] == 1
+    first = c.history(lost)["attempts"][0]
+    assert first["outcome"] == "lost"
+    assert any(f"runner host {victim} died" in t["reason"] for t in c.history(lost)["transitions"])
+    name = {a: "host-a", b: "host-b"}
+    assert tq.steps_run(name[kept]) == list(range(40))  # each step once, in order: never interrupted
+    assert sorted(set(tq.steps_run(name[lost]))) == list(range(40))  # every step done
