@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from scheduler.errors import InvalidSpec, TrainqError
+from scheduler.errors import InvalidSpec, NotAllowedHere, TrainqError
 from scheduler.validation import describe_errors
 
 logger = logging.getLogger("trainq.api")
@@ -32,7 +32,16 @@ _NOT_JSON = {"error": "invalid", "message": "the request body is not valid JSON"
 
 
 def status_of(exc: TrainqError) -> int:
-    """The HTTP status of a trainq error: by its code, and 409 for input the server cannot satisfy now."""
+    """The HTTP status of a trainq error: by its code, with two kinds of well-formed input set apart.
+
+    The OpenAPI document is the same for every server, so a request it allows must not be a 422.
+    One this server's admin does not allow (a folder outside TRAINQ_ALLOWED_DIRS, storage outside
+    TRAINQ_STORAGE_ROOTS) is a permission matter: 403. One it cannot satisfy as things stand (the
+    cluster's size, a file it lacks): 409. Both keep the ``invalid`` code and name the ``field``,
+    so clients raise the same ``InvalidSpec`` as through Ray.
+    """
+    if isinstance(exc, NotAllowedHere):
+        return 403
     if isinstance(exc, InvalidSpec) and exc.depends_on_server:
         return 409
     return STATUS_BY_CODE.get(exc.code, 500)

@@ -181,8 +181,9 @@ class Settings:
     #: The HuggingFace hub the model cache downloads from (default: huggingface_hub's own).
     hf_endpoint: str = field(default_factory=lambda: os.environ.get("HF_ENDPOINT", ""))
     #: Head-node folders a job may name as a local ``runtime_env`` working_dir/py_modules
-    #: (os.pathsep- or comma-separated). Unset: any folder (single-user mode, a laptop); empty:
-    #: none, so users must upload their folder (the CLI and the HTTP client do) or give a URI.
+    #: (os.pathsep- or comma-separated). Unset: any folder without a users file (one user, a
+    #: laptop), none with one; empty: none. Where none is allowed, users upload their folder (the
+    #: CLI and the HTTP client do) or give a URI.
     allowed_dirs: str | None = field(default_factory=lambda: os.environ.get("TRAINQ_ALLOWED_DIRS"))
     #: Where a job's ``storage_path`` may point (os.pathsep- or comma-separated folders or URIs).
     #: Unset or empty: only the storage root.
@@ -203,12 +204,6 @@ class Settings:
     #: Backfill: jobs behind a blocked head may start when that cannot delay it (default on);
     #: off, the queue starts strictly in order (the packing benchmark's baseline).
     backfill: bool = field(default_factory=lambda: env_switch("TRAINQ_BACKFILL", True))
-
-    def allowed_dir_list(self) -> list[str] | None:
-        """``allowed_dirs`` as a list; None means any folder is allowed."""
-        from .security import parse_list
-
-        return parse_list(self.allowed_dirs)
 
     def secret_names(self) -> list[str]:
         """The names in ``secret_env``."""

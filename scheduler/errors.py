@@ -134,8 +134,8 @@ class MissingOnServer(InvalidSpec):
 class NotAllowedHere(InvalidSpec):
     """An input names a folder or storage this server's admin does not allow (its allow-lists).
 
-    A 422 like any invalid input (the field is named): the admin's lists are part of what this
-    server accepts, not of the OpenAPI document every server shares.
+    Over HTTP a 403 naming the field: the request is well formed (the OpenAPI document every server
+    shares allows it), and this server's policy refuses it.
     """
 
 

@@ -4,7 +4,8 @@ A job's spec comes from a token holder who should reach only trainq's API, not t
 files or trainq's own settings. These functions decide, the core applies them at submit:
 
 - local folders (``runtime_env.working_dir``/``py_modules``) only under the folders an admin
-  allows, or under trainq's own package store (what clients uploaded);
+  allows (``allowed_dirs``: with a users file, none unless listed), or under trainq's own package
+  store (what clients uploaded);
 - ``storage_path`` only under the storage roots an admin lists, never inside a job's folder;
 - ``runtime_env.env_vars`` never set trainq's or Ray's own variables;
 - secrets (``TRAINQ_SECRET_ENV``) go to the workers from the scheduler's environment, never
@@ -53,6 +54,19 @@ def parse_list(raw: str | None) -> list[str] | None:
         return None
     # os.pathsep (":" here) also ends a URI's scheme: "s3://bucket" is one entry, not "s3" and "//bucket".
     return [part.strip() for part in re.split(rf",|{re.escape(os.pathsep)}(?!//)", raw) if part.strip()]
+
+
+def allowed_dirs(setting: str | None, with_users: bool) -> list[str] | None:
+    """The head-node folders a job may name as its working_dir/py_modules (``TRAINQ_ALLOWED_DIRS``);
+    None means any folder.
+
+    Unset, it depends on who can submit. One user (no users file, a laptop): any folder, since the
+    jobs run as that user anyway. With a users file: none, since a token holder must not run code
+    from the scheduler's machine that its admin did not name; each user uploads their own folder
+    (the CLI and the HTTP client do). Empty: none, either way.
+    """
+    listed = parse_list(setting)
+    return [] if listed is None and with_users else listed
 
 
 def real(path: str) -> str:

@@ -26,6 +26,26 @@ def load_users_for_serve(path: str | None) -> tuple[str | None, Any]:
     return path, load_users(path)
 
 
+def folders_line(host: str, allowed_dirs: str | None, *, with_users: bool) -> str | None:
+    """What ``serve`` says about the head-node folders a job may name as its working_dir (the rule
+    is ``security.allowed_dirs``): a warning when any folder is allowed and others can reach the
+    API, a note when users must upload theirs; None on a laptop with any folder allowed."""
+    from .. import security
+
+    allowed = security.allowed_dirs(allowed_dirs, with_users)
+    if allowed is None:
+        if host in LOCAL_HOSTS:
+            return None
+        return ("trainq: warning: TRAINQ_ALLOWED_DIRS is unset and there is no users file, so a job may name"
+                " any folder on this machine as its working_dir; set it (empty: none) or use a users file"
+                " when others hold the token")
+    if not allowed:
+        return ("trainq: jobs may name no folder on this machine (TRAINQ_ALLOWED_DIRS "
+                + ("unset, with a users file" if allowed_dirs is None else "empty")
+                + "): clients upload their folders (trainq submit --working-dir, scheduler.http.Client)")
+    return f"trainq: jobs may name folders on this machine only under {', '.join(allowed)} (TRAINQ_ALLOWED_DIRS)"
+
+
 def train_state_env() -> None:
     """Turn on Ray Train's state tracking in this process, so a Ray started here inherits it.
 
@@ -85,9 +105,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"trainq: {len(users.users)} users from {users_file}: every call acts as its token's user", flush=True)
     elif token:
         print("trainq: API token required (Authorization: Bearer ...; the page asks for it)")
-    if args.host not in LOCAL_HOSTS and settings.allowed_dir_list() is None:
-        print("trainq: TRAINQ_ALLOWED_DIRS is unset, so a job may name any folder on this machine as its "
-              "working_dir; set it (empty: none) when others hold the token", flush=True)
+    folders = folders_line(args.host, settings.allowed_dirs, with_users=users is not None)
+    if folders:
+        print(folders, flush=True)
     app = create_app(ActorBackend(handle), token, ray_dashboard_url=f"http://{dashboard}" if dashboard else None,
                      users=users)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))

@@ -37,7 +37,7 @@ class Submitter:
         self.writer = writer
         self.ctx = writer.ctx
         self.requests = requests
-        self._reach: tuple[Settings, list[str] | None, list[str], list[str]] | None = None
+        self._reach: tuple[Settings, bool, list[str] | None, list[str], list[str]] | None = None
 
     def submit_many(self, items: Sequence[Item]) -> list[Job | TrainqError]:
         """Check each ``(spec, idempotency_key, owner)`` on its own and store the new jobs with one
@@ -134,13 +134,14 @@ class Submitter:
         security.check_storage_path(spec.storage_path, roots)
 
     def _reach_rules(self) -> tuple[list[str] | None, list[str], list[str]]:
-        """The allowed folders, trainq's own package folder and the storage roots, parsed once per
-        ``settings`` (a submit checks them every time)."""
-        settings, root = self.ctx.settings, self.ctx.storage_root
-        if self._reach is None or self._reach[0] is not settings:
+        """The allowed folders (which depend on whether there are users), trainq's own package folder
+        and the storage roots, parsed once per ``settings`` and users (a submit checks them every time)."""
+        settings, root, with_users = self.ctx.settings, self.ctx.storage_root, self.ctx.users is not None
+        if self._reach is None or self._reach[0] is not settings or self._reach[1] is not with_users:
             roots = [root, *(security.parse_list(settings.storage_roots) or [])]
-            self._reach = (settings, settings.allowed_dir_list(), [packages_root(root)], roots)
-        return self._reach[1], self._reach[2], self._reach[3]
+            allowed = security.allowed_dirs(settings.allowed_dirs, with_users)
+            self._reach = (settings, with_users, allowed, [packages_root(root)], roots)
+        return self._reach[2], self._reach[3], self._reach[4]
 
 
 def _check_local_dirs(env: Mapping[str, Any]) -> None:

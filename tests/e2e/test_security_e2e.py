@@ -88,9 +88,9 @@ def test_a_head_node_folder_is_refused_over_http_and_nothing_is_stored(server, t
         for folder in (str(elsewhere), os.path.join(JOBS_DIR, "..", "..", "scheduler")):
             r = http.post("/api/training/jobs", json={"entrypoint": "steps:count_steps",
                                                       "runtime_env": {"working_dir": folder}})
-            assert r.status_code == 422 and r.json()["field"] == "runtime_env.working_dir", folder
+            assert r.status_code == 403 and r.json()["field"] == "runtime_env.working_dir", folder
         r = http.post("/api/training/jobs", json={"entrypoint": "steps:count_steps", "storage_path": str(tmp_path)})
-        assert r.status_code == 422 and r.json()["field"] == "storage_path"
+        assert r.status_code == 403 and r.json()["field"] == "storage_path"  # the admin's policy
         r = http.post("/api/training/jobs", json={"entrypoint": "steps:count_steps",
                                                   "runtime_env": {"env_vars": {"RAY_ADDRESS": "x"}}})
         assert r.status_code == 422 and "RAY_ADDRESS" in r.json()["message"]

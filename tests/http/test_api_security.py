@@ -50,11 +50,11 @@ def _refused(http, body: dict, field: str, status: int = 422) -> dict:
 def test_a_head_node_folder_is_refused_and_nothing_is_stored(http, tmp_path) -> None:
     code = tmp_path / "code"
     code.mkdir()
-    # Outside what this server's admin allows: 422 naming the field.
-    _refused(http, spec(runtime_env={"working_dir": str(code)}), "runtime_env.working_dir", 422)
+    # Schema-valid, but outside what this server's admin allows: 403 naming the field.
+    _refused(http, spec(runtime_env={"working_dir": str(code)}), "runtime_env.working_dir", 403)
     _refused(http, spec(runtime_env={"working_dir": str(tmp_path / "storage" / "packages" / ".." / ".." / "code")}),
-             "runtime_env.working_dir", 422)
-    _refused(http, spec(runtime_env={"py_modules": ["/etc"]}), "runtime_env.py_modules.0", 422)
+             "runtime_env.working_dir", 403)
+    _refused(http, spec(runtime_env={"py_modules": ["/etc"]}), "runtime_env.py_modules.0", 403)
 
 
 def test_storage_path_outside_the_roots_or_in_a_job_folder_is_refused(http, tmp_path) -> None:
@@ -62,8 +62,8 @@ def test_storage_path_outside_the_roots_or_in_a_job_folder_is_refused(http, tmp_
     assert first["spec"]["storage_path"] == str(tmp_path / "shared" / "team")
     http.post(f"/api/training/cancel/{first['job_id']}")
     before = http.get("/api/training/jobs").json()["total"]
-    # Outside the admin's roots, or inside a job's folder: 422 naming the field.
-    for path, status in ((str(tmp_path / "elsewhere"), 422), (str(tmp_path / "storage" / first["job_id"]), 422),
+    # Outside the admin's roots (their policy: 403), or inside a job's folder (the schema's: 422), naming the field.
+    for path, status in ((str(tmp_path / "elsewhere"), 403), (str(tmp_path / "storage" / first["job_id"]), 422),
                          (str(tmp_path / "shared" / "team" / first["job_id"] / "x"), 422)):
         r = http.post("/api/training/jobs", json=spec(storage_path=path))
         assert r.status_code == status and r.json()["field"] == "storage_path", path
@@ -132,3 +132,35 @@ def test_the_workers_get_the_secrets_and_the_jobs_own_variables_win(settings, mo
     assert env["env_vars"]["HF_TOKEN"] == "hf_from_the_scheduler"
     assert env["env_vars"]["WANDB_API_KEY"] == "users-own" and "UNSET_ONE" not in env["env_vars"]
     assert env["env_vars"]["RAY_TRAIN_ENABLE_STATE_TRACKING"] == "1"
+
+
+def _server_folder_submit(make_core, tmp_path, users_yaml: str | None, token: str) -> tuple[int, dict, int]:
+    """Submit a job naming a folder on the server's machine with TRAINQ_ALLOWED_DIRS unset:
+    (status, body, jobs stored)."""
+    from scheduler.users import parse_users
+
+    code = tmp_path / "server-code"
+    code.mkdir(exist_ok=True)
+    unset = Settings(storage_root=str(tmp_path / "storage"), db_path=":memory:", allowed_dirs=None)
+    core = make_core(FakeCluster({"CPU": 2}), FakeLauncher(), settings=unset)
+    core.users = parse_users(users_yaml) if users_yaml else None
+    app = create_app(ServiceBackend(SchedulerService(core, unset)), token=None if users_yaml else token,
+                     users=core.users)
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as http:
+        r = http.post("/api/training/jobs", json=spec(runtime_env={"working_dir": str(code)}))
+        return r.status_code, r.json(), http.get("/api/training/jobs").json()["total"]
+
+
+def test_with_a_users_file_unset_allowed_dirs_means_no_server_folder(make_core, tmp_path) -> None:
+    users = 'users:\n  alice:\n    token: "alice-token-0001"\n'
+    status, body, stored = _server_folder_submit(make_core, tmp_path, users, "alice-token-0001")
+    assert status == 403, body
+    assert body["field"] == "runtime_env.working_dir" and "no local folders are allowed here" in body["message"]
+    assert "trainq submit --working-dir" in body["message"]  # the way out: upload the folder
+    assert stored == 0
+
+
+def test_without_a_users_file_unset_allowed_dirs_keeps_any_server_folder(make_core, tmp_path) -> None:
+    status, body, stored = _server_folder_submit(make_core, tmp_path, None, "laptop-token")
+    assert status == 201, body
+    assert body["spec"]["runtime_env"]["working_dir"] == str(tmp_path / "server-code") and stored == 1

@@ -185,3 +185,21 @@ def test_a_wildcard_storage_root_allows_any_path_but_never_a_job_folder() -> Non
         check_storage_path("s3://bucket/job_0123456789ab/x", ["*"])
     with pytest.raises(InvalidSpec, match="outside the storage roots"):
         check_storage_path("/anywhere/x", ["/elsewhere"])
+
+
+def test_unset_allowed_dirs_means_any_folder_for_one_user_and_none_with_users() -> None:
+    assert security.allowed_dirs(None, with_users=False) is None
+    assert security.allowed_dirs(None, with_users=True) == []
+    assert security.allowed_dirs("", with_users=False) == []
+    assert security.allowed_dirs("/a,/b", with_users=True) == ["/a", "/b"]
+
+
+def test_serve_says_what_the_folder_rule_is_where_it_matters() -> None:
+    from scheduler.cli.serve import folders_line
+
+    assert folders_line("127.0.0.1", None, with_users=False) is None  # a laptop: nothing to say
+    assert "any folder" in (folders_line("0.0.0.0", None, with_users=False) or "")
+    for host in ("127.0.0.1", "0.0.0.0"):
+        line = folders_line(host, None, with_users=True) or ""
+        assert "no folder" in line and "with a users file" in line and "any folder" not in line
+    assert "only under /data" in (folders_line("0.0.0.0", "/data", with_users=True) or "")
