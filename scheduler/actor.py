@@ -22,7 +22,7 @@ import ray
 
 from . import raycompat, security
 from .channel import ChannelServer
-from .checkpoint_fs import BackgroundDeletes, StorageFS
+from .checkpoint_fs import BackgroundDeletes, StorageFS, sweep_leftovers
 from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings
 from .core import Exited, Scheduler
 from .launcher import RayLauncher
@@ -125,6 +125,9 @@ class SchedulerActor(SchedulerService):
         """Start the background work: the housekeeping loop and what ``__init__`` deferred (idempotent)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
+            # Checkpoints recorded as deleted but still on storage (a crash between the two): removed
+            # in the background, so a slow store never holds up the start.
+            self._spawn(sweep_leftovers(self.core.checkpointing, self.core.ctx.checkpoint_fs))
         while self._deferred:
             self._spawn(self._deferred.pop(0))
         return True

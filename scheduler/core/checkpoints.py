@@ -1,6 +1,7 @@
 """Checkpoints: recording them, retention, whether one still exists, and their public form.
 
 ``policy.retention`` decides which to delete; the checkpoint storage (``CheckpointFS``) deletes.
+The start-up sweep (``checkpoint_fs.sweep_leftovers``) asks here which deleted ones it may remove.
 """
 
 from __future__ import annotations
@@ -9,11 +10,15 @@ import os
 from typing import Any
 
 from .. import security
+from ..checkpoint_fs import Leftover, SweepOutcome
 from ..errors import CheckpointMissing, CheckpointRefused
 from ..jobs import Job, iso
 from ..policy import retention
 from ..states import ACTIVE
 from .writer import Writer
+
+#: Store meta: when the last completed sweep began (its ``since`` for the next one) and what it did.
+SWEEP_KEY = "checkpoint_sweep"
 
 
 class Checkpoints:
@@ -101,6 +106,44 @@ class Checkpoints:
                                 "keep_checkpoints": keep, "at": iso(now)})
         return doomed
 
+    # -- the start-up sweep (``checkpoint_fs.SweepSource``) ------------------------------------------
+    def sweep_window(self) -> tuple[float | None, float]:
+        """``(since, now)``: a sweep beginning now looks at deletions recorded from ``since``, when the
+        last completed sweep began (None: never swept). Older ones were checked by that sweep, and
+        nothing puts a folder back, so each start looks only at what the last run deleted."""
+        last = self.ctx.store.get_meta(SWEEP_KEY) or {}
+        since = last.get("since")
+        return (None if since is None else float(since)), self.ctx.clock()
+
+    def leftovers(self, since: float | None, offset: int, limit: int) -> tuple[list[Leftover], int | None]:
+        """The checkpoints the sweep may remove among ``limit`` jobs from ``offset`` (newest first),
+        and the next page's offset (None: no more jobs). See ``leftover_paths`` for which."""
+        jobs = self.ctx.store.list_jobs(limit=limit, offset=offset)
+        found: list[Leftover] = []
+        for job in jobs:
+            found += leftover_paths(job.job_id, self.ctx.store.checkpoints(job.job_id), self.writer.job_root(job),
+                                    since)
+        # New jobs shift later pages by their number: a job may be read twice, never skipped.
+        return found, (offset + len(jobs) if len(jobs) == limit else None)
+
+    def swept(self, began_at: float, found: list[Leftover], outcome: SweepOutcome) -> None:
+        """Record a finished sweep: the next one looks from when this one began, or from the oldest
+        folder it failed to remove (so that one is tried again); announce what went, per job."""
+        failed = set(outcome.failed)
+        retry = [f.deleted_at for f in found if f.path in failed]
+        since = min([began_at, *retry])
+        self.ctx.store.set_meta(SWEEP_KEY, {"since": since, "at": began_at, "checked": outcome.checked,
+                                            "removed": len(outcome.removed), "bytes_freed": outcome.bytes_freed,
+                                            "failed": len(outcome.failed)})
+        gone = set(outcome.removed)
+        by_job: dict[str, list[str]] = {}
+        for f in found:
+            if f.path in gone:
+                by_job.setdefault(f.job_id, []).append(f.path)
+        for job_id, paths in by_job.items():
+            self.writer.notify({"type": "checkpoints_swept", "job_id": job_id, "paths": paths,
+                                "at": iso(self.ctx.clock())})
+
     def existing_start(self, job: Job, start_from: str | None, named: bool) -> tuple[str | None, str | None]:
         """Check that the checkpoint a resume would start from still exists and is complete.
 
@@ -140,9 +183,30 @@ class Checkpoints:
         return cached[1]
 
 
+def leftover_paths(job_id: str, records: list[dict[str, Any]], root: str, since: float | None) -> list[Leftover]:
+    """The job's checkpoints the sweep may remove: recorded as deleted (from ``since``), inside the
+    job's own folder, and neither the folder of a checkpoint it still keeps nor one holding or
+    inside such a folder. The sweep never removes anything else."""
+    kept = [_norm(str(r["path"])) for r in records if r["deleted_at"] is None]
+    out = []
+    for r in records:
+        deleted_at, path = r["deleted_at"], str(r["path"])
+        if deleted_at is None or (since is not None and deleted_at < since) or not _inside(path, root):
+            continue
+        mine = _norm(path)
+        if any(k == mine or k.startswith(mine + "/") or mine.startswith(k + "/") for k in kept):
+            continue
+        out.append(Leftover(job_id, path, float(deleted_at)))
+    return out
+
+
 def _public(c: dict[str, Any]) -> dict[str, Any]:
     stored = retention.Stored(c["path"], c["attempt"], c["pinned"], c["deleted_at"] is not None)
     return {**c, "at": iso(c["at"]), "deleted_at": iso(c["deleted_at"]), "state": retention.state_of(stored)}
+
+
+def _norm(path: str) -> str:
+    return path.rstrip("/") if "://" in path else os.path.normpath(path)
 
 
 def _inside(path: str, root: str) -> bool:
