@@ -48,6 +48,7 @@ class UsageRow(_Out):
     attempts: int
     jobs: int | None = None
     fair_share_usage: float | None = None
+    checkpoint_bytes: int = 0
 
 
 class Usage(_Out):
@@ -55,6 +56,7 @@ class Usage(_Out):
     since: str | None
     until: str
     rows: list[UsageRow]
+    checkpoint_bytes: int = 0
 
 
 class JobPublic(_Out):

@@ -93,10 +93,7 @@ def cmd_queue(api: HttpClient, args: argparse.Namespace) -> int:
 
 def cmd_usage(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.usage(args.by, args.since)
-    rows = body["rows"]
-    columns = render.USAGE_COLUMNS[args.by]
-    title = f"usage by {args.by} since {body['since'] or 'the start'} until {body['until']}"
-    _print(args, body, render.table(rows, columns, title=title) if rows else f"{title}: nothing ran")
+    _print(args, body, render.usage(body))
     return 0
 
 

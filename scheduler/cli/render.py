@@ -34,9 +34,10 @@ QUEUE_COLUMNS = [("queue_position", "pos"), ("job_id", "job"), ("name", "name"),
 USAGE_COLUMNS = {
     "user": [("user", "user"), ("jobs", "jobs"), ("attempts", "attempts"), ("gpu_hours", "gpu-h"),
              ("cpu_hours", "cpu-h"), ("lost_work_s", "lost work s"), ("preemptions", "preempted"),
-             ("fair_share_usage", "fair-share usage")],
+             ("fair_share_usage", "fair-share usage"), ("checkpoint_size", "checkpoints")],
     "job": [("job_id", "job"), ("name", "name"), ("user", "user"), ("attempts", "attempts"), ("gpu_hours", "gpu-h"),
-            ("cpu_hours", "cpu-h"), ("lost_work_s", "lost work s"), ("preemptions", "preempted")],
+            ("cpu_hours", "cpu-h"), ("lost_work_s", "lost work s"), ("preemptions", "preempted"),
+            ("checkpoint_size", "checkpoints")],
 }
 #: job fields that appear as the scheduler grows (treat absent as unknown)
 OPTIONAL_FIELDS = ("owner", "pending_reason", "eta", "eta_basis", "borrowing", "backfill", "preemptions", "retries",
@@ -81,6 +82,18 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], ti
     for row in rows:
         t.add_row(*[_styled(key, row.get(key)) for key, _ in columns])
     return t
+
+
+def usage(body: dict[str, Any]) -> Table | str:
+    """``trainq usage``: one row per user or job, checkpoint bytes on storage in human units, and
+    in the title the period and the total those rows hold on storage."""
+    held = human_bytes(body.get("checkpoint_bytes", 0))
+    title = (f"usage by {body['by']} since {body['since'] or 'the start'} until {body['until']};"
+             f" checkpoints on storage: {held}")
+    if not body["rows"]:
+        return f"{title}; nothing ran"
+    rows = [{**r, "checkpoint_size": human_bytes(r.get("checkpoint_bytes", 0))} for r in body["rows"]]
+    return table(rows, USAGE_COLUMNS[body["by"]], title=title)
 
 
 def _styled(key: str, value: Any) -> Text:
