@@ -15,6 +15,8 @@ from starlette.routing import Match
 from scheduler.errors import InvalidSpec, NotAllowedHere, TrainqError
 from scheduler.validation import describe_errors
 
+from .schemas import ErrorBody
+
 logger = logging.getLogger("trainq.api")
 
 STATUS_BY_CODE = {
@@ -26,9 +28,29 @@ STATUS_BY_CODE = {
     "too_large": 413,
     "unavailable": 503,
 }
+#: What each error status means, written once: a route's OpenAPI ``responses`` name the ones it can
+#: answer (``answers``), and the fuzz test holds every answer to them.
+MEANING = {
+    401: "missing or wrong token (when tokens or a users file are configured)",
+    403: "not yours to change: another user's job (only its owner or an admin may), or an input this"
+         " server's admin does not allow (a folder outside TRAINQ_ALLOWED_DIRS, storage outside"
+         " TRAINQ_STORAGE_ROOTS: `error` is `invalid` and `field` names it)",
+    404: "no such job (or cached model)",
+    409: "the job's state does not allow this, or a well-formed input the server cannot satisfy as things"
+         " stand (the cluster is too small for the job, a path or cached model is not on the scheduler's"
+         " machine, a checkpoint the job did not record, an owner's quota); `field` names the input",
+    413: "larger than TRAINQ_MAX_PACKAGE_MB",
+    422: "invalid input (the schema says so); `field` names it",
+    503: "the scheduler actor is unavailable (restarting); try again shortly",
+}
 #: the ``error`` code of the framework's own refusals (no route, wrong method)
 CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 422: "invalid"}
 _NOT_JSON = {"error": "invalid", "message": "the request body is not valid JSON", "field": "body"}
+
+
+def answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for error statuses a route can answer: each an ``ErrorBody`` and its ``MEANING``."""
+    return {status: {"model": ErrorBody, "description": MEANING[status]} for status in statuses}
 
 
 def status_of(exc: TrainqError) -> int:
@@ -120,4 +142,4 @@ def install(app: FastAPI) -> None:
                             status_code=500)
 
 
-__all__ = ["STATUS_BY_CODE", "allowed_methods", "error_response", "install", "status_of"]
+__all__ = ["MEANING", "STATUS_BY_CODE", "allowed_methods", "answers", "error_response", "install", "status_of"]

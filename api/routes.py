@@ -21,17 +21,13 @@ from scheduler.states import JobStatus
 from . import schemas, stream
 from .auth import Authorized, Caller, require_token
 from .backend import Backend, JSONBytes
+from .errors import answers
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": schemas.ErrorBody, "description": "missing or wrong token (when one is configured)"},
-    403: {"model": schemas.ErrorBody, "description": "another user's job: only its owner or an admin may"},
-    404: {"model": schemas.ErrorBody, "description": "unknown job"},
-    409: {"model": schemas.ErrorBody, "description": "the job's state does not allow this, or a well-formed"
-          " input the server cannot satisfy as things stand (the cluster is too small for the job, a path"
-          " or cached model is not on the scheduler's machine, a checkpoint the job did not record); "
-          "`field` names the input"},
-    422: {"model": schemas.ErrorBody, "description": "invalid input (the schema says so); `field` names it"},
-}
+#: Every route behind the token can answer these; each route adds the error statuses of its own
+#: (``errors.answers``; what each means is written once, in ``errors.MEANING``). A route with a path
+#: parameter names 422 even where no value can fail: FastAPI documents one there anyway, and naming it
+#: gives it the body trainq sends.
+_EVERY = answers(401, 503)
 #: bounds on counts and offsets: far above any real use, well inside SQLite's 64-bit integers
 MAX_OFFSET = 1_000_000_000
 MAX_PAGE = 10_000
@@ -44,8 +40,8 @@ MAX_DEADLINE_S = 365 * 86400.0
 _ZIP_BODY = {"requestBody": {"required": True, "content": {"application/zip": {
     "schema": {"type": "string", "format": "binary"}}}}}
 router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"],
-                   responses=_ERRORS)
-health_router = APIRouter(tags=["health"])
+                   responses=_EVERY)
+health_router = APIRouter(tags=["health"], responses=answers(503))
 
 
 class WireJSON(JSONResponse):
@@ -106,11 +102,13 @@ def add_hot_routes(app: FastAPI) -> None:
     order (the token before the parameters): each rule is written once.
     """
     for method, path, endpoint, options in HOT:
+        own = options.get("responses", {})
         app.add_api_route(router.prefix + path, endpoint, methods=[method], tags=router.tags,
-                          responses=router.responses, **options)
+                          **{**options, "responses": {**router.responses, **own}})
 
 
-@_hot("POST", "/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job")
+@_hot("POST", "/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job",
+      responses=answers(403, 409, 422))
 async def submit(request: Request, spec: Annotated[JobSpec, Body()], caller: Caller,
                  idempotency_key: IdempotencyKey = None) -> Response:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
@@ -121,7 +119,7 @@ async def submit(request: Request, spec: Annotated[JobSpec, Body()], caller: Cal
 
 
 @router.post("/packages", response_model=schemas.PackagePublic, status_code=201, openapi_extra=_ZIP_BODY,
-             responses={413: {"model": schemas.ErrorBody, "description": "larger than TRAINQ_MAX_PACKAGE_MB"}},
+             responses=answers(413, 422),
              summary="Upload a folder (a zip) for a job's runtime_env working_dir or py_modules")
 async def upload_package(request: Request, backend: BackendDep,
                          name: Annotated[str, Query(
@@ -141,7 +139,7 @@ async def upload_package(request: Request, backend: BackendDep,
     return await backend.store_package(name, bytes(body))
 
 
-@_hot("GET", "/jobs", response_model=schemas.JobList, summary="List jobs, newest first")
+@_hot("GET", "/jobs", response_model=schemas.JobList, summary="List jobs, newest first", responses=answers(422))
 async def list_jobs(
     request: Request,
     _: Authorized,
@@ -153,23 +151,27 @@ async def list_jobs(
     return json_response(await backend_of(request).page_json(statuses, limit, offset))  # jobs and total at once
 
 
-@_hot("GET", "/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job")
+@_hot("GET", "/jobs/{job_id}", response_model=schemas.JobPublic, summary="One job",
+      responses=answers(404, 422))
 async def get_job(request: Request, _: Authorized, job_id: JobId) -> Response:
     return json_response(await backend_of(request).get_json(job_id))
 
 
-@_hot("GET", "/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order")
+@_hot("GET", "/queue", response_model=list[schemas.JobPublic], summary="The queue, in start order",
+      responses=answers(422))
 async def queue(request: Request, _: Authorized, limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None,
                 offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0) -> Response:
     return json_response(await backend_of(request).queue_json(limit, offset))
 
 
-@router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority")
+@router.patch("/jobs/{job_id}", response_model=schemas.JobPublic, summary="Change a job's priority",
+              responses=answers(403, 404, 409, 422))
 async def patch_job(job_id: JobId, body: schemas.JobPatch, backend: BackendDep, caller: Caller) -> Any:
     return await backend.set_priority(job_id, body.priority, as_user=caller)
 
 
-@router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job")
+@router.post("/pause/{job_id}", response_model=schemas.PauseResponse, summary="Pause a job",
+             responses=answers(403, 404, 409, 422))
 async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
                 deadline_s: Annotated[float | None, Query(
                     gt=0, le=MAX_DEADLINE_S,
@@ -180,31 +182,34 @@ async def pause(job_id: JobId, backend: BackendDep, caller: Caller,
     return await backend.pause(job_id, deadline_s, no_deadline, idempotency_key or new_key(), as_user=caller)
 
 
-@router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse,
+@router.post("/checkpoint/{job_id}", response_model=schemas.CheckpointResponse, responses=answers(403, 404, 409, 422),
              summary="Save a checkpoint now and keep running (jobs that use the cooperative hook)")
 async def checkpoint(job_id: JobId, backend: BackendDep, caller: Caller) -> Any:
     return await backend.checkpoint(job_id, as_user=caller)
 
 
-@router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job")
+@router.post("/resume/{job_id}", response_model=schemas.ResumeResponse, summary="Resume a job",
+             responses=answers(403, 404, 409, 422))
 async def resume(job_id: JobId, backend: BackendDep, caller: Caller,
                  checkpoint_path: Annotated[str | None, Query(description="a checkpoint this job recorded")] = None,
                  idempotency_key: IdempotencyKey = None) -> Any:
     return await backend.resume(job_id, checkpoint_path, idempotency_key or new_key(), as_user=caller)
 
 
-@router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job")
+@router.post("/cancel/{job_id}", response_model=schemas.JobPublic, summary="Cancel a job",
+             responses=answers(403, 404, 409, 422))
 async def cancel(job_id: JobId, backend: BackendDep, caller: Caller, idempotency_key: IdempotencyKey = None) -> Any:
     return await backend.cancel(job_id, idempotency_key or new_key(), as_user=caller)
 
 
-@router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic],
+@router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic], responses=answers(404, 422),
             summary="Every checkpoint the job recorded, newest first")
 async def checkpoints(job_id: JobId, backend: BackendDep) -> Any:
     return await backend.checkpoints(job_id)
 
 
 @router.post("/jobs/{job_id}/checkpoints/pin", response_model=schemas.CheckpointPublic,
+             responses=answers(403, 404, 409, 422),
              summary="Pin a recorded checkpoint: kept whatever keep_checkpoints says")
 async def pin_checkpoint(job_id: JobId, backend: BackendDep,
                          caller: Caller,
@@ -213,6 +218,7 @@ async def pin_checkpoint(job_id: JobId, backend: BackendDep,
 
 
 @router.post("/jobs/{job_id}/checkpoints/unpin", response_model=schemas.CheckpointPublic,
+             responses=answers(403, 404, 409, 422),
              summary="Unpin a checkpoint; the retention rule applies to it again (it may be deleted at once)")
 async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
                            caller: Caller,
@@ -220,20 +226,20 @@ async def unpin_checkpoint(job_id: JobId, backend: BackendDep,
     return await backend.pin_checkpoint(job_id, path, False, as_user=caller)
 
 
-@router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic],
+@router.get("/jobs/{job_id}/metrics", response_model=list[schemas.ReportPublic], responses=answers(404, 422),
             summary="Metrics history: every report, oldest first")
 async def metrics(job_id: JobId, backend: BackendDep, after_id: Annotated[int, Query(ge=0, le=MAX_EVENT_ID)] = 0,
                   limit: Annotated[int | None, Query(ge=1, le=MAX_PAGE)] = None) -> Any:
     return await backend.reports(job_id, after_id, limit)
 
 
-@router.get("/jobs/{job_id}/history", response_model=schemas.History,
+@router.get("/jobs/{job_id}/history", response_model=schemas.History, responses=answers(404, 422),
             summary="State transitions and attempts")
 async def history(job_id: JobId, backend: BackendDep) -> Any:
     return await backend.history(job_id)
 
 
-@router.get("/jobs/{job_id}/logs", response_model=schemas.Logs,
+@router.get("/jobs/{job_id}/logs", response_model=schemas.Logs, responses=answers(404, 422),
             summary="The last lines of the runner's and every worker's output")
 async def logs(job_id: JobId, backend: BackendDep, attempt: Annotated[int | None, Query(ge=1, le=MAX_ATTEMPT)] = None,
                tail: Annotated[int, Query(ge=1, le=10_000)] = 200) -> Any:
@@ -244,7 +250,8 @@ LastEventId = Annotated[int | None, Header(alias="Last-Event-ID", ge=0, le=MAX_E
                                            description="resume after this event id (instead of a snapshot)")]
 
 
-@router.get("/jobs/{job_id}/events", summary="Live stream (SSE) of one job's state changes and reports")
+@router.get("/jobs/{job_id}/events", summary="Live stream (SSE) of one job's state changes and reports",
+            responses=answers(404, 422))
 async def job_events(job_id: JobId, backend: BackendDep, last_event_id: LastEventId = None) -> StreamingResponse:
     await backend.get(job_id)  # 404 before the stream starts
     return StreamingResponse(stream.follow(backend, job_id, last_event_id=last_event_id),
@@ -252,7 +259,8 @@ async def job_events(job_id: JobId, backend: BackendDep, last_event_id: LastEven
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.get("/events", summary="Live stream (SSE) of every job's state changes and reports")
+@router.get("/events", summary="Live stream (SSE) of every job's state changes and reports",
+            responses=answers(422))
 async def all_events(backend: BackendDep, last_event_id: LastEventId = None) -> StreamingResponse:
     return StreamingResponse(stream.follow(backend, None, last_event_id=last_event_id),
                              media_type="text/event-stream",
@@ -266,10 +274,10 @@ def _iso_time_only(value: Any) -> Any:
     return value
 
 
-usage_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["usage"], responses=_ERRORS)
+usage_router = APIRouter(prefix="/api", dependencies=[Depends(require_token)], tags=["usage"], responses=_EVERY)
 
 
-@usage_router.get("/usage", response_model=schemas.Usage,
+@usage_router.get("/usage", response_model=schemas.Usage, responses=answers(422),
                   summary="Resource use per user or per job: GPU-hours, CPU-hours, lost work, preemptions, attempts")
 async def usage(backend: BackendDep,
                 by: Annotated[str, Query(pattern="^(user|job)$", description="user or job")] = "user",
@@ -284,10 +292,10 @@ async def usage(backend: BackendDep,
 ModelId = Annotated[str, Path(pattern=MODEL_ID_PATTERN, max_length=MODEL_ID_MAX,
                                description='a hub model id, "org/name" or "name"')]
 models_router = APIRouter(prefix="/api/models", dependencies=[Depends(require_token)], tags=["models"],
-                          responses=_ERRORS)
+                          responses=_EVERY)
 
 
-@models_router.post("", response_model=schemas.ModelEntry, status_code=202,
+@models_router.post("", response_model=schemas.ModelEntry, status_code=202, responses=answers(422),
                     summary="Download a model from the HuggingFace hub into the cache (in the background)")
 async def pull_model(body: schemas.ModelPull, backend: BackendDep) -> Any:
     return await backend.models_pull(body.model_id, body.revision)
@@ -298,12 +306,14 @@ async def list_models(backend: BackendDep) -> Any:
     return await backend.models_list()
 
 
-@models_router.get("/{model_id:path}", response_model=schemas.ModelEntry, summary="One cached model")
+@models_router.get("/{model_id:path}", response_model=schemas.ModelEntry, summary="One cached model",
+                   responses=answers(404, 422))
 async def get_model(model_id: ModelId, backend: BackendDep) -> Any:
     return await backend.models_get(model_id)
 
 
-@models_router.delete("/{model_id:path}", response_model=schemas.ModelEntry, summary="Delete a cached model")
+@models_router.delete("/{model_id:path}", response_model=schemas.ModelEntry, summary="Delete a cached model",
+                      responses=answers(404, 409, 422))
 async def delete_model(model_id: ModelId, backend: BackendDep) -> Any:
     return await backend.models_delete(model_id)
 

@@ -32,6 +32,7 @@ from scheduler.store import SQLiteStore
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
 FUZZ_S = int(os.environ.get("TRAINQ_FUZZ_S", "60"))
 SEED = int(os.environ.get("TRAINQ_FUZZ_SEED", "20261129"))
+HOOKS = Path(__file__).with_name("fuzz_hooks.py")
 
 
 class Boundless(dict):  # type: ignore[type-arg]
@@ -62,11 +63,10 @@ def fuzz_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Liv
                         "AWS_ACCESS_KEY_ID": "fuzz", "AWS_SECRET_ACCESS_KEY": "fuzz",
                         "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
-    # The admin's allow-lists are this server's own rules, not the document's (a refusal is a
-    # 422 naming the field, tested in test_api_security): the fuzzed server allows every folder and
-    # storage root, so a schema-valid job is never refused for them.
+    # The admin's allow-lists as on a shared server: no head-node folder, storage only under the
+    # storage root. A schema-valid job they refuse is a 403 naming the field, which the document lists.
     settings = Settings(storage_root=str(tmp_path / "storage"), db_path=str(tmp_path / "trainq.db"),
-                        allowed_dirs=None, storage_roots="*")
+                        allowed_dirs="", storage_roots="")
     stores: list[SQLiteStore] = []
 
     def make() -> SchedulerService:
@@ -91,11 +91,11 @@ def test_schemathesis_finds_nothing(fuzz_server: LiveServer, tmp_path: Path) -> 
            # a URL path, so schemathesis sometimes gives up on that route with "too many examples
            # filtered out" (a complaint about its generator, not a finding): let it keep drawing.
            "--suppress-health-check", "filter_too_much",
-           # The SSE streams never end by design: a fuzzer's request would wait for its timeout. The
-           # package upload takes a zip body, which schemathesis cannot build (it has no serializer
-           # for application/zip); tests/http/test_api_security.py covers uploads.
-           "--exclude-path-regex", "events$|/packages$"]
-    run = subprocess.run(cli, cwd=tmp_path, capture_output=True, text=True, timeout=FUZZ_S + 120, check=False)
+           # The SSE streams never end by design: a fuzzer's request would wait for its timeout.
+           "--exclude-path-regex", "events$"]
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)}  # how to send the upload route's zip
+    run = subprocess.run(cli, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=FUZZ_S + 120,
+                         check=False)
     report = run.stdout + run.stderr
     print(report[-3000:])  # the summary, for the test log (-s or -rA)
     assert run.returncode == 0, report[-20000:]
