@@ -29,7 +29,8 @@ def create_app(backend: Backend, token: str | None | object = _UNSET, *,
         title="trainq",
         version="0.1.0",
         description="Queue, pause and resume Ray Train jobs. Errors: 404 unknown job, 409 illegal "
-                    "transition, 422 invalid input, 401 missing token, 403 another user's job.",
+                    "transition, 422 invalid input, 401 missing token, 403 another user's job or an input "
+                    "this server's admin does not allow; each route lists the ones it can answer.",
         default_response_class=routes.WireJSON,  # a NaN metric is sent as "NaN", not refused with a 500
     )
     app.state.backend = backend

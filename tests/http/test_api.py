@@ -207,6 +207,20 @@ def test_openapi_docs_and_health(http) -> None:
     assert http.get("/health").json()["ok"] is True
 
 
+def test_the_document_lists_the_statuses_each_route_answers_with_trainqs_error_body(http) -> None:
+    paths = http.get("/openapi.json").json()["paths"]
+    answers = {(method.upper(), path): set(op["responses"])
+               for path, ops in paths.items() for method, op in ops.items()}
+    assert answers[("POST", "/api/training/jobs")] == {"201", "401", "403", "409", "422", "503"}  # 403: policy
+    assert answers[("GET", "/api/training/queue")] == {"200", "401", "422", "503"}  # no job named: no 404
+    assert answers[("POST", "/api/training/packages")] == {"201", "401", "413", "422", "503"}
+    assert answers[("GET", "/health")] == {"200", "503"}  # no token needed
+    for (method, path), statuses in answers.items():
+        for status in statuses - {"200", "201", "202"}:
+            body = paths[path][method.lower()]["responses"][status]["content"]["application/json"]["schema"]
+            assert body == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
+
+
 def test_logs_route_reads_the_attempt_folder(http, service) -> None:
     job_id, _ = _running(http, service)
     run_name = service.core.store.get_attempt(job_id, 1).run_name
