@@ -1,4 +1,5 @@
-"""Checkpoint retention, pinning and refusing gone checkpoints on a real local Ray with real runs.
+"""Checkpoint retention, pinning, refusing gone checkpoints and the start-up sweep on a real local
+Ray with real runs.
 
 What is on disk is checked against what trainq lists: a ``kept`` or ``pinned`` checkpoint's
 folder exists and holds the step it was recorded with; a ``deleted`` one's folder is gone.
@@ -12,8 +13,10 @@ import shutil
 import time
 
 import pytest
+import ray
 from test_ray_e2e import _legal_history, _wait_for
 
+from scheduler.config import NAMESPACE, SCHEDULER_NAME
 from scheduler.errors import CheckpointMissing
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -92,6 +95,29 @@ def test_keep_two_across_pauses_with_a_pin_and_every_kept_checkpoint_resumes(tq)
     assert live[2]["path"] == first["path"] and _saved_step(first["path"]) == first["metrics"]["step"]
     assert len(cks) - len(live) >= 6  # the rule really deleted, across all three attempts
     _legal_history(c, job_id)
+
+
+def test_a_restarted_scheduler_sweeps_checkpoints_recorded_as_deleted(tq) -> None:
+    c = tq.c
+    spec = tq.steps_spec("sweep", total=4, every=1, step_s=0.05, cooperative=True)
+    spec["keep_checkpoints"] = 1
+    job_id = tq.submit(spec)["job_id"]
+    assert c.wait(job_id, timeout_s=180)["status"] == "completed"
+    cks = _disk_matches_listing(c, job_id)
+    deleted = [ck for ck in cks if ck["state"] == "deleted"]
+    kept = [ck for ck in cks if ck["state"] != "deleted"]
+    assert len(deleted) >= 2 and len(kept) == 1
+    # What a crash between recording a deletion and removing the folder leaves behind.
+    for ck in deleted:
+        shutil.copytree(kept[0]["path"], ck["path"])
+    stray = os.path.join(os.path.dirname(kept[0]["path"]), "not_recorded")
+    shutil.copytree(kept[0]["path"], stray)
+
+    ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE), no_restart=False)
+    _wait_for(lambda: not any(os.path.exists(ck["path"]) for ck in deleted), timeout_s=60,
+              what="the restarted scheduler to sweep the folders recorded as deleted")
+    assert _saved_step(kept[0]["path"]) == kept[0]["metrics"]["step"] and _on_disk(stray)
+    assert [ck["state"] for ck in c.checkpoints(job_id)] == [ck["state"] for ck in cks]
 
 
 def test_a_checkpoint_deleted_by_hand_is_refused_and_a_plain_resume_falls_back(tq) -> None:
