@@ -143,7 +143,10 @@ class Settings:
 
     storage_root: str = field(
         default_factory=lambda: os.environ.get("TRAINQ_STORAGE") or str(trainq_home() / "storage"))
-    db_path: str = field(default_factory=lambda: os.environ.get("TRAINQ_DB") or str(trainq_home() / "trainq.db"))
+    #: The registry: a file path, ``sqlite:///PATH`` or ``postgresql://USER:PASSWORD@HOST:PORT/DB``
+    #: (``scheduler.store.url``). Left out of the repr: a URL may carry a password.
+    db_path: str = field(default_factory=lambda: os.environ.get("TRAINQ_DB") or str(trainq_home() / "trainq.db"),
+                         repr=False)
     #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
     #: lower means faster pauses and quicker notice of a finished run. Ray's default is 2.0 s.
     report_poll_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5")))
@@ -220,6 +223,13 @@ class Settings:
         """A copy with the non-None overrides applied; local paths are made absolute."""
         values = {**self.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
         for key in ("storage_root", "db_path"):
-            if "://" not in values[key]:
+            if "://" not in values[key] and values[key] != ":memory:":
                 values[key] = os.path.abspath(os.path.expanduser(values[key]))
         return Settings(**values)
+
+    def __post_init__(self) -> None:
+        # A registry URL of an unsupported scheme is refused here, before anything starts, rather
+        # than opened as a relative file path (``UnsupportedRegistry``, the password masked).
+        from .store.url import parse_db_url
+
+        parse_db_url(self.db_path)

@@ -205,3 +205,46 @@ class TooLarge(TrainqError):
     """An upload is larger than the setting allows (``limit_bytes``)."""
 
     code = "too_large"
+
+
+class UnsupportedRegistry(TrainqError):
+    """``TRAINQ_DB`` / ``--db`` names a database this trainq cannot use (``given`` is redacted)."""
+
+    code = "invalid"
+
+    def __init__(self, given: str, why: str) -> None:
+        super().__init__(f"registry {given!r} refused: {why}; use a file path, sqlite:///PATH or"
+                         " postgresql://USER:PASSWORD@HOST:PORT/DATABASE", field="db", given=given)
+
+
+class RegistryUnavailable(TrainqError):
+    """The registry's database server cannot be reached (at open, or lost mid-run); nothing of the
+    interrupted call was committed. ``where`` is ``host:port``, never the password."""
+
+    code = "unavailable"
+
+    def __init__(self, where: str, why: str) -> None:
+        super().__init__(f"the job registry at {where} is unavailable: {why}", where=where)
+
+
+class LeaseLost(TrainqError):
+    """A write by a scheduler whose leader lease (``epoch``) was taken over by a newer one: refused,
+    so a deposed scheduler cannot change the registry behind the new leader's back."""
+
+    code = "unavailable"
+
+    def __init__(self, epoch: int, current_epoch: int, holder: str | None) -> None:
+        super().__init__(f"this scheduler's lease (epoch {epoch}) was taken over by {holder or 'another'}"
+                         f" (epoch {current_epoch}): it is no longer the leader and may not write",
+                         epoch=epoch, current_epoch=current_epoch, holder=holder)
+
+
+class RegistryNotEmpty(TrainqError):
+    """``trainq db copy`` refuses a target registry that already holds something (``counts``)."""
+
+    code = "conflict"
+
+    def __init__(self, where: str, counts: dict[str, int]) -> None:
+        held = ", ".join(f"{n} {table}" for table, n in counts.items() if n)
+        super().__init__(f"the registry at {where} is not empty ({held}): db copy fills only an empty one;"
+                         " point --to at a new database", where=where, counts=counts)

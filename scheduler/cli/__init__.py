@@ -20,6 +20,7 @@ from ..errors import TrainqError
 from ..http import DEFAULT_URL, HttpClient
 from . import commands
 from .commands import UsageError
+from .db import add_parser as add_db_parser
 
 EXIT = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "conflict": 4, "invalid": 5,
         "unauthorized": 6, "unreachable": 7, "too_large": 5,
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     rm = models.add_parser("rm", help="delete a cached model")
     rm.add_argument("model_id")
 
+    add_db_parser(sub)
     p = sub.add_parser("logs", help="the runner's and every worker's output")
     p.add_argument("job_id")
     p.add_argument("--attempt", type=int, help="default: the latest")
@@ -191,6 +193,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .serve import cmd_serve
 
             return cmd_serve(args)
+        if args.command == "db":
+            from .db import cmd_db
+
+            return cmd_db(args)
         with HttpClient(args.url, _token(args)) as api:
             return COMMANDS[args.command](api, args)
     except TrainqError as e:

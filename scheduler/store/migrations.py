@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 # Numbered migrations: index i brings the schema from version i to i + 1. Append only.
 MIGRATIONS: list[str] = [
     """
@@ -106,9 +108,39 @@ MIGRATIONS: list[str] = [
     DROP TABLE requests;
     ALTER TABLE requests_by_key RENAME TO requests;
     """,
+    # 7: the leader lease and its epoch (a fencing token; see lease.py). The one row exists from
+    # the start, so taking the lease is always an UPDATE under the write lock.
+    """
+    CREATE TABLE lease (
+        name TEXT PRIMARY KEY,
+        holder TEXT,
+        epoch INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    );
+    INSERT INTO lease (name, holder, epoch, expires_at) VALUES ('leader', NULL, 0, 0);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def statements(script: str) -> list[str]:
     return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def migrate(db: sqlite3.Connection, path: str) -> None:
+    """Bring the SQLite registry on ``db`` to ``SCHEMA_VERSION``, one migration per transaction;
+    refuses a file a newer trainq made (its ``user_version`` is past ours)."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"{path} has schema version {version}, newer than this trainq ({SCHEMA_VERSION});"
+                           " upgrade trainq")
+    for i in range(version, SCHEMA_VERSION):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in statements(MIGRATIONS[i]):
+                db.execute(statement)
+            db.execute(f"PRAGMA user_version={i + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise

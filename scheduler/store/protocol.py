@@ -1,4 +1,4 @@
-"""The registry's interface: what the core needs from a store (SQLite today)."""
+"""The registry's interface: what the core needs from a store (SQLite or Postgres), and the lease."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..jobs import Attempt, Job, Report, Transition
 from ..states import JobStatus
+from .lease import Lease
 
 
 class Request(NamedTuple):
@@ -53,3 +54,16 @@ class Store(Protocol):
     def last_reports(self, job_id: str, attempt: int, n: int) -> list[Report]: ...
     def get_meta(self, key: str) -> Any: ...
     def set_meta(self, key: str, value: Any) -> None: ...
+
+
+class LeasedStore(Store, Protocol):
+    """A ``Store`` with the leader lease (lease.py): what a scheduler that must be the only writer
+    of a shared registry needs. Both ``SQLiteStore`` and ``PostgresStore`` are one."""
+
+    epoch: int | None
+
+    def acquire_lease(self, holder: str, ttl_s: float, now: float) -> Lease | None: ...
+    def renew_lease(self, holder: str, epoch: int, ttl_s: float, now: float) -> bool: ...
+    def current_lease(self) -> Lease | None: ...
+    def fence(self, epoch: int | None) -> None: ...
+    def close(self) -> None: ...

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import operator
-import sqlite3
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from ..jobs import Attempt, Job
 from ..states import JobStatus
@@ -20,6 +19,12 @@ JOB_COLUMNS = (
     "resumable", "cooperative", "checkpoint_requested_at", "owner", "borrowing", "backfill",
 )
 BOOL_FIELDS = ("resumable", "cooperative", "borrowing")
+
+
+class RowLike(Protocol):
+    """A row read by column name: ``sqlite3.Row``, or a SQLAlchemy row's ``_mapping`` (Postgres)."""
+
+    def __getitem__(self, key: str) -> Any: ...
 
 
 
@@ -60,7 +65,7 @@ def job_row_partial(changes: dict[str, Any]) -> dict[str, Any]:
             for k, v in changes.items()}
 
 
-def job_from(row: sqlite3.Row) -> Job:
+def job_from(row: RowLike) -> Job:
     data = {col: row[col] for col in JOB_COLUMNS}
     for key in JSON_FIELDS:
         if data[key] is not None:
@@ -72,18 +77,18 @@ def job_from(row: sqlite3.Row) -> Job:
     return Job(**data)
 
 
-def request_from(row: sqlite3.Row) -> dict[str, Any]:
+def request_from(row: RowLike) -> dict[str, Any]:
     return {"verb": row["verb"], "job_id": row["job_id"], "fingerprint": row["fingerprint"],
             "response": json.loads(row["response"]) if row["response"] else None, "at": row["at"]}
 
 
-def checkpoint_from(row: sqlite3.Row) -> dict[str, Any]:
+def checkpoint_from(row: RowLike) -> dict[str, Any]:
     return {"job_id": row["job_id"], "attempt": row["attempt"], "path": row["path"],
             "metrics": json.loads(row["metrics"]), "at": row["at"], "pinned": bool(row["pinned"]),
             "deleted_at": row["deleted_at"], "bytes": row["bytes"]}
 
 
-def attempt_from(row: sqlite3.Row) -> Attempt:
+def attempt_from(row: RowLike) -> Attempt:
     return Attempt(
         job_id=row["job_id"], attempt=row["attempt"], started_at=row["started_at"],
         resumed_from=row["resumed_from"], run_name=row["run_name"], ended_at=row["ended_at"],

@@ -15,7 +15,8 @@ from typing import Any
 from ..jobs import Attempt, Job, Report, Transition
 from ..states import JobStatus
 from .connection import Transaction, bind_none_and_bool_fast
-from .migrations import MIGRATIONS, SCHEMA_VERSION, statements
+from .lease import SQLiteLeasing
+from .migrations import migrate
 from .protocol import Request
 from .rows import (
     INSERT_JOB,
@@ -34,14 +35,17 @@ INSERT_REQUEST = "INSERT INTO requests (key, verb, job_id, fingerprint, at) VALU
 JOB_CACHE_SIZE = 20_000
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteLeasing):
     """SQLite in WAL mode, synchronous=FULL: a state change is on disk before the call returns.
 
-    Reports and request answers commit without their own fsync (see ``Transaction``).
+    Reports and request answers commit without their own fsync (see ``Transaction``). Opened with
+    an ``epoch`` (or after ``acquire_lease``), every write is fenced by it (lease.py).
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, epoch: int | None = None) -> None:
         self.path = path
+        #: The lease epoch this store writes under (None: unfenced); see ``fence``.
+        self.epoch = epoch
         bind_none_and_bool_fast()
         if path != ":memory:":
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -65,22 +69,7 @@ class SQLiteStore:
     # -- schema -------------------------------------------------------------------------------
     def _migrate(self) -> None:
         with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} has schema version {version}, newer than this trainq"
-                    f" ({SCHEMA_VERSION}); upgrade trainq"
-                )
-            for i in range(version, SCHEMA_VERSION):
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    for statement in statements(MIGRATIONS[i]):
-                        self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version={i + 1}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            migrate(self._db, self.path)
 
     @property
     def schema_version(self) -> int:
@@ -411,4 +400,4 @@ class SQLiteStore:
             self._db.execute(INSERT_REQUEST, (request.key, request.verb, job_id, request.fingerprint, at))
 
     def _tx(self, durable: bool = True) -> Transaction:
-        return Transaction(self._db, durable)
+        return Transaction(self._db, durable, self.epoch)
