@@ -9,4 +9,4 @@ scripts/setup-browser.sh
 echo "trainq: ruff check and mypy"
 .venv/bin/ruff check scheduler api tests benchmarks
 .venv/bin/mypy
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+exec .venv/bin/python -m pytest -p no:cacheprovider --durations=30 "$@"

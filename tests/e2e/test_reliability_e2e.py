@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import ray
 from helpers import JOBS_DIR, RAY_CPUS, wait_until
+from test_ray_e2e import _step_of_checkpoint
 
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
 from scheduler.states import JobStatus, allowed
@@ -118,8 +119,13 @@ def test_background_work_starts_with_the_actor_not_with_the_first_call(tq, ray_c
         with sqlite3.connect(ray_cluster["db_path"]) as db:
             return db.execute("SELECT status FROM jobs WHERE job_id = ?", (job_id,)).fetchone()[0]
 
-    wait_until(lambda: status() == "paused", 25, "paused at its deadline with no caller")
-    assert time.time() - killed_at < 25
+    # A generous limit (the deadline is 2 s): without a loop of its own the scheduler would wait
+    # for a caller for ever, so the evidence is that it happened at all, and by the deadline's rule.
+    wait_until(lambda: status() == "paused", 120, "paused at its deadline with no caller")
+    with sqlite3.connect(ray_cluster["db_path"]) as db:
+        reason, at = db.execute("SELECT reason, at FROM transitions WHERE job_id = ? AND to_status = 'paused'",
+                                (job_id,)).fetchone()
+    assert reason.startswith("pause deadline passed") and at > killed_at  # by the restarted actor
     assert c.reports(job_id) == []  # no runner event woke the scheduler up either
 
 
@@ -193,24 +199,31 @@ def test_a_runner_host_that_dies_takes_only_its_own_runs(tq) -> None:
 
     before = runs_per_host(1)
     try:
-        a = tq.submit(tq.steps_spec("host-a", total=40, every=3, step_s=0.1))["job_id"]
-        b = tq.submit(tq.steps_spec("host-b", total=40, every=3, step_s=0.1))["job_id"]
+        a = tq.submit(tq.steps_spec("host-a", total=100_000, every=3, step_s=0.1))["job_id"]
+        b = tq.submit(tq.steps_spec("host-b", total=100_000, every=3, step_s=0.1))["job_id"]
         for job_id in (a, b):
             c.wait(job_id, "running", timeout_s=120)
         hosts = {a: _host_of(a), b: _host_of(b)}
         assert hosts[a] != hosts[b]
-        wait_until(lambda: c.checkpoints(b), timeout_s=60, what="a checkpoint of b")
         victim = hosts[b] if hosts[b] != RUNNER_HOST_NAME else hosts[a]  # spare the shared first host
         lost, kept = (b, a) if victim == hosts[b] else (a, b)
+        wait_until(lambda: c.checkpoints(lost), timeout_s=60, what="a checkpoint of the job to lose")
         ray.kill(ray.get_actor(victim, namespace=NAMESPACE), no_restart=True)
-        done = {job_id: c.wait(job_id, "completed", timeout_s=240) for job_id in (kept, lost)}
+        again = wait_until(lambda: (j := c.get(lost))["status"] == "running" and j["attempt"] == 2 and j,
+                           timeout_s=180, what="the lost job running again")
+        untouched = c.get(kept)
     finally:
         runs_per_host(before)
-    assert done[kept]["attempt"] == 1 and done[kept]["retries"] == 0  # untouched
-    assert done[lost]["attempt"] == 2 and done[lost]["retries"] == 1
-    first = c.history(lost)["attempts"][0]
-    assert first["outcome"] == "lost"
-    assert any(f"runner host {victim} died" in t["reason"] for t in c.history(lost)["transitions"])
+    assert untouched["status"] == "running" and untouched["attempt"] == 1 and untouched["retries"] == 0
+    assert again["retries"] == 1
+    history = c.history(lost)
+    assert history["attempts"][0]["outcome"] == "lost"
+    assert any(f"runner host {victim} died" in t["reason"] for t in history["transitions"])
+    for job_id in (a, b):
+        c.cancel(job_id)
     name = {a: "host-a", b: "host-b"}
-    assert tq.steps_run(name[kept]) == list(range(40))  # each step once, in order: never interrupted
-    assert sorted(set(tq.steps_run(name[lost]))) == list(range(40))  # every step done
+    steps = tq.steps_run(name[kept])
+    assert steps == list(range(len(steps))) and len(steps) > 10  # each step once, in order: never interrupted
+    steps = tq.steps_run(name[lost])
+    resumed = _step_of_checkpoint(c, lost, history["attempts"][1]["resumed_from"])
+    assert all(s > resumed for s in {s for s in steps if steps.count(s) > 1})  # from its last checkpoint
