@@ -11,11 +11,25 @@ import sys
 import time
 from pathlib import Path
 
-from . import common, control_plane, fairness, footprint, hook, overhead, packing, pause, preemption, scale, timeslice
+from . import (
+    common,
+    control_plane,
+    fairness,
+    footprint,
+    hook,
+    launch_stall,
+    overhead,
+    packing,
+    pause,
+    preemption,
+    scale,
+    timeslice,
+)
 
 SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption.run,
           "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run,
-          "hook": hook.run, "scale": scale.run, "footprint": footprint.run, "timeslice": timeslice.run}
+          "hook": hook.run, "scale": scale.run, "footprint": footprint.run, "timeslice": timeslice.run,
+          "launch_stall": launch_stall.run}
 #: suites that simulate and need neither Ray nor a client
 PURE = {"fairness", "scale"}
 
