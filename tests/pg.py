@@ -58,7 +58,7 @@ class PostgresServer:
         cmd = [os.path.join(self.bin, tool), *args]
         if self.as_root:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
             raise RuntimeError(f"{tool} failed ({done.returncode}): {done.stderr.strip() or done.stdout.strip()}")
 
@@ -90,7 +90,7 @@ class PostgresServer:
         psql = os.path.join(self.bin, "psql")
         done = subprocess.run([psql if os.path.exists(psql) else "psql", "-h", "127.0.0.1", "-p", str(self.port),
                                "-U", "postgres", "-d", database, "-Atc", sql],
-                              capture_output=True, text=True, timeout=60)
+                              check=False, capture_output=True, text=True, timeout=60)
         if done.returncode != 0:
             raise RuntimeError(f"psql failed: {done.stderr.strip()}")
         return done.stdout.strip()

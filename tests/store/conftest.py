@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-
 from pg import INSTALL_HINT, PostgresServer, bin_dir
+
 from scheduler.store import open_store
 
 BACKENDS = ["sqlite", "postgres"]
@@ -43,7 +43,8 @@ def fresh_pg_url(pg_server: PostgresServer) -> str:
 def _pg_registry(pg_server: PostgresServer) -> Iterator[tuple[str, sa.Engine]]:
     url = pg_server.create_database("registry")
     open_store(url).close()  # migrated once
-    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    # No pool: a test may restart the server, and a pooled connection would not survive it.
+    engine = sa.create_engine(url.replace("postgresql://", "postgresql+psycopg://"), poolclass=sa.pool.NullPool)
     yield url, engine
     engine.dispose()
 
