@@ -18,3 +18,17 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   quiet .venv/bin/pip install --quiet -e ".[test]"
   touch "$stamp"
 fi
+# Debian's postgresql for the Postgres registry tests and the store benchmark (tests/pg.py starts a
+# throwaway server from its initdb and pg_ctl, as the postgres user). Needs root and apt, like
+# Chromium in scripts/setup-browser.sh; elsewhere it says so and those tests skip with the same message.
+if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null && ! command -v pg_ctl >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "trainq: installing Debian's postgresql for the registry tests (once)"
+    if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }; then
+      echo "trainq: could not install postgresql; the Postgres registry tests will skip" >&2
+    fi
+  else
+    echo "trainq: no Postgres server binaries and not root with apt-get: the Postgres registry tests will skip" \
+         "(install them with: apt-get install -y postgresql)" >&2
+  fi
+fi
