@@ -23,15 +23,16 @@ from . import (
     pause,
     preemption,
     scale,
+    store,
     timeslice,
 )
 
 SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption.run,
           "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run,
           "hook": hook.run, "scale": scale.run, "footprint": footprint.run, "timeslice": timeslice.run,
-          "launch_stall": launch_stall.run}
+          "launch_stall": launch_stall.run, "store": store.run}
 #: suites that simulate and need neither Ray nor a client
-PURE = {"fairness", "scale"}
+PURE = {"fairness", "scale", "store"}
 
 
 def main() -> int:

@@ -3,7 +3,7 @@
 Debian's ``postgresql`` package (``scripts/setup.sh`` installs it, as root with apt) provides
 ``initdb`` and ``pg_ctl``; the server refuses to run as root, so as root they run as the
 ``postgres`` user (``runuser``) on a temp folder it owns. Trust authentication, 127.0.0.1 only,
-on a free port, fsync off (a test server: what it holds is thrown away).
+on a free port; fsync off unless asked for (a test server: what it holds is thrown away).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def free_port() -> int:
 class PostgresServer:
     """One server on a temp folder; ``start``/``stop`` may repeat (a test takes the server away)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fsync: bool = False) -> None:
         found = bin_dir()
         if found is None:
             raise RuntimeError(INSTALL_HINT)
@@ -53,6 +53,8 @@ class PostgresServer:
             shutil.chown(self.dir, "postgres", "postgres")
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8")
         self.running = False
+        #: Off for the tests (what they write is thrown away); on for a benchmark, like a real server.
+        self.fsync = fsync
 
     def _run(self, tool: str, *args: str) -> None:
         cmd = [os.path.join(self.bin, tool), *args]
@@ -64,8 +66,8 @@ class PostgresServer:
 
     def start(self) -> None:
         """Start the server and wait until it accepts connections."""
-        options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
-                   " -c full_page_writes=off -c max_connections=50")
+        durability = "" if self.fsync else " -c fsync=off -c full_page_writes=off"
+        options = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c max_connections=50{durability}"
         self._run("pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options, "-w", "-t", "60",
                   "start")
         self.running = True
