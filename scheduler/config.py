@@ -143,8 +143,9 @@ class Settings:
 
     storage_root: str = field(
         default_factory=lambda: os.environ.get("TRAINQ_STORAGE") or str(trainq_home() / "storage"))
-    #: The registry: a file path, ``sqlite:///PATH`` or ``postgresql://USER:PASSWORD@HOST:PORT/DB``
-    #: (``scheduler.store.url``). Left out of the repr: a URL may carry a password.
+    # The registry: a file path or sqlite:///PATH, or postgresql://USER:PASSWORD@HOST:PORT/DB
+    # (scheduler.store.url; settings_doc.FIELD_NOTES words it for docs/settings.md). Left out of the
+    # repr: a URL may carry a password (scheduler.store.redacted shows one).
     db_path: str = field(default_factory=lambda: os.environ.get("TRAINQ_DB") or str(trainq_home() / "trainq.db"),
                          repr=False)
     #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
