@@ -4,6 +4,10 @@ One named, detached actor (``scheduler`` in namespace ``trainq``). It acts on th
 decisions through the ``RayLauncher`` (``scheduler.launcher``), sees the cluster through
 ``RayCluster`` and runs the housekeeping loop. When Ray restarts it, ``__init__`` rebuilds the
 core from the store and re-attaches to runners still alive before any call is served.
+
+It acts only while it holds its registry's lease (``scheduler.leadership``): without it, it is a
+standby that answers ``health`` alone and takes over when the lease expires; a scheduler that
+loses the lease stops the runs it started and becomes a standby.
 """
 
 from __future__ import annotations
@@ -25,11 +29,13 @@ from .channel import ChannelServer
 from .checkpoint_fs import BackgroundDeletes, StorageFS, sweep_leftovers
 from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings
 from .core import Exited, Scheduler
+from .errors import LeaseLost
 from .launcher import RayLauncher
+from .leadership import Leadership
 from .policy import Resources
 from .service import SchedulerService
 from .states import JobStatus
-from .store import SQLiteStore
+from .store import open_event_store, open_store
 
 __all__ = ["RayCluster", "RayLauncher", "SchedulerActor", "SchedulerService", "ensure_scheduler"]
 logger = logging.getLogger("trainq.scheduler")
@@ -94,22 +100,22 @@ class SchedulerActor(SchedulerService):
         self._loop: asyncio.Task[None] | None = None
         self.loop_lag_s = 0.0  # the most the housekeeping tick woke late lately (a blocked loop)
         self._channel: ChannelServer | None = None
-        self.launcher = RayLauncher(config, self._spawn, self)
-        self.ray_cluster = cluster = RayCluster(config.max_resources)
-        cluster.refresh()  # __init__ may block: Ray serves no call before it returns
-        # Deleting a checkpoint folder (GBs on NFS or S3) happens in a thread, off the actor's calls.
-        core = Scheduler(SQLiteStore(config.db_path), self.launcher, cluster,
-                         storage_root=config.storage_root, settings=config,
-                         checkpoint_fs=BackgroundDeletes(StorageFS()))
-        super().__init__(core, config)
+        context = ray.get_runtime_context()
+        # Runners deliver their events to the scheduler that started (or adopted) them, by name.
+        name = context.get_actor_name() or SCHEDULER_NAME
+        self.launcher = RayLauncher(config, self._spawn, self, scheduler_name=name)
+        self.ray_cluster = RayCluster(config.max_resources)
+        self.ray_cluster.refresh()  # __init__ may block: Ray serves no call before it returns
+        self._store = store = open_store(config.db_path)
+        super().__init__(None, config, events=open_event_store(config.db_path))
         self._metrics = _make_metrics()
-        if self._metrics is not None:
-            self.core.listeners.append(self._metrics.observe)
-        # Recovery happens before the first call is served: Ray runs __init__ to completion first.
-        alive = self.launcher.alive()
-        for (job_id, attempt), handle in alive.items():
-            self.launcher.adopt(job_id, attempt, handle)
-        self.core.recover(set(alive))
+        # The actor's Ray id survives Ray's restarts of it: a restarted scheduler takes its own
+        # lease back at once (a new epoch) rather than waiting for it to expire.
+        self.leadership = Leadership(store, holder=f"{name}@{context.get_actor_id()}", ttl_s=config.lease_ttl_s)
+        if self.leadership.take():
+            self._lead()  # recovery before the first call is served: Ray runs __init__ to completion first
+        else:
+            logger.warning("standby: %s", self.leadership.standby_message())
         # What exists now (modules, Ray, the recovered registry) lives as long as the actor: frozen,
         # the collector no longer walks it. And a young collection every 20,000 new objects, not
         # every 700: a batch of submits makes thousands, nearly all freed by reference counting,
@@ -121,13 +127,41 @@ class SchedulerActor(SchedulerService):
         # queued now starts it first thing, once, so it never waits for some client's first call.
         ray.get_runtime_context().current_actor.begin.remote()
 
+    def _lead(self) -> None:
+        """This scheduler holds the lease: build the core over the registry (its writes fenced by
+        the lease's epoch), re-attach to this registry's runners still alive, and recover."""
+        assert self.leadership.lease is not None
+        self._store.fence(self.leadership.lease.epoch)
+        # Deleting a checkpoint folder (GBs on NFS or S3) happens in a thread, off the actor's calls.
+        core = Scheduler(self._store, self.launcher, self.ray_cluster, storage_root=self.settings.storage_root,
+                         settings=self.settings, checkpoint_fs=BackgroundDeletes(StorageFS()))
+        if self._metrics is not None:
+            core.listeners.append(self._metrics.observe)
+        # Runs of jobs this registry does not know belong to another scheduler: never adopted.
+        alive = {key: ref for key, ref in self.launcher.alive().items() if self._store.get_job(key[0]) is not None}
+        for (job_id, attempt), ref in alive.items():
+            self.launcher.adopt(job_id, attempt, ref)
+        core.recover(set(alive))
+        self.attach(core)
+        # Checkpoints recorded as deleted but still on storage (a crash between the two): removed
+        # in the background, so a slow store never holds up the start.
+        self._spawn(sweep_leftovers(core.checkpointing, core.ctx.checkpoint_fs))
+
+    def _step_down(self, why: str) -> None:
+        """The lease is lost: stop acting, stop the runs this scheduler started (the new leader
+        may be on another cluster, and a job must not run twice), and wait as a standby."""
+        logger.error("lost the registry's lease (%s): stopping this scheduler's runs; standby now", why)
+        self.leadership.lose()
+        self.detach()
+        self.launcher.stop_all()
+
+    def standby_message(self) -> str:
+        return self.leadership.standby_message()
+
     async def begin(self) -> bool:
         """Start the background work: the housekeeping loop and what ``__init__`` deferred (idempotent)."""
         if self._loop is None:
             self._loop = asyncio.get_running_loop().create_task(self._housekeeping())
-            # Checkpoints recorded as deleted but still on storage (a crash between the two): removed
-            # in the background, so a slow store never holds up the start.
-            self._spawn(sweep_leftovers(self.core.checkpointing, self.core.ctx.checkpoint_fs))
         while self._deferred:
             self._spawn(self._deferred.pop(0))
         return True
@@ -154,31 +188,40 @@ class SchedulerActor(SchedulerService):
         self._tasks.add(task)  # keep a reference until done, or asyncio may drop it
         task.add_done_callback(self._tasks.discard)
 
+    # After a step down (no core) what the runs of the old term report is the new leader's to
+    # settle, from the registry: nothing is recorded here.
     def recovered_exit(self, event: Exited) -> None:
         """An exit event the launcher's watcher recovered."""
-        self.core.on_runner_event(event)
+        if self._core is not None:
+            self._core.on_runner_event(event)
 
     def runner_lost(self, job_id: str, attempt: int, why: str) -> None:
-        self.core.on_runner_lost(job_id, attempt, why)
+        if self._core is not None:
+            self._core.on_runner_lost(job_id, attempt, why)
 
     def launch_failed(self, job_id: str, attempt: int, error: str) -> None:
-        self.core.on_launch_failed(job_id, attempt, error)
+        if self._core is not None:
+            self._core.on_launch_failed(job_id, attempt, error)
 
     def holds(self, job_id: str, attempt: int) -> bool:
-        return (job_id, attempt) in self.core.held
+        return self._core is not None and (job_id, attempt) in self._core.held
 
     def runner_ended(self) -> None:
         self._spawn(self._refresh_and_schedule())  # what it held shows as free in Ray now
 
     async def _refresh_and_schedule(self) -> None:
         await asyncio.to_thread(self.ray_cluster.refresh)
-        self.core.schedule()
+        if self._core is not None:
+            self._core.schedule()
 
     async def _housekeeping(self) -> None:
         last_gauges = last_reconcile = 0.0
         lags: list[float] = []
         while True:
             try:
+                if not await self._hold_lease():
+                    await asyncio.sleep(self.settings.tick_s)
+                    continue
                 await asyncio.to_thread(self.ray_cluster.refresh)
                 self.core.tick()
                 now = time.time()
@@ -190,6 +233,8 @@ class SchedulerActor(SchedulerService):
                 if now - last_gauges > 5:
                     last_gauges = now
                     self._record_gauges()
+            except LeaseLost as e:
+                self._step_down(str(e))
             except Exception:  # keep ticking; a failed tick is logged, not fatal
                 logger.exception("scheduler tick failed")
             asked = time.monotonic()
@@ -198,6 +243,21 @@ class SchedulerActor(SchedulerService):
             lags = [*lags[-59:], time.monotonic() - asked - self.settings.tick_s]
             self.loop_lag_s = max(lags)
 
+    async def _hold_lease(self) -> bool:
+        """Keep the lease while leading; take it over when it expires while standing by. True
+        when this scheduler leads (and may act) now."""
+        if self.leadership.leading:
+            if self.leadership.keep():
+                return True
+            self._step_down("another scheduler took it")
+            return False
+        if not await asyncio.to_thread(self.leadership.take):
+            return False
+        logger.warning("took over the registry (epoch %s)", self.leadership.lease.epoch if self.leadership.lease
+                       else "?")
+        self._lead()
+        return True
+
     async def _reconcile(self) -> None:
         """Settle jobs whose runner is gone, stop runners of no job (``Scheduler.reconcile``)."""
         alive = await asyncio.to_thread(self.launcher.alive_keys)
@@ -205,7 +265,7 @@ class SchedulerActor(SchedulerService):
             logger.warning("reconciliation: %s", line)
 
     async def health(self) -> dict[str, Any]:
-        return {**await super().health(), "loop_lag_s": round(self.loop_lag_s, 4),
+        return {**await super().health(), **self.leadership.describe(), "loop_lag_s": round(self.loop_lag_s, 4),
                 "local_channel_connections": self._channel.connections if self._channel is not None else 0}
 
     def _record_gauges(self) -> None:

@@ -151,6 +151,9 @@ class Settings:
     #: How often Ray Train's controller polls workers for reports (RAY_TRAIN_HEALTH_CHECK_INTERVAL_S);
     #: lower means faster pauses and quicker notice of a finished run. Ray's default is 2.0 s.
     report_poll_s: float = field(default_factory=lambda: float(os.environ.get("TRAINQ_REPORT_POLL_S", "0.5")))
+    #: How long the registry's lease lasts without renewal (the leader renews it every third of
+    #: that): a standby scheduler takes over this long after the leader stopped at the latest.
+    lease_ttl_s: float = field(default_factory=lambda: _env_positive("TRAINQ_LEASE_TTL_S", 15.0))
     #: At most this many runs share one runner host process, so that a crash of one (out of
     #: memory, a bug) requeues at most this many. A host costs ~250 MB and each run ~2 MB more,
     #: beside ~240 MB for the run's own Ray Train controller (docs/benchmarks.md, footprint): at 16

@@ -25,7 +25,9 @@ logger = logging.getLogger("trainq.events")
 class EventLog:
     """A bounded ring of recent events with a wake-up for waiting readers."""
 
-    def __init__(self, capacity: int = 10_000, path: str | None = None) -> None:
+    def __init__(self, capacity: int = 10_000, path: str | None = None, store: Any = None) -> None:
+        """``path``: an event file (``EventStore``); ``store``: an event store already open (e.g.
+        a Postgres registry's, ``scheduler.store.open_event_store``); neither: in memory only."""
         self.epoch = uuid.uuid4().hex[:8]
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=capacity)
         self._next = 1
@@ -35,7 +37,9 @@ class EventLog:
         if path is not None:
             from .eventstore import EventStore
 
-            self._store = EventStore(path, capacity)
+            store = EventStore(path, capacity)
+        if store is not None:
+            self._store = store
             self.epoch = self._store.epoch
             self._events.extend(self._store.load(capacity))
             self._next = self._store.last_seq() + 1

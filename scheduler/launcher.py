@@ -24,6 +24,7 @@ from . import raycompat, security
 from .config import (
     HEAD_RESOURCE,
     NAMESPACE,
+    SCHEDULER_NAME,
     Settings,
     parse_runner_host_name,
     parse_runner_name,
@@ -75,6 +76,7 @@ class AttemptRef:
     def __init__(self, host: Any, name: str, started: Any = None, slot: int = 0) -> None:
         self.host, self.name, self.slot = host, name, slot
         self._started = started  # the host's ``start`` call, for an attempt launched by us
+        self.found = started is None  # found alive on a host (not launched by this launcher)
 
     async def ready(self) -> None:
         """Wait until the host has the attempt: Ray does not run an async actor's calls in the
@@ -107,8 +109,10 @@ class AttemptRef:
 class RayLauncher:
     """Starts attempts on the runner hosts, watches them, pauses and stops them."""
 
-    def __init__(self, settings: Settings, spawn: Spawn, outcomes: Outcomes) -> None:
+    def __init__(self, settings: Settings, spawn: Spawn, outcomes: Outcomes, scheduler_name: str = SCHEDULER_NAME
+                 ) -> None:
         self.settings = settings
+        self.scheduler_name = scheduler_name  # where runners deliver their events
         self._spawn = spawn
         self._outcomes = outcomes
         self.handles: dict[tuple[str, int], AttemptRef] = {}  # live attempts: a stop needs no lookup
@@ -143,7 +147,7 @@ class RayLauncher:
                 self._outcomes.runner_lost(*key, "stopped before its runner was started")
                 return
             started = host.start.remote(job.job_id, attempt.attempt, job.spec, run_root, attempt.run_name,
-                                        attempt.resumed_from, worker_env)
+                                        attempt.resumed_from, worker_env, self.scheduler_name)
             self.adopt(*key, AttemptRef(host, runner_name(*key), started, slot))
         except Exception as e:
             logger.exception("could not start a runner for %s attempt %s", *key)
@@ -184,9 +188,12 @@ class RayLauncher:
 
     # -- watch ------------------------------------------------------------------------------------
     def adopt(self, job_id: str, attempt: int, ref: AttemptRef) -> None:
-        """Keep and watch a runner (one just launched, or one found alive after a restart)."""
+        """Keep and watch a runner (one just launched, or one found alive after a restart, which
+        is told to deliver its events here from now on)."""
         self.handles[(job_id, attempt)] = ref
         self._slots[(job_id, attempt)] = ref.slot
+        if ref.found:
+            ref.host.follow.remote(ref.name, self.scheduler_name)
         self._spawn(self._watch(job_id, attempt, ref))
 
     async def _watch(self, job_id: str, attempt: int, ref: AttemptRef) -> None:
@@ -227,6 +234,11 @@ class RayLauncher:
 
     def request_checkpoint(self, job_id: str, attempt: int) -> None:
         self._spawn(self._tell(job_id, attempt, AttemptRef.request_checkpoint))
+
+    def stop_all(self) -> None:
+        """Stop every run this launcher started or adopted (its scheduler lost the registry)."""
+        for job_id, attempt in sorted(self.watched()):
+            self.stop(job_id, attempt)
 
     def stop(self, job_id: str, attempt: int) -> None:
         if (job_id, attempt) in self.launching:

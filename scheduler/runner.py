@@ -39,6 +39,7 @@ from . import logs, raycompat, workloads
 from . import train as train_helpers
 from .config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, join_path, runner_name
 from .core.runner_events import Exited, HookSeen, Reported, RunnerEvent, Started
+from .errors import NotReady
 from .hook_mailbox import HookMailbox
 from .run_failures import describe_failure, failure_kind
 from .spec import JobSpec
@@ -120,8 +121,10 @@ class Runner:
 
     def __init__(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str,
                  run_name: str, resume_from: str | None, worker_env: dict[str, Any] | None = None,
-                 pool: ThreadPoolExecutor | None = None, host: str = RUNNER_HOST_NAME) -> None:
+                 pool: ThreadPoolExecutor | None = None, host: str = RUNNER_HOST_NAME,
+                 scheduler: str = SCHEDULER_NAME) -> None:
         self.job_id, self.attempt = job_id, attempt
+        self.scheduler_name = scheduler  # the scheduler actor its events go to (``follow`` changes it)
         self.host = host  # the name of the runner host carrying it: callbacks from the run find it so
         self.spec = JobSpec.model_validate(spec)
         #: The job's runtime_env as Ray Train's workers get it (folders already uploaded, secrets
@@ -339,21 +342,29 @@ class Runner:
             await self._deliver(event)
             self._outbox.task_done()
 
+    def follow(self, scheduler: str) -> None:
+        """Deliver events to the scheduler actor named ``scheduler`` from now on (the one waiting
+        is sent there too)."""
+        self.scheduler_name, self._scheduler = scheduler, None
+
     async def _deliver(self, event: RunnerEvent) -> None:
         delay_s = 0.1
         while True:
             try:
                 if self._scheduler is None:
-                    self._scheduler = ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+                    self._scheduler = ray.get_actor(self.scheduler_name, namespace=NAMESPACE)
                 await self._scheduler.runner_event.remote(event)
                 return
             except (ray.exceptions.RayActorError, ValueError) as e:
                 # The scheduler is restarting (or briefly unnamed); the event waits for it.
                 logger.warning("scheduler unreachable (%s); retrying in %.1fs", e, delay_s)
                 self._scheduler = None
-            except ray.exceptions.RayTaskError:
-                # The scheduler rejected the event: a bug, not an outage. Retrying cannot help.
-                logger.exception("scheduler rejected event %s", event)
-                return
+            except ray.exceptions.RayTaskError as e:
+                if isinstance(e.cause, NotReady):  # a standby, about to take over: the event waits
+                    logger.warning("scheduler not ready (%s); retrying in %.1fs", e.cause, delay_s)
+                else:
+                    # The scheduler rejected the event: a bug, not an outage. Retrying cannot help.
+                    logger.exception("scheduler rejected event %s", event)
+                    return
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 5.0)

@@ -13,7 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from .config import RUNNER_HOST_NAME, runner_name
+from .config import RUNNER_HOST_NAME, SCHEDULER_NAME, runner_name
 from .core.runner_events import Exited
 from .runner import Runner
 
@@ -50,13 +50,20 @@ class RunnerHost:
 
     # -- called by the scheduler ------------------------------------------------------------------
     async def start(self, job_id: str, attempt: int, spec: dict[str, Any], run_root: str, run_name: str,
-                    resume_from: str | None, worker_env: dict[str, Any] | None = None) -> None:
-        """Start an attempt (idempotent: a second start of the same attempt changes nothing)."""
+                    resume_from: str | None, worker_env: dict[str, Any] | None = None,
+                    scheduler: str = SCHEDULER_NAME) -> None:
+        """Start an attempt (idempotent: a second start of the same attempt changes nothing);
+        its events go to the scheduler actor named ``scheduler``."""
         name = runner_name(job_id, attempt)
         if name not in self._runners:
             self._runners[name] = Runner(job_id, attempt, spec, run_root, run_name, resume_from,
-                                         worker_env, self._pool, host=self.name)
+                                         worker_env, self._pool, host=self.name, scheduler=scheduler)
         await self._runners[name].start()
+
+    async def follow(self, name: str, scheduler: str) -> None:
+        """From now on, deliver the attempt's events to the scheduler actor named ``scheduler``
+        (one that took over its registry, or a restarted one)."""
+        self._get(name).follow(scheduler)
 
     async def attempts(self) -> list[str]:
         """Every attempt this host carries (running, or ended but not yet forgotten)."""

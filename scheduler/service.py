@@ -18,7 +18,7 @@ from typing import Any
 from . import security
 from .config import Settings, packages_root
 from .core import RunnerEvent, Scheduler
-from .errors import InvalidSpec, TrainqError
+from .errors import InvalidSpec, NotReady, TrainqError
 from .events import EventLog
 from .eventstore import events_path
 from .verbs import CheckpointRequested, JobView, PauseResult, ResumeResult
@@ -33,15 +33,39 @@ class SchedulerService:
     ``SchedulerActor`` is this plus Ray; tests and the API's TestClient use it directly.
     """
 
-    def __init__(self, core: Scheduler, settings: Settings) -> None:
-        self.core = core
+    def __init__(self, core: Scheduler | None, settings: Settings, events: Any = None) -> None:
+        """``core``: None for a standby (``scheduler.leadership``) until it ``attach``es one;
+        ``events``: the registry's event store (default: the file beside an SQLite registry)."""
         self.settings = settings
-        self.log = EventLog(path=events_path(settings.db_path))
-        self.core.listeners.append(self.log.append)
+        self.log = EventLog(store=events) if events is not None else EventLog(path=events_path(settings.db_path))
+        self._core: Scheduler | None = None
+        if core is not None:
+            self.attach(core)
         self.started_at = time.time()
         self._downloads: dict[str, asyncio.Task[Any]] = {}
         if "://" not in settings.storage_root:
             self.models.recover()
+
+    def attach(self, core: Scheduler) -> None:
+        """Serve ``core`` (this scheduler leads its registry now)."""
+        core.listeners.append(self.log.append)
+        self._core = core
+
+    def detach(self) -> Scheduler | None:
+        """Serve no core any more (this scheduler lost its registry's lease); returns the old one."""
+        core, self._core = self._core, None
+        return core
+
+    @property
+    def core(self) -> Scheduler:
+        """The core this service answers from; ``NotReady`` (503) on a standby."""
+        if self._core is None:
+            raise NotReady(self.standby_message())
+        return self._core
+
+    def standby_message(self) -> str:
+        """Why there is no core to answer from (the actor says who leads)."""
+        return "this scheduler does not lead its registry"
 
     # -- public API: plain dicts in and out ---------------------------------------------------------
     # A caller through Ray is trusted (Ray access is cluster access): it may name any ``owner``
@@ -195,10 +219,15 @@ class SchedulerService:
         return self.core.cluster_use()
 
     async def health(self) -> dict[str, Any]:
-        return {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
-                "queued": self.core.count("queued"), "active": len(self.core.held),
-                "capacity": self.core.cluster.capacity(), "storage_root": self.settings.storage_root,
-                "db_path": self.settings.db_path}
+        """Liveness, and what this scheduler serves; on a standby no queue figures (it has no core)."""
+        from .store.url import redacted
+
+        out: dict[str, Any] = {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
+                               "storage_root": self.settings.storage_root, "db_path": redacted(self.settings.db_path)}
+        core = self._core
+        if core is not None:
+            out.update(queued=core.count("queued"), active=len(core.held), capacity=core.cluster.capacity())
+        return out
 
     # -- uploaded packages ---------------------------------------------------------------------------
     async def store_package(self, name: str, data: bytes) -> dict[str, Any]:

@@ -61,8 +61,11 @@ FIELD_NOTES: dict[str, str] = {
                       "``<root>/<job_id>/``. A local folder, or a URI such as ``s3://bucket/prefix``; "
                       "on several nodes it must be shared (NFS at the same path everywhere, or S3). "
                       "``trainq serve --storage`` overrides it.",
-    "TRAINQ_DB": "The job registry, an SQLite file on the scheduler's node (its event log is "
-                 "``<file>.events`` next to it). ``trainq serve --db`` overrides it.",
+    "TRAINQ_DB": "The job registry: an SQLite file on the scheduler's node (a path or ``sqlite:///PATH``; its "
+                 "event log is ``<file>.events`` next to it), or a Postgres database by URL, "
+                 "``postgresql://USER:PASSWORD@HOST:PORT/DB`` (jobs, history, usage and the event log in one "
+                 "database that outlives the head node; the password is never shown). Any other form is refused. "
+                 "``trainq serve --db`` overrides it.",
 }
 
 #: Variables read outside ``Settings``, keyed by name. The test fails when one is no longer read.

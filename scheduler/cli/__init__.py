@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     p.add_argument("--storage", default=None, help="storage root for checkpoints (default $TRAINQ_STORAGE "
                    "or ~/.trainq/storage; shared storage on a cluster)")
-    p.add_argument("--db", default=None, help="job registry SQLite file (default $TRAINQ_DB or ~/.trainq/trainq.db)")
+    p.add_argument("--db", default=None, help="job registry: an SQLite file (or sqlite:///PATH) or a "
+                   "postgresql://USER:PASSWORD@HOST:PORT/DB URL (default $TRAINQ_DB or ~/.trainq/trainq.db)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray started by serve")
     p.add_argument("--demo", action="store_true", help="submit a small demo job at start")
     p.add_argument("--demo-steps", type=int, default=60, help="steps of the demo job (default 60)")

@@ -313,6 +313,8 @@ class Scheduler:
     def recover(self, alive: set[tuple[str, int]]) -> None:
         """After a restart: keep live runners, settle jobs whose runner is gone, stop orphans.
 
+        An orphan is a runner of one of this registry's jobs whose attempt is not active; a runner
+        of a job this registry does not know belongs to another scheduler and is never touched.
         Jobs paused by a shutdown go back to the queue: trainq is running again.
         """
         self._then_pass(lambda: self._recover(alive), always=True)
@@ -328,8 +330,9 @@ class Scheduler:
                 launcher.request_pause(job_id, attempt)
         for job_id, attempt in alive - set(active):
             orphan = store.get_job(job_id)
-            if orphan is not None:
-                self.writer.hold(orphan, attempt)  # released when its runner ends
+            if orphan is None:
+                continue  # another registry's run: not ours to stop
+            self.writer.hold(orphan, attempt)  # released when its runner ends
             launcher.stop(job_id, attempt)
         for job in store.jobs_in([S.PAUSED]):
             if job.pause_reason == failure.SHUTDOWN:
@@ -352,6 +355,8 @@ class Scheduler:
                 done.append(f"{key[0]} attempt {key[1]}: {active[key].status.value} with no runner; settled")
                 self.attempts.runner_lost(*key, "reconciliation found no runner for this attempt")
             for key in sorted(alive - set(active) - watched):
+                if self.ctx.store.get_job(key[0]) is None:
+                    continue  # a run of another registry's scheduler: never ours to stop
                 done.append(f"{key[0]} attempt {key[1]}: a runner of no active attempt; stopped")
                 self.ctx.launcher.stop(*key)
             for key in sorted(set(self.writer.held) - set(active) - alive - watched):

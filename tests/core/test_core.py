@@ -256,7 +256,8 @@ def test_recovery_after_restart(make_core) -> None:
 
     launcher2 = FakeLauncher()
     core2 = make_core(cluster, launcher2)  # same db file: a restart
-    core2.recover({(live, 1), (pausing, 1), ("job_orphan", 3)})
+    # an old attempt of one of its jobs is an orphan; a job it does not know is another registry's
+    core2.recover({(live, 1), (pausing, 1), (gone, 7), ("job_of_another_registry", 3)})
     assert core2.get(live)["status"] == "running"
     gone_job = core2.get(gone)  # its run went with its runner: requeued from its checkpoint, not failed
     assert gone_job["status"] == "queued" and gone_job["retries"] == 1 and gone_job["not_before"]
@@ -264,7 +265,7 @@ def test_recovery_after_restart(make_core) -> None:
     assert launcher2.pauses == [(pausing, 1)]  # the pause request is repeated
     assert core2.get(starting)["status"] == "pending" and core2.get(starting)["attempt"] == 2  # requeued, restarted
     assert core2.get(waiting)["status"] == "queued"
-    assert ("job_orphan", 3) in launcher2.stops
+    assert (gone, 7) in launcher2.stops and ("job_of_another_registry", 3) not in launcher2.stops
     RunnerSim(core2, live, 1).exit("completed")
     assert core2.get(live)["status"] == "completed"
 

@@ -73,12 +73,13 @@ def test_reconciliation_settles_a_job_whose_runner_vanished_and_stops_orphans(ma
     RunnerSim(core, a, 1).started()
     RunnerSim(core, b, 1).started()
     # b's runner is watched (its end reaches the core anyway); a's is gone with no word; an
-    # unknown runner of a finished attempt is alive.
-    done = core.reconcile(alive={(b, 1), ("job_old", 3)}, watched={(b, 1)})
+    # old attempt of b is alive; so is a run of a job another registry owns.
+    done = core.reconcile(alive={(b, 1), (b, 0), ("job_of_another_registry", 3)}, watched={(b, 1)})
     assert core.get(a)["status"] == "failed"
     assert "reconciliation found no runner" in core.get(a)["error"]
     assert core.get(b)["status"] == "running"
-    assert ("job_old", 3) in launcher.stops and (a, 1) not in core.held
+    assert (b, 0) in launcher.stops and (a, 1) not in core.held
+    assert ("job_of_another_registry", 3) not in launcher.stops  # never stop another scheduler's run
     assert len(done) == 2 and any("settled" in line for line in done)
     assert core.reconcile(alive={(b, 1)}, watched={(b, 1)}) == []  # settled once, quiet after
 

@@ -1,0 +1,88 @@
+"""One active scheduler per registry, from the scheduler's side of the registry's lease.
+
+The registry holds one lease with an epoch (``scheduler.store.lease``). A scheduler takes it
+before it acts on the registry, and every write it makes is fenced by that epoch: once another
+scheduler takes the lease, the first one's writes are refused (``LeaseLost``), however late they
+come. A scheduler that finds the lease held by a live leader waits as a *standby*: it answers
+``health`` and nothing else, and takes over when the lease expires (its holder stopped renewing:
+killed, partitioned, its cluster lost). The holder's name is the scheduler actor's Ray id, which
+stays the same when Ray restarts the actor, so a restart takes its own lease back at once (with a
+new epoch) instead of waiting for it to expire.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .store.lease import Lease
+
+
+class Leasing(Protocol):
+    """What the registry offers for the lease (``SQLiteStore`` and ``PostgresStore``)."""
+
+    def acquire_lease(self, holder: str, ttl_s: float, now: float) -> Lease | None: ...
+    def renew_lease(self, holder: str, epoch: int, ttl_s: float, now: float) -> bool: ...
+    def current_lease(self) -> Lease | None: ...
+
+
+@dataclass
+class Leadership:
+    """This scheduler's standing on its registry: leader (with its lease) or standby."""
+
+    store: Leasing
+    holder: str
+    ttl_s: float
+    clock: Callable[[], float] = time.time
+    lease: Lease | None = None  # ours, while we lead
+    renewed_at: float = 0.0
+
+    @property
+    def leading(self) -> bool:
+        return self.lease is not None
+
+    def take(self) -> bool:
+        """Take the lease if it is free, expired or already ours; True when this scheduler leads."""
+        now = self.clock()
+        self.lease = self.store.acquire_lease(self.holder, self.ttl_s, now)
+        self.renewed_at = now
+        return self.lease is not None
+
+    def keep(self) -> bool:
+        """Renew the lease once a third of its time has passed; False once it is lost (another
+        scheduler took it, so this one must stop acting)."""
+        if self.lease is None:
+            return False
+        now = self.clock()
+        if now - self.renewed_at < self.ttl_s / 3:
+            return True
+        if not self.store.renew_lease(self.holder, self.lease.epoch, self.ttl_s, now):
+            self.lease = None
+            return False
+        self.lease = Lease(self.holder, self.lease.epoch, now + self.ttl_s)
+        self.renewed_at = now
+        return True
+
+    def lose(self) -> None:
+        """Forget the lease (a write was refused: another scheduler leads now)."""
+        self.lease = None
+
+    def describe(self) -> dict[str, Any]:
+        """For ``health``: this scheduler's role, and the registry's leader as the lease says."""
+        if self.lease is not None:
+            return {"role": "leader", "holder": self.holder, "epoch": self.lease.epoch}
+        current = self.store.current_lease()
+        leader = None if current is None else {"holder": current.holder, "epoch": current.epoch,
+                                                "expires_in_s": round(current.expires_at - self.clock(), 1)}
+        return {"role": "standby", "holder": self.holder, "leader": leader}
+
+    def standby_message(self) -> str:
+        """Why this scheduler answers nothing but ``health``."""
+        current = self.store.current_lease()
+        if current is None or not current.live(self.clock()):
+            return "this scheduler is taking over the registry; try again in a moment"
+        return (f"this scheduler is a standby: {current.holder} leads the registry (epoch {current.epoch}); "
+                f"it takes over if that lease expires (in {current.expires_at - self.clock():.0f} s at the latest "
+                "without renewal)")
