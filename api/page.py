@@ -15,21 +15,43 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
+from scheduler.states import RESUMABLE, TRANSITIONS, JobStatus
+
 from .auth import require_token
 from .backend import Backend
+from .errors import answers
 
 STATIC = Path(__file__).parent / "static"
+S = JobStatus
 
 page_router = APIRouter(include_in_schema=False)
 ui_router = APIRouter(prefix="/api/ui", tags=["page"])
-cluster_router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"])
+cluster_router = APIRouter(prefix="/api/training", dependencies=[Depends(require_token)], tags=["training"],
+                           responses=answers(401, 503))
 
 
 class UiConfig(BaseModel):
-    """What the page needs before it can call anything: whether to ask for a token, and links."""
+    """What the page needs before it can call anything: whether to ask for a token, links, and the
+    verbs each job state allows (so the page offers no Pause on a completed job)."""
 
     token_required: bool
     ray_dashboard_url: str | None
+    actions: dict[str, list[str]]
+
+
+def actions_by_status() -> dict[str, list[str]]:
+    """The verbs a user may ask of a job in each state, read off the transition table
+    (``scheduler.states``): ``pause`` where it leads to paused or pausing, ``cancel`` where it leads
+    to cancelled, ``resume`` from the states a job is resumed from. ``checkpoint`` asks for no
+    transition: it is for a running job (one whose train function uses the hook, ``cooperative``)."""
+    out: dict[str, list[str]] = {}
+    for status, targets in TRANSITIONS.items():
+        verbs = [verb for verb, wanted in (("pause", {S.PAUSED, S.PAUSING}), ("cancel", {S.CANCELLED}))
+                 if targets & wanted]
+        verbs += ["resume"] if status in RESUMABLE else []
+        verbs += ["checkpoint"] if status is S.RUNNING else []
+        out[status.value] = verbs
+    return out
 
 
 class ResourceUse(BaseModel):
@@ -55,6 +77,9 @@ async def _backend(request: Request) -> Backend:  # async: no worker-thread hop 
     return request.app.state.backend
 
 
+ACTIONS = actions_by_status()
+
+
 @page_router.get("/")
 async def index() -> FileResponse:
     """The page."""
@@ -63,8 +88,9 @@ async def index() -> FileResponse:
 
 @ui_router.get("/config", response_model=UiConfig, summary="What the page needs at start (no token needed)")
 async def ui_config(request: Request) -> Any:
-    return {"token_required": request.app.state.token is not None,
-            "ray_dashboard_url": getattr(request.app.state, "ray_dashboard_url", None)}
+    return {"token_required": request.app.state.token is not None or request.app.state.users is not None,
+            "ray_dashboard_url": getattr(request.app.state, "ray_dashboard_url", None),
+            "actions": ACTIONS}
 
 
 @cluster_router.get("/cluster", response_model=ClusterView,

@@ -10,7 +10,7 @@ const COLORS = ["#2563eb", "#d97706", "#059669", "#db2777", "#7c3aed", "#0891b2"
 
 const state = {
   token: sessionStorage.getItem("trainq-token"),
-  config: { token_required: false, ray_dashboard_url: null },
+  config: { token_required: false, ray_dashboard_url: null, actions: {} },  // actions: state -> verbs it allows
   jobs: new Map(),          // job_id -> job, as the API returns it
   selected: null,           // job_id shown in the detail panel
   reports: [],              // the selected job's reports, oldest first
@@ -100,6 +100,15 @@ const metricsText = (m) => m ? Object.entries(m).slice(0, 4).map(([k, v]) => `${
 const time = (iso) => iso ? iso.slice(0, 19).replace("T", " ") : "-";
 const known = (v) => v !== undefined && v !== null && v !== "";
 const badge = (status) => el("span", { class: `badge ${status}`, "data-status": status }, status);
+// A queued job's estimated start, "in ~N min", with what the estimate rests on when hovered.
+function etaCell(job) {
+  if (job.status !== "queued") return "";
+  const text = job.eta ? `in ~${Math.max(1, Math.round((Date.parse(job.eta) - Date.now()) / 60000))} min` : "no estimate";
+  return el("span", { class: "eta", title: job.eta_basis || "", "data-eta": job.eta || "" }, text);
+}
+// The verbs the server allows in this state (from /api/ui/config, read off the transition table).
+const allows = (job, verb) => (state.config.actions[job.status] || []).includes(verb)
+  && (verb !== "checkpoint" || job.cooperative);
 
 function progressCell(job) {
   const total = totalOf(job), step = stepOf(job.metrics);
@@ -126,15 +135,14 @@ function renderJobs() {
     if (!showFinished && ["completed", "failed", "cancelled"].includes(job.status)) continue;
     const queue = job.queue_position ? `#${job.queue_position}` : "-";
     const reason = job.pending_reason;
-    const why = reason ? el("span", { class: "why", title: job.eta ? `expected start ${job.eta}` : "no estimate" },
-                            typeof reason === "object" ? `${reason.code}: ${reason.message}` : reason) : "";
+    const why = reason ? el("span", { class: "why" }, typeof reason === "object" ? `${reason.code}: ${reason.message}` : reason) : "";
     rows.push(el("tr", { "data-job-id": job.job_id, class: job.job_id === state.selected ? "selected" : "",
                          onclick: () => selectJob(job.job_id) },
       el("td", {}, el("strong", {}, job.name), " ", el("code", {}, job.job_id)),
       el("td", { class: "status" }, badge(job.status)),
       el("td", {}, known(job.owner) ? job.owner : "-"),
       el("td", {}, job.priority),
-      el("td", { class: "queue" }, queue, why),
+      el("td", { class: "queue" }, queue, " ", etaCell(job), why),
       el("td", {}, job.attempt),
       el("td", { class: "metrics" }, metricsText(job.metrics)),
       el("td", {}, progressCell(job))));
@@ -178,6 +186,7 @@ function renderDetail(job) {
       ? `${job.lost_work.steps} steps, ${job.lost_work.seconds}s past the checkpoint` : `${job.lost_work.seconds}s past the checkpoint`)],
     ["error", job.error], ["warning", job.warning],
     ["runs", `${job.spec.entrypoint || "workload " + job.spec.workload} on ${job.spec.num_workers} worker(s)`]];
+  for (const verb of ["pause", "resume", "cancel", "checkpoint"]) $(`#btn-${verb}`).hidden = !allows(job, verb);
   $("#d-fields").replaceChildren(...fields.filter(([, v]) => known(v)).flatMap(([k, v]) =>
     [el("dt", {}, k), el("dd", { "data-field": k }, typeof v === "object" ? JSON.stringify(v) : v)]));
   if (state.history.attempts && state.history.attempts.length && state.history.attempts[0].job_id === job.job_id) renderRayLinks();
@@ -221,10 +230,12 @@ async function loadCheckpoints() {
   const jobId = state.selected;
   const r = await get(`/api/training/jobs/${jobId}/checkpoints`);
   if (!r.ok || jobId !== state.selected) return;
+  const job = state.jobs.get(jobId);
+  const resumable = job && allows(job, "resume");
   $("#checkpoints tbody").replaceChildren(...r.body.map((c) => el("tr", { "data-path": c.path },
     el("td", { title: c.path }, time(c.at)), el("td", {}, c.attempt), el("td", {}, metricsText(c.metrics)),
-    el("td", {}, el("button", { class: "small resume-here",
-      onclick: () => act("resume", `?checkpoint_path=${encodeURIComponent(c.path)}`) }, "Resume from here")))));
+    el("td", {}, resumable ? el("button", { class: "small resume-here",
+      onclick: () => act("resume", `?checkpoint_path=${encodeURIComponent(c.path)}`) }, "Resume from here") : ""))));
 }
 
 async function loadLogs() {
@@ -416,7 +427,7 @@ $("#submit-form").addEventListener("submit", async (e) => {
   }
   const r = await api("POST", "/api/training/jobs", spec);
   result.className = `answer ${r.ok ? "ok" : "err"}`;
-  // 422 (malformed) or 409 (well-formed, but this server cannot run it): both "invalid", both name the field.
+  // 422 (malformed), 403 (the admin's policy) or 409 (this server cannot run it): all "invalid", all name the field.
   if (!r.ok) { result.textContent = r.body.message; if (r.body.error === "invalid") showFieldErrors(r.body); return; }
   result.textContent = `submitted ${r.body.job_id} (${r.body.status})`;
   state.jobs.set(r.body.job_id, r.body);

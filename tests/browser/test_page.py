@@ -8,14 +8,17 @@ Playwright drives it. Screenshots go to the test's temp folder; with
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -82,6 +85,17 @@ def _spec(tmp_path: Path, name: str) -> dict:
             "config": {"total": 30, "every": 4, "step_s": 0.15, "log": str(tmp_path / f"{name}.log")}}
 
 
+def _buttons(page, expected: list[str]) -> list[str]:
+    """The job actions the page offers (its visible buttons, sorted), once they are ``expected``
+    (they follow the job's state a moment after its badge); the caller asserts the answer."""
+    offered = "[...document.querySelectorAll('#job-detail .actions button:not([hidden])')]" \
+              ".map(b => b.id.replace('btn-', '')).sort()"
+    with contextlib.suppress(Exception):  # a timeout: the caller's assertion shows what was offered
+        page.wait_for_function(f"JSON.stringify({offered}) === JSON.stringify({json.dumps(sorted(expected))})",
+                               timeout=10_000)
+    return sorted(page.evaluate(offered))
+
+
 def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp_path) -> None:
     page = browser.new_page(viewport={"width": 1280, "height": 1100})
     shots = tmp_path / "screenshots"
@@ -112,13 +126,33 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
         # Submit through the JSON box; the page shows the job and follows it to running.
         page.fill("input[name=num_workers]", "1")
         page.click("#submit-form details summary")
-        page.fill("#spec-json", json.dumps(_spec(tmp_path, "page-job")))
+        # A time limit far beyond its run gives the jobs queued behind it an estimated start; 60 steps
+        # (~9 s) leave room for the checks below before it is paused.
+        job_spec = _spec(tmp_path, "page-job") | {"time_limit_s": 3600}
+        job_spec["config"]["total"] = 60
+        page.fill("#spec-json", json.dumps(job_spec))
         page.click("#submit-form button[type=submit]")
         page.wait_for_function("document.querySelector('#submit-result').textContent.startsWith('submitted job_')")
         job_id = page.text_content("#submit-result").split()[1]
         row = f'#jobs tr[data-job-id="{job_id}"]'
         page.wait_for_selector(row)
         page.wait_for_selector(f'{row} .status [data-status="running"]', timeout=120_000)
+        # Running: no resume (and no checkpoint-now: its train function does not use the hook).
+        assert _buttons(page, ["cancel", "pause"]) == ["cancel", "pause"]
+
+        # A job queued behind it shows its estimated start, and on hover what it rests on.
+        with httpx.Client(base_url=serve, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as http:
+            waiting = http.post("/api/training/jobs", json=_spec(tmp_path, "waiting") | {"num_workers": 1}).json()
+            queued = next(j for j in http.get("/api/training/queue").json() if j["job_id"] == waiting["job_id"])
+            assert queued["eta"] and "time limit" in queued["eta_basis"]
+            page.wait_for_selector(f'#jobs tr[data-job-id="{waiting["job_id"]}"] .eta[data-eta]:not([data-eta=""])')
+            text, title, at = page.eval_on_selector(f'#jobs tr[data-job-id="{waiting["job_id"]}"] .eta',
+                                                    "n => [n.textContent, n.title, n.dataset.eta]")
+            minutes = (datetime.fromisoformat(queued["eta"].replace("Z", "+00:00")).timestamp() - time.time()) / 60
+            shown = re.fullmatch(r"in ~(\d+) min", text)
+            assert shown and abs(int(shown[1]) - minutes) <= 1, (text, minutes)  # an hour after page-job's start
+            assert title == queued["eta_basis"] and at == queued["eta"]
+            assert http.post(f"/api/training/cancel/{waiting['job_id']}").status_code == 200
         page.wait_for_function("document.querySelectorAll('#chart circle.pt').length >= 4", timeout=60_000)
 
         # Pause: the server's answer, then paused with its checkpoint, without reloading.
@@ -131,18 +165,16 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
         page.wait_for_selector('#chart line[data-mark="paused"]', state="attached")  # a 0-wide line
         paused_checkpoint = page.text_content('#d-fields dd[data-field="checkpoint"]')
         assert job_id in paused_checkpoint
+        assert _buttons(page, ["cancel", "resume"]) == ["cancel", "resume"]  # paused: no pause, no checkpoint now
+        assert page.query_selector_all("#checkpoints button.resume-here")
         page.screenshot(path=str(shots / "paused.png"), full_page=True)
-
-        # Checkpoint now: the page shows whatever the server answers (the route may not exist yet).
-        page.click("#btn-checkpoint")
-        page.wait_for_function("document.querySelector('#action-result').textContent.length > 0 &&"
-                               " !document.querySelector('#action-result').textContent.includes('pausing')")
 
         # Resume, and see it complete; the chart holds both attempts.
         page.click("#btn-resume")
         page.wait_for_function("document.querySelector('#action-result').textContent.includes('queued')")
         page.wait_for_selector(f'{row} .status [data-status="completed"]', timeout=180_000)
         page.wait_for_selector('#d-status[data-status="completed"]')
+        assert _buttons(page, []) == [] and not page.query_selector_all("#checkpoints button.resume-here")
         page.wait_for_selector('#chart circle.pt[data-attempt="2"]')
         points = page.eval_on_selector_all("#chart circle.pt", "ns => ns.length")
         assert points >= 8

@@ -14,6 +14,7 @@ from api.app import create_app
 from api.backend import ServiceBackend
 from scheduler.config import Settings
 from scheduler.service import SchedulerService
+from scheduler.states import JobStatus
 
 TOKEN = "s3cret-token"
 
@@ -404,3 +405,16 @@ def test_the_batched_reads_answer_exactly_the_hot_reads_and_refuse_any_other_nam
     for name in ("pause", "__init__", "cancel"):
         with pytest.raises(ValueError, match="not a read"):
             asyncio.run(service.reads([(name, ("job_x",))]))
+
+
+def test_the_page_is_told_which_verbs_each_state_allows(http) -> None:
+    """Read off the transition table once (api.page.actions_by_status), so the page's buttons and
+    the server agree: nothing on a completed job, resume only where a job can be resumed."""
+    ui = http.get("/api/ui/config").json()
+    actions = ui["actions"]
+    assert set(actions) == {s.value for s in JobStatus}
+    assert actions["completed"] == []
+    assert sorted(actions["running"]) == ["cancel", "checkpoint", "pause"]
+    assert sorted(actions["paused"]) == ["cancel", "resume"]
+    assert actions["failed"] == actions["cancelled"] == ["resume"]
+    assert "resume" not in actions["queued"] and "pause" in actions["queued"]
