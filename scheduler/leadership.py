@@ -72,7 +72,7 @@ class Leadership:
     def describe(self) -> dict[str, Any]:
         """For ``health``: this scheduler's role, and the registry's leader as the lease says."""
         if self.lease is not None:
-            return {"role": "leader", "holder": self.holder, "epoch": self.lease.epoch}
+            return {"role": "leader", "holder": self.holder, "lease_epoch": self.lease.epoch}
         current = self.store.current_lease()
         leader = None if current is None else {"holder": current.holder, "epoch": current.epoch,
                                                 "expires_in_s": round(current.expires_at - self.clock(), 1)}
