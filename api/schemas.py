@@ -211,6 +211,10 @@ class Health(_Out):
     queued: int | None = None
     active: int | None = None
     capacity: dict[str, float] | None = None
+    role: str | None = Field(None, description="leader: this scheduler acts on its registry; standby: another "
+                             "leads it, and this one takes over when that lease expires (answers 503 meanwhile)")
+    leader: dict[str, Any] | None = Field(None, description="on a standby: the registry's leader as its lease says "
+                                          "(holder, epoch, expires_in_s)")
 
 
 class PackagePublic(_Out):

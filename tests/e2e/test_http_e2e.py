@@ -54,7 +54,8 @@ class StreamReader(threading.Thread):
 def test_submit_pause_resume_complete_over_http_with_a_live_stream(server, tmp_path) -> None:
     with httpx.Client(base_url=server, headers=AUTH, timeout=30) as http:
         assert httpx.get(f"{server}/api/training/jobs").status_code == 401
-        assert httpx.get(f"{server}/health").json()["ok"] is True
+        health = httpx.get(f"{server}/health").json()
+        assert health["ok"] is True and health["role"] == "leader"  # it holds its registry's lease
 
         r = http.post("/api/training/jobs", json=_spec("http", str(tmp_path / "http.log"),
                                                        total=30, every=4, step_s=0.15))

@@ -57,12 +57,33 @@ def _runners_of(job_ids: set[str]) -> list[str]:
     return [name for name in ray.get(host.attempts.remote()) if parse_runner_name(name)[0] in job_ids]
 
 
-def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def killable(request, tq, tmp_path):
+    """The scheduler to kill, and how: the session's own (SQLite registry), or one of its own name
+    on a Postgres registry, which Ray restarts as it restarts the session's."""
+    if request.param == "sqlite":
+        yield tq.c, _kill_scheduler
+        return
+    from scheduler.actor import SchedulerActor
+    from scheduler.client import RayClient
+    from scheduler.config import HEAD_RESOURCE, Settings
+
+    url = request.getfixturevalue("new_pg_registry")()
+    settings = Settings().with_overrides(storage_root=str(tmp_path / "storage"), db_path=url, allowed_dirs=JOBS_DIR)
+    handle = ray.remote(SchedulerActor).options(
+        name="scheduler-pg", namespace=NAMESPACE, lifetime="detached", max_restarts=-1, max_task_retries=-1,
+        num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_concurrency=1000).remote(settings.to_dict())
+    yield RayClient(handle), lambda: ray.kill(handle, no_restart=False)
+    ray.kill(handle, no_restart=True)
+
+
+def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq, killable) -> None:
     """Fault injection: five kills of the scheduler actor, 3 s apart, while one job runs to the end
-    and another is paused and resumed. Nothing is lost, doubled, leaked or illegal."""
-    c = tq.c
-    a = tq.submit(tq.steps_spec("fa", total=40, every=4, step_s=0.15))["job_id"]
-    b = tq.submit(tq.steps_spec("fb", total=40, every=4, step_s=0.15))["job_id"]
+    and another is paused and resumed. Nothing is lost, doubled, leaked or illegal; on either
+    registry (a Postgres one is fenced by the lease a restarted actor takes back at once)."""
+    c, kill = killable
+    a = c.submit(tq.steps_spec("fa", total=40, every=4, step_s=0.15))["job_id"]
+    b = c.submit(tq.steps_spec("fb", total=40, every=4, step_s=0.15))["job_id"]
     c.wait(a, "running", timeout_s=120)
     c.wait(b, "running", timeout_s=120)
     kills = 0
@@ -71,7 +92,7 @@ def test_scheduler_killed_again_and_again_while_jobs_run_pause_and_resume(tq) ->
     def killer() -> None:
         nonlocal kills
         while kills < 5 and not stop.wait(3.0):
-            _kill_scheduler()
+            kill()
             kills += 1
 
     thread = threading.Thread(target=killer, daemon=True)
