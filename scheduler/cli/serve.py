@@ -46,6 +46,52 @@ def folders_line(host: str, allowed_dirs: str | None, *, with_users: bool) -> st
     return f"trainq: jobs may name folders on this machine only under {', '.join(allowed)} (TRAINQ_ALLOWED_DIRS)"
 
 
+def registry_settings(storage: str | None, db: str | None, users_file: str | None) -> Any:
+    """The settings ``serve`` starts the scheduler with, once its registry (``--db``, else
+    ``TRAINQ_DB``) is known to be usable: refused before any Ray or scheduler actor starts.
+
+    A Postgres registry is opened (and migrated) here once: the actor opens the same database, and
+    an actor that cannot would fail in ``__init__`` and be restarted by Ray forever, the reason
+    buried in its log. An SQLite path is only parsed: with ``--address`` the file lives on the head
+    node, which need not be this machine. Raises ``UsageError`` naming the location (``host:port``
+    for a server), never with a traceback or the password.
+    """
+    from ..config import Settings
+    from ..errors import RegistryUnavailable, UnsupportedRegistry
+    from ..store import open_store
+    from ..store.url import parse_db_url
+
+    try:
+        settings = Settings().with_overrides(storage_root=storage, db_path=db, users_file=users_file)
+        if parse_db_url(settings.db_path).kind == "postgresql":
+            open_store(settings.db_path).close()
+    except UnsupportedRegistry as e:
+        raise UsageError(f"cannot serve: {e.message} (--db or TRAINQ_DB)", field="db") from None
+    except RegistryUnavailable as e:
+        raise UsageError(f"cannot serve: {e.message}; start the database server or point --db / TRAINQ_DB"
+                         " at one this machine can reach", field="db", where=e.fields["where"]) from None
+    return settings
+
+
+def ready_lines(health: dict[str, Any]) -> list[str]:
+    """What ``serve`` says once the scheduler actor answers: what it serves and, on a standby (another
+    scheduler holds the registry's lease), who leads and when this one takes over."""
+    capacity = health.get("capacity")  # a standby has no core, so no view of the cluster yet
+    lines = [f"trainq: scheduler ready (storage {health['storage_root']}, registry {health['db_path']}"
+             + (f", cluster {json.dumps(capacity)})" if capacity is not None else ")")]
+    if health.get("role") != "standby":
+        return lines
+    leader = health.get("leader")
+    if leader is None or leader.get("expires_in_s", 0) <= 0:
+        lines.append("trainq: this scheduler is a standby: the registry's lease is free or expired, and it"
+                     " takes over at its next housekeeping tick; until then the API answers 503")
+    else:
+        lines.append(f"trainq: this scheduler is a STANDBY: {leader['holder']} leads the registry (lease epoch"
+                     f" {leader['epoch']}); it takes over when that lease expires ({leader['expires_in_s']:g} s"
+                     " without renewal, TRAINQ_LEASE_TTL_S). Until then the API answers 503 to all but /health")
+    return lines
+
+
 def train_state_env() -> None:
     """Turn on Ray Train's state tracking in this process, so a Ray started here inherits it.
 
@@ -73,7 +119,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .. import raycompat
     from ..actor import ensure_scheduler
-    from ..config import NAMESPACE, Settings, env_float
+    from ..config import NAMESPACE, env_float
 
     token = configured_token()
     users_file, users = load_users_for_serve(getattr(args, "users_file", None))
@@ -81,18 +127,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UsageError(f"refusing to serve on {args.host} without an API token: set TRAINQ_API_TOKEN "
                          "(or TRAINQ_API_TOKEN_FILE), or pass --insecure-no-token if you mean it")
     grace_s = args.shutdown_grace if args.shutdown_grace is not None else env_float("TRAINQ_SHUTDOWN_GRACE_S", 60)
+    settings = registry_settings(args.storage, args.db, users_file)
     train_state_env()
     embedded = raycompat.starts_local_ray(args.address)
     init: dict[str, Any] = {"address": args.address, "namespace": NAMESPACE}
     if embedded and args.num_cpus is not None:
         init["num_cpus"] = args.num_cpus
     context = ray.init(**init)
-    settings = Settings().with_overrides(storage_root=args.storage, db_path=args.db, users_file=users_file)
     handle = ensure_scheduler(settings)
     health = ray.get(handle.health.remote())
-    print(f"trainq: scheduler ready (storage {health['storage_root']}, registry {health['db_path']}, "
-          f"cluster {json.dumps(health['capacity'])})", flush=True)
-    if args.demo:
+    for line in ready_lines(health):
+        print(line, flush=True)
+    if args.demo and health.get("role") == "standby":
+        print("trainq: no demo job: a standby takes no submits", flush=True)
+    elif args.demo:
         from ..demo import demo_spec
 
         job = ray.get(handle.submit.remote(demo_spec(args.demo_steps)))
