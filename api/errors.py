@@ -41,7 +41,9 @@ MEANING = {
          " machine, a checkpoint the job did not record, an owner's quota); `field` names the input",
     413: "larger than TRAINQ_MAX_PACKAGE_MB",
     422: "invalid input (the schema says so); `field` names it",
-    503: "the scheduler actor is unavailable (restarting); try again shortly",
+    503: "the scheduler cannot act now: its actor is restarting, it is a standby (another scheduler leads the"
+         " registry), or the registry's database is unreachable (`where` names host:port; nothing of the"
+         " request was committed); try again shortly, with the same Idempotency-Key",
 }
 #: the ``error`` code of the framework's own refusals (no route, wrong method)
 CODE_BY_STATUS = {404: "not_found", 405: "method_not_allowed", 422: "invalid"}
