@@ -1,9 +1,13 @@
-"""cluster.yaml passes Ray's own cluster-config validation and starts trainq on the head."""
+"""cluster.yaml passes Ray's own cluster-config validation and starts trainq on the head, its
+registry's URL read from a secret on the head alone (never inline, never in Ray's environment),
+with Ray's GCS fault tolerance when the secret names a Redis."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,3 +33,71 @@ def test_cluster_yaml_installs_trainq_and_serves_it_on_the_head() -> None:
     assert "TRAINQ_STORAGE=/mnt/trainq" in head  # shared storage, same path on every node
     gpu = config["available_node_types"]["gpu_worker"]
     assert gpu["max_workers"] >= 1 and gpu["min_workers"] == 0
+
+
+def _commands(config: dict, *keys: str) -> str:
+    return "\n".join(c for key in keys for c in config.get(key) or [])
+
+
+def test_the_registry_url_comes_from_a_secret_read_on_the_head_alone() -> None:
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    everything = _commands(config, "setup_commands", "head_setup_commands", "worker_setup_commands",
+                           "head_start_ray_commands", "worker_start_ray_commands", "initialization_commands")
+    # Never inline: no connection URL and no TRAINQ_DB assignment in any command or file mount.
+    assert "postgresql://" not in everything and "postgres://" not in everything
+    assert "TRAINQ_DB=" not in everything and "TRAINQ_DB" not in str(config["file_mounts"])
+    fetch = _commands(config, "head_setup_commands")
+    assert "aws secretsmanager get-secret-value" in fetch and "umask 077" in fetch and "~/.trainq/secrets.env" in fetch
+    # The workers (users' code runs there) neither fetch nor read it.
+    workers = _commands(config, "setup_commands", "worker_setup_commands", "worker_start_ray_commands")
+    assert "secrets" not in workers
+    serve = next(c for c in config["head_start_ray_commands"] if "trainq serve" in c)
+    assert ". ~/.trainq/secrets.env" in serve and "TRAINQ_DB:?" in serve  # missing: stop, no SQLite fallback
+
+
+def _run_with_secret(command: str, secret: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run one of the head's commands in bash with ``secret`` as the fetched secret and ``ray`` and
+    ``trainq`` replaced by a stub that prints its environment's secrets and its arguments."""
+    (tmp_path / ".trainq").mkdir(exist_ok=True)
+    (tmp_path / ".trainq" / "secrets.env").write_text(secret)
+    (tmp_path / ".trainq" / "gcs-namespace").write_text("trainq-test\n")
+    stub = tmp_path / "bin"
+    stub.mkdir(exist_ok=True)
+    for tool in ("ray", "trainq"):
+        (stub / tool).write_text('#!/bin/sh\nenv | grep -E "^(TRAINQ_DB|RAY_|REDIS)" | sort\necho "ARGS $*"\n')
+        (stub / tool).chmod(0o755)
+    command = command.replace("> ~/trainq-serve.log 2>&1 &", "")  # in the foreground, to read what it printed
+    return subprocess.run(["bash", "-c", command], env={"HOME": str(tmp_path), "PATH": f"{stub}:/usr/bin:/bin"},
+                          capture_output=True, text=True, check=False, timeout=60)
+
+
+URL = "postgresql://trainq:pw-of-the-registry@db.internal:5432/trainq"
+
+
+@pytest.mark.parametrize("gcs_ft", [False, True])
+def test_serve_reads_the_registry_from_the_secret_and_ray_never_sees_it(tmp_path: Path, gcs_ft: bool) -> None:
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    start_ray, serve = config["head_start_ray_commands"][1:]
+    redis = "RAY_REDIS_ADDRESS=redis.internal:6379\nREDIS_PASSWORD=pw-of-redis\n"
+    secret = f"TRAINQ_DB={URL}\n" + (redis if gcs_ft else "")
+    ray = _run_with_secret(start_ray, secret, tmp_path)
+    assert ray.returncode == 0, ray.stderr
+    # Every Ray process on the head inherits ray start's environment: the registry's URL stays out.
+    assert "TRAINQ_DB" not in ray.stdout and "pw-of-the-registry" not in ray.stdout
+    assert "RAY_external_storage_namespace=trainq-test" in ray.stdout
+    if gcs_ft:  # Ray's GCS fault tolerance: the external Redis's address in the env, its password as the flag
+        assert "RAY_REDIS_ADDRESS=redis.internal:6379" in ray.stdout and "--redis-password=pw-of-redis" in ray.stdout
+    else:
+        assert "RAY_REDIS_ADDRESS" not in ray.stdout and "--redis-password" not in ray.stdout
+    served = _run_with_secret(serve, secret, tmp_path)
+    assert served.returncode == 0, served.stderr
+    assert f"TRAINQ_DB={URL}" in served.stdout  # in serve's environment ...
+    args = served.stdout.split("ARGS ", 1)[1]
+    assert "pw-of-the-registry" not in args and "pw-of-redis" not in served.stdout  # ... never on its command line
+
+
+def test_serve_does_not_start_when_the_secret_names_no_registry(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    serve = config["head_start_ray_commands"][2]
+    served = _run_with_secret(serve, "SOMETHING_ELSE=1\n", tmp_path)
+    assert served.returncode != 0 and "no TRAINQ_DB" in served.stderr and "ARGS" not in served.stdout
