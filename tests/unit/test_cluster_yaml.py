@@ -4,6 +4,7 @@ with Ray's GCS fault tolerance when the secret names a Redis."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from pathlib import Path
 
@@ -45,7 +46,8 @@ def test_the_registry_url_comes_from_a_secret_read_on_the_head_alone() -> None:
                            "head_start_ray_commands", "worker_start_ray_commands", "initialization_commands")
     # Never inline: no connection URL and no TRAINQ_DB assignment in any command or file mount.
     assert "postgresql://" not in everything and "postgres://" not in everything
-    assert "TRAINQ_DB=" not in everything and "TRAINQ_DB" not in str(config["file_mounts"])
+    assert set(re.findall(r"TRAINQ_DB=(\S+)", everything)) == {'"$TRAINQ_DB"'}  # passed on, never written
+    assert "TRAINQ_DB" not in str(config["file_mounts"])
     fetch = _commands(config, "head_setup_commands")
     assert "aws secretsmanager get-secret-value" in fetch and "umask 077" in fetch and "~/.trainq/secrets.env" in fetch
     # The workers (users' code runs there) neither fetch nor read it.
@@ -64,26 +66,28 @@ def _run_with_secret(command: str, secret: str, tmp_path: Path) -> subprocess.Co
     stub = tmp_path / "bin"
     stub.mkdir(exist_ok=True)
     for tool in ("ray", "trainq"):
-        (stub / tool).write_text('#!/bin/sh\nenv | grep -E "^(TRAINQ_DB|RAY_|REDIS)" | sort\necho "ARGS $*"\n')
+        (stub / tool).write_text('#!/bin/sh\nenv | grep -E "^(TRAINQ_DB|TRAINQ_API_TOKEN=|RAY_|REDIS)" | sort\n'
+                                 'echo "ARGS $*"\n')
         (stub / tool).chmod(0o755)
     command = command.replace("> ~/trainq-serve.log 2>&1 &", "")  # in the foreground, to read what it printed
     return subprocess.run(["bash", "-c", command], env={"HOME": str(tmp_path), "PATH": f"{stub}:/usr/bin:/bin"},
                           capture_output=True, text=True, check=False, timeout=60)
 
 
-URL = "postgresql://trainq:pw-of-the-registry@db.internal:5432/trainq"
+#: A password with a shell character and a query with '&': the secret's quoting keeps both as they are.
+URL = "postgresql://trainq:pw-of-the-$registry@db.internal:5432/trainq?sslmode=require&application_name=tq"
 
 
 @pytest.mark.parametrize("gcs_ft", [False, True])
 def test_serve_reads_the_registry_from_the_secret_and_ray_never_sees_it(tmp_path: Path, gcs_ft: bool) -> None:
     config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
     start_ray, serve = config["head_start_ray_commands"][1:]
-    redis = "RAY_REDIS_ADDRESS=redis.internal:6379\nREDIS_PASSWORD=pw-of-redis\n"
-    secret = f"TRAINQ_DB={URL}\n" + (redis if gcs_ft else "")
+    redis = "RAY_REDIS_ADDRESS='redis.internal:6379'\nREDIS_PASSWORD='pw-of-redis'\n"
+    secret = f"TRAINQ_DB='{URL}'\nTRAINQ_API_TOKEN='tok-of-the-api'\n" + (redis if gcs_ft else "")
     ray = _run_with_secret(start_ray, secret, tmp_path)
     assert ray.returncode == 0, ray.stderr
     # Every Ray process on the head inherits ray start's environment: the registry's URL stays out.
-    assert "TRAINQ_DB" not in ray.stdout and "pw-of-the-registry" not in ray.stdout
+    assert "TRAINQ_DB" not in ray.stdout and "pw-of-the" not in ray.stdout and "tok-of-the-api" not in ray.stdout
     assert "RAY_external_storage_namespace=trainq-test" in ray.stdout
     if gcs_ft:  # Ray's GCS fault tolerance: the external Redis's address in the env, its password as the flag
         assert "RAY_REDIS_ADDRESS=redis.internal:6379" in ray.stdout and "--redis-password=pw-of-redis" in ray.stdout
@@ -91,9 +95,10 @@ def test_serve_reads_the_registry_from_the_secret_and_ray_never_sees_it(tmp_path
         assert "RAY_REDIS_ADDRESS" not in ray.stdout and "--redis-password" not in ray.stdout
     served = _run_with_secret(serve, secret, tmp_path)
     assert served.returncode == 0, served.stderr
-    assert f"TRAINQ_DB={URL}" in served.stdout  # in serve's environment ...
+    assert f"TRAINQ_DB={URL}\n" in served.stdout  # in serve's environment, whole ...
+    assert "TRAINQ_API_TOKEN=tok-of-the-api" in served.stdout
     args = served.stdout.split("ARGS ", 1)[1]
-    assert "pw-of-the-registry" not in args and "pw-of-redis" not in served.stdout  # ... never on its command line
+    assert "pw-of-the" not in args and "pw-of-redis" not in served.stdout  # ... never on its command line
 
 
 def test_serve_does_not_start_when_the_secret_names_no_registry(tmp_path: Path) -> None:
