@@ -1,13 +1,16 @@
-"""The registry's database lost while the scheduler runs (issue 29, item 4), through the whole stack
-without Ray: the real core over a Postgres registry (fenced by its lease, as the actor runs it),
-``SchedulerService`` and the API on a real HTTP server, and a real Postgres server stopped and
-started again under them.
+"""Faults of the registry's database (issue 29, item 4), through the whole stack without Ray.
 
-While the server is down the API answers 503 with trainq's error body naming the database (never
-its password), a verb commits nothing and launches nothing, and a failed housekeeping tick leaves
-the core as it was. When the server returns, the same scheduler carries on: the tick starts what
-fits, a runner's event delivered again is applied once, and a submit retried with its
-Idempotency-Key creates exactly one job, whether or not the first try had committed.
+``trainq serve`` opens (and migrates) a reachable registry before it starts anything, and refuses
+one whose server is down, naming host:port.
+
+Lost while the scheduler runs: the real core over a Postgres registry (fenced by its lease, as the
+actor runs it), ``SchedulerService`` and the API on a real HTTP server, and a real Postgres server
+stopped and started again under them. While the server is down the API answers 503 with trainq's
+error body naming the database (never its password), a verb commits nothing and launches nothing,
+and a failed housekeeping tick leaves the core as it was. When the server returns, the same
+scheduler carries on: the tick starts what fits, a runner's event delivered again is applied once,
+and a submit retried with its Idempotency-Key creates exactly one job, whether or not the first try
+had committed.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from serving import ServerThread
 
 from api.app import create_app
 from api.backend import ServiceBackend
+from scheduler.cli.commands import UsageError
+from scheduler.cli.serve import registry_settings
 from scheduler.config import Settings
 from scheduler.core import Scheduler
 from scheduler.errors import RegistryUnavailable
@@ -144,3 +149,14 @@ def test_a_lost_database_is_a_503_commits_nothing_and_the_scheduler_carries_on_w
     assert api.get(f"{JOBS}/{second['job_id']}").json()["status"] == "pending"
     assert stack.launcher.stops == []
 
+
+
+def test_serve_opens_a_reachable_registry_before_it_starts_and_refuses_it_once_its_server_is_down(
+        server: PostgresServer, fresh_pg_url: str) -> None:
+    url = fresh_pg_url.replace("postgres@", f"postgres:{SECRET}@")
+    assert registry_settings(None, url, None).db_path == url
+    assert server.psql("SELECT count(*) FROM lease", database=url.rsplit("/", 1)[1]) == "1"  # migrated by serve
+    server.stop()
+    with pytest.raises(UsageError) as refused:
+        registry_settings(None, url, None)
+    assert refused.value.fields["where"] == f"127.0.0.1:{server.port}" and SECRET not in str(refused.value)
