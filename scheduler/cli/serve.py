@@ -176,6 +176,8 @@ def serve_until_signal(server: Any, handle: Any, grace_s: float) -> int:
 
     import ray
 
+    from ..errors import NotReady
+
     wake = threading.Event()
 
     def on_signal(_signum: int, _frame: Any) -> None:
@@ -189,7 +191,14 @@ def serve_until_signal(server: Any, handle: Any, grace_s: float) -> int:
         if not thread.is_alive():
             return 1  # the server could not start (e.g. the port is taken); uvicorn said why
     wake.clear()
-    state = ray.get(handle.drain.remote(grace_s))
+    try:
+        state = ray.get(handle.drain.remote(grace_s))
+    except Exception as e:  # Ray wraps the actor's error; its cause says which it was
+        if not isinstance(getattr(e, "cause", e), NotReady):
+            raise
+        # A standby (another scheduler leads the registry) runs no job: nothing to pause.
+        print("trainq: this scheduler is a standby and runs no job: stopping", flush=True)
+        return _stop(server, thread)
     deadline = time.monotonic() + grace_s + 10  # the jobs' own deadlines end within grace_s
     last = ""
     while state["waiting"] and not wake.is_set() and time.monotonic() < deadline:
@@ -204,6 +213,13 @@ def serve_until_signal(server: Any, handle: Any, grace_s: float) -> int:
               " from their last one at the next start", flush=True)
     else:
         print("trainq: every job is paused at a checkpoint; they resume at the next start", flush=True)
+    return _stop(server, thread)
+
+
+def _stop(server: Any, thread: Any) -> int:
+    """Stop the API and the embedded Ray."""
+    import ray
+
     server.should_exit = True
     thread.join(10)
     ray.shutdown()

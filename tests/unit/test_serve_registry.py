@@ -1,6 +1,6 @@
 """``trainq serve`` and its registry: one it cannot use stops it before anything starts, with a
 message naming the location (host:port for a server) and never the password or a traceback; and
-what it says once the scheduler answers, on a leader and on a standby."""
+what it says once the scheduler answers, on a leader and on a standby, and when a standby stops."""
 
 from __future__ import annotations
 
@@ -82,3 +82,54 @@ def test_a_standby_facing_a_free_lease_says_it_is_taking_over() -> None:
     health = {**LEADER_HEALTH, "role": "standby", "leader": None}
     _, standby = ready_lines(health)
     assert "standby" in standby and "takes over at its next housekeeping tick" in standby
+
+
+class _Server:
+    """uvicorn.Server's part that serve_until_signal uses: ``run`` asks for a stop as Ctrl-C would."""
+
+    def __init__(self) -> None:
+        self.should_exit = False
+
+    def run(self) -> None:
+        import signal
+        import time
+
+        signal.raise_signal(signal.SIGTERM)
+        while not self.should_exit:
+            time.sleep(0.01)
+
+
+class _Call:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def remote(self, *args: object) -> str:
+        return self.name
+
+
+def test_a_standby_stopped_says_it_runs_no_job_without_a_traceback(monkeypatch, capsys) -> None:
+    import signal
+
+    import ray
+
+    from scheduler.cli.serve import serve_until_signal
+    from scheduler.errors import NotReady
+
+    class Handle:
+        drain = _Call("drain")
+        draining = _Call("draining")
+
+    def get(ref: str) -> object:
+        assert ref == "drain", f"{ref} asked of a standby"
+        raise NotReady("this scheduler is a standby: scheduler@old leads the registry (epoch 3)")
+
+    monkeypatch.setattr(ray, "get", get)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert serve_until_signal(_Server(), Handle(), grace_s=1) == 0
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    out = capsys.readouterr().out
+    assert "standby and runs no job" in out and "every job is paused" not in out
