@@ -31,7 +31,7 @@ from .config import HEAD_RESOURCE, NAMESPACE, SCHEDULER_NAME, Settings
 from .core import Exited, Scheduler
 from .errors import LeaseLost
 from .launcher import RayLauncher
-from .leadership import Leadership
+from .leadership import Leadership, holder_name
 from .policy import Resources
 from .service import SchedulerService
 from .states import JobStatus
@@ -109,9 +109,9 @@ class SchedulerActor(SchedulerService):
         self._store = store = open_store(config.db_path)
         super().__init__(None, config, events=open_event_store(config.db_path))
         self._metrics = _make_metrics()
-        # The actor's Ray id survives Ray's restarts of it: a restarted scheduler takes its own
-        # lease back at once (a new epoch) rather than waiting for it to expire.
-        self.leadership = Leadership(store, holder=f"{name}@{context.get_actor_id()}", ttl_s=config.lease_ttl_s)
+        # A restarted scheduler (or one started again on this machine after a kill) finds the
+        # lease's holder process gone and takes it back at once rather than waiting for it to expire.
+        self.leadership = Leadership(store, holder=holder_name(name, context.get_actor_id()), ttl_s=config.lease_ttl_s)
         if self.leadership.take():
             self._lead()  # recovery before the first call is served: Ray runs __init__ to completion first
         else:

@@ -5,13 +5,17 @@ before it acts on the registry, and every write it makes is fenced by that epoch
 scheduler takes the lease, the first one's writes are refused (``LeaseLost``), however late they
 come. A scheduler that finds the lease held by a live leader waits as a *standby*: it answers
 ``health`` and nothing else, and takes over when the lease expires (its holder stopped renewing:
-killed, partitioned, its cluster lost). The holder's name is the scheduler actor's Ray id, which
-stays the same when Ray restarts the actor, so a restart takes its own lease back at once (with a
-new epoch) instead of waiting for it to expire.
+killed, partitioned, its cluster lost). The holder's name says which actor on which machine holds
+it (``holder_name``): when that process is known dead (it ran on this machine and is gone: Ray
+restarted the actor, or ``trainq serve`` was killed and started again with a new embedded Ray) the
+lease is taken over at once, with a new epoch that fences whatever the dead one left open, instead
+of after it expires.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +32,26 @@ class Leasing(Protocol):
     def current_lease(self) -> Lease | None: ...
 
 
+def holder_name(actor: str, actor_id: str, host: str | None = None, pid: int | None = None) -> str:
+    """``<actor name>@<Ray actor id>@<host>:<pid>``: who holds a lease, and where to see if it lives."""
+    return f"{actor}@{actor_id}@{host or socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def known_dead(holder: str) -> bool:
+    """Whether the process named in ``holder`` ran on this machine and no longer exists (only then
+    can we know; a holder elsewhere is alive until its lease expires)."""
+    host, _, pid = holder.rpartition("@")[2].rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
+
+
 @dataclass
 class Leadership:
     """This scheduler's standing on its registry: leader (with its lease) or standby."""
@@ -38,6 +62,7 @@ class Leadership:
     clock: Callable[[], float] = time.time
     lease: Lease | None = None  # ours, while we lead
     renewed_at: float = 0.0
+    is_dead: Callable[[str], bool] = known_dead
 
     @property
     def leading(self) -> bool:
@@ -47,6 +72,14 @@ class Leadership:
         """Take the lease if it is free, expired or already ours; True when this scheduler leads."""
         now = self.clock()
         self.lease = self.store.acquire_lease(self.holder, self.ttl_s, now)
+        if self.lease is None:
+            current = self.store.current_lease()
+            if current is not None and self.is_dead(current.holder):
+                # Taken under the dead holder's name (the rule lets a holder take its own lease
+                # at once), with a new epoch; this scheduler renews it under that name.
+                self.lease = self.store.acquire_lease(current.holder, self.ttl_s, now)
+                if self.lease is not None:
+                    self.holder = current.holder
         self.renewed_at = now
         return self.lease is not None
 

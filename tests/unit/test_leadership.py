@@ -52,3 +52,30 @@ def test_a_deposed_leaders_writes_are_refused_and_a_restart_takes_its_own_lease_
     # Ray restarted "b" (same actor id, so the same holder): it takes its lease back at once.
     again = Leadership(SQLiteStore(db), "scheduler@b", ttl_s=15, clock=clock)
     assert again.take() and again.lease is not None and again.lease.epoch == 3
+
+
+def test_a_holder_known_dead_on_this_machine_is_taken_over_at_once(tmp_path) -> None:
+    import socket
+    import subprocess
+    import sys
+
+    from scheduler.leadership import holder_name, known_dead
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = holder_name("scheduler", "a1", pid=gone.pid)
+    assert known_dead(dead)
+    assert not known_dead(holder_name("scheduler", "a1"))  # this very process: alive
+    assert not known_dead(holder_name("scheduler", "a1", host="another-" + socket.gethostname(), pid=gone.pid))
+
+    clock = FakeClock()
+    db = str(tmp_path / "r.db")
+    old = Leadership(SQLiteStore(db), dead, ttl_s=15, clock=clock)
+    assert old.take()
+    clock.advance(1)  # its lease is live for 14 s more, but its process is gone (Ray restarted it, say)
+    new = Leadership(SQLiteStore(db), holder_name("scheduler", "a1"), ttl_s=15, clock=clock)
+    assert new.take() and new.holder == dead and new.lease is not None and new.lease.epoch == 2
+    assert new.keep()
+    elsewhere = Leadership(SQLiteStore(db), "scheduler@b@other-host:1", ttl_s=15, clock=clock,
+                           is_dead=lambda holder: False)
+    assert not elsewhere.take()  # a holder it cannot see is alive until its lease expires
