@@ -8,7 +8,7 @@ can do harm: the launcher starts nothing (admitted jobs stay ``pending``), and t
 downloads go to a closed port. Every check runs (``--checks all``): no 5xx, every status and
 body as documented, schema-valid requests accepted, schema-invalid ones refused.
 
-Bounded by ``--max-time`` (``TRAINQ_FUZZ_S``, default 60 s) and seeded, so a failure replays.
+Bounded by ``--max-time`` (``TRAINQ_FUZZ_S``, default 30 s in the suite; 200 s for a release check) and seeded, so a failure replays.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from scheduler.store import SQLiteStore
 
 # A minute of fuzzing: in the full suite, not in the fast layers (-m "not slow"); -m fuzz runs it alone.
 pytestmark = [pytest.mark.slow, pytest.mark.fuzz]
-FUZZ_S = int(os.environ.get("TRAINQ_FUZZ_S", "60"))
+FUZZ_S = int(os.environ.get("TRAINQ_FUZZ_S", "30"))
 SEED = int(os.environ.get("TRAINQ_FUZZ_SEED", "20261129"))
 HOOKS = Path(__file__).with_name("fuzz_hooks.py")
 
