@@ -53,15 +53,15 @@ class RayCluster:
         self._max = {k: float(v) for k, v in json.loads(max_resources).items()} if max_resources else None
         self._capacity: Resources = {}
         self._nodes: list[Resources] = []
-        self._nodes_free: list[Resources] = []
+        self._nodes_free: dict[str, Resources] = {}  # by node id
 
     def refresh(self) -> None:
         """Fetch capacity, nodes and free resources per node from Ray (blocking: call in a thread)."""
         capacity = {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
         nodes = [] if self._max is not None else \
             [_strip_node_markers(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
-        free = [] if self._max is not None else \
-            [_strip_node_markers(f) for f in raycompat.available_resources_per_node().values()]
+        free = {} if self._max is not None else \
+            {n: _strip_node_markers(f) for n, f in raycompat.available_resources_per_node().items()}
         self._capacity, self._nodes, self._nodes_free = capacity, nodes, free
 
     def capacity(self) -> Resources:
@@ -76,7 +76,12 @@ class RayCluster:
     def nodes_free(self) -> list[Resources] | None:
         if self._max is not None:
             return None  # nodes come and go with the autoscaler; totals and its hints decide
-        return [dict(n) for n in self._nodes_free]
+        return [dict(n) for n in self._nodes_free.values()]
+
+    def nodes_free_by_id(self) -> dict[str, Resources] | None:
+        if self._max is not None:
+            return None
+        return {node_id: dict(n) for node_id, n in self._nodes_free.items()}
 
     def request(self, bundles: list[Resources]) -> None:
         if self._max is None:

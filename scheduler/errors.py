@@ -98,16 +98,33 @@ class DoesNotFit(InvalidSpec):
 
     depends_on_server = True
 
-    def __init__(self, requested: dict[str, float], available: dict[str, float]) -> None:
+    def __init__(self, requested: dict[str, float], available: dict[str, float], strategy: str = "PACK") -> None:
         short = {
             k: v for k, v in requested.items() if v > available.get(k, 0.0) + 1e-9
         }
+        # Within the totals, what no node (or no node of the job's types) can hold with its strategy.
+        where = f"short of {_fmt(short)}" if short else f"no set of its nodes holds the gang with {strategy}"
         super().__init__(
             f"job can never fit on this cluster: it asks for {_fmt(requested)}"
-            f" but the cluster has at most {_fmt(available)} (short of {_fmt(short)})",
+            f" but the cluster has at most {_fmt(available)} ({where})",
             field="resources_per_worker",
             requested=requested,
             available=available,
+        )
+
+
+class UnknownAcceleratorType(InvalidSpec):
+    """The job names only accelerator types that no node of the cluster has, nor its promised maximum."""
+
+    depends_on_server = True
+
+    def __init__(self, requested: list[str], present: list[str]) -> None:
+        have = ", ".join(present) if present else "none"
+        super().__init__(
+            f"no node of this cluster has accelerator type {' or '.join(requested)}; the types it has: {have}",
+            field="accelerator_type",
+            requested=requested,
+            available=present,
         )
 
 

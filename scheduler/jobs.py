@@ -189,6 +189,7 @@ class Attempt:
     ended_at: float | None = None
     outcome: str | None = None
     lost_work: dict[str, Any] | None = None
+    accelerator_type: str | None = None  # the type admission gave it (of the job's accelerator_type)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -317,8 +317,11 @@ class Runner:
             train_loop,
             train_loop_config=dict(spec.config),
             backend_config=raycompat.lazy_torch_config(spec.use_gpu) if spec.backend == "torch" else None,
+            # The scheduler hands each attempt the one type admission chose (spec narrowed at launch).
             scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
-                                         resources_per_worker=spec.resources_per_worker),
+                                         resources_per_worker=spec.resources_per_worker,
+                                         accelerator_type=next(iter(spec.accelerator_types()), None),
+                                         placement_strategy=spec.placement_strategy),
             run_config=RunConfig(
                 name=self.run_name,
                 storage_path=self.run_root,

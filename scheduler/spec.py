@@ -34,6 +34,9 @@ STORAGE_PATH_RE = re.compile(STORAGE_PATH_PATTERN)
 #: the names a job may not set in env_vars, as the schema says it (any case, like ``reserved_env_vars``)
 RESERVED_ENV_PATTERN = "^(" + "|".join("".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in prefix)
                                        for prefix in RESERVED_ENV_PREFIXES) + ")"
+#: an accelerator type as Ray names it (``A100``, ``H100``, ``TPU-V4``): the node resource is ``accelerator_type:<it>``
+ACCELERATOR_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+AcceleratorType = Annotated[str, Field(pattern=ACCELERATOR_PATTERN)]
 #: a resource amount per worker; far above any machine (Ray's ``memory`` is in bytes), and finite
 MAX_RESOURCE = 1e15
 
@@ -98,6 +101,13 @@ class JobSpec(BaseModel):
         default=None, description=f"resources of one worker, each a number from 0 to {MAX_RESOURCE:g}",
         json_schema_extra={"propertyNames": {"minLength": 1},
                            "additionalProperties": {"type": "number", "minimum": 0, "maximum": MAX_RESOURCE}})
+    accelerator_type: AcceleratorType | Annotated[list[AcceleratorType], Field(min_length=1, max_length=16)] | None = \
+        Field(default=None, description='the workers\' accelerator type ("A100"), or several in order of preference'
+              ' (["H100", "A100"]): the job runs on the first that fits when it starts, never mixing types in'
+              " one gang (a node of type X carries Ray's resource accelerator_type:X)")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        default="PACK", description="the workers' placement group strategy, as Ray's: STRICT_PACK starts only when"
+        " one node holds the whole gang, STRICT_SPREAD only on as many nodes as workers")
     priority: JsonInt = Field(default=0, ge=-1_000_000, le=1_000_000, description="higher starts first")
     max_failures: JsonInt = Field(default=0, ge=-1,
                                   description="worker-group retries (Ray Train FailureConfig); -1 = forever")
@@ -127,6 +137,13 @@ class JobSpec(BaseModel):
     def _entrypoint_form(cls, v: str | None) -> str | None:
         if v is not None and not ENTRYPOINT_RE.match(v):
             raise ValueError('must look like "package.module:function"')
+        return v
+
+    @field_validator("accelerator_type")
+    @classmethod
+    def _types_distinct(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(set(v)) != len(v):
+            raise ValueError("each accelerator type may appear once")
         return v
 
     @field_validator("config")
@@ -188,6 +205,11 @@ class JobSpec(BaseModel):
         if self.entrypoint:
             return self.entrypoint.rsplit(":", 1)[1]
         return str(self.workload)
+
+    def accelerator_types(self) -> tuple[str, ...]:
+        """The accelerator types in order of preference (empty: any node)."""
+        v = self.accelerator_type
+        return () if v is None else (v,) if isinstance(v, str) else tuple(v)
 
     def worker_resources(self) -> dict[str, float]:
         """Resources of one worker, with Ray Train's defaults (1 CPU, or 1 GPU with use_gpu)."""

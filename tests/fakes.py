@@ -16,11 +16,13 @@ class FakeLauncher:
     stops: list[tuple[str, int]] = field(default_factory=list)
     checkpoints: list[tuple[str, int]] = field(default_factory=list)
     fail_launch: bool = False
+    specs: dict[tuple[str, int], dict] = field(default_factory=dict)  # the spec each attempt was launched with
 
     def launch(self, job: Job, attempt: Attempt, run_root: str) -> None:
         if self.fail_launch:
             raise RuntimeError("no runner for you")
         self.launched.append((job.job_id, attempt.attempt, attempt.resumed_from))
+        self.specs[(job.job_id, attempt.attempt)] = dict(job.spec)
 
     def request_pause(self, job_id: str, attempt: int) -> None:
         self.pauses.append((job_id, attempt))
@@ -43,6 +45,9 @@ class FakeCluster:
 
     def nodes_free(self) -> list[dict[str, float]] | None:
         return None if self.free_per_node is None else [dict(n) for n in self.free_per_node]
+
+    def nodes_free_by_id(self) -> dict[str, dict[str, float]] | None:
+        return None if self.free_per_node is None else {f"node-{i}": dict(n) for i, n in enumerate(self.free_per_node)}
 
     def capacity(self) -> dict[str, float]:
         return dict(self.total)

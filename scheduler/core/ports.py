@@ -42,5 +42,8 @@ class Cluster(Protocol):
     def nodes_free(self) -> list[Resources] | None:
         """What each live node has free right now, or None when unknown (then totals decide)."""
 
+    def nodes_free_by_id(self) -> dict[str, Resources] | None:
+        """``nodes_free`` keyed by node id (one read: ids and resources of the same refresh)."""
+
     def request(self, bundles: list[Resources]) -> None:
         """Ask the autoscaler for these bundles (no-op without one)."""

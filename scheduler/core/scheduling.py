@@ -19,7 +19,7 @@ from enum import Enum
 from .. import policy
 from ..config import train_run_name
 from ..jobs import Attempt, iso
-from ..policy import Entry, Resources, admission, backfill, failure, preemption, quota, timeslice
+from ..policy import Entry, Resources, accelerators, admission, backfill, failure, preemption, quota, timeslice
 from ..states import JobStatus
 from .attempts import Attempts
 from .snapshot import STOP_MARGIN_S, Snapshot
@@ -46,6 +46,9 @@ class Start:
     job_id: str
     borrowing: bool = False
     backfill: str | None = None  # how it was backfilled (``policy.backfill``), None: in its turn
+    accelerator_type: str | None = None  # the type admission chose of the job's accelerator_type
+    placement: list[int] | None = None  # workers per node, in ``node_ids`` order (None: unknown)
+    node_ids: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -88,12 +91,17 @@ class Pass:
         now = self.ctx.clock()
         capacity = self.ctx.cluster.capacity()
         quotas = snap.quotas()
+        by_id = snap.nodes_by_id()
+        ids = None if by_id is None else list(by_id)
         adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
-                                          used=snap.used_by_user(), quotas=quotas, nodes_free=snap.nodes_free())
-        started = self.apply([Start(a.job_id, a.borrowing) for a in adm.start])
+                                          used=snap.used_by_user(), quotas=quotas,
+                                          nodes_free=None if by_id is None else list(by_id.values()))
+        started = self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids)
+                              for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
         self.apply(self._planned_due(now))
-        if head is not None and not policy.fits(head.demand, snap.free()):
+        # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
+        if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
             reclaim = self._reclaim_for(head, capacity, now)
             if reclaim is not None:
                 self.apply(reclaim)
@@ -104,7 +112,9 @@ class Pass:
         if settings.time_slice_s > 0:
             self.apply(self._rotations(capacity, now))
         head = head if head is not None and head.job_id in queue else None
-        wanted = [dict(head.demand)] if head is not None and not policy.fits(head.demand, snap.free()) else None
+        # The ask names the head's first type, so an autoscaler adds a node of that type.
+        wanted = [{**head.demand, **accelerators.typed({}, head.types[0] if head.types else None)}] \
+            if head is not None and not policy.fits(head.demand, snap.free()) else None
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
             self.apply([AskCapacity(wanted or [])])
@@ -130,13 +140,21 @@ class Pass:
         job = self.writer.job(action.job_id)
         attempt_no = job.attempt + 1
         how = action.backfill
-        reason = f"admitted as attempt {attempt_no}" + (f" (backfill: {how})" if how else "") \
+        on = f" on {action.accelerator_type}" if action.accelerator_type else ""
+        reason = f"admitted as attempt {attempt_no}{on}" + (f" (backfill: {how})" if how else "") \
             + (" borrowing idle capacity beyond its owner's guarantee" if action.borrowing else "")
         job = self.writer.transition(job, S.PENDING, "start", reason, attempt=attempt_no, started_at=now,
                                      not_before=None, borrowing=action.borrowing, backfill=how)
         attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
-                          run_name=train_run_name(job.name, job.job_id, attempt_no))
+                          run_name=train_run_name(job.name, job.job_id, attempt_no),
+                          accelerator_type=action.accelerator_type)
         self.ctx.store.save_attempt(attempt)
+        spec = self.writer.spec(job)
+        self.snapshot.record((job.job_id, attempt_no), action.accelerator_type,
+                             accelerators.typed(spec.worker_resources(), action.accelerator_type),
+                             action.placement, action.node_ids)
+        if action.accelerator_type:  # the runner gives Ray Train the one type this attempt got
+            job = dataclasses.replace(job, spec={**job.spec, "accelerator_type": action.accelerator_type})
         try:
             self.ctx.launcher.launch(job, attempt, self.writer.job_root(job))
         except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
@@ -205,7 +223,8 @@ class Pass:
             return None
         mine = self.snapshot.used_by_user().get(user, {})
         decision = quota.reclaim_victims(head.job_id, head.priority, head.demand, user, mine, users.quota(user),
-                                         self.snapshot.holders(now), borrowing, self.snapshot.free(), capacity, now)
+                                         self.snapshot.holders(now), borrowing, self.snapshot.free(), capacity, now,
+                                         gang=head, nodes=self.snapshot.nodes_by_id())
         if decision is None:
             return None
         return [MakeWay(v, head.job_id, Why.RECLAIM if v in borrowing and borrowing[v] != user else Why.PRIORITY,
@@ -227,21 +246,30 @@ class Pass:
         """
         holders = self.snapshot.holders(now)
         left = self.snapshot.free()
+        nodes = self.snapshot.nodes_by_id()
         out: list[Action] = []
         for entry in self.writer.queue.in_order():
             if not policy.ready(entry, now):
                 continue
             decision = preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, left,
-                                                 capacity, now)
+                                                 capacity, now, gang=entry, nodes=nodes)
             if decision is None:
-                if not policy.fits(entry.demand, left):
+                fits_now = accelerators.choose(entry, left, None if nodes is None else list(nodes.values()))
+                if fits_now is None:
                     break
+                if nodes is not None and fits_now.placement is not None:
+                    policy.placement.take(list(nodes.values()), fits_now.worker, fits_now.placement)
             else:
                 for victim_id in decision.victims:
                     out.append(MakeWay(victim_id, entry.job_id, Why.PRIORITY, decision.lost_work_s.get(victim_id),
                                        self._priorities(entry, victim_id)))
                     holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h
                                for h in holders]
+                if nodes is not None and decision.placement is not None:
+                    # The room made (or on its way) is promised to this job: not counted for the next.
+                    worker = accelerators.typed(entry.worker, decision.accelerator_type)
+                    for node_id, k in decision.placement.items():
+                        nodes[node_id] = policy.subtract(nodes[node_id], {r: v * k for r, v in worker.items()})
             left = policy.subtract(left, entry.demand)
         return out
 
@@ -273,25 +301,33 @@ class Pass:
         preemptible = {e.job_id: pause_s for e in rest if spec_of(e.job_id).preemptible and e.job_id not in blind}
         plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s, preemptible=preemptible)
         used = snap.used_by_user()
-        nodes = snap.nodes_free()
+        by_id = snap.nodes_by_id()
+        nodes, ids = (None, None) if by_id is None else (list(by_id.values()), list(by_id))
         out: list[Action] = []
         for b in plan.start:
             entry = next(e for e in rest if e.job_id == b.job_id)
             user = self.writer.owners.get(b.job_id, "")
             q = quotas.get(user)
-            verdict = quota.check(entry.demand, used.get(user, {}), q) if q is not None else None
-            if verdict is not None and verdict.status == quota.OVER_MAX:
+            verdicts: dict[str | None, quota.QuotaCheck] = {}
+
+            def within(t: str | None, demand: Resources, user: str = user, q: quota.Quota | None = q,
+                       verdicts: dict[str | None, quota.QuotaCheck] = verdicts) -> bool:
+                v = verdicts[t] = quota.check(accelerators.per_type(demand, t), used.get(user, {}), q) \
+                    if q is not None else quota.QuotaCheck(quota.GUARANTEED)
+                return v.status != quota.OVER_MAX
+
+            choice = accelerators.choose(entry, free, nodes, within)
+            if choice is None:
                 continue
-            if nodes is not None and entry.worker:
-                placed = policy.place_gang(entry.worker, entry.num_workers, nodes)
-                if placed is None:
-                    continue
-                policy.placement.take(nodes, entry.worker, placed)
-            out.append(Start(b.job_id, verdict is not None and verdict.status == quota.BORROWING, b.why))
+            if nodes is not None and choice.placement is not None:
+                policy.placement.take(nodes, choice.worker, choice.placement)
+            free = policy.subtract(free, choice.demand)
+            out.append(Start(b.job_id, verdicts[choice.accelerator_type].status == quota.BORROWING, b.why,
+                             choice.accelerator_type, choice.placement, ids))
             if b.why == backfill.PREEMPTIBLE and b.preempt_at is not None:
                 snap.planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
             mine = used.setdefault(user, {})
-            for name, amount in entry.demand.items():
+            for name, amount in accelerators.per_type(choice.demand, choice.accelerator_type).items():
                 mine[name] = mine.get(name, 0.0) + amount
         return out
 

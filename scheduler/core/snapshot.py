@@ -6,12 +6,13 @@ the queue view both look through this, so they see the cluster the same way.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .. import policy
 from ..jobs import Job, step_of, total_steps_of
-from ..policy import Entry, Resources, backfill, fairshare, pending, preemption, quota
+from ..policy import Entry, Resources, accelerators, backfill, fairshare, pending, preemption, quota
 from ..states import ACTIVE, JobStatus
 from .attempts import Attempts
 from .checkpoints import Checkpoints
@@ -21,6 +22,17 @@ from .writer import Writer
 S = JobStatus
 #: Allowance for a stopped run to release its resources after its pause deadline.
 STOP_MARGIN_S = 30.0
+
+
+@dataclass(frozen=True)
+class Placed:
+    """Where admission put an attempt: its accelerator type, one worker's resources (with the
+    type's marker) and workers per node id. ``nodes`` None: unknown (admitted before a restart, or
+    while node sizes were unknown); such an attempt frees room on no node a preemption can count on."""
+
+    accelerator_type: str | None
+    worker: Resources
+    nodes: dict[str, int] | None = None
 
 
 class Snapshot:
@@ -35,6 +47,30 @@ class Snapshot:
         #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
         #: such a job then runs on, and only the head's start may be later than reserved)
         self.planned: dict[str, backfill.PlannedPause] = {}
+        #: each attempt holding resources: the type and nodes admission chose (the core's model of
+        #: where it runs, not a Ray lookup), dropped once the attempt releases what it held
+        self.placed: dict[tuple[str, int], Placed] = {}
+
+    def record(self, key: tuple[str, int], accelerator_type: str | None, worker: Resources,
+               placement: Sequence[int] | None, node_ids: Sequence[str] | None) -> None:
+        """Remember where admission put an attempt (``placement`` in ``node_ids`` order)."""
+        nodes = None if placement is None or node_ids is None else \
+            {n: k for n, k in zip(node_ids, placement, strict=True) if k}
+        self.placed[key] = Placed(accelerator_type, dict(worker), nodes)
+
+    def placed_of(self, key: tuple[str, int]) -> Placed:
+        """Where an attempt runs as far as the core knows; after a restart its type comes from its
+        stored attempt and its nodes are unknown."""
+        found = self.placed.get(key)
+        if found is None:
+            stored = self.ctx.store.get_attempt(*key)
+            t = stored.accelerator_type if stored is not None else None
+            found = self.placed[key] = Placed(t, accelerators.typed(self.writer.spec_of(key[0]).worker_resources(), t))
+        return found
+
+    def _forget_released(self) -> None:
+        for key in [k for k in self.placed if k not in self.writer.held]:
+            del self.placed[key]
 
     def free(self) -> Resources:
         """The cluster's resources less what trainq has handed out."""
@@ -62,22 +98,36 @@ class Snapshot:
     def used_by_user(self) -> dict[str, Resources]:
         """What each owner's attempts hold now (attempts still releasing included)."""
         owners = self.writer.owners
-        return quota.usage_by_user((owners.get(job_id, ""), demand) for (job_id, _), demand in self.writer.held.items())
+        return quota.usage_by_user(
+            (owners.get(key[0], ""), accelerators.per_type(demand, self.placed_of(key).accelerator_type))
+            for key, demand in self.writer.held.items())
 
     def nodes_free(self) -> list[Resources] | None:
         """Free resources per node, less what pending jobs will take once Ray places them."""
-        nodes = self.ctx.cluster.nodes_free()
-        if nodes is None:
+        nodes = self.nodes_by_id()
+        return None if nodes is None else list(nodes.values())
+
+    def nodes_by_id(self) -> dict[str, Resources] | None:
+        """``nodes_free`` by node id: pending gangs taken where admission put them (else where they fit)."""
+        self._forget_released()
+        by_id = self.ctx.cluster.nodes_free_by_id()
+        if by_id is None:
             return None
-        nodes = [dict(n) for n in nodes]
         for job_id, attempt in self.writer.held:
             job = self.writer.live.get(job_id)
-            if job is not None and job.status is S.PENDING and job.attempt == attempt:
-                spec = self.writer.spec(job)
-                placed = policy.place_gang(spec.worker_resources(), spec.num_workers, nodes)
-                if placed is not None:  # conservative: it may already be placed and counted twice
-                    policy.placement.take(nodes, spec.worker_resources(), placed)
-        return nodes
+            if job is None or job.status is not S.PENDING or job.attempt != attempt:
+                continue
+            # Conservative: Ray may have placed it already, and then it is counted twice for a moment.
+            placed = self.placed_of((job_id, attempt))
+            if placed.nodes is not None and set(placed.nodes) <= set(by_id):
+                for node_id, count in placed.nodes.items():
+                    by_id[node_id] = policy.subtract(by_id[node_id], {k: v * count for k, v in placed.worker.items()})
+                continue
+            spec, nodes = self.writer.spec(job), list(by_id.values())
+            guess = policy.place_gang(placed.worker, spec.num_workers, nodes, spec.placement_strategy)
+            if guess is not None:
+                policy.placement.take(nodes, placed.worker, guess)
+        return by_id
 
     def holders(self, now: float) -> list[preemption.Candidate]:
         """Every attempt holding resources, as the preemption policy sees it."""
@@ -89,8 +139,9 @@ class Snapshot:
                 continue
             current = job.attempt == attempt and job.status in ACTIVE
             spec = self.writer.spec(job)
+            placed = self.placed_of((job_id, attempt))
             holders.append(preemption.Candidate(
-                job_id=job_id, priority=job.priority, demand=demand,
+                job_id=job_id, priority=job.priority, demand=demand, worker=placed.worker, nodes=placed.nodes,
                 attempt_started_at=self.attempts.started_at(job),
                 stopping=not current or job.status is S.PAUSING,
                 preemptible=spec.preemptible and current and job.status is S.RUNNING,

@@ -14,9 +14,17 @@ from typing import Any
 
 from .. import policy, runtime_env, security, workloads
 from ..config import Settings, packages_root
-from ..errors import DoesNotFit, IdempotencyConflict, InvalidSpec, MissingOnServer, OverQuota, TrainqError
+from ..errors import (
+    DoesNotFit,
+    IdempotencyConflict,
+    InvalidSpec,
+    MissingOnServer,
+    OverQuota,
+    TrainqError,
+    UnknownAcceleratorType,
+)
 from ..jobs import Job, Transition, new_job_id
-from ..policy import quota
+from ..policy import accelerators, quota
 from ..spec import JobSpec, parse_spec
 from ..states import JobStatus
 from ..store import Request
@@ -117,14 +125,21 @@ class Submitter:
         users = self.ctx.users
         if users is None:
             return
-        why = quota.never_fits_quota(spec.demand(), users.quota(owner or ""), owner or "")
+        why = quota.never_fits_quota(spec.demand(), users.quota(owner or ""), owner or "", spec.accelerator_types())
         if why is not None:
             raise OverQuota(why, field="num_workers", owner=owner)
 
     def _check_fits(self, spec: JobSpec) -> None:
+        """Refuse a job no node type of the cluster can ever hold (its types, totals, nodes, strategy)."""
         cluster, demand = self.ctx.cluster, spec.demand()
-        if policy.never_fits(demand, spec.worker_resources(), cluster.max_capacity(), cluster.nodes()):
-            raise DoesNotFit(demand, cluster.max_capacity())
+        nodes, most = cluster.nodes(), cluster.max_capacity()
+        present = accelerators.unknown_types(spec.accelerator_types(), nodes, most)
+        if present is not None:
+            raise UnknownAcceleratorType(list(spec.accelerator_types()), present)
+        entry = policy.Entry("", 0, 0, demand, spec.worker_resources(), spec.num_workers,
+                             types=spec.accelerator_types(), strategy=spec.placement_strategy)
+        if accelerators.never_fits(entry, most, nodes):
+            raise DoesNotFit(demand, most, spec.placement_strategy)
 
     def _check_reach(self, spec: JobSpec) -> None:
         """Refuse a spec that reaches head-node folders or storage an admin did not allow."""

@@ -16,7 +16,7 @@ from typing import Any
 from .. import wire
 from ..errors import InvalidSpec
 from ..jobs import Job, iso, step_of
-from ..policy import Entry, failure, pending, quota
+from ..policy import Entry, accelerators, failure, pending, quota
 from ..states import JobStatus
 from .snapshot import Snapshot
 from .writer import Writer
@@ -246,8 +246,12 @@ class Views:
 
         def over_max(e: Entry) -> str | None:
             q = quotas.get(owners.get(e.job_id, ""))
-            verdict = quota.check(e.demand, used.get(owners.get(e.job_id, ""), {}), q) if q is not None else None
-            return verdict.message if verdict and verdict.status == quota.OVER_MAX else None
+            if q is None:
+                return None
+            mine = used.get(owners.get(e.job_id, ""), {})
+            verdicts = [quota.check(accelerators.per_type(e.demand, t), mine, q) for t in e.types or (None,)]
+            over = [v.message for v in verdicts if v.status == quota.OVER_MAX]
+            return "; ".join(over) if len(over) == len(verdicts) else None
 
         def waiting(e: Entry) -> pending.Waiting:
             return pending.Waiting(e, self.writer.spec_of(e.job_id).time_limit_s, over_max(e),
@@ -256,7 +260,8 @@ class Views:
         # The first EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read.
         near = order[:EXPLAIN_DEPTH]
         running = [r for r, _ in snap.running_ends(now, by_rate=True)]
-        explained = {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now)}
+        explained = {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now,
+                                                          snap.nodes_free())}
         positions = {e.job_id: i + 1 for i, e in enumerate(order)}
         head = next((p.job_id for p in explained.values() if p.code not in (pending.QUOTA, pending.BACKOFF)), None)
 

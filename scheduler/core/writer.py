@@ -202,7 +202,7 @@ class Writer:
         if job.status is S.QUEUED:
             spec = self.spec(job)
             self.queue.add(Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(),
-                                 spec.num_workers, job.not_before))
+                                 spec.num_workers, job.not_before, spec.accelerator_types(), spec.placement_strategy))
         else:
             self.queue.remove(job.job_id)
         if job.status is S.PAUSING and job.pause_deadline_at is not None:

@@ -5,10 +5,12 @@ head, as ``queue.admit`` does:
 - a job in its requeue backoff is skipped (it keeps its place);
 - a job that would take its owner past their ``max`` is held (reason ``quota``) and skipped: it
   is its owner's limit, not the cluster, that holds it, so it must not hold up other users;
-- otherwise the job starts if its whole gang fits (on the nodes too, when they are known), and
-  is marked ``borrowing`` when it takes its owner beyond their guarantee; the first job that does
-  not fit stops the pass (strict order: it is the head that preemption and backfill serve).
-Each job started counts toward its owner's usage for the jobs after it in the same pass.
+- otherwise the job starts on the first of its accelerator types (``accelerators.choose``) that its
+  owner's quota allows and where its whole gang fits (on the nodes too, when they are known, with
+  its placement strategy), and is marked ``borrowing`` when it takes its owner beyond their
+  guarantee; a job whose every type is over its owner's max is held as above; the first job that
+  does not fit stops the pass (strict order: it is the head that preemption and backfill serve).
+Each job started counts toward its owner's usage (per type too) for the jobs after it in the same pass.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .placement import place_gang, take
-from .queue import Entry, Resources, fits, ready, subtract
+from .accelerators import choose, per_type
+from .placement import take
+from .queue import Entry, Resources, ready, subtract
 from .quota import BORROWING, GUARANTEED, OVER_MAX, Quota, QuotaCheck, check
 
 #: a user without a quota is not limited, and never borrowing (quotas are not in force for them)
@@ -31,6 +34,8 @@ class Admitted:
     job_id: str
     borrowing: bool = False
     message: str = ""
+    accelerator_type: str | None = None
+    placement: list[int] | None = None  # workers per node, in ``nodes_free`` order (None: nodes unknown)
 
 
 @dataclass(frozen=True)
@@ -62,20 +67,27 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
             continue
         user = owners.get(entry.job_id, "")
         quota = quotas.get(user)
-        verdict = check(entry.demand, holding.get(user, {}), quota) if quota is not None else _UNLIMITED
-        if verdict.status == OVER_MAX:
-            out.held[entry.job_id] = verdict.message
-            continue
-        if not fits(entry.demand, left):
+        verdicts: dict[str | None, QuotaCheck] = {}
+
+        def within(t: str | None, demand: Resources, user: str = user, quota: Quota | None = quota,
+                   verdicts: dict[str | None, QuotaCheck] = verdicts) -> bool:
+            v = check(per_type(demand, t), holding.get(user, {}), quota) if quota is not None else _UNLIMITED
+            verdicts[t] = v
+            return v.status != OVER_MAX
+
+        choice = choose(entry, left, nodes, within)
+        if choice is None:
+            if len(verdicts) == len(entry.types or (None,)) and all(v.status == OVER_MAX for v in verdicts.values()):
+                out.held[entry.job_id] = "; ".join(dict.fromkeys(v.message for v in verdicts.values()))
+                continue
             return Admission(out.start, out.held, entry)
-        if nodes is not None and entry.worker:
-            placement = place_gang(entry.worker, entry.num_workers, nodes)
-            if placement is None:
-                return Admission(out.start, out.held, entry)
-            take(nodes, entry.worker, placement)
-        left = subtract(left, entry.demand)
+        if nodes is not None and choice.placement is not None:
+            take(nodes, choice.worker, choice.placement)
+        left = subtract(left, choice.demand)
         mine = holding.setdefault(user, {})
-        for name, amount in entry.demand.items():
+        for name, amount in per_type(choice.demand, choice.accelerator_type).items():
             mine[name] = mine.get(name, 0.0) + amount
-        out.start.append(Admitted(entry.job_id, verdict.status == BORROWING, verdict.message))
+        verdict = verdicts[choice.accelerator_type]
+        out.start.append(Admitted(entry.job_id, verdict.status == BORROWING, verdict.message,
+                                  choice.accelerator_type, choice.placement))
     return out

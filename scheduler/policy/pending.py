@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .accelerators import why_not
 from .queue import Entry, Resources, fits, subtract
 
 PRIORITY, RESOURCES, QUOTA, PREEMPTING, RESERVED, BACKOFF = \
@@ -97,13 +98,15 @@ def estimate_end(now: float, started_at: float, *, time_limit_s: float | None = 
 
 
 def explain(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Mapping[str, float],
-            now: float) -> list[Pending]:
+            now: float, nodes: Sequence[Mapping[str, float]] | None = None) -> list[Pending]:
     """Every queued job's ``pending_reason``, ``eta`` and ``eta_basis``, in queue order.
 
     ``waiting`` is the queue in admission order after this pass's decisions; ``running`` every
-    job holding resources (a pausing one ends at its expected pause); ``free`` what is free now.
+    job holding resources (a pausing one ends at its expected pause); ``free`` what is free now;
+    ``nodes`` what each node has free (when known: a head that fits the totals but not the nodes,
+    with its types and strategy, is told why, with the numbers).
     """
-    reasons = _reasons(waiting, free, now)
+    reasons = _reasons(waiting, free, now, nodes)
     etas = _etas(waiting, running, free, now)
     return [Pending(w.entry.job_id, code, message, *etas[w.entry.job_id], ahead=ahead)
             for w, (code, message, ahead) in zip(waiting, reasons, strict=True)]
@@ -121,7 +124,8 @@ def beyond(job_id: str, position: int, depth: int, head: str | None, quota: str 
                    f"no estimate: more than {depth} jobs ahead", ahead=position - 1)
 
 
-def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float) -> list[tuple[str, str, int]]:
+def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float,
+             nodes: Sequence[Mapping[str, float]] | None = None) -> list[tuple[str, str, int]]:
     out: list[tuple[str, str, int]] = []
     head: Entry | None = None
     ahead = 0
@@ -137,7 +141,9 @@ def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float) 
             out.append((PREEMPTING, f"making room: waiting for {', '.join(w.preempting)} to pause at a checkpoint",
                         ahead))
         elif head is None:
+            on_nodes = why_not(e, free, nodes) if nodes is not None and fits(e.demand, free) else None
             out.append((RESOURCES, _short(e.demand, free), ahead) if not fits(e.demand, free)
+                       else (RESOURCES, on_nodes, ahead) if on_nodes
                        else (RESOURCES, "fits now: starts at the next scheduling pass", ahead))
         elif fits(e.demand, free):
             out.append((RESERVED, f"fits now, but the room is held for {head.job_id}, ahead of it", ahead))

@@ -13,6 +13,12 @@ Rules (docs/design.md, "Preemption"; Kueue's greedy-then-reverse pass, Determine
 - Take victims in that order until the head fits, then drop, most expensive first, every
   victim that turned out not to be needed. If even all of them would not make room, preempt
   nobody: a pause that does not let the head start only costs work.
+- When the nodes are known (``nodes``, free per node id), "fits" means the head's gang can be
+  placed (one of its accelerator types, its strategy: ``accelerators.choose``) on the nodes as
+  they would be once the victims (and jobs already stopping) have freed *their* nodes, as
+  admission recorded them (``Candidate.nodes``): room freed on the wrong nodes is no room. A
+  candidate whose nodes are unknown frees room on no node. Placement is monotone in free room, so
+  the greedy-then-trim choice keeps only victims each of which is needed.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .queue import Resources, fits, subtract
+from .accelerators import Choice, choose
+from .queue import Entry, Resources, fits
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,8 @@ class Candidate:
     min_runtime_s: float = 0.0
     last_checkpoint_at: float | None = None  # of the current attempt
     resumable: bool | None = None  # False: its train function never reads its checkpoint
+    worker: Mapping[str, float] = field(default_factory=dict)  # one worker's resources, as placed
+    nodes: Mapping[str, int] | None = None  # workers per node id, as admission placed it (None: unknown)
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,9 @@ class Preemption:
     victims: list[str] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)
     lost_work_s: dict[str, float] = field(default_factory=dict)  # expected, per victim
+    #: with nodes known: the head's type and workers per node id in the room made for it
+    accelerator_type: str | None = None
+    placement: dict[str, int] | None = None
 
 
 def dominant_share(demand: Mapping[str, float], capacity: Mapping[str, float]) -> float:
@@ -69,32 +81,74 @@ def eligible(c: Candidate, head_priority: int, now: float) -> bool:
 
 def choose_victims(head_id: str, head_priority: int, head_demand: Mapping[str, float],
                    holders: Sequence[Candidate], free: Mapping[str, float],
-                   capacity: Mapping[str, float], now: float) -> Preemption | None:
-    """The preemption that lets the head start, or None when it fits or nothing can make room."""
-    if fits(head_demand, free):
+                   capacity: Mapping[str, float], now: float, *, gang: Entry | None = None,
+                   nodes: Mapping[str, Mapping[str, float]] | None = None) -> Preemption | None:
+    """The preemption that lets the head start, or None when it fits or nothing can make room.
+
+    ``gang`` (the head's queue entry) and ``nodes`` (free per node id) make the choice node-aware;
+    without them it reasons over totals (``free``) alone."""
+    room = _Room(free, nodes, gang, head_demand)
+    if room.fits():
         return None
     stopping = [c for c in holders if c.stopping]
-    room: Resources = subtract(free, *({k: -v for k, v in c.demand.items()} for c in stopping))
-    if fits(head_demand, room):
-        return Preemption(head_id, waiting_for=[c.job_id for c in stopping])
+    for c in stopping:
+        room.add(c)
+    if room.fits():
+        return Preemption(head_id, waiting_for=[c.job_id for c in stopping], accelerator_type=room.where()[0],
+                          placement=room.where()[1])
     ranked = sorted((c for c in holders if eligible(c, head_priority, now)), key=lambda c: (
         c.resumable is False, c.priority, dominant_share(c.demand, capacity) * expected_loss_s(c, now),
         -c.attempt_started_at))
     chosen: list[Candidate] = []
     for c in ranked:
         chosen.append(c)
-        room = _add(room, c.demand)
-        if fits(head_demand, room):
+        room.add(c)
+        if room.fits():
             break
     else:
         return None
     for c in reversed(chosen[:-1]):  # most expensive first; the last one taken made it fit
-        without = subtract(room, c.demand)
-        if fits(head_demand, without):
+        room.add(c, -1)
+        if room.fits():
             chosen.remove(c)
-            room = without
+        else:
+            room.add(c)
     return Preemption(head_id, victims=[c.job_id for c in chosen], waiting_for=[c.job_id for c in stopping],
-                      lost_work_s={c.job_id: round(expected_loss_s(c, now), 3) for c in chosen})
+                      lost_work_s={c.job_id: round(expected_loss_s(c, now), 3) for c in chosen},
+                      accelerator_type=room.where()[0], placement=room.where()[1])
+
+
+class _Room:
+    """The room a head would have: totals, and per node when the nodes are known."""
+
+    def __init__(self, free: Mapping[str, float], nodes: Mapping[str, Mapping[str, float]] | None,
+                 gang: Entry | None, demand: Mapping[str, float]) -> None:
+        self.total: Resources = dict(free)
+        self.nodes = {n: dict(r) for n, r in nodes.items()} if nodes is not None and gang is not None else None
+        self.gang, self.demand = gang, demand
+
+    def add(self, c: Candidate, sign: int = 1) -> None:
+        self.total = _add(self.total, {k: sign * v for k, v in c.demand.items()})
+        if self.nodes is not None and c.nodes is not None:
+            for node_id, count in c.nodes.items():
+                if node_id in self.nodes:  # a node gone since frees nothing
+                    self.nodes[node_id] = _add(self.nodes[node_id], {k: sign * v * count for k, v in c.worker.items()})
+
+    def _choice(self) -> Choice | None:
+        if self.gang is None:
+            return None
+        return choose(self.gang, self.total, None if self.nodes is None else list(self.nodes.values()))
+
+    def fits(self) -> bool:
+        return self._choice() is not None if self.gang is not None else fits(self.demand, self.total)
+
+    def where(self) -> tuple[str | None, dict[str, int] | None]:
+        """The head's type, and workers per node id when the nodes are known, in this room."""
+        choice = self._choice()
+        if choice is None or self.nodes is None or choice.placement is None:
+            return (None if choice is None else choice.accelerator_type), None
+        ids = list(self.nodes)
+        return choice.accelerator_type, {ids[i]: k for i, k in enumerate(choice.placement) if k}
 
 
 def _add(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:

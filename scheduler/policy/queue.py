@@ -74,6 +74,8 @@ class Entry:
     worker: Mapping[str, float] = field(default_factory=dict)  # one worker's resources
     num_workers: int = 1
     not_before: float | None = None  # a requeue backoff: it may not start before this time
+    types: tuple[str, ...] = ()  # accelerator types in order of preference (``policy.accelerators``)
+    strategy: str = "PACK"  # its placement group's strategy (``policy.placement``)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -156,7 +158,7 @@ def admit(queue: QueueIndex, free: Mapping[str, float],
         if not fits(entry.demand, left):
             break
         if nodes is not None and entry.worker:
-            placement = place_gang(entry.worker, entry.num_workers, nodes)
+            placement = place_gang(entry.worker, entry.num_workers, nodes, entry.strategy)
             if placement is None:
                 break
             take(nodes, entry.worker, placement)

@@ -7,6 +7,9 @@
   jobs behind it: it is skipped, like a job in its requeue backoff, because it is the owner's
   limit, not the cluster, that holds it back.
 - A job whose own demand exceeds its owner's ``max`` can never start and is refused at submit.
+- Quotas may name an accelerator type (``GPU:A100``, ``policy.accelerators.per_type``): a job placed
+  on that type counts toward it as well as toward ``GPU``; a per-type name limits or guarantees
+  only where the quota names it.
 - When a job that stays within its owner's guarantee waits, other users' borrowing jobs are
   the first victims (Kueue's ``reclaimWithinCohort``), whatever their priority: a guarantee
   that a higher-priority borrower could hold off would be no guarantee. A reclaimed job becomes
@@ -20,8 +23,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from .accelerators import is_typed, per_type
 from .preemption import Candidate, Preemption, choose_victims
-from .queue import Resources
+from .queue import Entry, Resources
 
 _EPS = 1e-9
 #: The priority a borrowing job is given when a guarantee reclaims: below any real priority.
@@ -65,40 +69,50 @@ def check(demand: Mapping[str, float], used: Mapping[str, float], quota: Quota) 
             parts = [f"needs {_n(demand[n])} {n}, its owner holds {_n(used.get(n, 0.0))} of a max of "
                      f"{_n(quota.max[n])}" for n in over]
             return QuotaCheck(OVER_MAX, "; ".join(parts))
-    beyond = [name for name, amount in after.items() if amount > quota.guaranteed.get(name, 0.0) + _EPS]
+    # A per-type name (``GPU:A100``) is guaranteed only where the quota names it; else its plain name rules.
+    beyond = [name for name, amount in after.items() if amount > quota.guaranteed.get(name, 0.0) + _EPS
+              and (name in quota.guaranteed or not is_typed(name))]
     if beyond:
         parts = [f"{_n(after[n])} {n} against a guarantee of {_n(quota.guaranteed.get(n, 0.0))}" for n in beyond]
         return QuotaCheck(BORROWING, "borrows idle capacity: " + "; ".join(parts))
     return QuotaCheck(GUARANTEED)
 
 
-def never_fits_quota(demand: Mapping[str, float], quota: Quota, user: str) -> str | None:
-    """The message refusing a job at submit because it exceeds its owner's max; None when it may wait."""
+def never_fits_quota(demand: Mapping[str, float], quota: Quota, user: str, types: Sequence[str] = ()) -> str | None:
+    """The message refusing a job at submit because on every one of its accelerator ``types`` (or
+    with none) it exceeds its owner's max (``GPU`` or ``GPU:<type>``); None when it may wait."""
     if quota.max is None:
         return None
-    over = [name for name, amount in demand.items() if name in quota.max and amount > quota.max[name] + _EPS]
-    if not over:
-        return None
-    parts = [f"{_n(demand[n])} {n} requested, user {user!r} may hold at most {_n(quota.max[n])}" for n in over]
-    return "the job can never start under its owner's quota: " + "; ".join(parts)
+    cap = quota.max
+    why = []
+    for t in types or (None,):
+        asked = per_type(demand, t)
+        over = [name for name, amount in asked.items() if name in cap and amount > cap[name] + _EPS]
+        if not over:
+            return None
+        why += [f"{_n(asked[n])} {n} requested, user {user!r} may hold at most {_n(cap[n])}" for n in over]
+    return "the job can never start under its owner's quota: " + "; ".join(dict.fromkeys(why))
 
 
 def reclaim_victims(head_id: str, head_priority: int, head_demand: Mapping[str, float], head_user: str,
                     head_used: Mapping[str, float], head_quota: Quota, holders: Sequence[Candidate],
                     borrowing: Mapping[str, str], free: Mapping[str, float], capacity: Mapping[str, float],
-                    now: float) -> Preemption | None:
+                    now: float, *, gang: Entry | None = None,
+                    nodes: Mapping[str, Mapping[str, float]] | None = None) -> Preemption | None:
     """Victims for a waiting job, with other users' borrowing jobs first.
 
     ``borrowing`` maps the job ids of running borrowing attempts to their owners. When the head
     stays within its owner's guarantee, those jobs (of other users) are ranked below every real
     priority, so ``choose_victims`` takes them first and only then lower-priority jobs, with the
-    same rules as ever (preemptible, past ``min_runtime_s``, fewest needed). Otherwise this is
-    plain ``choose_victims``.
+    same rules as ever (preemptible, past ``min_runtime_s``, fewest needed, node-aware with ``gang``
+    and ``nodes``). Otherwise this is plain ``choose_victims``. The head is within its guarantee
+    when it is on one of its types (``GPU`` and ``GPU:<type>`` both within).
     """
-    if check(head_demand, head_used, head_quota).status == GUARANTEED:
+    types = gang.types if gang is not None and gang.types else (None,)
+    if any(check(per_type(head_demand, t), head_used, head_quota).status == GUARANTEED for t in types):
         holders = [dataclasses.replace(c, priority=RECLAIM_PRIORITY)
                    if borrowing.get(c.job_id, head_user) != head_user else c for c in holders]
-    return choose_victims(head_id, head_priority, head_demand, holders, free, capacity, now)
+    return choose_victims(head_id, head_priority, head_demand, holders, free, capacity, now, gang=gang, nodes=nodes)
 
 
 def _n(x: float) -> str:

@@ -33,6 +33,7 @@ from .protocol import Request
 from .rows import (
     BOOL_FIELDS,
     JOB_COLUMNS,
+    attempt_extra,
     attempt_from,
     checkpoint_from,
     job_from,
@@ -293,7 +294,8 @@ class PostgresStore(PgConnection):
         """Insert or replace an attempt's row."""
         values = {"started_at": attempt.started_at, "resumed_from": attempt.resumed_from,
                   "run_name": attempt.run_name, "ended_at": attempt.ended_at, "outcome": attempt.outcome,
-                  "lost_work": None if attempt.lost_work is None else json.dumps(attempt.lost_work)}
+                  "lost_work": None if attempt.lost_work is None else json.dumps(attempt.lost_work),
+                  "extra": attempt_extra(attempt)}
         statement = pg_insert(attempts).values(job_id=attempt.job_id, attempt=attempt.attempt, **values)
         self._write(lambda c: c.execute(statement.on_conflict_do_update(index_elements=["job_id", "attempt"],
                                                                         set_=values)))

@@ -93,4 +93,10 @@ def attempt_from(row: RowLike) -> Attempt:
         job_id=row["job_id"], attempt=row["attempt"], started_at=row["started_at"],
         resumed_from=row["resumed_from"], run_name=row["run_name"], ended_at=row["ended_at"],
         outcome=row["outcome"], lost_work=json.loads(row["lost_work"]) if row["lost_work"] else None,
+        accelerator_type=json.loads(row["extra"] or "{}").get("accelerator_type"),
     )
+
+
+def attempt_extra(attempt: Attempt) -> str:
+    """The attempts row's ``extra`` column: fields added after its schema (a JSON object)."""
+    return json.dumps({"accelerator_type": attempt.accelerator_type} if attempt.accelerator_type else {})

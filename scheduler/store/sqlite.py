@@ -20,6 +20,7 @@ from .migrations import migrate
 from .protocol import Request
 from .rows import (
     INSERT_JOB,
+    attempt_extra,
     attempt_from,
     checkpoint_from,
     job_from,
@@ -346,10 +347,10 @@ class SQLiteStore(SQLiteLeasing):
         with self._lock, self._tx():
             self._db.execute(
                 "INSERT OR REPLACE INTO attempts (job_id, attempt, started_at, resumed_from, run_name,"
-                " ended_at, outcome, lost_work) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " ended_at, outcome, lost_work, extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (attempt.job_id, attempt.attempt, attempt.started_at, attempt.resumed_from, attempt.run_name,
                  attempt.ended_at, attempt.outcome,
-                 None if attempt.lost_work is None else json.dumps(attempt.lost_work)),
+                 None if attempt.lost_work is None else json.dumps(attempt.lost_work), attempt_extra(attempt)),
             )
 
     def get_attempt(self, job_id: str, attempt: int) -> Attempt | None:
