@@ -29,13 +29,17 @@ The parts, one concern each:
 - ``checkpoints``: recording, retention, existence; ``submit``: validation and group commit;
   ``idempotency``: one action per key; ``views``: public forms, the queue view, why-pending;
   ``usage``: the fair-share ledger and the usage report; ``ports``: the seams (launcher, cluster);
-  ``runner_events``: what runners report, typed.
+  ``runner_events``: what runners report, typed; ``drains``: a draining node's jobs moved at a
+  checkpoint.
+- drain: Ray announcing a node goes away (spot reclaim, maintenance) with a deadline; its jobs
+  are preempted by the node and requeued in their place, not counted as a retry.
 """
 
 from .attempts import IGNORED_CHECKPOINT, NOT_RESUMABLE
+from .drains import DrainNotice, Move
 from .facade import Scheduler
 from .ports import Cluster, Launcher
 from .runner_events import Exited, HookSeen, Reported, RunnerEvent, Started
 
-__all__ = ["IGNORED_CHECKPOINT", "NOT_RESUMABLE", "Cluster", "Exited", "HookSeen", "Launcher", "Reported",
-           "RunnerEvent", "Scheduler", "Started"]
+__all__ = ["IGNORED_CHECKPOINT", "NOT_RESUMABLE", "Cluster", "DrainNotice", "Exited", "HookSeen", "Launcher", "Move",
+           "Reported", "RunnerEvent", "Scheduler", "Started"]

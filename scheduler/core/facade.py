@@ -25,6 +25,7 @@ from ..verbs import CheckpointRequested, JobView, PauseResult, ResumeResult, Ver
 from .attempts import Attempts
 from .checkpoints import Checkpoints
 from .commands import Commands
+from .drains import DrainNotice, Drains
 from .idempotency import Requests
 from .ports import Cluster, Launcher
 from .runner_events import RunnerEvent, parse
@@ -58,6 +59,7 @@ class Scheduler:
         self.passes = Pass(self.writer, self.attempts, self.snapshot)
         self.views = Views(self.writer, self.snapshot)
         self.commands = Commands(self.writer, self.attempts, self.checkpointing, self.views)
+        self.drains = Drains(self.writer, self.attempts)
         self.requests = Requests(store, self.views.get)
         self.submitter = Submitter(self.writer, self.requests)
 
@@ -301,6 +303,13 @@ class Scheduler:
         resources, so they are not (the housekeeping tick schedules soon anyway)."""
         typed = parse(event)
         self._then_pass(lambda: self.attempts.on_event(typed), if_result=True)
+
+    def on_drains(self, notices: Iterable[DrainNotice], placements: Mapping[tuple[str, int], Iterable[str]]
+                  ) -> builtins.list[Any]:
+        """Ray is draining these nodes: move the active jobs with a worker on one of them at a
+        checkpoint (``core.drains``). ``placements``: the nodes each active attempt's workers are
+        on. Returns the moves made (none when the same notices come again)."""
+        return self._then_pass(lambda: self.drains.apply(notices, placements), if_result=True)
 
     def on_launch_failed(self, job_id: str, attempt: int, error: str) -> None:
         """No runner could be started for the attempt (e.g. its working_dir failed to upload)."""
