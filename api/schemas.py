@@ -42,6 +42,7 @@ class UsageRow(_Out):
     name: str | None = None
     resource_seconds: dict[str, float]
     gpu_hours: float
+    gpu_hours_by_type: dict[str, float] = Field(default_factory=dict, description="GPU-hours per accelerator type")
     cpu_hours: float
     lost_work_s: float
     preemptions: int
@@ -191,6 +192,7 @@ class AttemptPublic(_Out):
     ended_at: str | None
     outcome: str | None
     lost_work: LostWork | None
+    accelerator_type: str | None = Field(default=None, description="the type admission gave this attempt")
 
 
 class History(_Out):

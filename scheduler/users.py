@@ -23,6 +23,9 @@ the token, so an admin never has to keep plain tokens on disk (``printf %s TOKEN
 Only the hash is kept in memory; neither the token nor its hash is ever returned, logged or shown
 in a ``repr`` or an error message. Resource names are free (``CPU``, ``GPU``, ``memory`` or any custom
 Ray resource); amounts must be numbers ``>= 0`` and a user's guarantee may not exceed their max.
+A name may be per accelerator type, ``<resource>:<type>`` (``max: {"GPU:A100": 2}``): it counts the
+resources of the user's jobs placed on that type, beside the plain name, which counts all of them
+(``policy.accelerators.per_type``).
 A malformed file is refused as a whole with the line and the field at fault, e.g.
 ``users.yaml line 7: users.alice.quota.guaranteed.GPU: must be a number >= 0``.
 """
@@ -43,6 +46,7 @@ import yaml
 
 from .errors import TrainqError
 from .policy.quota import Quota
+from .spec import ACCELERATOR_PATTERN
 
 ROLES = ("admin", "user")
 MIN_TOKEN_CHARS = 8
@@ -53,6 +57,7 @@ _TOP_KEYS = ("default", "users")
 _USER_KEYS = ("token", "role", "weight", "quota")
 _DEFAULT_KEYS = ("weight", "quota")
 _QUOTA_KEYS = ("guaranteed", "max")
+ACCELERATOR_RE = re.compile(ACCELERATOR_PATTERN)
 
 
 class UsersFileError(TrainqError):
@@ -267,6 +272,10 @@ class _Parser:
             amount = self.number(value_node, f"{path}.{name}", "must be a number >= 0")
             if amount < 0:
                 raise self.fail(value_node, f"{path}.{name}", "must be a number >= 0")
+            resource, typed, kind = name.partition(":")
+            if typed and (not resource or not ACCELERATOR_RE.fullmatch(kind)):
+                raise self.fail(value_node, f"{path}.{name}", "a per-type limit is <resource>:<accelerator type>,"
+                                " e.g. GPU:A100")
             out[name] = amount
         return out
 

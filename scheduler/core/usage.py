@@ -7,7 +7,7 @@ from typing import Any
 
 from ..errors import InvalidSpec
 from ..jobs import Job, iso
-from ..policy import Resources, fairshare
+from ..policy import Resources, accelerators, fairshare
 from .writer import Writer
 
 #: Where the fair-share ledger is kept in the store, and how often it is saved.
@@ -46,7 +46,8 @@ class Usage:
     def report(self, by: str = "user", since: float | None = None) -> dict[str, Any]:
         """Resource use per user or per job since ``since`` (epoch seconds; None: all time).
 
-        Each row: ``resource_seconds`` per resource, ``gpu_hours``, ``cpu_hours``, ``lost_work_s``
+        Each row: ``resource_seconds`` per resource (and per accelerator type, ``GPU:A100``), ``gpu_hours``,
+        ``gpu_hours_by_type`` (of attempts placed on a type), ``cpu_hours``, ``lost_work_s``
         (work redone after pauses and failures), ``preemptions`` and ``attempts``; per user also
         ``jobs`` and ``fair_share_usage`` (the decayed usage fair share orders by); and
         ``checkpoint_bytes``, what the row's jobs hold on storage now (their checkpoints not
@@ -68,7 +69,7 @@ class Usage:
             key = owner if by == "user" else a.job_id
             row = rows.setdefault(key, _row(by, key, job))
             seconds = max(0.0, (a.ended_at if a.ended_at is not None else now) - max(a.started_at, since or 0.0))
-            for name, amount in self.writer.spec(job).demand().items():
+            for name, amount in accelerators.per_type(self.writer.spec(job).demand(), a.accelerator_type).items():
                 row["resource_seconds"][name] = row["resource_seconds"].get(name, 0.0) + amount * seconds
             row["lost_work_s"] += float((a.lost_work or {}).get("seconds") or 0.0)
             row["attempts"] += 1
@@ -82,6 +83,8 @@ class Usage:
             rs = row["resource_seconds"]
             row["resource_seconds"] = {k: round(v, 3) for k, v in sorted(rs.items())}
             row["gpu_hours"] = round(rs.get("GPU", 0.0) / 3600, 6)
+            row["gpu_hours_by_type"] = {k.partition(":")[2]: round(v / 3600, 6) for k, v in sorted(rs.items())
+                                        if k.startswith("GPU:")}
             row["cpu_hours"] = round(rs.get("CPU", 0.0) / 3600, 6)
             row["lost_work_s"] = round(row["lost_work_s"], 3)
             n = len(row.pop("_jobs"))
