@@ -32,6 +32,7 @@ from .core import Exited, Scheduler
 from .errors import LeaseLost
 from .launcher import RayLauncher
 from .leadership import Leadership, holder_name
+from .nodes import RayNodes, real_resources
 from .policy import Resources
 from .service import SchedulerService
 from .states import JobStatus
@@ -54,15 +55,18 @@ class RayCluster:
         self._capacity: Resources = {}
         self._nodes: list[Resources] = []
         self._nodes_free: dict[str, Resources] = {}  # by node id
+        #: nodes Ray is draining: node id -> deadline (epoch s, None: none); nothing new lands there
+        self.draining: dict[str, float | None] = {}
 
     def refresh(self) -> None:
-        """Fetch capacity, nodes and free resources per node from Ray (blocking: call in a thread)."""
-        capacity = {k: float(v) for k, v in ray.cluster_resources().items() if not k.startswith("node:")}
+        """Fetch capacity, nodes, free resources per node and drains from Ray (blocking: call in a thread)."""
+        capacity = real_resources(ray.cluster_resources())
         nodes = [] if self._max is not None else \
-            [_strip_node_markers(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+            [real_resources(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
         free = {} if self._max is not None else \
-            {n: _strip_node_markers(f) for n, f in raycompat.available_resources_per_node().items()}
-        self._capacity, self._nodes, self._nodes_free = capacity, nodes, free
+            {n: real_resources(f) for n, f in raycompat.available_resources_per_node().items()}
+        draining = raycompat.draining_nodes()
+        self._capacity, self._nodes, self._nodes_free, self.draining = capacity, nodes, free, draining
 
     def capacity(self) -> Resources:
         return dict(self._capacity)
@@ -76,12 +80,17 @@ class RayCluster:
     def nodes_free(self) -> list[Resources] | None:
         if self._max is not None:
             return None  # nodes come and go with the autoscaler; totals and its hints decide
-        return [dict(n) for n in self._nodes_free.values()]
+        return list(self._usable().values())
 
     def nodes_free_by_id(self) -> dict[str, Resources] | None:
         if self._max is not None:
             return None
-        return {node_id: dict(n) for node_id, n in self._nodes_free.items()}
+        return self._usable()
+
+    def _usable(self) -> dict[str, Resources]:
+        """Free room on the nodes not draining: a draining node takes nothing new (Ray would not
+        place a new gang there either, and the job would wait for a node about to go)."""
+        return {node_id: dict(n) for node_id, n in self._nodes_free.items() if node_id not in self.draining}
 
     def request(self, bundles: list[Resources]) -> None:
         if self._max is None:
@@ -89,10 +98,6 @@ class RayCluster:
         from ray.autoscaler.sdk import request_resources
 
         request_resources(bundles=bundles)
-
-
-def _strip_node_markers(resources: dict[str, Any]) -> Resources:
-    return {k: float(v) for k, v in resources.items() if not k.startswith("node:")}
 
 
 class SchedulerActor(SchedulerService):
@@ -111,6 +116,7 @@ class SchedulerActor(SchedulerService):
         self.launcher = RayLauncher(config, self._spawn, self, scheduler_name=name)
         self.ray_cluster = RayCluster(config.max_resources)
         self.ray_cluster.refresh()  # __init__ may block: Ray serves no call before it returns
+        self.ray_nodes = RayNodes()
         self._store = store = open_store(config.db_path)
         super().__init__(None, config, events=open_event_store(config.db_path))
         self._metrics = _make_metrics()
@@ -229,6 +235,7 @@ class SchedulerActor(SchedulerService):
                     continue
                 await asyncio.to_thread(self.ray_cluster.refresh)
                 self.core.tick()
+                await self._follow_drains()
                 now = time.time()
                 if now - last_reconcile >= self.settings.reconcile_s:
                     last_reconcile = now
@@ -262,6 +269,33 @@ class SchedulerActor(SchedulerService):
                        else "?")
         self._lead()
         return True
+
+    async def _follow_drains(self) -> None:
+        """Move the jobs on nodes Ray is draining (``core.drains``), every tick while one drains:
+        where their workers are is asked of Ray then only (in a thread), and handed over as data."""
+        draining = self.ray_cluster.draining
+        fresh = self.ray_nodes.new_drains(draining)
+        if fresh and self._metrics is not None:
+            self._metrics.node_drains(fresh)
+        if not draining:
+            return
+        placements = await asyncio.to_thread(self.ray_nodes.placements, self.ray_nodes.run_names(self.core))
+        for move in self.core.on_drains(self.ray_nodes.notices(draining), placements):
+            logger.warning("drain of node %s: job %s %s", move.node_id, move.job_id, move.how)
+
+    async def nodes(self) -> list[dict[str, Any]]:
+        """The live nodes: resources, free room, jobs on each, drains (``scheduler.nodes``)."""
+        return await self.ray_nodes.views(self.core, self.ray_cluster.draining)
+
+    async def drain_node(self, node_id: str, deadline_s: float | None = None, reason: str = "preemption",
+                         message: str = "", as_user: str | None = None) -> dict[str, Any]:
+        """Ask Ray to drain a node (an admin's, with a users file); its jobs move at a checkpoint
+        within a tick or two, as for a drain Ray's autoscaler starts."""
+        self.authorize_admin(as_user, "drain nodes")
+        answer = await asyncio.to_thread(self.ray_nodes.drain, node_id, deadline_s, reason, message)
+        await asyncio.to_thread(self.ray_cluster.refresh)
+        await self._follow_drains()  # at once, not at the next tick
+        return answer
 
     async def _reconcile(self) -> None:
         """Settle jobs whose runner is gone, stop runners of no job (``Scheduler.reconcile``)."""

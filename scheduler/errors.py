@@ -162,6 +162,18 @@ class OverQuota(InvalidSpec):
     depends_on_server = True
 
 
+class NodeNotFound(TrainqError):
+    """No live Ray node has this id (``trainq nodes`` lists them)."""
+
+    code = "not_found"
+
+
+class DrainRefused(InvalidSpec):
+    """Ray refused to drain a node (an idle-termination drain of a node that is busy)."""
+
+    depends_on_server = True
+
+
 class IdempotencyConflict(TrainqError):
     """An idempotency key came back with a different request than the one it was first used for."""
 

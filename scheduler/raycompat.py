@@ -176,3 +176,59 @@ def trainer_class() -> type:
             return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
 
     return Trainer
+
+
+def draining_nodes() -> dict[str, float | None]:
+    """The nodes Ray is draining now: ``{node_id_hex: deadline (epoch seconds) or None}``.
+
+    Private (``ray._private.state``), the same call Ray Train's ``PreemptionWatcher`` and Ray Data
+    poll; Ray reports 0 for a drain without a deadline. It answers deadlines only: Ray keeps a
+    drain's reason in the GCS but lists it nowhere in Python.
+    """
+    from ray._private.state import state
+
+    return {node_id: (ms / 1000.0 if ms else None) for node_id, ms in (state.get_draining_nodes() or {}).items()}
+
+
+#: the reasons Ray's DrainNode call takes, by the short names trainq shows
+DRAIN_REASONS = {"preemption": "DRAIN_NODE_REASON_PREEMPTION", "idle": "DRAIN_NODE_REASON_IDLE_TERMINATION"}
+
+
+def drain_node(node_id: str, reason: str, message: str, deadline_at: float | None) -> tuple[bool, str]:
+    """Ask Ray's GCS to drain ``node_id`` (what ``ray drain-node`` and the autoscaler call).
+
+    ``reason`` is a key of ``DRAIN_REASONS``; ``deadline_at`` in epoch seconds (None: none).
+    Returns (accepted, Ray's rejection message). Ray rejects an idle-termination drain of a node
+    that is not idle; a preemption drain is always accepted. It does not kill the node.
+    """
+    import ray
+    from ray.core.generated import autoscaler_pb2
+
+    client = ray._raylet.GcsClient(address=ray.get_runtime_context().gcs_address)
+    accepted, rejection = client.drain_node(node_id, autoscaler_pb2.DrainNodeReason.Value(DRAIN_REASONS[reason]),
+                                            message, int(deadline_at * 1000) if deadline_at else 0)
+    return bool(accepted), str(rejection or "")
+
+
+def train_run_nodes(run_names: set[str]) -> dict[str, set[str]]:
+    """The nodes the workers of each named Ray Train run's latest attempt are on, by run name.
+
+    Read from Ray Train's state actor (what the dashboard's Train view shows; trainq turns its
+    state tracking on for every run). Private and one round trip, so trainq asks only while a
+    node drains or someone lists nodes. A run not (yet) known there is absent.
+    """
+    import ray
+    from ray.train.v2._internal.state.state_actor import get_state_actor
+
+    actor = get_state_actor()
+    if actor is None or not run_names:
+        return {}
+    runs = ray.get(actor.get_train_runs.remote(), timeout=30)
+    ids = {run.id: run.name for run in runs.values() if run.name in run_names}
+    attempts = ray.get(actor.get_train_run_attempts.remote(), timeout=30)
+    found: dict[str, set[str]] = {}
+    for run_id, name in ids.items():
+        latest = list(attempts.get(run_id, {}).values())[-1:]
+        if latest and latest[0].end_time_ns is None:
+            found[name] = {w.node_id for w in latest[0].workers}
+    return found

@@ -30,10 +30,14 @@ def failure_kind(exc: BaseException) -> str:
         WorkerHealthCheckFailedError,
         WorkerHealthCheckTimeoutError,
     )
+    from ray.train.v2.api.exceptions import PreemptionError
 
-    lost = (WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError, WorkerGroupStartupTimeoutError,
-            WorkerGroupStartupFailedError, InsufficientClusterResourcesError, ray.exceptions.RayActorError,
-            ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError, ray.exceptions.ObjectLostError)
+    # PreemptionError: Ray Train saw the node drain and tore the run down at the deadline before
+    # trainq stopped it (runner.py gives Ray Train no preemption retries): the node's fault.
+    lost = (PreemptionError, WorkerHealthCheckFailedError, WorkerHealthCheckTimeoutError,
+            WorkerGroupStartupTimeoutError, WorkerGroupStartupFailedError, InsufficientClusterResourcesError,
+            ray.exceptions.RayActorError, ray.exceptions.NodeDiedError, ray.exceptions.WorkerCrashedError,
+            ray.exceptions.ObjectLostError)
     worker_failures = getattr(exc, "worker_failures", None)
     if worker_failures:
         # Ray Train unwraps the train function's own exceptions; a dead worker (or its node) shows

@@ -325,7 +325,10 @@ class Runner:
             run_config=RunConfig(
                 name=self.run_name,
                 storage_path=self.run_root,
-                failure_config=FailureConfig(max_failures=spec.max_failures),
+                # A drain is trainq's to handle (core.drains: move the job at a checkpoint, to
+                # wherever its gang fits, in its place in the queue): Ray Train's own restart in
+                # place would bypass the queue, so a preemption it sees ends the run instead.
+                failure_config=FailureConfig(max_failures=spec.max_failures, max_preemption_failures=0),
                 worker_runtime_env=self.worker_env,
                 callbacks=[ReportRelay(self.name, self.host), raycompat.lifecycle_callback(
                     functools.partial(_tell_controller, self.host, self.name),

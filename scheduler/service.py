@@ -18,7 +18,7 @@ from typing import Any
 from . import security
 from .config import Settings, packages_root
 from .core import RunnerEvent, Scheduler
-from .errors import InvalidSpec, NotReady, TrainqError
+from .errors import Forbidden, InvalidSpec, NotReady, TrainqError
 from .events import EventLog
 from .eventstore import events_path
 from .verbs import CheckpointRequested, JobView, PauseResult, ResumeResult
@@ -217,6 +217,27 @@ class SchedulerService:
         still releasing it.
         """
         return self.core.cluster_use()
+
+    # -- the cluster's nodes (the actor answers from Ray; a service without Ray has none) ---------
+    async def nodes(self) -> builtins.list[dict[str, Any]]:
+        """The live nodes: resources, free room, the jobs on each, and drains (``scheduler.nodes``)."""
+        raise NotReady("this scheduler runs without Ray: it has no nodes to list")
+
+    async def drain_node(self, node_id: str, deadline_s: float | None = None, reason: str = "preemption",
+                         message: str = "", as_user: str | None = None) -> dict[str, Any]:
+        """Ask Ray to drain ``node_id``: its jobs move at a checkpoint (``core.drains``). An admin's
+        verb with a users file."""
+        self.authorize_admin(as_user, "drain nodes")
+        raise NotReady("this scheduler runs without Ray: it has no nodes to drain")
+
+    def authorize_admin(self, as_user: str | None, action: str) -> None:
+        """``Forbidden`` unless ``as_user`` is an admin (None: a trusted caller, or no users file)."""
+        users = self.core.users
+        if as_user is None or users is None:
+            return
+        user = users.get(as_user)
+        if user is None or not user.is_admin:
+            raise Forbidden(f"user {as_user!r} may not {action}: only an admin may", user=as_user, action=action)
 
     async def health(self) -> dict[str, Any]:
         """Liveness, and what this scheduler serves; on a standby no queue figures (it has no core)."""

@@ -88,3 +88,30 @@ def test_runs_without_datasets_start_no_dataset_manager(tmp_path) -> None:
 
     assert DatasetsCallback not in kinds()
     assert DatasetsCallback in kinds(train=[1, 2, 3])  # with datasets, Ray Train's own trainer
+
+
+def test_the_drain_listing_and_ray_trains_state_reads_still_exist() -> None:
+    import ray
+    from ray._private import state
+    from ray.core.generated import autoscaler_pb2
+    from ray.train.v2._internal.state import schema, state_actor
+
+    from scheduler import raycompat
+
+    # GcsClient forwards to InnerGcsClient; scripts.py drain_node calls GcsClient(address).drain_node
+    assert callable(state.state.get_draining_nodes) and hasattr(ray._raylet.InnerGcsClient, "drain_node")
+    assert set(raycompat.DRAIN_REASONS.values()) <= set(autoscaler_pb2.DrainNodeReason.keys())
+    assert {"get_train_runs", "get_train_run_attempts"} <= set(vars(state_actor.TrainStateActor))
+    assert {"name", "id"} <= set(schema.TrainRun.model_fields)
+    assert {"workers", "end_time_ns"} <= set(schema.TrainRunAttempt.model_fields)
+    assert "node_id" in schema.TrainWorker.model_fields
+
+
+@pytest.mark.ray
+def test_draining_nodes_and_train_run_nodes_answer(ray_cluster) -> None:
+    from scheduler import raycompat
+
+    # Draining is tested on a cluster of its own (tests/drain_scenario.py): a drain here would
+    # leave the session's one node unable to take anything new.
+    assert raycompat.draining_nodes() == {}
+    assert raycompat.train_run_nodes({"no-such-run"}) == {}
