@@ -45,6 +45,7 @@ def create_app(backend: Backend, token: str | None | object = _UNSET, *,
     app.include_router(routes.models_router)
     app.include_router(routes.usage_router)
     app.include_router(page.cluster_router)
+    app.include_router(page.nodes_router)
     app.include_router(page.ui_router)
     app.include_router(ws.router)
     app.include_router(page.page_router)

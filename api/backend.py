@@ -64,6 +64,9 @@ class Backend(Protocol):
     async def events(self, after: int, job_id: str | None, timeout_s: float) -> Record: ...
     async def usage(self, by: str, since: float | None) -> Record: ...
     async def cluster(self) -> Record: ...
+    async def nodes(self) -> builtins.list[Record]: ...
+    async def drain_node(self, node_id: str, deadline_s: float | None, reason: str, message: str,
+                         as_user: str | None) -> Record: ...
     async def health(self) -> Record: ...
     async def store_package(self, name: str, data: bytes) -> Record: ...
     async def models_pull(self, model_id: str, revision: str | None) -> Record: ...
@@ -184,6 +187,14 @@ class ActorBackend:
 
     async def cluster(self) -> Record:
         return await self._ray(self.handle.cluster)
+
+    async def nodes(self) -> builtins.list[Record]:
+        return await self._ray(self.handle.nodes)
+
+    async def drain_node(self, node_id: str, deadline_s: float | None, reason: str, message: str,
+                         as_user: str | None) -> Record:
+        return await self._ray(self.handle.drain_node, node_id, deadline_s=deadline_s, reason=reason,
+                               message=message, as_user=as_user)
 
     async def health(self) -> Record:
         return await self._ray(self.handle.health)
@@ -338,6 +349,14 @@ class ServiceBackend:
 
     async def cluster(self) -> Record:
         return await self.service.cluster()
+
+    async def nodes(self) -> builtins.list[Record]:
+        return await self.service.nodes()
+
+    async def drain_node(self, node_id: str, deadline_s: float | None, reason: str, message: str,
+                         as_user: str | None) -> Record:
+        return await self.service.drain_node(node_id, deadline_s=deadline_s, reason=reason, message=message,
+                                             as_user=as_user)
 
     async def health(self) -> Record:
         return await self.service.health()

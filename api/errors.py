@@ -32,13 +32,15 @@ STATUS_BY_CODE = {
 #: answer (``answers``), and the fuzz test holds every answer to them.
 MEANING = {
     401: "missing or wrong token (when tokens or a users file are configured)",
-    403: "not yours to change: another user's job (only its owner or an admin may), or an input this"
+    403: "not yours to change: another user's job (only its owner or an admin may; draining a node: an admin),"
+         " or an input this"
          " server's admin does not allow (a folder outside TRAINQ_ALLOWED_DIRS, storage outside"
          " TRAINQ_STORAGE_ROOTS: `error` is `invalid` and `field` names it)",
-    404: "no such job (or cached model)",
+    404: "no such job (or cached model, or live node)",
     409: "the job's state does not allow this, or a well-formed input the server cannot satisfy as things"
          " stand (the cluster is too small for the job, a path or cached model is not on the scheduler's"
-         " machine, a checkpoint the job did not record, an owner's quota); `field` names the input",
+         " machine, a checkpoint the job did not record, an owner's quota, a drain Ray refused); `field` names"
+         " the input",
     413: "larger than TRAINQ_MAX_PACKAGE_MB",
     422: "invalid input (the schema says so); `field` names it",
     503: "the scheduler cannot act now: its actor is restarting, it is a standby (another scheduler leads the"

@@ -224,6 +224,16 @@ class HttpClient:
         """Capacity used and free per resource, running and queued counts, usage per user."""
         return self.request("GET", "/api/training/cluster")
 
+    def nodes(self) -> builtins.list[dict[str, Any]]:
+        """Live nodes: resources, free room, the jobs on each, and drains."""
+        return self.request("GET", "/api/cluster/nodes")  # type: ignore[no-any-return]
+
+    def drain_node(self, node_id: str, deadline_s: float | None = None, reason: str = "preemption",
+                   message: str = "") -> dict[str, Any]:
+        """Ask Ray to drain a node; its jobs move at a checkpoint (an admin's, with a users file)."""
+        body = {"deadline_s": deadline_s, "reason": reason, "message": message}
+        return self.request("POST", f"/api/cluster/nodes/{node_id}/drain", json=body)  # type: ignore[no-any-return]
+
     def usage(self, by: str = "user", since: str | None = None) -> dict[str, Any]:
         """GPU-hours, CPU-hours, resource-seconds, lost work, preemptions and attempts per ``user``
         or per ``job`` since ``since`` (an ISO 8601 time; None: all time)."""

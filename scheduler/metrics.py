@@ -20,6 +20,8 @@ class SchedulerMetrics:
                                    tag_keys=("from_status", "to_status"))
         self.reports = Counter("trainq_reports_total", "ray.train.report calls relayed.")
         self.preemptions = Counter("trainq_preemptions_total", "Running jobs preempted for a higher priority.")
+        self.drains = Counter("trainq_node_drains_total", "Nodes Ray began draining (spot reclaim, maintenance).")
+        self.drain_moves = Counter("trainq_drain_moves_total", "Running jobs moved off a draining node.")
         self.requeues = Counter("trainq_requeues_total", "Jobs trainq put back in the queue by itself.",
                                 tag_keys=("from_status",))
         self.lost_work = Histogram("trainq_lost_work_seconds", "Work redone after an attempt stopped.",
@@ -44,9 +46,13 @@ class SchedulerMetrics:
         elif event["type"] == "report":
             self._pending[self.reports, ()] += 1
         elif event["type"] == "preemption":
-            self._pending[self.preemptions, ()] += 1
+            self._pending[self.drain_moves if event.get("node_id") else self.preemptions, ()] += 1
         elif event["type"] == "attempt" and event.get("lost_work"):
             self.lost_work.observe(float(event["lost_work"]["seconds"]))
+
+    def node_drains(self, count: int) -> None:
+        """``count`` nodes began draining since the last look (sent on ``flush``)."""
+        self._pending[self.drains, ()] += count
 
     def flush(self) -> None:
         """Add the counts observed since the last flush to the counters (the actor's every tick)."""

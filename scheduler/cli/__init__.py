@@ -126,6 +126,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("usage", help="GPU-hours, CPU-hours, lost work, preemptions and attempts per user or job")
     p.add_argument("--by", choices=("user", "job"), default="user", help="one row per user (default) or per job")
     p.add_argument("--since", metavar="TIME", help="ISO 8601 time, e.g. 2026-11-01 (default: all time)")
+    sub.add_parser("nodes", help="live nodes: resources, free room, the jobs on each, and drains")
+    p = sub.add_parser("drain", help="drain a node (as for a spot reclaim or maintenance): its jobs checkpoint and"
+                       " move to other nodes, and nothing new starts there (an admin's, with a users file)")
+    p.add_argument("node_id", help="a Ray node id, as `trainq nodes` lists it")
+    p.add_argument("--deadline", type=float, metavar="SECONDS",
+                   help="the node goes in this many seconds: jobs still waiting for a checkpoint stop at their last"
+                        " one just before (default: none; each job pauses at its next checkpoint)")
+    p.add_argument("--reason", choices=("preemption", "idle"), default="preemption",
+                   help="Ray's drain reason (idle: Ray refuses a node that runs something)")
     p = sub.add_parser("top", help="the queue and the running jobs, live (Ctrl-C to leave)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
     p.add_argument("--once", action="store_true", help="draw once and exit")
@@ -178,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[HttpClient, argparse.Namespace], int]] = {
+    "nodes": commands.cmd_nodes, "drain": commands.cmd_drain,
     "submit": commands.cmd_submit, "list": commands.cmd_list, "queue": commands.cmd_queue,
     "status": commands.cmd_status, "pause": commands.cmd_pause, "resume": commands.cmd_resume,
     "cancel": commands.cmd_cancel, "checkpoints": commands.cmd_checkpoints, "logs": commands.cmd_logs,

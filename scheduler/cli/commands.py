@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import InvalidSpec, TrainqError
 from ..http import STOPPED, HttpClient
-from ..jobs import step_of
+from ..jobs import iso, step_of
 from . import render
 
 
@@ -94,6 +94,20 @@ def cmd_queue(api: HttpClient, args: argparse.Namespace) -> int:
 def cmd_usage(api: HttpClient, args: argparse.Namespace) -> int:
     body = api.usage(args.by, args.since)
     _print(args, body, render.usage(body))
+    return 0
+
+
+def cmd_nodes(api: HttpClient, args: argparse.Namespace) -> int:
+    nodes = api.nodes()
+    _print(args, nodes, render.nodes(nodes))
+    return 0
+
+
+def cmd_drain(api: HttpClient, args: argparse.Namespace) -> int:
+    answer = api.drain_node(args.node_id, args.deadline, args.reason)
+    until = f" until {render.cell(iso(answer['deadline_at']))}" if answer.get("deadline_at") else ""
+    _print(args, answer, f"node {answer['node_id']}: draining ({answer['reason']}){until}; its jobs move at their"
+                         " next checkpoint")
     return 0
 
 

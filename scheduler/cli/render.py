@@ -23,6 +23,8 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from ..jobs import iso
+
 #: config keys read as "how many steps in total" for progress bars
 TOTAL_KEYS = ("max_steps", "total_steps", "total", "steps", "num_steps")
 JOB_COLUMNS = [("job_id", "job"), ("name", "name"), ("status", "status"), ("priority", "prio"),
@@ -94,6 +96,22 @@ def usage(body: dict[str, Any]) -> Table | str:
         return f"{title}; nothing ran"
     rows = [{**r, "checkpoint_size": human_bytes(r.get("checkpoint_bytes", 0))} for r in body["rows"]]
     return table(rows, USAGE_COLUMNS[body["by"]], title=title)
+
+
+def nodes(rows: Sequence[dict[str, Any]]) -> Table | str:
+    """``trainq nodes``: one row per live node, real resources only, the jobs on it, and its drain."""
+    if not rows:
+        return "no live nodes"
+    shown = [{"node_id": r["node_id"][:12] + (" (head)" if r["is_head"] else ""),
+              "resources": " ".join(f"{k}={short(v)}" for k, v in sorted(r["resources"].items())
+                                    if k in ("CPU", "GPU") or k.startswith("accelerator_type")) or "-",
+              "free": " ".join(f"{k}={short(v)}" for k, v in sorted(r["free"].items()) if k in ("CPU", "GPU")) or "-",
+              "jobs": ", ".join(r["jobs"]) or "-",
+              "draining": (f"{r['drain_reason']}, until {cell(iso(r['drain_deadline_at']))}" if r["drain_deadline_at"]
+                           else r["drain_reason"]) if r["draining"] else "no"}
+             for r in rows]
+    return table(shown, [("node_id", "node"), ("resources", "resources"), ("free", "free"), ("jobs", "jobs"),
+                         ("draining", "draining")])
 
 
 def _styled(key: str, value: Any) -> Text:
