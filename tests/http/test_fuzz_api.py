@@ -8,7 +8,8 @@ can do harm: the launcher starts nothing (admitted jobs stay ``pending``), and t
 downloads go to a closed port. Every check runs (``--checks all``): no 5xx, every status and
 body as documented, schema-valid requests accepted, schema-invalid ones refused.
 
-Bounded by ``--max-time`` (``TRAINQ_FUZZ_S``, default 30 s in the suite; 200 s for a release check) and seeded, so a failure replays.
+Bounded by ``--max-time`` (``TRAINQ_FUZZ_S``, default 30 s in the suite; 200 s for a release check)
+and seeded, so a failure replays.
 """
 
 from __future__ import annotations
