@@ -106,3 +106,11 @@ def test_serve_does_not_start_when_the_secret_names_no_registry(tmp_path: Path) 
     serve = config["head_start_ray_commands"][2]
     served = _run_with_secret(serve, "SOMETHING_ELSE=1\n", tmp_path)
     assert served.returncode != 0 and "no TRAINQ_DB" in served.stderr and "ARGS" not in served.stdout
+
+
+def test_a_spot_gpu_worker_type_is_offered_beside_the_on_demand_one() -> None:
+    types = yaml.safe_load((ROOT / "cluster.yaml").read_text())["available_node_types"]
+    spot = types["gpu_spot_worker"]
+    assert spot["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert spot["node_config"]["InstanceType"] == types["gpu_worker"]["node_config"]["InstanceType"]
+    assert spot["min_workers"] == 0  # nothing runs on spot unless the autoscaler asks for it
