@@ -20,6 +20,8 @@ class SchedulerMetrics:
                                    tag_keys=("from_status", "to_status"))
         self.reports = Counter("trainq_reports_total", "ray.train.report calls relayed.")
         self.preemptions = Counter("trainq_preemptions_total", "Running jobs preempted for a higher priority.")
+        self.starts = Counter("trainq_attempts_started_total", "Attempts started, by the accelerator type they got.",
+                              tag_keys=("accelerator_type",))
         self.drains = Counter("trainq_node_drains_total", "Nodes Ray began draining (spot reclaim, maintenance).")
         self.drain_moves = Counter("trainq_drain_moves_total", "Running jobs moved off a draining node.")
         self.requeues = Counter("trainq_requeues_total", "Jobs trainq put back in the queue by itself.",
@@ -43,6 +45,8 @@ class SchedulerMetrics:
                                              ("to_status", event["status"]))] += 1
             if event["status"] == "queued" and event["previous_status"] in ("running", "pausing", "pending"):
                 self._pending[self.requeues, (("from_status", event["previous_status"]),)] += 1
+        elif event["type"] == "start":
+            self._pending[self.starts, (("accelerator_type", event.get("accelerator_type") or "none"),)] += 1
         elif event["type"] == "report":
             self._pending[self.reports, ()] += 1
         elif event["type"] == "preemption":

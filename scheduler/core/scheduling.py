@@ -149,6 +149,9 @@ class Pass:
                           run_name=train_run_name(job.name, job.job_id, attempt_no),
                           accelerator_type=action.accelerator_type)
         self.ctx.store.save_attempt(attempt)
+        # For the metrics (attempts started per accelerator type) and the event stream.
+        self.writer.notify({"type": "start", "job_id": job.job_id, "attempt": attempt_no,
+                            "accelerator_type": action.accelerator_type, "at": iso(now)})
         spec = self.writer.spec(job)
         self.snapshot.record((job.job_id, attempt_no), action.accelerator_type,
                              accelerators.typed(spec.worker_resources(), action.accelerator_type),

@@ -36,3 +36,25 @@ def test_counts_wait_for_the_flush_and_go_as_one_inc_per_kind() -> None:
     assert m.requeues.calls == [(1, {"from_status": "running"})] and m.reports.calls == [(7, None)]
     m.flush()  # nothing new: nothing sent
     assert len(m.transitions.calls) == 2 and len(m.reports.calls) == 1 and m.preemptions.calls == []
+
+
+def test_starts_are_counted_by_the_accelerator_type_they_got() -> None:
+    m = SchedulerMetrics()
+    m.starts = _Counter()
+    for accelerator in ("A100", "A100", "T4", None):
+        m.observe({"type": "start", "job_id": "j", "attempt": 1, "accelerator_type": accelerator})
+    m.flush()
+    expected = [(2, {"accelerator_type": "A100"}), (1, {"accelerator_type": "T4"}), (1, {"accelerator_type": "none"})]
+    assert sorted(m.starts.calls, key=str) == sorted(expected, key=str)
+
+
+def test_the_core_announces_each_start_with_its_type(make_core) -> None:
+    from fakes import FakeCluster
+    from helpers import spec
+
+    core = make_core(FakeCluster({"CPU": 2}))
+    seen: list[dict[str, Any]] = []
+    core.listeners.append(seen.append)
+    job = core.submit(spec())["job_id"]
+    starts = [e for e in seen if e["type"] == "start"]
+    assert starts == [{"type": "start", "job_id": job, "attempt": 1, "accelerator_type": None, "at": starts[0]["at"]}]
