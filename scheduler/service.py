@@ -18,7 +18,7 @@ from typing import Any
 from . import security
 from .config import Settings, packages_root
 from .core import RunnerEvent, Scheduler
-from .errors import Forbidden, InvalidSpec, NotReady, TrainqError
+from .errors import Forbidden, InvalidSpec, NodeNotFound, NotReady, TrainqError
 from .events import EventLog
 from .eventstore import events_path
 from .verbs import CheckpointRequested, JobView, PauseResult, ResumeResult
@@ -220,15 +220,17 @@ class SchedulerService:
 
     # -- the cluster's nodes (the actor answers from Ray; a service without Ray has none) ---------
     async def nodes(self) -> builtins.list[dict[str, Any]]:
-        """The live nodes: resources, free room, the jobs on each, and drains (``scheduler.nodes``)."""
-        raise NotReady("this scheduler runs without Ray: it has no nodes to list")
+        """The live nodes: resources, free room, the jobs on each, and drains (``scheduler.nodes``).
+        Without Ray there are none (an empty list, not an error: the answer is true)."""
+        return []
 
     async def drain_node(self, node_id: str, deadline_s: float | None = None, reason: str = "preemption",
                          message: str = "", as_user: str | None = None) -> dict[str, Any]:
         """Ask Ray to drain ``node_id``: its jobs move at a checkpoint (``core.drains``). An admin's
         verb with a users file."""
         self.authorize_admin(as_user, "drain nodes")
-        raise NotReady("this scheduler runs without Ray: it has no nodes to drain")
+        raise NodeNotFound(f"no live node {node_id!r}: this scheduler runs without Ray, so it has no nodes"
+                           " (trainq nodes lists them)")
 
     def authorize_admin(self, as_user: str | None, action: str) -> None:
         """``Forbidden`` unless ``as_user`` is an admin (None: a trusted caller, or no users file)."""

@@ -101,7 +101,8 @@ class JobSpec(BaseModel):
         default=None, description=f"resources of one worker, each a number from 0 to {MAX_RESOURCE:g}",
         json_schema_extra={"propertyNames": {"minLength": 1},
                            "additionalProperties": {"type": "number", "minimum": 0, "maximum": MAX_RESOURCE}})
-    accelerator_type: AcceleratorType | Annotated[list[AcceleratorType], Field(min_length=1, max_length=16)] | None = \
+    accelerator_type: AcceleratorType | Annotated[list[AcceleratorType], Field(
+        min_length=1, max_length=16, json_schema_extra={"uniqueItems": True})] | None = \
         Field(default=None, description='the workers\' accelerator type ("A100"), or several in order of preference'
               ' (["H100", "A100"]): the job runs on the first that fits when it starts, never mixing types in'
               " one gang (a node of type X carries Ray's resource accelerator_type:X)")

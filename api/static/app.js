@@ -342,11 +342,26 @@ async function loadCluster() {
     el("td", {}, name), el("td", {}, fmtResource(name, u.used)), el("td", {}, fmtResource(name, u.free)),
     el("td", {}, fmtResource(name, u.total)),
     el("td", {}, el("span", { class: "bar" }, el("span", { style: `width:${u.total ? (100 * u.used / u.total).toFixed(1) : 0}%` }))))));
+  loadNodes();
   const users = Object.entries(c.by_user || {});
   $("#by-user tbody").replaceChildren(...users.map(([user, res]) =>
     el("tr", {}, el("td", {}, user), el("td", {}, Object.entries(res).map(([k, v]) => `${k}=${num(v)}`).join(" ")))));
   $("#no-users").hidden = users.length > 0;
   $("#by-user").hidden = users.length === 0;
+}
+
+// One row per live node: its real resources (Ray's placement-group bookkeeping is left out by the
+// server), the jobs with a worker on it, and whether it is draining and until when.
+async function loadNodes() {
+  const r = await get("/api/cluster/nodes");
+  if (!r.ok) return;
+  $("#nodes tbody").replaceChildren(...r.body.map((n) => el("tr", { "data-node": n.node_id },
+    el("td", { title: n.node_id }, `${n.node_id.slice(0, 8)}${n.is_head ? " (head)" : ""}`),
+    el("td", {}, Object.entries(n.resources).map(([k, total]) =>
+      `${k} ${fmtResource(k, n.free[k] ?? 0)} / ${fmtResource(k, total)}`).join(" · ")),
+    el("td", {}, n.jobs.length ? n.jobs.join(", ") : "—"),
+    el("td", {}, n.draining ? `${n.drain_reason || "draining"} until ${new Date(n.drain_deadline_at * 1000).toLocaleTimeString()}`
+      : "no"))));
 }
 
 // -- models -------------------------------------------------------------------------------------

@@ -195,6 +195,11 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
         page.click("button[data-tab=cluster]")
         cpu = page.wait_for_selector('#resources tr[data-resource="CPU"]')
         assert cpu.text_content().startswith("CPU")
+        # Per node, real resources only: none of Ray's placement-group bookkeeping (CPU_group_<id> ...)
+        node = page.wait_for_selector("#nodes tr[data-node]")
+        assert "(head)" in node.text_content() and "CPU" in node.text_content()
+        shown = page.text_content("#resources") + page.text_content("#nodes")
+        assert "_group_" not in shown and "bundle_group" not in shown
     finally:
         page.close()
     assert sorted((shots).iterdir())

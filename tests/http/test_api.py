@@ -418,3 +418,19 @@ def test_the_page_is_told_which_verbs_each_state_allows(http) -> None:
     assert sorted(actions["paused"]) == ["cancel", "resume"]
     assert actions["failed"] == actions["cancelled"] == ["resume"]
     assert "resume" not in actions["queued"] and "pause" in actions["queued"]
+
+
+def test_without_ray_there_are_no_nodes_to_list_or_drain(http) -> None:
+    # The fuzz test found these answered 503 (a server error) on a scheduler without Ray.
+    assert http.get("/api/cluster/nodes").json() == []
+    r = http.post(f"/api/cluster/nodes/{'0' * 56}/drain")
+    assert r.status_code == 404 and "no live node" in r.json()["message"]
+
+
+def test_the_schema_says_accelerator_types_are_distinct(http) -> None:
+    # The fuzz test found a schema-valid list with a repeated type refused: the schema now says so.
+    schema = http.get("/openapi.json").json()
+    types = json.dumps(schema)
+    assert '"uniqueItems": true' in types
+    r = http.post("/api/training/jobs", json={"entrypoint": "m:f", "accelerator_type": ["A100", "A100"]})
+    assert r.status_code == 422 and r.json()["field"] == "accelerator_type"

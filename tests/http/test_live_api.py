@@ -190,14 +190,14 @@ def test_websocket_carries_the_same_events_as_sse(live, api) -> None:
     sim.exit("paused")
     # Replay the job's whole log from the start over both transports, then compare.
     with _ws(live, f"/api/training/jobs/{job_id}/ws", token=TOKEN, last_event_id=0) as conn:
-        ws_events = [_recv(conn) for _ in range(8)]
-    sse_events = _sse_events(live, f"/api/training/jobs/{job_id}/events", 8, {"Last-Event-ID": "0"})
+        ws_events = [_recv(conn) for _ in range(9)]
+    sse_events = _sse_events(live, f"/api/training/jobs/{job_id}/events", 9, {"Last-Event-ID": "0"})
     assert ws_events == sse_events
     kinds = [(e["event"], e["data"].get("status")) for e in ws_events]
-    assert kinds == [("status", "queued"), ("status", "pending"), ("status", "running"), ("report", None),
-                     ("report", None), ("report", None), ("status", "pausing"), ("status", "paused")]
+    assert kinds == [("status", "queued"), ("status", "pending"), ("start", None), ("status", "running"),
+                     ("report", None), ("report", None), ("report", None), ("status", "pausing"), ("status", "paused")]
     ids = [e["id"] for e in ws_events]
-    assert ids == sorted(ids) and len(set(ids)) == 8
+    assert ids == sorted(ids) and len(set(ids)) == 9
 
 
 def test_websocket_starts_with_a_snapshot_and_follows_live(live, api) -> None:
@@ -256,7 +256,7 @@ def test_a_scheduler_restart_in_between_loses_no_event(live, api) -> None:
     sim.started()
     sim.report(0)
     with _ws(live, "/api/training/ws", token=TOKEN, last_event_id=0) as conn:
-        before = [_recv(conn) for _ in range(4)]  # queued, pending, running, report
+        before = [_recv(conn) for _ in range(5)]  # queued, pending, start, running, report
     last_seen = before[-1]["id"]
     sim.report(1)
     epoch = api.health()["epoch"]
