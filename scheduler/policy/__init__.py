@@ -10,6 +10,7 @@
 - ``backfill``: the head's reservation and the jobs that may start around it without delaying it.
 - ``timeslice``: which running jobs make way for equal-priority waiting ones (opt-in).
 - ``pending``: why a queued job waits, and its ETA.
+- ``elastic``: an elastic job's start size, growing into idle room, shrinking before pausing.
 - ``simulate``: a discrete-event simulation of the queue, for property tests and benchmarks.
 
 ``core.Scheduler`` carries the decisions out through its one transition function.
