@@ -278,6 +278,7 @@ class SchedulerActor(SchedulerService):
         if fresh and self._metrics is not None:
             self._metrics.node_drains(fresh)
         if not draining:
+            self.core.on_drains([], {})  # a drain that ended (its node gone) no longer explains a wait
             return
         placements = await asyncio.to_thread(self.ray_nodes.placements, self.ray_nodes.run_names(self.core))
         for move in self.core.on_drains(self.ray_nodes.notices(draining), placements):
@@ -292,7 +293,8 @@ class SchedulerActor(SchedulerService):
         """Ask Ray to drain a node (an admin's, with a users file); its jobs move at a checkpoint
         within a tick or two, as for a drain Ray's autoscaler starts."""
         self.authorize_admin(as_user, "drain nodes")
-        answer = await asyncio.to_thread(self.ray_nodes.drain, node_id, deadline_s, reason, message)
+        answer = await asyncio.to_thread(self.ray_nodes.drain, node_id, deadline_s, reason, message,
+                                         self.ray_nodes.run_names(self.core))
         await asyncio.to_thread(self.ray_cluster.refresh)
         await self._follow_drains()  # at once, not at the next tick
         return answer

@@ -169,7 +169,7 @@ class NodeNotFound(TrainqError):
 
 
 class DrainRefused(InvalidSpec):
-    """Ray refused to drain a node (an idle-termination drain of a node that is busy)."""
+    """A drain Ray or trainq refused (an idle-termination drain of a node that is busy)."""
 
     depends_on_server = True
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import raycompat
-from .core import DrainNotice
+from .core import DrainNotice, idle_drain_refusal
 from .errors import DrainRefused, InvalidSpec, NodeNotFound
 from .states import ACTIVE
 
@@ -93,9 +93,10 @@ class RayNodes:
         return {run_names[name]: nodes for name, nodes in found.items()}
 
     def drain(self, node_id: str, deadline_s: float | None, reason: str = DEFAULT_REASON,
-              message: str = "") -> dict[str, Any]:
+              message: str = "", run_names: Mapping[str, tuple[str, int]] | None = None) -> dict[str, Any]:
         """Ask Ray to drain ``node_id`` (blocking). Raises ``InvalidSpec`` for a bad reason or
-        deadline, ``NodeNotFound``, or ``DrainRefused`` (an idle-termination drain of a busy node)."""
+        deadline, ``NodeNotFound``, or ``DrainRefused``: an idle-termination drain of a node a
+        trainq job of ``run_names`` (``run_names()``) is on, or one Ray refused (a busy node)."""
         if reason not in raycompat.DRAIN_REASONS:
             raise InvalidSpec(f"reason must be one of {sorted(raycompat.DRAIN_REASONS)}, not {reason!r}", "reason")
         if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
@@ -103,6 +104,11 @@ class RayNodes:
                               "deadline_s")
         if node_id not in {n["node_id"] for n in alive_nodes()}:
             raise NodeNotFound(f"no live Ray node {node_id!r}; `trainq nodes` lists them", node_id=node_id)
+        refusal = idle_drain_refusal(node_id, reason, self.placements(run_names)) \
+            if reason == "idle" and run_names else None
+        if refusal is not None:
+            raise DrainRefused(f"trainq will not drain node {node_id} for idle termination: {refusal}", "reason",
+                               node_id=node_id)
         deadline_at = time.time() + deadline_s if deadline_s is not None else None
         accepted, rejection = raycompat.drain_node(node_id, reason, message or "drained with trainq", deadline_at)
         if not accepted:

@@ -36,10 +36,10 @@ The parts, one concern each:
 """
 
 from .attempts import IGNORED_CHECKPOINT, NOT_RESUMABLE
-from .drains import DrainNotice, Move
+from .drains import DrainNotice, Move, idle_drain_refusal
 from .facade import Scheduler
 from .ports import Cluster, Launcher
 from .runner_events import Exited, HookSeen, Reported, RunnerEvent, Started
 
 __all__ = ["IGNORED_CHECKPOINT", "NOT_RESUMABLE", "Cluster", "DrainNotice", "Exited", "HookSeen", "Launcher", "Move",
-           "Reported", "RunnerEvent", "Scheduler", "Started"]
+           "Reported", "RunnerEvent", "Scheduler", "Started", "idle_drain_refusal"]

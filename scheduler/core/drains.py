@@ -18,6 +18,13 @@ What a drain does to an active job with a worker on the node, as a preemption by
 Applying the same notices again changes nothing: a job already moving for a drain is left alone.
 The scheduling pass keeps new work off draining nodes because the shell leaves them out of
 ``Cluster.nodes_free``.
+
+Idle termination: Ray itself refuses an idle-termination drain of a node that holds any work (the
+raylet answers ``is_accepted=False``), so the autoscaler cannot take a node a trainq job trains on;
+trainq's own ``drain --reason idle`` is refused before Ray is asked when a trainq job is placed
+there (``idle_drain_refusal``). An idle drain Ray did accept (the node was idle when asked) that
+still touches a job, and a drain whose reason trainq cannot read (``unknown``: Ray lists none),
+are handled as above, like a preemption.
 """
 
 from __future__ import annotations
@@ -118,6 +125,23 @@ class Drains:
             self.attempts.stop(job, "moved (drain)", now)
             return "requeued"
         return None
+
+
+def idle_drain_refusal(node_id: str, reason: str, placements: Mapping[tuple[str, int], Iterable[str]]
+                       ) -> str | None:
+    """Why trainq will not ask Ray to drain ``node_id`` for idle termination, or None.
+
+    An idle termination is for nodes nobody uses; on a node a trainq job is placed on (``placements``:
+    the nodes of each active attempt) it would end the job's run for no one's benefit, so it is
+    refused, as Ray refuses it for a node with work of its own. A preemption drain is never refused.
+    """
+    if reason != "idle":
+        return None
+    jobs = sorted({job_id for (job_id, _), nodes in placements.items() if node_id in set(nodes)})
+    if not jobs:
+        return None
+    return (f"node {node_id[:8]} is not idle: trainq job{'s' if len(jobs) > 1 else ''} {', '.join(jobs)}"
+            " run there; drain it with reason preemption to move them at a checkpoint")
 
 
 def _earliest(notices: list[DrainNotice]) -> DrainNotice | None:

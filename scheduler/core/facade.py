@@ -309,6 +309,8 @@ class Scheduler:
         """Ray is draining these nodes: move the active jobs with a worker on one of them at a
         checkpoint (``core.drains``). ``placements``: the nodes each active attempt's workers are
         on. Returns the moves made (none when the same notices come again)."""
+        notices = builtins.list(notices)
+        self.snapshot.draining = tuple(n.describe() for n in notices)
         return self._then_pass(lambda: self.drains.apply(notices, placements), if_result=True)
 
     def on_launch_failed(self, job_id: str, attempt: int, error: str) -> None:

@@ -50,6 +50,8 @@ class Snapshot:
         #: each attempt holding resources: the type and nodes admission chose (the core's model of
         #: where it runs, not a Ray lookup), dropped once the attempt releases what it held
         self.placed: dict[tuple[str, int], Placed] = {}
+        #: the nodes Ray is draining, as the last drain notices described them (for why-pending)
+        self.draining: tuple[str, ...] = ()
 
     def record(self, key: tuple[str, int], accelerator_type: str | None, worker: Resources,
                placement: Sequence[int] | None, node_ids: Sequence[str] | None) -> None:

@@ -261,7 +261,7 @@ class Views:
         near = order[:EXPLAIN_DEPTH]
         running = [r for r, _ in snap.running_ends(now, by_rate=True)]
         explained = {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now,
-                                                          snap.nodes_free())}
+                                                          snap.nodes_free(), snap.draining)}
         positions = {e.job_id: i + 1 for i, e in enumerate(order)}
         head = next((p.job_id for p in explained.values() if p.code not in (pending.QUOTA, pending.BACKOFF)), None)
 

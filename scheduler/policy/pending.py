@@ -98,15 +98,17 @@ def estimate_end(now: float, started_at: float, *, time_limit_s: float | None = 
 
 
 def explain(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Mapping[str, float],
-            now: float, nodes: Sequence[Mapping[str, float]] | None = None) -> list[Pending]:
+            now: float, nodes: Sequence[Mapping[str, float]] | None = None,
+            draining: Sequence[str] = ()) -> list[Pending]:
     """Every queued job's ``pending_reason``, ``eta`` and ``eta_basis``, in queue order.
 
     ``waiting`` is the queue in admission order after this pass's decisions; ``running`` every
     job holding resources (a pausing one ends at its expected pause); ``free`` what is free now;
     ``nodes`` what each node has free (when known: a head that fits the totals but not the nodes,
-    with its types and strategy, is told why, with the numbers).
+    with its types and strategy, is told why, with the numbers); ``draining`` the nodes Ray is
+    draining, as a head blocked on resources is told (their room is not counted in ``nodes``).
     """
-    reasons = _reasons(waiting, free, now, nodes)
+    reasons = _reasons(waiting, free, now, nodes, draining)
     etas = _etas(waiting, running, free, now)
     return [Pending(w.entry.job_id, code, message, *etas[w.entry.job_id], ahead=ahead)
             for w, (code, message, ahead) in zip(waiting, reasons, strict=True)]
@@ -125,7 +127,8 @@ def beyond(job_id: str, position: int, depth: int, head: str | None, quota: str 
 
 
 def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float,
-             nodes: Sequence[Mapping[str, float]] | None = None) -> list[tuple[str, str, int]]:
+             nodes: Sequence[Mapping[str, float]] | None = None, draining: Sequence[str] = ()
+             ) -> list[tuple[str, str, int]]:
     out: list[tuple[str, str, int]] = []
     head: Entry | None = None
     ahead = 0
@@ -142,8 +145,10 @@ def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float,
                         ahead))
         elif head is None:
             on_nodes = why_not(e, free, nodes) if nodes is not None and fits(e.demand, free) else None
-            out.append((RESOURCES, _short(e.demand, free), ahead) if not fits(e.demand, free)
-                       else (RESOURCES, on_nodes, ahead) if on_nodes
+            short = _short(e.demand, free) if not fits(e.demand, free) else on_nodes
+            # A drain takes room away before Ray's totals show it: say which node, and why.
+            gone = f"; {', '.join(draining)}: nothing new starts there" if short and draining else ""
+            out.append((RESOURCES, short + gone, ahead) if short
                        else (RESOURCES, "fits now: starts at the next scheduling pass", ahead))
         elif fits(e.demand, free):
             out.append((RESERVED, f"fits now, but the room is held for {head.job_id}, ahead of it", ahead))

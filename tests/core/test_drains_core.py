@@ -6,7 +6,7 @@ from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from helpers import spec
 
 from scheduler.config import Settings
-from scheduler.core import DrainNotice
+from scheduler.core import DrainNotice, idle_drain_refusal
 from scheduler.core.drains import STOP_MARGIN_S
 
 NODE_A, NODE_B = "a" * 56, "b" * 56
@@ -120,3 +120,50 @@ def test_a_stale_attempts_placement_is_ignored(make_core) -> None:
     job, _ = _running(core, num_workers=1)
     assert core.on_drains([_drain(clock)], {(job, 7): {NODE_A}}) == []
     assert launcher.pauses == []
+
+
+def test_an_idle_termination_of_a_node_a_job_is_on_is_refused_and_a_preemption_never() -> None:
+    placements = {("job-a", 1): {NODE_A}, ("job-b", 2): [NODE_A, NODE_B], ("job-c", 1): {NODE_B}}
+    refusal = idle_drain_refusal(NODE_A, "idle", placements)
+    assert refusal is not None and "job-a, job-b" in refusal and "job-c" not in refusal
+    assert "preemption" in refusal  # says how to drain it instead
+    assert idle_drain_refusal(NODE_A, "preemption", placements) is None
+    assert idle_drain_refusal("c" * 56, "idle", placements) is None  # nobody there: Ray decides
+
+
+def test_an_idle_drain_ray_accepted_anyway_moves_the_job_like_a_preemption(make_core) -> None:
+    core, launcher, clock = _core(make_core)
+    job, sim = _running(core, num_workers=1)
+    sim.report(0, "/s/ck0")
+    moves = core.on_drains([_drain(clock, reason="idle", message="idle for 60 s")], {(job, 1): {NODE_A}})
+    assert [m.how for m in moves] == ["pausing"] and launcher.pauses == [(job, 1)]
+    assert core.get(job)["pause_reason"] == "preempt"
+    sim.report(1, "/s/ck1")
+    sim.exit("paused")
+    moved = core.get(job)
+    assert moved["retries"] == 0 and moved["preemptions"] == 1 and moved["resume_from"] == "/s/ck1"
+    assert "draining (idle: idle for 60 s)" in moved["preempted_by"]
+
+
+def test_a_moved_gang_with_no_other_room_waits_saying_so_and_starts_when_a_node_joins(make_core) -> None:
+    core, launcher, clock = _core(make_core)
+    core.cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]
+    gang, sim = _running(core, num_workers=2)  # one worker on each node
+    core.cluster.free_per_node = [{"CPU": 0.0}, {"CPU": 0.0}]
+    sim.report(3, "/s/ck3")
+    notice = _drain(clock, node="node-0")
+    core.on_drains([notice], {(gang, 1): {"node-0", "node-1"}})  # the gang moves as a whole
+    sim.report(4, "/s/ck4")
+    core.cluster.free_per_node = [{"CPU": 1.0}]  # the draining node's room is left out (RayCluster)
+    sim.exit("paused")
+    waiting = core.get(gang)
+    assert waiting["status"] == "queued" and waiting["resume_from"] == "/s/ck4" and waiting["retries"] == 0
+    reason = waiting["pending_reason"]
+    assert reason["code"] == "resources" and "hold 1 now" in reason["message"]
+    assert f"{notice.describe()}: nothing new starts there" in reason["message"]
+
+    core.cluster.total = {"CPU": 3.0}
+    core.cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]  # a node joins
+    core.on_drains([], {})  # the drained node is gone: no drain left to name
+    core.tick()
+    assert core.get(gang)["status"] == "pending" and launcher.launched[-1] == (gang, 2, "/s/ck4")

@@ -34,6 +34,23 @@ def test_node_views_name_the_jobs_and_the_drain_with_its_reason() -> None:
     assert "preemption, until" in _text(render.nodes(views)) and "job_a, job_b" in _text(render.nodes(views))
 
 
+def test_trainq_refuses_an_idle_termination_of_a_node_its_job_is_on_without_asking_ray(monkeypatch) -> None:
+    from scheduler import nodes as nodes_module
+    from scheduler import raycompat
+    from scheduler.errors import DrainRefused
+
+    asked: list[tuple] = []
+    monkeypatch.setattr(nodes_module, "alive_nodes", lambda: [{"node_id": NODE}])
+    monkeypatch.setattr(raycompat, "train_run_nodes", lambda names: {"run-1": {NODE}} if "run-1" in names else {})
+    monkeypatch.setattr(raycompat, "drain_node", lambda *a: asked.append(a) or (True, ""))
+    runs = {"run-1": ("job_a", 1)}
+    with pytest.raises(DrainRefused, match="job_a"):
+        RayNodes().drain(NODE, 30, reason="idle", run_names=runs)
+    assert asked == []
+    assert RayNodes().drain(NODE, 30, reason="preemption", run_names=runs)["accepted"]  # moves it instead
+    assert RayNodes().drain(NODE, 30, reason="idle", run_names={})["accepted"] and len(asked) == 2
+
+
 def test_new_drains_are_counted_once() -> None:
     nodes = RayNodes()
     assert nodes.new_drains({NODE}) == 1 and nodes.new_drains({NODE}) == 0 and nodes.new_drains(set()) == 0
