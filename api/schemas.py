@@ -97,6 +97,8 @@ class JobPublic(_Out):
     borrowing: bool = Field(default=False, description="its attempt runs beyond its owner's guarantee, on idle"
                             " capacity: the first to be paused when a guarantee is reclaimed")
     backfill: str | None = Field(default=None, description="started as backfill: ends_before or spare")
+    workers: int | None = Field(default=None, description="how many workers its current (or last) attempt runs"
+                                " with: an elastic job's size, chosen at each start")
     pending_reason: PendingReason | None = Field(default=None, description="while queued: why it waits")
     eta: str | None = Field(default=None, description="while queued: its estimated start (null: no estimate)")
     eta_basis: str | None = Field(default=None, description="what the eta rests on")
@@ -193,6 +195,7 @@ class AttemptPublic(_Out):
     outcome: str | None
     lost_work: LostWork | None
     accelerator_type: str | None = Field(default=None, description="the type admission gave this attempt")
+    workers: int | None = Field(default=None, description="how many workers this attempt ran with")
 
 
 class History(_Out):

@@ -120,6 +120,7 @@ class Job:
     owner: str | None = None  # the user who submitted it (None: no users file, or a trusted caller)
     borrowing: bool = False  # its current attempt runs beyond its owner's guarantee (reclaimed first)
     backfill: str | None = None  # its current attempt started as backfill: ends_before or spare
+    workers: int | None = None  # how many workers its current (or last) attempt runs with
 
     def to_dict(self, queue_position: int | None = None) -> dict[str, Any]:
         """The job as every API returns it (timestamps ISO 8601, status a lowercase string); its
@@ -190,6 +191,7 @@ class Attempt:
     outcome: str | None = None
     lost_work: dict[str, Any] | None = None
     accelerator_type: str | None = None  # the type admission gave it (of the job's accelerator_type)
+    workers: int | None = None  # how many workers it ran with (an elastic job's size changes)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

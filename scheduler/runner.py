@@ -317,8 +317,9 @@ class Runner:
             train_loop,
             train_loop_config=dict(spec.config),
             backend_config=raycompat.lazy_torch_config(spec.use_gpu) if spec.backend == "torch" else None,
-            # The scheduler hands each attempt the one type admission chose (spec narrowed at launch).
-            scaling_config=ScalingConfig(num_workers=spec.num_workers, use_gpu=spec.use_gpu,
+            # The scheduler hands each attempt the one type admission chose and, for an elastic job,
+            # the one size (spec narrowed at launch): Ray Train's own elastic sizing is never used.
+            scaling_config=ScalingConfig(num_workers=spec.min_workers, use_gpu=spec.use_gpu,
                                          resources_per_worker=spec.resources_per_worker,
                                          accelerator_type=next(iter(spec.accelerator_types()), None),
                                          placement_strategy=spec.placement_strategy),

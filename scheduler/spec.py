@@ -21,7 +21,7 @@ from typing_extensions import TypedDict
 from . import workloads  # a light module: names and validators, no torch
 from .errors import InvalidSpec
 from .security import JOB_FOLDER_IN_PATH, PACKAGE_PATTERN, RESERVED_ENV_PREFIXES, reserved_env_vars
-from .validation import JsonInt, WholeNumber, describe_errors
+from .validation import JsonInt, WholeNumber, describe_errors, whole_number
 
 # The patterns are ASCII on purpose: they are also the OpenAPI schema's, and a JSON Schema regex
 # (ECMA) reads \w as ASCII while Python reads it as Unicode; spelled out, both agree.
@@ -63,6 +63,27 @@ class RuntimeEnv(TypedDict, total=False):
 RUNTIME_ENV_KEYS = frozenset(RuntimeEnv.__annotations__)
 
 
+#: the most workers one job may ask for
+MAX_WORKERS = 4096
+Workers = Annotated[int, Field(ge=1, le=MAX_WORKERS), WholeNumber]
+
+
+class WorkerRange(BaseModel):
+    """An elastic job's worker count: trainq chooses a size from ``min`` to ``max`` at each start
+    and resizes the job at its checkpoints (README, "Elastic jobs")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    min: Workers = Field(description="the fewest workers it runs with")
+    max: Workers = Field(description="the most workers it runs with")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> WorkerRange:
+        if self.max < self.min:
+            raise ValueError(f"max ({self.max}) must be at least min ({self.min})")
+        return self
+
+
 def _one_program_schema(schema: dict[str, Any]) -> None:
     """The spec's "exactly one of entrypoint or workload", in the JSON schema as well (``oneOf``).
 
@@ -91,7 +112,9 @@ class JobSpec(BaseModel):
     )
     workload: str | None = Field(default=None, description="a built-in workload instead of an entrypoint")
     config: dict[str, Any] = Field(default_factory=dict, description="passed as train_loop_config")
-    num_workers: JsonInt = Field(default=1, ge=1, le=4096)
+    num_workers: Workers | WorkerRange = Field(
+        default=1, description='how many workers (one gang), or {"min": m, "max": n} for an elastic job that'
+        " trainq starts with as many as fit and grows or shrinks at its checkpoints")
     use_gpu: bool = False
     backend: Literal["torch", "none"] = Field(
         default="torch", description='"torch": the workers join a torch.distributed process group (gloo, or'
@@ -139,6 +162,22 @@ class JobSpec(BaseModel):
         if v is not None and not ENTRYPOINT_RE.match(v):
             raise ValueError('must look like "package.module:function"')
         return v
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _workers_form(cls, v: Any) -> Any:
+        # Checked here in full so a bad value gets one message, not one per member of the union.
+        if isinstance(v, dict):
+            try:
+                return WorkerRange.model_validate(v)
+            except ValidationError as e:
+                problems = describe_errors(e.errors(), default_loc="")[1]
+                raise ValueError("; ".join(p.removeprefix(": ") for p in problems)) from None
+        n = whole_number(v)
+        if isinstance(v, WorkerRange) or (type(n) is int and 1 <= n <= MAX_WORKERS):
+            return n
+        raise ValueError(f'must be a whole number from 1 to {MAX_WORKERS}, or {{"min": m, "max": n}} for an'
+                         f" elastic job, got {v!r}")
 
     @field_validator("accelerator_type")
     @classmethod
@@ -222,9 +261,28 @@ class JobSpec(BaseModel):
             res.setdefault("GPU", 1.0)
         return res
 
-    def demand(self) -> dict[str, float]:
-        """Everything the job's workers hold at once (gang admission)."""
-        return {k: x * self.num_workers for k, x in self.worker_resources().items()}
+    @property
+    def min_workers(self) -> int:
+        """The fewest workers the job runs with (its fixed count when it is not elastic)."""
+        n = self.num_workers
+        return n.min if isinstance(n, WorkerRange) else n
+
+    @property
+    def max_workers(self) -> int:
+        """The most workers the job runs with (its fixed count when it is not elastic)."""
+        n = self.num_workers
+        return n.max if isinstance(n, WorkerRange) else n
+
+    @property
+    def elastic(self) -> bool:
+        """Whether trainq chooses the job's size (a range with ``max > min``)."""
+        return self.max_workers > self.min_workers
+
+    def demand(self, workers: int | None = None) -> dict[str, float]:
+        """Everything the job's workers hold at once (gang admission): ``workers`` of them, by
+        default its fewest (an elastic job's attempt holds what it was started with)."""
+        n = self.min_workers if workers is None else workers
+        return {k: x * n for k, x in self.worker_resources().items()}
 
 
 def parse_spec(data: Any) -> JobSpec:

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 
 
-def _whole_number(v: Any) -> Any:
+def whole_number(v: Any) -> Any:
     # JSON Schema's "integer" includes 3.0 (the value, not the spelling), so it is one; the
     # models are strict otherwise, so true and "3" stay refused.
     if isinstance(v, float) and v.is_integer():
@@ -23,7 +23,7 @@ def _whole_number(v: Any) -> Any:
 #: WholeNumber] | None``: the bounds sit inside, before the validator; outside, pydantic writes them into
 #: the JSON schema as invalid ``ge``/``le`` keywords. (Spelled out where used: a type checker accepts no
 #: function call in an annotation.)
-WholeNumber = BeforeValidator(_whole_number)
+WholeNumber = BeforeValidator(whole_number)
 #: an integer as JSON Schema means it: 3 or 3.0, not true or "3" (use in strict models)
 JsonInt = Annotated[int, WholeNumber]
 

@@ -185,11 +185,26 @@ function renderDetail(job) {
     ["lost work", job.lost_work && (job.lost_work.steps !== null && job.lost_work.steps !== undefined
       ? `${job.lost_work.steps} steps, ${job.lost_work.seconds}s past the checkpoint` : `${job.lost_work.seconds}s past the checkpoint`)],
     ["error", job.error], ["warning", job.warning],
-    ["runs", `${job.spec.entrypoint || "workload " + job.spec.workload} on ${job.spec.num_workers} worker(s)`]];
+    ["runs", `${job.spec.entrypoint || "workload " + job.spec.workload} on ${workersText(job)}`],
+    ["sizes", attemptSizes(job)]];
   for (const verb of ["pause", "resume", "cancel", "checkpoint"]) $(`#btn-${verb}`).hidden = !allows(job, verb);
   $("#d-fields").replaceChildren(...fields.filter(([, v]) => known(v)).flatMap(([k, v]) =>
     [el("dt", {}, k), el("dd", { "data-field": k }, typeof v === "object" ? JSON.stringify(v) : v)]));
   if (state.history.attempts && state.history.attempts.length && state.history.attempts[0].job_id === job.job_id) renderRayLinks();
+}
+
+// An elastic job's spec is a range; what it runs with is its current attempt's size.
+function workersText(job) {
+  const n = job.spec.num_workers;
+  if (typeof n !== "object") return `${n} worker(s)`;
+  return job.workers ? `${job.workers} of ${n.min}-${n.max} workers (elastic)` : `${n.min}-${n.max} workers (elastic)`;
+}
+
+// Each attempt's worker count, for an elastic job (from its history).
+function attemptSizes(job) {
+  const attempts = (state.history.attempts || []).filter((a) => a.job_id === job.job_id);
+  if (typeof job.spec.num_workers !== "object" || !attempts.length) return null;
+  return attempts.map((a) => `attempt ${a.attempt}: ${a.workers ?? "?"}`).join(", ");
 }
 
 async function act(verb, query = "") {
@@ -421,7 +436,11 @@ function specFromForm(form) {
   const f = new FormData(form);
   const spec = {};
   for (const key of ["name", "entrypoint", "workload"]) if (f.get(key)) spec[key] = f.get(key);
-  for (const key of ["num_workers", "priority", "max_failures"]) if (f.get(key) !== "" && f.get(key) !== null) spec[key] = Number(f.get(key));
+  for (const key of ["priority", "max_failures"]) if (f.get(key) !== "" && f.get(key) !== null) spec[key] = Number(f.get(key));
+  const workers = (f.get("num_workers") || "").trim();  // "4", or "2-8" for an elastic job
+  const range = workers.match(/^(\d+)\s*-\s*(\d+)$/);
+  if (range) spec.num_workers = { min: Number(range[1]), max: Number(range[2]) };
+  else if (workers) spec.num_workers = Number(workers);
   if (f.get("use_gpu")) spec.use_gpu = true;
   const config = (f.get("config") || "").trim();
   if (config && config !== "{}") {

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from ..errors import TrainqError
 from ..http import DEFAULT_URL, HttpClient
 from . import commands
-from .commands import UsageError
+from .commands import UsageError, workers_arg
 from .db import add_parser as add_db_parser
 
 EXIT = {"ok": 0, "error": 1, "usage": 2, "not_found": 3, "conflict": 4, "invalid": 5,
@@ -94,7 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workload", help="a built-in workload instead of --entrypoint")
     p.add_argument("--config", help="train_loop_config as JSON, or @file.json")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="one config value (repeatable)")
-    p.add_argument("--num-workers", type=int)
+    p.add_argument("--num-workers", type=workers_arg, metavar="N|MIN-MAX",
+                   help="workers in the gang, or a range such as 2-8 for an elastic job: it starts with as many"
+                   " as fit and grows or shrinks at its checkpoints")
     p.add_argument("--gpu", action="store_true", help="use_gpu: one GPU per worker")
     p.add_argument("--backend", choices=["torch", "none"], help='"torch" (default): a torch.distributed process'
                    ' group across the workers; "none": none, and no torch import (a loop with no collectives)')

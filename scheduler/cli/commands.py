@@ -113,7 +113,9 @@ def cmd_drain(api: HttpClient, args: argparse.Namespace) -> int:
 
 def cmd_status(api: HttpClient, args: argparse.Namespace) -> int:
     job = api.get(args.job_id)
-    _print(args, job, render.describe_job(job))
+    # an elastic job's size changes between attempts: show each one's
+    attempts = api.history(args.job_id)["attempts"] if isinstance(job["spec"].get("num_workers"), dict) else None
+    _print(args, job, render.describe_job(job, attempts))
     return 0
 
 
@@ -327,3 +329,13 @@ def scalar(raw: str) -> Any:
         return json.loads(raw)
     except json.JSONDecodeError:
         return raw
+
+
+def workers_arg(raw: str) -> int | dict[str, int]:
+    """``--num-workers``: ``4``, or ``2-8`` for an elastic job (``{"min": 2, "max": 8}``); the
+    spec's own rules (bounds, min <= max) are checked by the server, which names the field."""
+    lo, sep, hi = raw.partition("-")
+    try:
+        return {"min": int(lo), "max": int(hi)} if sep else int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of workers (4) or a range (2-8), got {raw!r}") from None

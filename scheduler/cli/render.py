@@ -119,8 +119,8 @@ def _styled(key: str, value: Any) -> Text:
     return Text(text, style=STATUS_STYLE.get(text, "")) if key == "status" else Text(text)
 
 
-def describe_job(job: dict[str, Any]) -> str:
-    """One job in detail, as plain text lines."""
+def describe_job(job: dict[str, Any], attempts: list[dict[str, Any]] | None = None) -> str:
+    """One job in detail, as plain text lines; with ``attempts`` (its history's), each one's size."""
     lines = [f"{job['job_id']}  {job['name']}  {job['status'].upper()}"]
     for key in ("queue_position", *OPTIONAL_FIELDS, "attempt", "priority", "created_at", "started_at",
                 "paused_at", "finished_at", "checkpoint_path", "resume_from", "metrics", "lost_work",
@@ -129,8 +129,13 @@ def describe_job(job: dict[str, Any]) -> str:
             lines.append(f"  {key:18} {cell(job[key]) if key != 'metrics' else json.dumps(job[key])}")
     spec = job["spec"]
     program = spec.get("entrypoint") or f"workload {spec.get('workload')}"
-    lines.append(f"  {'runs':18} {program} on {spec['num_workers']} worker(s)"
-                 f"{' with GPUs' if spec.get('use_gpu') else ''}")
+    n = spec["num_workers"]
+    size = f"{n['min']}-{n['max']} workers (elastic)" if isinstance(n, dict) else f"{n} worker(s)"
+    lines.append(f"  {'runs':18} {program} on {size}{' with GPUs' if spec.get('use_gpu') else ''}")
+    if attempts:
+        sizes = "; ".join(f"{a['attempt']}: {a.get('workers') or '?'} workers"
+                          + (f", {a['outcome']}" if a.get("outcome") else "") for a in attempts)
+        lines.append(f"  {'attempts':18} {sizes}")
     return "\n".join(lines)
 
 

@@ -159,6 +159,8 @@ class Attempts:
             reason = decision.reason
             if job.pause_reason == failure.PREEMPT and job.preempted_by:
                 reason = f"preempted by {job.preempted_by}: " + reason.removeprefix("preempted: ")
+            elif job.pause_reason == failure.RESIZE and job.preempted_by:
+                reason = f"shrinking for {job.preempted_by}: " + reason.removeprefix("resizing: ")
             # A job whose time slice is over, or a borrowing job preempted (its owner's guarantee did
             # not cover it), goes behind the jobs waiting: back in its old place it would start
             # again at once on the room just made, ahead of the job it was paused for.

@@ -19,9 +19,11 @@ from enum import Enum
 from .. import policy
 from ..config import train_run_name
 from ..jobs import Attempt, iso
-from ..policy import Entry, Resources, accelerators, admission, backfill, failure, preemption, quota, timeslice
+from ..policy import Entry, Resources, accelerators, admission, backfill, failure, quota, timeslice
 from ..states import JobStatus
+from . import resizing
 from .attempts import Attempts
+from .resizing import Resize
 from .snapshot import STOP_MARGIN_S, Snapshot
 from .writer import Writer
 
@@ -49,6 +51,7 @@ class Start:
     accelerator_type: str | None = None  # the type admission chose of the job's accelerator_type
     placement: list[int] | None = None  # workers per node, in ``node_ids`` order (None: unknown)
     node_ids: list[str] | None = None
+    workers: int | None = None  # an elastic job's size for this attempt (None: its fixed size)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class AskCapacity:
     bundles: list[Resources]
 
 
-Action = Start | MakeWay | AskCapacity
+Action = Start | MakeWay | Resize | AskCapacity
 
 
 class Pass:
@@ -96,7 +99,7 @@ class Pass:
         adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
                                           used=snap.used_by_user(), quotas=quotas,
                                           nodes_free=None if by_id is None else list(by_id.values()))
-        started = self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids)
+        started = self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids, a.workers)
                               for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
         self.apply(self._planned_due(now))
@@ -112,6 +115,7 @@ class Pass:
         if settings.time_slice_s > 0:
             self.apply(self._rotations(capacity, now))
         head = head if head is not None and head.job_id in queue else None
+        self.apply(resizing.grows(self, head, now, quotas))
         # The ask names the head's first type, so an autoscaler adds a node of that type.
         wanted = [{**head.demand, **accelerators.typed({}, head.types[0] if head.types else None)}] \
             if head is not None and not policy.fits(head.demand, snap.free()) else None
@@ -130,6 +134,8 @@ class Pass:
                     started.append(action.job_id)
             elif isinstance(action, MakeWay):
                 self._make_way(action)
+            elif isinstance(action, Resize):
+                resizing.begin(self, action)
             else:
                 self.ctx.cluster.request(action.bundles)
         return started
@@ -143,21 +149,26 @@ class Pass:
         on = f" on {action.accelerator_type}" if action.accelerator_type else ""
         reason = f"admitted as attempt {attempt_no}{on}" + (f" (backfill: {how})" if how else "") \
             + (" borrowing idle capacity beyond its owner's guarantee" if action.borrowing else "")
+        spec = self.writer.spec(job)
+        workers = action.workers or spec.min_workers
+        if spec.elastic:
+            reason += f" with {workers} of {spec.min_workers}-{spec.max_workers} workers"
         job = self.writer.transition(job, S.PENDING, "start", reason, attempt=attempt_no, started_at=now,
-                                     not_before=None, borrowing=action.borrowing, backfill=how)
+                                     not_before=None, borrowing=action.borrowing, backfill=how, workers=workers)
         attempt = Attempt(job.job_id, attempt_no, now, resumed_from=job.resume_from,
                           run_name=train_run_name(job.name, job.job_id, attempt_no),
-                          accelerator_type=action.accelerator_type)
+                          accelerator_type=action.accelerator_type, workers=workers)
         self.ctx.store.save_attempt(attempt)
         # For the metrics (attempts started per accelerator type) and the event stream.
         self.writer.notify({"type": "start", "job_id": job.job_id, "attempt": attempt_no,
                             "accelerator_type": action.accelerator_type, "at": iso(now)})
-        spec = self.writer.spec(job)
         self.snapshot.record((job.job_id, attempt_no), action.accelerator_type,
                              accelerators.typed(spec.worker_resources(), action.accelerator_type),
                              action.placement, action.node_ids)
         if action.accelerator_type:  # the runner gives Ray Train the one type this attempt got
             job = dataclasses.replace(job, spec={**job.spec, "accelerator_type": action.accelerator_type})
+        if spec.elastic:  # and the one size
+            job = dataclasses.replace(job, spec={**job.spec, "num_workers": workers})
         try:
             self.ctx.launcher.launch(job, attempt, self.writer.job_root(job))
         except Exception as e:  # noqa: BLE001 - a launch that cannot even start fails the job, loudly
@@ -250,12 +261,17 @@ class Pass:
         holders = self.snapshot.holders(now)
         left = self.snapshot.free()
         nodes = self.snapshot.nodes_by_id()
+        sized = resizing.sizes(self)
         out: list[Action] = []
         for entry in self.writer.queue.in_order():
             if not policy.ready(entry, now):
                 continue
-            decision = preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, left,
-                                                 capacity, now, gang=entry, nodes=nodes)
+            shrinks, decision = resizing.room_for(entry, holders, sized, left, capacity, now, nodes)
+            for shrink in shrinks:  # elastic jobs give up workers before any job is paused whole
+                out.append(Resize(shrink.job_id, shrink.to_workers, entry.job_id, shrink.expected_lost_work_s,
+                                  self._priorities(entry, shrink.job_id)))
+                holders = [dataclasses.replace(h, stopping=True) if h.job_id == shrink.job_id else h for h in holders]
+                sized.pop(shrink.job_id, None)
             if decision is None:
                 fits_now = accelerators.choose(entry, left, None if nodes is None else list(nodes.values()))
                 if fits_now is None:

@@ -126,7 +126,7 @@ class Snapshot:
                     by_id[node_id] = policy.subtract(by_id[node_id], {k: v * count for k, v in placed.worker.items()})
                 continue
             spec, nodes = self.writer.spec(job), list(by_id.values())
-            guess = policy.place_gang(placed.worker, spec.num_workers, nodes, spec.placement_strategy)
+            guess = policy.place_gang(placed.worker, job.workers or spec.min_workers, nodes, spec.placement_strategy)
             if guess is not None:
                 policy.placement.take(nodes, placed.worker, guess)
         return by_id
@@ -193,7 +193,7 @@ class Snapshot:
         """Service a job has had over all its attempts: dominant share × seconds."""
         spec = self.writer.spec_of(job_id)
         seconds = sum(max(0.0, (a.ended_at or now) - a.started_at) for a in self.ctx.store.attempts(job_id))
-        return fairshare.resource_seconds(spec.demand(), seconds, capacity)
+        return fairshare.resource_seconds(spec.demand(), seconds, capacity)  # at its fewest workers, if elastic
 
 
 class PerUser(Mapping[str, Any]):

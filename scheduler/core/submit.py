@@ -136,7 +136,7 @@ class Submitter:
         present = accelerators.unknown_types(spec.accelerator_types(), nodes, most)
         if present is not None:
             raise UnknownAcceleratorType(list(spec.accelerator_types()), present)
-        entry = policy.Entry("", 0, 0, demand, spec.worker_resources(), spec.num_workers,
+        entry = policy.Entry("", 0, 0, demand, spec.worker_resources(), spec.min_workers,
                              types=spec.accelerator_types(), strategy=spec.placement_strategy)
         if accelerators.never_fits(entry, most, nodes):
             raise DoesNotFit(demand, most, spec.placement_strategy)

@@ -69,7 +69,8 @@ class Usage:
             key = owner if by == "user" else a.job_id
             row = rows.setdefault(key, _row(by, key, job))
             seconds = max(0.0, (a.ended_at if a.ended_at is not None else now) - max(a.started_at, since or 0.0))
-            for name, amount in accelerators.per_type(self.writer.spec(job).demand(), a.accelerator_type).items():
+            demand = self.writer.spec(job).demand(a.workers)  # what this attempt held (an elastic job's size)
+            for name, amount in accelerators.per_type(demand, a.accelerator_type).items():
                 row["resource_seconds"][name] = row["resource_seconds"].get(name, 0.0) + amount * seconds
             row["lost_work_s"] += float((a.lost_work or {}).get("seconds") or 0.0)
             row["attempts"] += 1

@@ -109,7 +109,7 @@ class Writer:
 
     def demand(self, job: Job) -> Resources:
         """What the job's gang holds while it runs."""
-        return self.spec(job).demand()
+        return self.spec(job).demand(job.workers)
 
     def job_root(self, job: Job) -> str:
         """Where the job's runs (checkpoints, logs) live: ``<storage root>/<job_id>``."""
@@ -202,7 +202,8 @@ class Writer:
         if job.status is S.QUEUED:
             spec = self.spec(job)
             self.queue.add(Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(),
-                                 spec.num_workers, job.not_before, spec.accelerator_types(), spec.placement_strategy))
+                                 spec.min_workers, job.not_before, spec.accelerator_types(), spec.placement_strategy,
+                                 spec.max_workers if spec.elastic else None))
         else:
             self.queue.remove(job.job_id)
         if job.status is S.PAUSING and job.pause_deadline_at is not None:

@@ -10,6 +10,7 @@ head, as ``queue.admit`` does:
   its placement strategy), and is marked ``borrowing`` when it takes its owner beyond their
   guarantee; a job whose every type is over its owner's max is held as above; the first job that
   does not fit stops the pass (strict order: it is the head that preemption and backfill serve).
+An elastic job starts with as many workers as fit (``elastic.start_size``), at least its fewest.
 Each job started counts toward its owner's usage (per type too) for the jobs after it in the same pass.
 """
 
@@ -19,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .accelerators import choose, per_type
+from .elastic import start_size
 from .placement import take
 from .queue import Entry, Resources, ready, subtract
 from .quota import BORROWING, GUARANTEED, OVER_MAX, Quota, QuotaCheck, check
@@ -36,6 +38,7 @@ class Admitted:
     message: str = ""
     accelerator_type: str | None = None
     placement: list[int] | None = None  # workers per node, in ``nodes_free`` order (None: nodes unknown)
+    workers: int | None = None  # how many workers it starts with (an elastic job's size; None: its fixed size)
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,12 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
             verdicts[t] = v
             return v.status != OVER_MAX
 
-        choice = choose(entry, left, nodes, within)
+        workers = None
+        if entry.max_workers is None:
+            choice = choose(entry, left, nodes, within)
+        else:  # elastic: as many workers as fit now, at least its fewest
+            sized = start_size(entry, entry.num_workers, entry.max_workers, left, nodes, allowed=within)
+            choice, workers = (sized.choice, sized.workers) if sized is not None else (None, None)
         if choice is None:
             if len(verdicts) == len(entry.types or (None,)) and all(v.status == OVER_MAX for v in verdicts.values()):
                 out.held[entry.job_id] = "; ".join(dict.fromkeys(v.message for v in verdicts.values()))
@@ -89,5 +97,5 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
             mine[name] = mine.get(name, 0.0) + amount
         verdict = verdicts[choice.accelerator_type]
         out.start.append(Admitted(entry.job_id, verdict.status == BORROWING, verdict.message,
-                                  choice.accelerator_type, choice.placement))
+                                  choice.accelerator_type, choice.placement, workers))
     return out

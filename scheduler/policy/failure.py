@@ -26,12 +26,15 @@ class PauseIntent(str, Enum):
     SHUTDOWN = "shutdown"
     #: a time slice is over; like a preemption it goes back to the queue, but behind
     ROTATE = "timeslice"
+    #: an elastic job changes size: back to the queue in its place, relaunched at once with another size
+    RESIZE = "resize"
 
     def __str__(self) -> str:
         return self.value
 
 
-USER, PREEMPT, SHUTDOWN, ROTATE = PauseIntent.USER, PauseIntent.PREEMPT, PauseIntent.SHUTDOWN, PauseIntent.ROTATE
+USER, PREEMPT, SHUTDOWN, ROTATE, RESIZE = (PauseIntent.USER, PauseIntent.PREEMPT, PauseIntent.SHUTDOWN,
+                                           PauseIntent.ROTATE, PauseIntent.RESIZE)
 #: Failure kinds a runner reports.
 USER_ERROR, INFRASTRUCTURE = "user", "infrastructure"
 
@@ -57,6 +60,9 @@ def after_pause(intent: str | None, how: str) -> Decision:
         return Decision(S.QUEUED, f"preempted: {how}; requeued to resume from its last checkpoint")
     if intent == ROTATE:
         return Decision(S.QUEUED, f"time slice over: {how}; requeued behind the jobs waiting for their turn")
+    if intent == RESIZE:
+        return Decision(S.QUEUED, f"resizing: {how}; requeued in its place to start again from that checkpoint"
+                        " with as many workers as fit")
     if intent == SHUTDOWN:
         return Decision(S.PAUSED, f"paused for a shutdown: {how}; it resumes when trainq starts again")
     return Decision(S.PAUSED, how)

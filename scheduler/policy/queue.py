@@ -76,6 +76,9 @@ class Entry:
     not_before: float | None = None  # a requeue backoff: it may not start before this time
     types: tuple[str, ...] = ()  # accelerator types in order of preference (``policy.accelerators``)
     strategy: str = "PACK"  # its placement group's strategy (``policy.placement``)
+    #: an elastic job's most workers (``num_workers`` is then its fewest, ``demand`` at that size);
+    #: None: a fixed size. Admission starts it with as many as fit (``policy.elastic.start_size``).
+    max_workers: int | None = None
 
     @property
     def key(self) -> tuple[int, int]:

@@ -119,6 +119,10 @@ MIGRATIONS: list[str] = [
     );
     INSERT INTO lease (name, holder, epoch, expires_at) VALUES ('leader', NULL, 0, 0);
     """,
+    # 8: how many workers the job's current attempt runs with (an elastic job's size changes)
+    """
+    ALTER TABLE jobs ADD COLUMN workers INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

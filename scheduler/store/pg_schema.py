@@ -50,6 +50,7 @@ jobs = sa.Table(
     sa.Column("owner", sa.Text),
     sa.Column("borrowing", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("backfill", sa.Text),
+    sa.Column("workers", sa.Integer),
     sa.Index("jobs_by_status", "status", "seq"),
 )
 

@@ -16,7 +16,7 @@ JOB_COLUMNS = (
     "started_at", "finished_at", "paused_at", "attempt", "checkpoint_path", "resume_from",
     "metrics", "error", "warning", "lost_work", "pause_requested_at", "pause_deadline_at",
     "expected_paused_by", "pause_reason", "preempted_by", "preemptions", "retries", "not_before",
-    "resumable", "cooperative", "checkpoint_requested_at", "owner", "borrowing", "backfill",
+    "resumable", "cooperative", "checkpoint_requested_at", "owner", "borrowing", "backfill", "workers",
 )
 BOOL_FIELDS = ("resumable", "cooperative", "borrowing")
 
@@ -93,10 +93,14 @@ def attempt_from(row: RowLike) -> Attempt:
         job_id=row["job_id"], attempt=row["attempt"], started_at=row["started_at"],
         resumed_from=row["resumed_from"], run_name=row["run_name"], ended_at=row["ended_at"],
         outcome=row["outcome"], lost_work=json.loads(row["lost_work"]) if row["lost_work"] else None,
-        accelerator_type=json.loads(row["extra"] or "{}").get("accelerator_type"),
+        **{k: v for k, v in json.loads(row["extra"] or "{}").items() if k in ATTEMPT_EXTRA},
     )
+
+
+#: the attempt's fields stored in its row's ``extra`` column (added after the table's schema)
+ATTEMPT_EXTRA = ("accelerator_type", "workers")
 
 
 def attempt_extra(attempt: Attempt) -> str:
     """The attempts row's ``extra`` column: fields added after its schema (a JSON object)."""
-    return json.dumps({"accelerator_type": attempt.accelerator_type} if attempt.accelerator_type else {})
+    return json.dumps({k: v for k in ATTEMPT_EXTRA if (v := getattr(attempt, k)) is not None})

@@ -318,6 +318,22 @@ def test_cli_commands_and_exit_codes(live, api, capsys, monkeypatch) -> None:
     assert code == 7 and "cannot reach trainq" in err
 
 
+def test_cli_submits_an_elastic_range_and_status_shows_each_attempts_size(live, api, capsys) -> None:
+    code, out, _ = _cli(live, capsys, "submit", "--entrypoint", "steps:count_steps", "--num-workers", "1-3")
+    assert code == 0, out
+    job_id = out.split()[1]
+    job = api.get(job_id)
+    assert job["spec"]["num_workers"] == {"min": 1, "max": 3} and job["workers"] == 2  # the 2 CPUs free
+    code, out, _ = _cli(live, capsys, "status", job_id)
+    assert code == 0 and "on 1-3 workers (elastic)" in out and "1: 2 workers" in out, out
+    assert api.history(job_id)["attempts"][0]["workers"] == 2
+    code, _, err = _cli(live, capsys, "submit", "--entrypoint", "steps:count_steps", "--num-workers", "3-1")
+    assert code == 5 and "num_workers: max (1) must be at least min (3)" in err
+    with pytest.raises(SystemExit) as usage:  # argparse's own usage error
+        _cli(live, capsys, "submit", "--entrypoint", "steps:count_steps", "--num-workers", "two")
+    assert usage.value.code == 2 and "a range (2-8)" in capsys.readouterr().err
+
+
 def test_cli_watch_shows_progress_toward_the_total_and_exits_0_on_completion(live, api, capsys) -> None:
     job = api.submit(spec(config={"total": 4}))
     job_id = job["job_id"]

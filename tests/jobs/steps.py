@@ -7,7 +7,9 @@ fail_at (raise at that step; only once if fail_once names a marker file), ignore
 (start from 0 regardless), never_read (never call ray.train.get_checkpoint(): not resumable),
 ckpt_log (a file each rank 0 checkpoint step is appended to), ckpt_at (checkpoint exactly at
 these steps instead of every k), say (print "<say> <step> on rank <rank>" every step),
-report_torch (every report says whether torch is imported in this worker: ``torch_imported``).
+report_torch (every report says whether torch is imported in this worker: ``torch_imported``),
+until (a file: once it exists, the step is the last one), sizes (a file rank 0 appends
+"<first step> <world size>" to when it starts: an elastic job's size per attempt).
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ def count_steps(config: dict) -> None:
             start = json.load(f)["step"] + 1
     rank = ray.train.get_context().get_world_rank()
     total, every = int(config.get("total", 10)), int(config.get("every", 2))
+    if rank == 0 and config.get("sizes"):
+        with open(config["sizes"], "a") as f:
+            f.write(f"{start} {ray.train.get_context().get_world_size()}\n")
     for step in range(start, total):
         time.sleep(float(config.get("step_s", 0.05)))
         if config.get("fail_at") == step:
@@ -52,7 +57,7 @@ def count_steps(config: dict) -> None:
                 f.write(f"{step}\n")
         if config.get("say"):
             print(f"{config['say']} {step} on rank {rank}", flush=True)  # for the logs route
-        last = step == total - 1
+        last = step == total - 1 or bool(config.get("until") and os.path.exists(config["until"]))
         if config.get("legacy_hook"):
             pause = scheduler.train.pause_requested()
             asked = pause
@@ -70,7 +75,7 @@ def count_steps(config: dict) -> None:
                 pause = scheduler.train.pause_requested()
         else:
             ray.train.report(metrics)
-        if pause:
+        if pause or last:
             return
 
 

@@ -33,9 +33,12 @@ def test_an_sqlite_registry_of_schema_6_upgrades_in_place_and_still_works(tmp_pa
     db.close()
 
     store = SQLiteStore(path)
-    assert SCHEMA_VERSION == 7 and store.schema_version == 7
+    assert SCHEMA_VERSION == 8 and store.schema_version == 8
     job = store.get_job("job_1")
     assert (job.name, job.status, job.priority, job.cooperative) == ("old", JobStatus.RUNNING, 2, True)
+    assert job.workers is None  # schema 8: not known for an attempt started before it
+    store.update_job("job_1", {"workers": 3})
+    assert store.get_job("job_1").workers == 3
     assert store.find_request("k")["job_id"] == "job_1" and len(store.transitions("job_1")) == 1
     assert store.current_lease() is None and store.acquire_lease("s", ttl_s=5, now=10).epoch == 1
     assert store.record_report(Report("job_1", 0, 1, 2.0, {"step": 1}, "/ck/1"))  # fenced now: still the leader
@@ -57,7 +60,7 @@ def test_the_migrated_postgres_schema_is_the_one_the_queries_use(fresh_pg_url) -
 
 def test_opening_a_migrated_registry_again_changes_nothing_and_a_newer_one_is_refused(fresh_pg_url) -> None:
     store = open_store(fresh_pg_url)
-    assert store.schema_revision == "0001"
+    assert store.schema_revision == "0002"
     store.close()
     open_store(fresh_pg_url).close()  # at head already
     engine = sa.create_engine(fresh_pg_url.replace("postgresql://", "postgresql+psycopg://"))

@@ -1,0 +1,107 @@
+"""Elastic jobs in a scheduling pass: their sizes, when they grow, and shrinks before pauses.
+
+``policy.elastic`` decides; this module reads the pass's state for it and carries out a
+``Resize``. A resize is a pause at the job's next checkpoint (at once with the cooperative hook)
+with the intent ``resize``: the job goes back to the queue in its place and admission starts it
+again from that checkpoint with as many workers as fit (``elastic.start_size``). Each attempt has
+one fixed size; trainq, not Ray Train's elastic policy, chooses it (docs/design.md, "Why trainq
+decides the size").
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..jobs import iso
+from ..policy import Entry, Resources, backfill, elastic, failure, preemption, quota
+from ..states import JobStatus
+
+if TYPE_CHECKING:
+    from .scheduling import Pass
+
+S = JobStatus
+
+
+@dataclass(frozen=True)
+class Resize:
+    """running -> pausing at its next checkpoint, then requeued in its place and started again at
+    another size; ``to_workers`` is what the policy expects it to get."""
+
+    job_id: str
+    to_workers: int
+    for_job: str | None = None  # a shrink: the job it makes room for (None: a grow into idle room)
+    expected_lost_work_s: float | None = None
+    detail: str = ""  # a shrink: the two priorities
+
+
+def sizes(p: Pass) -> dict[str, elastic.Elastic]:
+    """The size of every elastic job holding resources (starting, running or pausing)."""
+    out = {}
+    for job in p.writer.live.values():
+        spec = p.writer.spec(job)
+        if spec.elastic and job.status in (S.PENDING, S.RUNNING, S.PAUSING):
+            placed = p.snapshot.placed_of((job.job_id, job.attempt))
+            out[job.job_id] = elastic.Elastic(job.workers or spec.min_workers, spec.min_workers, spec.max_workers,
+                                              spec.placement_strategy, placed.accelerator_type)
+    return out
+
+
+def room_for(entry: Entry, holders: Sequence[preemption.Candidate], sized: Mapping[str, elastic.Elastic],
+             free: Resources, capacity: Resources, now: float,
+             nodes: Mapping[str, Resources] | None) -> tuple[list[elastic.Shrink], preemption.Preemption | None]:
+    """What makes room for ``entry``: elastic jobs' workers above their fewest first, whole jobs
+    only when those are not enough (``elastic.plan_shrink``); plain preemption without elastic jobs."""
+    if not any(s.workers > s.min_workers for s in sized.values()):
+        return [], preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, free, capacity,
+                                             now, gang=entry, nodes=nodes)
+    plan = elastic.plan_shrink(entry, holders, sized, free, capacity, now, nodes=nodes)
+    return ([], None) if plan is None else (plan.shrinks, plan.preemption)
+
+
+def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Quota]) -> list[Resize]:
+    """Running elastic jobs to grow into room nothing queued can use (``elastic.plan_grow``): while a
+    head waits, only what backfill's reservation leaves spare once it has started; never what a job
+    in its requeue backoff will need; not within ``TRAINQ_RESIZE_MIN_INTERVAL_S`` of a job's start."""
+    sized = sizes(p)
+    if not any(s.workers < s.max_workers for s in sized.values()):
+        return []
+    snap, settings = p.snapshot, p.ctx.settings
+    free = snap.free()
+    reservation = None
+    if head is not None:
+        reservation = backfill.reserve(head.job_id, head.demand, free, snap.releases(now), now)
+    keep: Resources = {}
+    for entry in itertools.islice(p.writer.queue.in_order(), 500):  # jobs waiting out a backoff keep their room
+        if entry.not_before is not None and entry.not_before > now:
+            keep = {k: keep.get(k, 0.0) + entry.demand.get(k, 0.0) for k in {*keep, *entry.demand}}
+    plans = elastic.plan_grow(snap.holders(now), sized, free, now, min_interval_s=settings.resize_min_interval_s,
+                              waiting=head is not None, reservation=reservation, keep=keep,
+                              nodes=snap.nodes_by_id(), owners=p.writer.owners, used=snap.used_by_user(),
+                              quotas=quotas)
+    return [Resize(g.job_id, g.to_workers) for g in plans]
+
+
+def begin(p: Pass, action: Resize) -> None:
+    """Pause the job at its next checkpoint to start again at ``to_workers`` (a shrink counts as a
+    preemption by ``for_job``: its lost work is recorded as one)."""
+    now = p.ctx.clock()
+    job = p.writer.job(action.job_id)
+    if job.status is not S.RUNNING:
+        return  # still starting: resized on a later pass, once it runs
+    plan = p.attempts.plan_pause(job, now, cap_s=p.ctx.settings.preempt_grace_s)
+    workers = job.workers or p.writer.spec(job).min_workers
+    if action.for_job is None:
+        reason = (f"growing from {workers} to {action.to_workers} workers into idle capacity; pausing at its next"
+                  f" checkpoint ({plan.message})")
+        changes: dict[str, Any] = {"preempted_by": None}
+    else:
+        reason = (f"shrinking from {workers} to {action.to_workers} workers for {action.for_job} ({action.detail});"
+                  f" pausing at its next checkpoint ({plan.message})")
+        changes = {"preempted_by": action.for_job, "preemptions": job.preemptions + 1}
+    p.attempts.begin_pause(job, plan, failure.RESIZE, reason, **changes)
+    p.writer.notify({"type": "resize", "job_id": job.job_id, "from_workers": workers,
+                     "to_workers": action.to_workers, "for_job": action.for_job,
+                     "expected_lost_work_s": action.expected_lost_work_s, "at": iso(now)})

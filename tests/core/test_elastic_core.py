@@ -1,0 +1,128 @@
+"""Elastic jobs in the core (issue 31): start with what fits, grow into idle room at a checkpoint,
+shrink instead of pausing whole; a fake launcher, cluster (per-node sizes) and clock."""
+
+from __future__ import annotations
+
+from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
+
+from scheduler.config import Settings
+
+ELASTIC = {"min": 1, "max": 3}
+
+
+def _core(make_core, cpus: float = 4, nodes: int | None = None, **settings):
+    launcher, clock = FakeLauncher(), FakeClock()
+    cluster = FakeCluster({"CPU": cpus})
+    if nodes is not None:
+        per = [{"CPU": cpus / nodes} for _ in range(nodes)]
+        cluster.node_sizes, cluster.free_per_node = per, [dict(n) for n in per]
+    core = make_core(cluster, launcher, clock)
+    core.settings = Settings(storage_root=core.storage_root, db_path=":memory:", **settings)
+    return core, launcher, clock, cluster
+
+
+def _workers_launched(launcher, job_id: str) -> list[int]:
+    return [launcher.specs[(j, a)]["num_workers"] for j, a, _ in launcher.launched if j == job_id]
+
+
+def _attempt_workers(core, job_id: str) -> list[int]:
+    return [a["workers"] for a in core.history(job_id)["attempts"]]
+
+
+def test_an_elastic_job_starts_with_as_many_workers_as_fit_and_counts_what_it_holds(make_core) -> None:
+    core, launcher, _, _ = _core(make_core, cpus=4)
+    first = core.submit(spec(num_workers=2))["job_id"]
+    job = core.submit(spec(num_workers=ELASTIC))["job_id"]
+    got = core.get(job)
+    assert got["status"] == "pending" and got["workers"] == 2  # 2 of 4 CPUs were free: 2 of at most 3
+    assert core.get(first)["workers"] == 2 and _workers_launched(launcher, job) == [2]
+    assert "with 2 of 1-3 workers" in core.history(job)["transitions"][-1]["reason"]
+    assert _attempt_workers(core, job) == [2]
+    # what it holds is what it runs with: nothing is free for another one-CPU job
+    third = core.submit(spec())["job_id"]
+    assert core.get(third)["status"] == "queued"
+
+
+def test_an_elastic_job_waits_until_its_fewest_fit(make_core) -> None:
+    core, _, _, _ = _core(make_core, cpus=4)
+    core.submit(spec(num_workers=3))
+    job = core.submit(spec(num_workers={"min": 2, "max": 4}))["job_id"]
+    assert core.get(job)["status"] == "queued"
+
+
+def test_it_grows_into_idle_room_at_its_next_checkpoint_after_the_interval(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=4, resize_min_interval_s=60)
+    other = core.submit(spec(num_workers=2))["job_id"]
+    job = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    RunnerSim(core, other, 1).started()
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/e/ck0")
+    RunnerSim(core, other, 1).exit("completed")  # two CPUs idle, nothing queued
+    core.tick()
+    assert core.get(job)["status"] == "running"  # not within 60 s of its start (the churn bound)
+    clock.advance(61)
+    core.tick()
+    grown = core.get(job)
+    assert grown["status"] == "pausing" and grown["pause_reason"] == "resize"
+    assert "growing from 2 to 3 workers into idle capacity" in core.history(job)["transitions"][-1]["reason"]
+    assert grown["preemptions"] == 0
+    sim.report(1, "/s/e/ck1")
+    sim.exit("paused")
+    again = core.get(job)
+    assert again["status"] == "pending" and again["attempt"] == 2 and again["workers"] == 3
+    assert launcher.launched[-1] == (job, 2, "/s/e/ck1")  # from the checkpoint it paused at
+    assert _workers_launched(launcher, job) == [2, 3] and _attempt_workers(core, job) == [2, 3]
+    assert again["retries"] == 0
+
+
+def test_no_grow_into_room_a_queued_job_can_use(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=4, resize_min_interval_s=0)
+    job = core.submit(spec(num_workers={"min": 1, "max": 4}))["job_id"]  # takes all four
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    assert core.get(job)["workers"] == 4
+    clock.advance(100)
+    core.tick()
+    assert core.get(job)["status"] == "running"  # at its max: nothing to grow
+
+
+def test_a_higher_priority_job_shrinks_an_elastic_one_instead_of_pausing_it_whole(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=3)
+    job = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/e/ck0")
+    assert core.get(job)["workers"] == 3
+    clock.advance(5)
+    high = core.submit(spec(priority=10))["job_id"]
+    shrinking = core.get(job)
+    assert shrinking["status"] == "pausing" and shrinking["pause_reason"] == "resize"
+    assert shrinking["preempted_by"] == high and shrinking["preemptions"] == 1
+    reason = core.history(job)["transitions"][-1]["reason"]
+    assert f"shrinking from 3 to 2 workers for {high} (priority 10 > 0)" in reason, reason
+    sim.report(1, "/s/e/ck1")
+    sim.exit("paused")
+    assert core.get(high)["status"] == "pending"  # the room went to the job it was made for
+    again = core.get(job)
+    assert again["status"] == "pending" and again["workers"] == 2 and launcher.launched[-1] == (job, 2, "/s/e/ck1")
+    assert any(r.startswith(f"shrinking for {high}") for r in
+               (t["reason"] for t in core.history(job)["transitions"]))
+    assert core.history(job)["attempts"][0]["lost_work"]["since_checkpoint"] == "/s/e/ck1"
+
+
+def test_a_shrink_never_goes_below_min_and_then_the_job_is_paused_whole(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=3)
+    job = core.submit(spec(num_workers={"min": 2, "max": 3}, min_runtime_s=0))["job_id"]
+    RunnerSim(core, job, 1).started()
+    clock.advance(5)
+    high = core.submit(spec(num_workers=2, priority=10))["job_id"]  # needs two: one above min is not enough
+    paused = core.get(job)
+    assert paused["status"] == "pausing" and paused["pause_reason"] == "preempt" and paused["preempted_by"] == high
+
+
+def test_a_fixed_size_job_shows_its_workers_and_is_launched_with_its_spec(make_core) -> None:
+    core, launcher, _, _ = _core(make_core, cpus=4)
+    job = core.submit(spec(num_workers=2))["job_id"]
+    assert core.get(job)["workers"] == 2 and _workers_launched(launcher, job) == [2]
