@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..jobs import iso
-from ..policy import Entry, Resources, backfill, elastic, failure, preemption, quota
+from ..policy import Entry, Resources, elastic, failure, preemption, quota
 from ..states import JobStatus
 
 if TYPE_CHECKING:
@@ -62,23 +62,27 @@ def room_for(entry: Entry, holders: Sequence[preemption.Candidate], sized: Mappi
 
 
 def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Quota]) -> list[Resize]:
-    """Running elastic jobs to grow into room nothing queued can use (``elastic.plan_grow``): while a
-    head waits, only what backfill's reservation leaves spare once it has started; never what a job
-    in its requeue backoff will need; not within ``TRAINQ_RESIZE_MIN_INTERVAL_S`` of a job's start."""
+    """Running elastic jobs to grow into room nothing queued can use (``elastic.plan_grow``): none
+    while a job that could start waits (``head``), never what a job in its requeue backoff will
+    need, and not within ``TRAINQ_RESIZE_MIN_INTERVAL_S`` of a job's start.
+
+    Why not grow into what backfill's reservation leaves spare while a head waits (the policy can):
+    a growing job goes back to the queue for its relaunch, behind that head in strict order, and
+    would then wait for it, or start again smaller as backfill: the grow would cost it its run.
+    """
+    if head is not None:
+        return []
     sized = sizes(p)
     if not any(s.workers < s.max_workers for s in sized.values()):
         return []
     snap, settings = p.snapshot, p.ctx.settings
     free = snap.free()
-    reservation = None
-    if head is not None:
-        reservation = backfill.reserve(head.job_id, head.demand, free, snap.releases(now), now)
     keep: Resources = {}
     for entry in itertools.islice(p.writer.queue.in_order(), 500):  # jobs waiting out a backoff keep their room
         if entry.not_before is not None and entry.not_before > now:
             keep = {k: keep.get(k, 0.0) + entry.demand.get(k, 0.0) for k in {*keep, *entry.demand}}
     plans = elastic.plan_grow(snap.holders(now), sized, free, now, min_interval_s=settings.resize_min_interval_s,
-                              waiting=head is not None, reservation=reservation, keep=keep,
+                              keep=keep,
                               nodes=snap.nodes_by_id(), owners=p.writer.owners, used=snap.used_by_user(),
                               quotas=quotas)
     return [Resize(g.job_id, g.to_workers) for g in plans]

@@ -126,3 +126,16 @@ def test_a_fixed_size_job_shows_its_workers_and_is_launched_with_its_spec(make_c
     core, launcher, _, _ = _core(make_core, cpus=4)
     job = core.submit(spec(num_workers=2))["job_id"]
     assert core.get(job)["workers"] == 2 and _workers_launched(launcher, job) == [2]
+
+
+def test_no_grow_while_a_job_that_could_start_waits(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=4, resize_min_interval_s=0)
+    other = core.submit(spec(num_workers=2))["job_id"]
+    job = core.submit(spec(num_workers=ELASTIC))["job_id"]  # 2 of at most 3
+    RunnerSim(core, other, 1).started()
+    RunnerSim(core, job, 1).started()
+    big = core.submit(spec(num_workers=3))["job_id"]  # waits for the other job's 2 CPUs and one more
+    RunnerSim(core, other, 1).exit("completed")  # 2 CPUs idle: enough for a grow, not for the waiting job
+    clock.advance(100)
+    core.tick()
+    assert core.get(job)["status"] == "running" and core.get(big)["status"] == "queued"
