@@ -1,6 +1,8 @@
 """One scheduling pass: look at the snapshot, ask the policies for typed actions, apply them.
 
-The order of a pass (docs/fairness.md, "The order of one scheduling pass"): admit in fair order
+The order of a pass (docs/fairness.md, "The order of one scheduling pass"): hold the jobs whose
+dependencies are unmet or whose sweep is at its limit, and cancel those whose dependencies never
+can be (``policy.dependencies``); admit in fair order
 within quotas; pause the backfilled jobs whose head's turn has come; make room for a blocked head
 (other users' borrowing jobs first, then lower priorities); backfill around it what cannot delay
 it; rotate out jobs whose time slice is over; ask the autoscaler for what the head still lacks.
@@ -22,6 +24,7 @@ from ..jobs import Attempt, iso
 from ..policy import Entry, Resources, accelerators, admission, backfill, failure, preemption, quota, timeslice
 from ..states import JobStatus
 from .attempts import Attempts
+from .dependencies import Dependencies
 from .snapshot import STOP_MARGIN_S, Snapshot
 from .writer import Writer
 
@@ -69,14 +72,31 @@ class AskCapacity:
     bundles: list[Resources]
 
 
-Action = Start | MakeWay | AskCapacity
+@dataclass(frozen=True)
+class Hold:
+    """Hold a queued job for a dependency or its sweep's limit (``held`` None: let it go)."""
+
+    job_id: str
+    held: tuple[str, str] | None
+
+
+@dataclass(frozen=True)
+class CancelUnmet:
+    """queued -> cancelled: a dependency can never be met (``policy.dependencies``)."""
+
+    job_id: str
+    reason: str
+
+
+Action = Start | MakeWay | AskCapacity | Hold | CancelUnmet
 
 
 class Pass:
     """Runs scheduling passes over the writer's state."""
 
-    def __init__(self, writer: Writer, attempts: Attempts, snapshot: Snapshot) -> None:
+    def __init__(self, writer: Writer, attempts: Attempts, snapshot: Snapshot, dependencies: Dependencies) -> None:
         self.writer = writer
+        self.dependencies = dependencies
         self.ctx = writer.ctx
         self.attempts = attempts
         self.snapshot = snapshot
@@ -91,22 +111,19 @@ class Pass:
         now = self.ctx.clock()
         capacity = self.ctx.cluster.capacity()
         quotas = snap.quotas()
-        by_id = snap.nodes_by_id()
-        ids = None if by_id is None else list(by_id)
-        adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
-                                          used=snap.used_by_user(), quotas=quotas,
-                                          nodes_free=None if by_id is None else list(by_id.values()))
+        holds = self.holds()
+        self.apply(holds)
+        while any(isinstance(a, CancelUnmet) for a in holds):  # a cancel decides its own dependents
+            holds = self.holds()
+            self.apply(holds)
+        adm, ids = self.admission(now, capacity)
         started = self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids)
                               for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
         self.apply(self._planned_due(now))
         # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
         if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
-            reclaim = self._reclaim_for(head, capacity, now)
-            if reclaim is not None:
-                self.apply(reclaim)
-            elif self._may_preempt():
-                self.apply(self._preemptions(capacity, now))
+            self.apply(self.make_room(head, capacity, now))
             if settings.backfill:
                 started += self.apply(self._backfills(head, capacity, now, quotas, set(adm.held)))
         if settings.time_slice_s > 0:
@@ -120,6 +137,31 @@ class Pass:
             self.apply([AskCapacity(wanted or [])])
         return started
 
+    # -- decisions the dry run asks too (``core.dryrun``): one rule, decided once --------------------
+    def holds(self) -> list[Action]:
+        """Hold the queued jobs whose dependencies are unmet or whose sweep is at its limit, let the
+        others go, and cancel those whose dependencies can never be met (``policy.dependencies``)."""
+        decision = self.dependencies.decide()
+        out: list[Action] = [CancelUnmet(j, why) for j, why in decision.cancel.items()]
+        out += [Hold(j, decision.held.get(j)) for j in sorted(self.writer.conditional) if j not in decision.cancel]
+        return out
+
+    def admission(self, now: float, capacity: Resources) -> tuple[admission.Admission, list[str] | None]:
+        """Who starts now, in admission order within quotas; and the node ids placements refer to."""
+        snap = self.snapshot
+        by_id = snap.nodes_by_id()
+        adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
+                                          used=snap.used_by_user(), quotas=snap.quotas(),
+                                          nodes_free=None if by_id is None else list(by_id.values()))
+        return adm, None if by_id is None else list(by_id)
+
+    def make_room(self, head: Entry, capacity: Resources, now: float) -> list[Action]:
+        """For a blocked head: other users' borrowing jobs to reclaim, else lower priorities to pause."""
+        reclaim = self._reclaim_for(head, capacity, now)
+        if reclaim is not None:
+            return reclaim
+        return self._preemptions(capacity, now) if self._may_preempt() else []
+
     # -- the one place actions are carried out ----------------------------------------------------
     def apply(self, actions: Sequence[Action]) -> list[str]:
         """Carry out a stage's actions, in order; returns the jobs started."""
@@ -130,6 +172,11 @@ class Pass:
                     started.append(action.job_id)
             elif isinstance(action, MakeWay):
                 self._make_way(action)
+            elif isinstance(action, Hold):
+                self.writer.set_held(action.job_id, action.held)
+            elif isinstance(action, CancelUnmet):
+                self.writer.transition(self.writer.job(action.job_id), S.CANCELLED, "cancel", action.reason,
+                                       finished_at=self.ctx.clock(), error=action.reason)
             else:
                 self.ctx.cluster.request(action.bundles)
         return started
