@@ -99,6 +99,57 @@ def _one_program_schema(schema: dict[str, Any]) -> None:
     ]
 
 
+#: a job id as trainq makes them (``jobs.new_job_id``; a sweep's members: ``<sweep id>-<n>``)
+JOB_ID_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$"
+#: a sweep's parameter name: a key of ``config``
+PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$"
+#: most jobs one sweep may make (Slurm's MaxArraySize is 1001 by default)
+MAX_SWEEP_JOBS = 1000
+
+
+class Dependency(BaseModel):
+    """A job this one waits for (Slurm's ``--dependency=afterok|afternotok|afterany``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN, description="a job submitted before this one")
+    on: Literal["completed", "failed", "finished"] = Field(
+        default="completed", description='"completed": it completed; "failed": it failed; "finished": any end'
+        " (completed, failed or cancelled)")
+
+
+class SweepSpec(BaseModel):
+    """A parameter sweep: one job per combination of the values (Slurm's ``--array=...%k``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    parameters: dict[Annotated[str, Field(pattern=PARAM_PATTERN)], Annotated[list[Any], Field(
+        min_length=1, max_length=MAX_SWEEP_JOBS)]] = Field(
+        min_length=1, max_length=16, description="config key -> the values to try; every combination is a job,"
+        " with its values merged into config", json_schema_extra={"propertyNames": {"pattern": PARAM_PATTERN}})
+    max_running: Annotated[int, Field(ge=1, le=MAX_SWEEP_JOBS), WholeNumber] | None = Field(
+        default=None, description="at most this many members pending, running or pausing at once (null: no limit)")
+    metric: str | None = Field(default=None, min_length=1, max_length=200,
+                               description="the reported metric that ranks the members (latest value)")
+    mode: Literal["min", "max"] = Field(default="min", description="whether a lower or a higher metric is better")
+
+    @field_validator("parameters")
+    @classmethod
+    def _values_are_json(cls, v: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        try:
+            json.dumps(v, allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"values must be JSON ({e})") from None
+        size = math.prod(len(values) for values in v.values())
+        if size > MAX_SWEEP_JOBS:
+            raise ValueError(f"{size} combinations; a sweep makes at most {MAX_SWEEP_JOBS} jobs")
+        return v
+
+    def size(self) -> int:
+        """How many jobs the sweep makes."""
+        return math.prod(len(values) for values in self.parameters.values())
+
+
 class JobSpec(BaseModel):
     """What a user asks trainq to run. Unknown fields are refused."""
 
@@ -155,6 +206,14 @@ class JobSpec(BaseModel):
                                      " an absolute path or a URI such as s3://bucket/prefix",
                                      json_schema_extra={"pattern": STORAGE_PATH_PATTERN, "not": {
                                          "type": "string", "pattern": JOB_FOLDER_IN_PATH}})
+
+    depends_on: list[Dependency] = Field(
+        default_factory=list, max_length=64, description="jobs this one waits for; it stays queued (pending reason"
+        " dependency) until each is met, and is cancelled when one can no longer be met")
+    sweep: SweepSpec | None = Field(default=None, description="submit one job per combination of these config"
+                                    " values, grouped under one sweep_id (the answer is the first member)")
+    sweep_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="set by trainq on a sweep's"
+                                 " members; a submit may not set it")
 
     @field_validator("entrypoint")
     @classmethod
@@ -229,6 +288,14 @@ class JobSpec(BaseModel):
     def _storage_absolute(cls, v: str | None) -> str | None:
         if v is not None and not STORAGE_PATH_RE.match(v):
             raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix (and no NUL byte)")
+        return v
+
+    @field_validator("depends_on")
+    @classmethod
+    def _depends_once(cls, v: list[Dependency]) -> list[Dependency]:
+        ids = [d.job_id for d in v]
+        if len(set(ids)) != len(ids):
+            raise ValueError("each job may appear once")
         return v
 
     @model_validator(mode="after")

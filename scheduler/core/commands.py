@@ -16,6 +16,7 @@ from ..states import ACTIVE, RESUMABLE, JobStatus
 from ..verbs import CheckpointRequested, PauseResult, ResumeResult
 from .attempts import NOT_RESUMABLE, Attempts
 from .checkpoints import Checkpoints
+from .dependencies import Dependencies
 from .idempotency import Once
 from .views import Views
 from .writer import Writer
@@ -26,8 +27,10 @@ S = JobStatus
 class Commands:
     """What users (and a shutdown) ask of a job."""
 
-    def __init__(self, writer: Writer, attempts: Attempts, checkpoints: Checkpoints, views: Views) -> None:
+    def __init__(self, writer: Writer, attempts: Attempts, checkpoints: Checkpoints, views: Views,
+                 dependencies: Dependencies) -> None:
         self.writer = writer
+        self.dependencies = dependencies
         self.ctx = writer.ctx
         self.attempts = attempts
         self.checkpoints = checkpoints
@@ -111,6 +114,7 @@ class Commands:
         warning = NOT_RESUMABLE if job.resumable is False else None
         job = self.writer.requeue(job, "resume", f"resumed from {start_from or 'the start (no checkpoint)'}",
                                   start_from, warning=warning, request=once.take())
+        self.dependencies.revive(job_id)  # the jobs cancelled for want of it wait for it again
         position = self.views.position(job_id)
         message = (f"Job resumed from checkpoint and queued at position {position}" if start_from
                    else f"Job has no checkpoint; it starts over, queued at position {position}")

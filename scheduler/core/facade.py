@@ -25,13 +25,16 @@ from ..verbs import CheckpointRequested, JobView, PauseResult, ResumeResult, Ver
 from .attempts import Attempts
 from .checkpoints import Checkpoints
 from .commands import Commands
+from .dependencies import Dependencies
 from .drains import DrainNotice, Drains
+from .dryrun import DryRun
 from .idempotency import Requests
 from .ports import Cluster, Launcher
 from .runner_events import RunnerEvent, parse
 from .scheduling import Pass
 from .snapshot import Snapshot
 from .submit import Item, Submitter
+from .sweeps import Sweeps
 from .usage import Usage
 from .views import Views
 from .writer import Context, Event, Writer
@@ -56,12 +59,14 @@ class Scheduler:
         self.attempts = Attempts(self.writer, self.checkpointing)
         self.accounting = Usage(self.writer)
         self.snapshot = Snapshot(self.writer, self.attempts, self.checkpointing, self.accounting)
-        self.passes = Pass(self.writer, self.attempts, self.snapshot)
+        self.dependencies = Dependencies(self.writer)
+        self.passes = Pass(self.writer, self.attempts, self.snapshot, self.dependencies)
         self.views = Views(self.writer, self.snapshot)
-        self.commands = Commands(self.writer, self.attempts, self.checkpointing, self.views)
+        self.commands = Commands(self.writer, self.attempts, self.checkpointing, self.views, self.dependencies)
         self.drains = Drains(self.writer, self.attempts)
         self.requests = Requests(store, self.views.get)
-        self.submitter = Submitter(self.writer, self.requests)
+        self.submitter = Submitter(self.writer, self.requests, self.dependencies)
+        self.dry, self.sweeps = DryRun(self.writer, self.submitter, self.passes, self.views), Sweeps(self)
 
     # -- the seams and settings, shared by every part -----------------------------------------------
     @property
@@ -229,6 +234,7 @@ class Scheduler:
         self.passes.run()
 
     # -- reads --------------------------------------------------------------------------------------
+
     def get(self, job_id: str) -> dict[str, Any]:
         """One job as a dict; a queued one with its ``pending_reason``, ``eta`` and ``eta_basis``."""
         return self.views.get(job_id)

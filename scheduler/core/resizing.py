@@ -12,29 +12,17 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..jobs import iso
 from ..policy import Entry, Resources, elastic, failure, preemption, quota
 from ..states import JobStatus
+from .actions import Resize
 
 if TYPE_CHECKING:
     from .scheduling import Pass
 
 S = JobStatus
-
-
-@dataclass(frozen=True)
-class Resize:
-    """running -> pausing at its next checkpoint, then requeued in its place and started again at
-    another size; ``to_workers`` is what the policy expects it to get."""
-
-    job_id: str
-    to_workers: int
-    for_job: str | None = None  # a shrink: the job it makes room for (None: a grow into idle room)
-    expected_lost_work_s: float | None = None
-    detail: str = ""  # a shrink: the two priorities
 
 
 def sizes(p: Pass) -> dict[str, elastic.Elastic]:

@@ -1,9 +1,13 @@
 """One scheduling pass: look at the snapshot, ask the policies for typed actions, apply them.
 
-The order of a pass (docs/fairness.md, "The order of one scheduling pass"): admit in fair order
+The order of a pass (docs/fairness.md, "The order of one scheduling pass"): hold the jobs whose
+dependencies are unmet or whose sweep is at its limit, and cancel those whose dependencies never
+can be (``policy.dependencies``); admit in fair order
 within quotas; pause the backfilled jobs whose head's turn has come; make room for a blocked head
 (other users' borrowing jobs first, then lower priorities); backfill around it what cannot delay
-it; rotate out jobs whose time slice is over; ask the autoscaler for what the head still lacks.
+it (elastic jobs give up workers above their fewest before any job is paused whole); rotate out
+jobs whose time slice is over; grow elastic jobs into room nothing queued can use
+(``core.resizing``); ask the autoscaler for what the head still lacks.
 Each stage decides on the state the stages before it left (a start changes what is free), and
 ``Pass.apply`` is the one place its actions are carried out.
 """
@@ -13,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 
 from .. import policy
 from ..config import train_run_name
@@ -22,8 +24,9 @@ from ..jobs import Attempt, iso
 from ..policy import Entry, Resources, accelerators, admission, backfill, failure, quota, timeslice
 from ..states import JobStatus
 from . import resizing
+from .actions import Action, AskCapacity, CancelUnmet, Hold, MakeWay, Resize, Start, Why
 from .attempts import Attempts
-from .resizing import Resize
+from .dependencies import Dependencies
 from .snapshot import STOP_MARGIN_S, Snapshot
 from .writer import Writer
 
@@ -32,54 +35,14 @@ S = JobStatus
 BACKFILL_DEPTH = 500
 
 
-class Why(Enum):
-    """Why a running job is asked to make way."""
-
-    PRIORITY = "priority"  # a higher-priority job waits
-    RECLAIM = "reclaim"  # its owner borrows beyond a guarantee another user now claims
-    BACKFILL = "backfill"  # it was backfilled on the condition that it leaves before its head starts
-    TIME_SLICE = "time_slice"  # its slice is over and equal-priority jobs wait
-
-
-@dataclass(frozen=True)
-class Start:
-    """queued -> pending: launch a new attempt."""
-
-    job_id: str
-    borrowing: bool = False
-    backfill: str | None = None  # how it was backfilled (``policy.backfill``), None: in its turn
-    accelerator_type: str | None = None  # the type admission chose of the job's accelerator_type
-    placement: list[int] | None = None  # workers per node, in ``node_ids`` order (None: unknown)
-    node_ids: list[str] | None = None
-    workers: int | None = None  # an elastic job's size for this attempt (None: its fixed size)
-
-
-@dataclass(frozen=True)
-class MakeWay:
-    """running -> pausing at its next checkpoint, for ``for_job`` (then back to the queue)."""
-
-    job_id: str
-    for_job: str | None
-    why: Why
-    expected_lost_work_s: float | None = None
-    detail: str = ""  # for PRIORITY: the two priorities
-
-
-@dataclass(frozen=True)
-class AskCapacity:
-    """Ask the autoscaler for these bundles (an empty list withdraws the ask)."""
-
-    bundles: list[Resources]
-
-
-Action = Start | MakeWay | Resize | AskCapacity
 
 
 class Pass:
     """Runs scheduling passes over the writer's state."""
 
-    def __init__(self, writer: Writer, attempts: Attempts, snapshot: Snapshot) -> None:
+    def __init__(self, writer: Writer, attempts: Attempts, snapshot: Snapshot, dependencies: Dependencies) -> None:
         self.writer = writer
+        self.dependencies = dependencies
         self.ctx = writer.ctx
         self.attempts = attempts
         self.snapshot = snapshot
@@ -94,22 +57,19 @@ class Pass:
         now = self.ctx.clock()
         capacity = self.ctx.cluster.capacity()
         quotas = snap.quotas()
-        by_id = snap.nodes_by_id()
-        ids = None if by_id is None else list(by_id)
-        adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
-                                          used=snap.used_by_user(), quotas=quotas,
-                                          nodes_free=None if by_id is None else list(by_id.values()))
+        holds = self.holds()
+        self.apply(holds)
+        while any(isinstance(a, CancelUnmet) for a in holds):  # a cancel decides its own dependents
+            holds = self.holds()
+            self.apply(holds)
+        adm, ids = self.admission(now, capacity)
         started = self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids, a.workers)
                               for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
         self.apply(self._planned_due(now))
         # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
         if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
-            reclaim = self._reclaim_for(head, capacity, now)
-            if reclaim is not None:
-                self.apply(reclaim)
-            elif self._may_preempt():
-                self.apply(self._preemptions(capacity, now))
+            self.apply(self.make_room(head, capacity, now))
             if settings.backfill:
                 started += self.apply(self._backfills(head, capacity, now, quotas, set(adm.held)))
         if settings.time_slice_s > 0:
@@ -124,6 +84,31 @@ class Pass:
             self.apply([AskCapacity(wanted or [])])
         return started
 
+    # -- decisions the dry run asks too (``core.dryrun``): one rule, decided once --------------------
+    def holds(self) -> list[Action]:
+        """Hold the queued jobs whose dependencies are unmet or whose sweep is at its limit, let the
+        others go, and cancel those whose dependencies can never be met (``policy.dependencies``)."""
+        decision = self.dependencies.decide()
+        out: list[Action] = [CancelUnmet(j, why) for j, why in decision.cancel.items()]
+        out += [Hold(j, decision.held.get(j)) for j in sorted(self.writer.conditional) if j not in decision.cancel]
+        return out
+
+    def admission(self, now: float, capacity: Resources) -> tuple[admission.Admission, list[str] | None]:
+        """Who starts now, in admission order within quotas; and the node ids placements refer to."""
+        snap = self.snapshot
+        by_id = snap.nodes_by_id()
+        adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
+                                          used=snap.used_by_user(), quotas=snap.quotas(),
+                                          nodes_free=None if by_id is None else list(by_id.values()))
+        return adm, None if by_id is None else list(by_id)
+
+    def make_room(self, head: Entry, capacity: Resources, now: float) -> list[Action]:
+        """For a blocked head: other users' borrowing jobs to reclaim, else lower priorities to pause."""
+        reclaim = self._reclaim_for(head, capacity, now)
+        if reclaim is not None:
+            return reclaim
+        return self._preemptions(capacity, now) if self._may_preempt() else []
+
     # -- the one place actions are carried out ----------------------------------------------------
     def apply(self, actions: Sequence[Action]) -> list[str]:
         """Carry out a stage's actions, in order; returns the jobs started."""
@@ -136,6 +121,11 @@ class Pass:
                 self._make_way(action)
             elif isinstance(action, Resize):
                 resizing.begin(self, action)
+            elif isinstance(action, Hold):
+                self.writer.set_held(action.job_id, action.held)
+            elif isinstance(action, CancelUnmet):
+                self.writer.transition(self.writer.job(action.job_id), S.CANCELLED, "cancel", action.reason,
+                                       finished_at=self.ctx.clock(), error=action.reason)
             else:
                 self.ctx.cluster.request(action.bundles)
         return started

@@ -23,11 +23,13 @@ from ..errors import (
     TrainqError,
     UnknownAcceleratorType,
 )
-from ..jobs import Job, Transition, new_job_id
+from ..jobs import Job, Transition, new_job_id, ordered_id
 from ..policy import accelerators, quota
+from ..policy import dependencies as pipeline
 from ..spec import JobSpec, parse_spec
 from ..states import JobStatus
 from ..store import Request
+from .dependencies import Dependencies
 from .idempotency import Requests, check_key
 from .writer import NewJob, Writer
 
@@ -41,10 +43,11 @@ _sorted_json = json.JSONEncoder(sort_keys=True).encode
 class Submitter:
     """Turns specs into stored, queued jobs."""
 
-    def __init__(self, writer: Writer, requests: Requests) -> None:
+    def __init__(self, writer: Writer, requests: Requests, dependencies: Dependencies) -> None:
         self.writer = writer
         self.ctx = writer.ctx
         self.requests = requests
+        self.dependencies = dependencies
         self._reach: tuple[Settings, bool, list[str] | None, list[str], list[str]] | None = None
 
     def submit_many(self, items: Sequence[Item]) -> list[Job | TrainqError]:
@@ -64,24 +67,34 @@ class Submitter:
             except TrainqError as e:
                 answers.append(e)
                 continue
-            if isinstance(prepared, NewJob):
-                if prepared.request is not None:
-                    keys[prepared.request.key] = (len(answers), prepared.request.fingerprint or "",
-                                                  prepared.job.job_id)
-                answers.append(prepared.job)
-                new.append(prepared)
+            if isinstance(prepared, list):  # new jobs (a sweep's members): the first is the answer
+                first = prepared[0]
+                if first.request is not None:
+                    keys[first.request.key] = (len(answers), first.request.fingerprint or "", first.job.job_id)
+                answers.append(first.job)
+                new.extend(prepared)
             else:
                 answers.append(prepared)
         self.writer.insert(new)
         return [answers[a] if isinstance(a, int) else a for a in answers]  # type: ignore[misc]
 
+    def check(self, data: Any, owner: str | None) -> NewJob:
+        """A submit's checks and nothing else (the dry run's): the job it would make, not stored (a
+        sweep: its first member), or the error a submit would raise. Reads, never writes."""
+        prepared = self._prepare(data, None, owner, {}, {}, self.ctx.store.next_seq())
+        if not isinstance(prepared, list):  # only a key replays an earlier answer, and there is none
+            raise TypeError("a submit without a key makes new jobs")
+        return prepared[0]
+
     def _prepare(self, data: Any, idempotency_key: str | None, owner: str | None,
                  keys: Mapping[str, tuple[int, str, str]],
-                 known: Mapping[str, dict[str, Any]], seq: int) -> NewJob | Job | int:
-        """A submit checked, not yet stored (``NewJob``), or what its key did before: a stored
-        job, or the answer index of an earlier item of the same call (in ``keys``)."""
+                 known: Mapping[str, dict[str, Any]], seq: int) -> list[NewJob] | Job | int:
+        """A submit checked, not yet stored (``NewJob``: one, or a sweep's members), or what its key
+        did before: a stored job, or the answer index of an earlier item of the same call (in ``keys``)."""
         key = check_key(idempotency_key)
         spec = parse_spec(data)
+        if spec.sweep_id is not None:
+            raise InvalidSpec("sweep_id is set by trainq on a sweep's members; give sweep instead", field="sweep_id")
         self._check_owner(owner)
         dumped = spec.model_dump(mode="json")
         fingerprint = hashlib.sha256(_sorted_json(dumped if owner is None else {**dumped, "owner": owner})
@@ -93,6 +106,20 @@ class Submitter:
             return index
         if key is not None and (found := self.requests.replay(key, "submit", None, fingerprint, known)) is not None:
             return self.writer.job(found["job_id"])
+        request = Request(key, "submit", fingerprint) if key is not None else None
+        if spec.sweep is None:
+            return [self._checked(new_job_id(), spec, dumped, owner, seq, request)]
+        sweep_id = "sweep_" + ordered_id()
+        return [self._checked(f"{sweep_id}-{i}", spec.model_copy(update={
+            "config": {**spec.config, **values}, "name": pipeline.member_name(spec.display_name, values),
+            "sweep_id": sweep_id}), None, owner, seq + i, request if i == 0 else None)
+            for i, values in enumerate(pipeline.combinations(spec.sweep.parameters))]
+
+    def _checked(self, job_id: str, spec: JobSpec, dumped: dict[str, Any] | None, owner: str | None, seq: int,
+                 request: Request | None) -> NewJob:
+        """One job's spec checked as every submit is (workload, retention, fit, quota, reach,
+        dependencies), ready to store."""
+        self.dependencies.check(job_id, spec)
         stored: dict[str, Any] | None = dumped  # the spec as stored: the dump, unless the workload changes it
         if spec.workload is not None:
             config = workloads.validate(spec.workload, spec.config, self.ctx.storage_root)
@@ -107,10 +134,9 @@ class Submitter:
         self._check_quota(spec, owner)
         self._check_reach(spec)
         now = self.ctx.clock()
-        job = Job(job_id=new_job_id(), name=spec.display_name,
+        job = Job(job_id=job_id, name=spec.display_name,
                   spec=spec.model_dump(mode="json") if stored is None else stored,
                   priority=spec.priority, seq=seq, created_at=now, updated_at=now, owner=owner)
-        request = Request(key, "submit", fingerprint) if key is not None else None
         return NewJob(job, Transition(job.job_id, None, S.QUEUED, now, "submitted", 0), request, spec)
 
     def _check_owner(self, owner: str | None) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 from .. import wire
 from ..errors import InvalidSpec
 from ..jobs import Job, iso, step_of
-from ..policy import Entry, accelerators, failure, pending, quota
+from ..policy import Entry, accelerators, dependencies, failure, pending, quota
 from ..states import JobStatus
 from .snapshot import Snapshot
 from .writer import Writer
@@ -233,6 +233,11 @@ class Views:
         self._view = (key, view)
         return view
 
+    def fresh(self, now: float) -> QueueView:
+        """The queue view worked out now and kept nowhere (the dry run's, whose queue holds a job
+        that is not stored)."""
+        return self._compute(now)
+
     def _compute(self, now: float) -> QueueView:
         snap, owners = self.snapshot, self.writer.owners
         capacity = self.ctx.cluster.capacity()
@@ -257,19 +262,28 @@ class Views:
             return pending.Waiting(e, self.writer.spec_of(e.job_id).time_limit_s, over_max(e),
                                    tuple(preempting.get(e.job_id, ())))
 
-        # The first EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read.
+        # The first EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read. A job
+        # its dependencies or its sweep's limit hold says so, and takes no room in the ETA walk.
         near = order[:EXPLAIN_DEPTH]
+        held = {e.job_id: pending.Pending(e.job_id, *e.held, None, "no estimate: it waits for " + (
+            "its dependencies" if e.held[0] == dependencies.DEPENDENCY else "a slot in its sweep"))
+            for e in near if e.held is not None}
+        near = [e for e in near if e.held is None]
         running = [r for r, _ in snap.running_ends(now, by_rate=True)]
-        explained = {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now,
+        explained = held | {p.job_id: p for p in pending.explain([waiting(e) for e in near], running, free, now,
                                                           snap.nodes_free(), snap.draining)}
         positions = {e.job_id: i + 1 for i, e in enumerate(order)}
-        head = next((p.job_id for p in explained.values() if p.code not in (pending.QUOTA, pending.BACKOFF)), None)
+        head = next((p.job_id for p in explained.values() if p.code not in (
+            pending.QUOTA, pending.BACKOFF, dependencies.DEPENDENCY, dependencies.SWEEP_LIMIT)), None)
 
         def behind(job_id: str) -> pending.Pending | None:
             at = positions.get(job_id)
             if at is None:
                 return None
-            return pending.beyond(job_id, at, EXPLAIN_DEPTH, head, over_max(order[at - 1]))
+            e = order[at - 1]
+            if e.held is not None:
+                return pending.Pending(job_id, *e.held, None, None, ahead=at - 1)
+            return pending.beyond(job_id, at, EXPLAIN_DEPTH, head, over_max(e))
 
         return QueueView(order, positions, explained, behind)
 

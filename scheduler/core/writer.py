@@ -8,7 +8,9 @@ the allocations, the deadlines and the counts can never drift from the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import contextlib
+import dataclasses
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -71,6 +73,10 @@ class Writer:
         self.live: dict[str, Job] = {}
         #: bumped on every change a scheduling pass or the queue view depends on
         self.version = 0
+        #: queued jobs with dependencies or in a sweep (what ``core.dependencies`` looks at each pass)
+        self.conditional: set[str] = set()
+        #: queued job -> (code, message) while a dependency or its sweep's limit holds it
+        self.holds: dict[str, tuple[str, str]] = {}
         self.counts: dict[JobStatus, int] = dict(ctx.store.count_by_status())
         #: Specs never change after submit: kept parsed for queued and active jobs only (what a
         #: pass reads), so the cache is bounded by the queue, and dropped when a job leaves it.
@@ -176,6 +182,46 @@ class Writer:
             expected_paused_by=None, checkpoint_requested_at=None,
             pause_reason=job.pause_reason if keep_reason else None, **changes)
 
+    @staticmethod
+    def entry(job: Job, spec: JobSpec, held: tuple[str, str] | None) -> Entry:
+        """The job as the queue policies see it (an elastic job at its fewest workers, with its most)."""
+        return Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(), spec.min_workers,
+                     job.not_before, spec.accelerator_types(), spec.placement_strategy,
+                     max_workers=spec.max_workers if spec.elastic else None, held=held)
+
+    @contextlib.contextmanager
+    def imagined(self, job: Job, spec: JobSpec) -> Iterator[None]:
+        """A job that is not stored, in the queue and the indexes for the length of the block (the
+        dry run's): nothing is written or announced, and the version is as before (no view is kept)."""
+        version, job_id = self.version, job.job_id
+        self._specs[job_id] = spec
+        self.owners[job_id] = job.owner or ""
+        if spec.depends_on or spec.sweep_id:
+            self.conditional.add(job_id)
+        self.queue.add(self.entry(job, spec, held=None))
+        try:
+            yield
+        finally:
+            self.queue.remove(job_id)
+            self.conditional.discard(job_id)
+            self.holds.pop(job_id, None)
+            self.owners.pop(job_id, None)
+            self._specs.pop(job_id, None)
+            self.version = version
+
+    def set_held(self, job_id: str, held: tuple[str, str] | None) -> None:
+        """Hold a queued job (a dependency, its sweep's limit) or let it go: its queue entry only,
+        not its row (the rule is worked out again at every pass, and after a restart)."""
+        entry = self.queue.get(job_id)
+        if entry is None or entry.held == held:
+            return
+        if held is None:
+            self.holds.pop(job_id, None)
+        else:
+            self.holds[job_id] = held
+        self.queue.add(dataclasses.replace(entry, held=held))
+        self.version += 1
+
     def hold(self, job: Job, attempt: int) -> None:
         """Count resources as held by an attempt found running that no active job owns (an
         orphan being stopped): released when its runner ends."""
@@ -201,11 +247,13 @@ class Writer:
             self.ignores_checkpoint.discard(job.job_id)
         if job.status is S.QUEUED:
             spec = self.spec(job)
-            self.queue.add(Entry(job.job_id, job.priority, job.seq, spec.demand(), spec.worker_resources(),
-                                 spec.min_workers, job.not_before, spec.accelerator_types(), spec.placement_strategy,
-                                 spec.max_workers if spec.elastic else None))
+            if spec.depends_on or spec.sweep_id:
+                self.conditional.add(job.job_id)
+            self.queue.add(self.entry(job, spec, held=self.holds.get(job.job_id)))
         else:
             self.queue.remove(job.job_id)
+            self.conditional.discard(job.job_id)
+            self.holds.pop(job.job_id, None)
         if job.status is S.PAUSING and job.pause_deadline_at is not None:
             self.deadlines[job.job_id] = job.pause_deadline_at
         else:

@@ -79,6 +79,9 @@ class Entry:
     #: an elastic job's most workers (``num_workers`` is then its fewest, ``demand`` at that size);
     #: None: a fixed size. Admission starts it with as many as fit (``policy.elastic.start_size``).
     max_workers: int | None = None
+    #: a dependency or its sweep's limit holds it (``policy.dependencies``): (code, message); it
+    #: keeps its place but is not ready, so it never holds up the jobs behind it
+    held: tuple[str, str] | None = None
 
     @property
     def key(self) -> tuple[int, int]:
@@ -115,6 +118,11 @@ class QueueIndex:
         del self._keys[bisect.bisect_left(self._keys, key)]
         del self._entries[key]
 
+    def get(self, job_id: str) -> Entry | None:
+        """The job's entry, or None when it is not queued (O(1))."""
+        key = self._by_job.get(job_id)
+        return None if key is None else self._entries[key]
+
     def position(self, job_id: str) -> int | None:
         """1-based position in the queue, or None when the job is not queued."""
         key = self._by_job.get(job_id)
@@ -134,8 +142,8 @@ class QueueIndex:
 
 
 def ready(entry: Entry, now: float | None) -> bool:
-    """Whether a queued job may start now (it is not waiting out a requeue backoff)."""
-    return entry.not_before is None or now is None or now >= entry.not_before
+    """Whether a queued job may start now (it is not held, nor waiting out a requeue backoff)."""
+    return entry.held is None and (entry.not_before is None or now is None or now >= entry.not_before)
 
 
 def head(queue: QueueIndex, now: float | None) -> Entry | None:

@@ -11,7 +11,7 @@ from fakes import FakeCluster, FakeLauncher, RunnerSim
 from helpers import spec
 
 from scheduler.config import Settings
-from scheduler.core.scheduling import AskCapacity, MakeWay, Start, Why
+from scheduler.core.actions import AskCapacity, MakeWay, Start, Why
 from scheduler.errors import JobNotFound
 
 
