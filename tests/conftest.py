@@ -30,14 +30,32 @@ for _name, _value in TEST_ENV.items():
     os.environ.setdefault(_name, _value)
 
 
-#: Tests that start Ray clusters of their own (in subprocesses). They run first, before the
-#: session's shared Ray is up: on 2 cores an idle Ray beside them (its dashboard, the scheduler's
-#: housekeeping) made them take up to twice as long.
-OWN_CLUSTER_MODULES = ("test_multinode.py", "test_serve_e2e.py")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: item.path.name not in OWN_CLUSTER_MODULES)  # stable: the rest keep their order
+    """Orders the session so its clusters overlap least where they would slow each other and most
+    where they wait. First the tests marked ``own_cluster`` (they start Ray clusters of their own
+    in subprocesses), before the session's shared Ray is up: on 2 cores a Ray beside them made
+    them take up to twice as long. Last the modules that read a background scenario's result
+    (``SCENARIO``, see ``scenarios``), so the scenarios have run by the time they are read. The
+    sort is stable: the rest keep their order."""
+
+    def rank(item: pytest.Item) -> int:
+        if item.get_closest_marker("own_cluster") is not None:
+            return 0
+        return 2 if getattr(getattr(item, "module", None), "SCENARIO", None) else 1
+
+    items.sort(key=rank)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> object:
+    """The multi-node scenarios of the selected test modules (their ``SCENARIO``), started in the
+    background when the session starts (tests/scenarios.py); a module's fixture waits for its result."""
+    from scenarios import Scenarios
+
+    runs = Scenarios(tmp_path_factory.mktemp("scenarios"))
+    runs.start(getattr(item.module, "SCENARIO", None) for item in request.session.items
+               if getattr(item, "module", None) is not None and getattr(item.module, "SCENARIO", None))
+    return runs
 
 
 @pytest.fixture

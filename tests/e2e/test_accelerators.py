@@ -4,26 +4,18 @@ session's shared local Ray, so the two never mix)."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
-from helpers import TESTS_DIR
 
 pytestmark = [pytest.mark.slow]
 
 
+#: run in the background from the session's start (tests/scenarios.py)
+SCENARIO = "accelerator_scenario.py"
+
+
 @pytest.fixture(scope="module")
-def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    tmp = tmp_path_factory.mktemp("accelerators")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    proc = subprocess.run([sys.executable, str(TESTS_DIR / "accelerator_scenario.py"), str(tmp)],
-                          capture_output=True, text=True, timeout=600, env=env, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-5000:]
-    return json.loads(lines[-1][len("RESULT "):])
+def scenario(scenarios) -> dict:
+    return scenarios.result(SCENARIO)
 
 
 def test_a_type_the_cluster_lacks_is_refused_naming_the_types_it_has(scenario) -> None:

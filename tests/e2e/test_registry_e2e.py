@@ -138,6 +138,7 @@ def _side(phase: str, url: str, storage: str, log: str, *extra: str) -> dict:
     return json.loads(lines[-1][len("RESULT "):])
 
 
+@pytest.mark.own_cluster
 def test_a_cluster_lost_head_node_and_all_is_replaced_without_losing_a_job(new_pg_registry, tmp_path) -> None:
     """A whole Ray cluster is lost while a job runs; a fresh cluster's scheduler on the same
     Postgres registry and storage takes over: the running job is requeued from its last checkpoint

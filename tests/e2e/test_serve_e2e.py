@@ -20,7 +20,7 @@ import httpx
 import pytest
 from helpers import JOBS_DIR, wait_until
 
-pytestmark = [pytest.mark.slow]
+pytestmark = [pytest.mark.slow, pytest.mark.own_cluster]
 
 TOTAL = 60
 
