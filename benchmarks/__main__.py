@@ -14,6 +14,8 @@ from pathlib import Path
 from . import (
     common,
     control_plane,
+    drain,
+    elastic,
     fairness,
     footprint,
     hook,
@@ -30,9 +32,12 @@ from . import (
 SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption.run,
           "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run,
           "hook": hook.run, "scale": scale.run, "footprint": footprint.run, "timeslice": timeslice.run,
-          "launch_stall": launch_stall.run, "store": store.run}
+          "launch_stall": launch_stall.run, "store": store.run, "drain": drain.run,
+          "elastic": elastic.run}
+#: suites that start a Ray cluster of their own (in a subprocess): they need neither the bench's Ray nor its client
+OWN_CLUSTER = {"drain"}
 #: suites that simulate and need neither Ray nor a client
-PURE = {"fairness", "scale", "store"}
+PURE = {"fairness", "scale", "store", "elastic"}
 
 
 def main() -> int:
@@ -45,7 +50,7 @@ def main() -> int:
     quick = not args.full
     ws = common.Workspace()
     client = None
-    if not set(args.only or SUITES) <= PURE:
+    if not set(args.only or SUITES) <= PURE | OWN_CLUSTER:
         common.start_ray()
         import scheduler
 

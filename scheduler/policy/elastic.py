@@ -24,7 +24,9 @@ docs/design.md, "Why trainq decides the size"). Three decisions, each over a sna
   ``drain_shrink`` keeps an elastic job running off a draining node when its other workers reach ``min``.
 
 Shrinks follow preemption's rules (``min_runtime_s``, strictly lower priority), not the grow's
-interval: a shrink replaces a pause that would happen anyway. Which nodes a shrink frees is an
+interval: a shrink replaces a pause that would happen anyway. With ``reclaim_after_s`` a waiting
+job may also take back the workers an equal-priority job holds above its ``min`` (lent idle room,
+as quota borrowing is), once that job has run the resize interval. Which nodes a shrink frees is an
 assumption (Ray re-places the smaller gang): its workers on the nodes where it has fewest go first.
 """
 
@@ -39,7 +41,7 @@ from .backfill import Reservation
 from .placement import PACK, place_gang
 from .preemption import Candidate, Preemption, choose_victims, eligible, expected_loss_s
 from .queue import Entry, Resources, fits, subtract
-from .quota import BORROWING, OVER_MAX, Quota, check
+from .quota import BORROWING, OVER_MAX, RECLAIM_PRIORITY, Quota, check
 
 #: ``Settings.resize_min_interval_s`` (``TRAINQ_RESIZE_MIN_INTERVAL_S``)
 DEFAULT_MIN_INTERVAL_S = 300.0
@@ -202,16 +204,22 @@ def _placeable(c: Candidate, size: Elastic, to: int, left: dict[str, dict[str, f
 
 def plan_shrink(head: Entry, holders: Sequence[Candidate], sizes: Mapping[str, Elastic],
                 free: Mapping[str, float], capacity: Mapping[str, float], now: float, *,
-                nodes: Mapping[str, Mapping[str, float]] | None = None) -> ShrinkPlan | None:
+                nodes: Mapping[str, Mapping[str, float]] | None = None,
+                reclaim_after_s: float | None = None) -> ShrinkPlan | None:
     """Room for ``head``: shrinks of elastic jobs first, whole-job pauses only if still needed.
 
     ``holders`` every attempt holding resources (``snapshot.holders``; elastic ones named in
     ``sizes``), ``free``, ``capacity`` and ``nodes`` as for ``preemption.choose_victims``. None
     when the head fits now or nothing can make room (then nobody is shrunk or paused).
+
+    ``reclaim_after_s`` (the resize interval, when given): workers above ``min`` are idle room lent
+    out, as quota borrowing is, so a head of equal priority may take them back from a job whose
+    attempt started at least that long ago (by shrinks only: whole jobs are paused only for strictly
+    higher priorities), after the surplus workers of lower priorities.
     """
     if _fits_now(head, free, nodes):
         return None
-    spares = {c.job_id: _surplus(c, sizes[c.job_id]) for c in holders
+    spares = {c.job_id: _surplus(_lent(c, head, now, reclaim_after_s), sizes[c.job_id]) for c in holders
               if c.job_id in sizes and not c.stopping and sizes[c.job_id].workers > sizes[c.job_id].min_workers}
     whole = [c for c in holders if c.job_id not in spares]
     stopping = [c for c in holders if c.stopping]
@@ -239,6 +247,13 @@ def plan_shrink(head: Entry, holders: Sequence[Candidate], sizes: Mapping[str, E
     return ShrinkPlan(head.job_id, shrinks, Preemption(
         head.job_id, victims=pauses.victims, waiting_for=[c.job_id for c in stopping],
         lost_work_s=pauses.lost_work_s, accelerator_type=placement.accelerator_type, placement=placement.placement))
+
+
+def _lent(c: Candidate, head: Entry, now: float, reclaim_after_s: float | None) -> Candidate:
+    """``c`` as its surplus workers are offered: below every real priority once they may be reclaimed."""
+    if reclaim_after_s is None or c.priority != head.priority or now - c.attempt_started_at < reclaim_after_s:
+        return c
+    return dataclasses.replace(c, priority=RECLAIM_PRIORITY + c.priority)
 
 
 def _fits_now(head: Entry, free: Mapping[str, float], nodes: Mapping[str, Mapping[str, float]] | None) -> bool:

@@ -184,6 +184,19 @@ def test_no_shrink_for_equal_priority_a_fitting_head_or_when_nothing_makes_room(
     assert plan_shrink(entry("huge", workers=6, priority=1), holders, sizes, {}, {"GPU": 4.0}, NOW) is None
 
 
+def test_an_equal_priority_head_takes_back_lent_workers_after_the_interval_but_pauses_nobody() -> None:
+    holders = [running("el", 4, started=NOW - 400), running("fixed", 2, started=NOW - 400)]
+    sizes = {"el": Elastic(4, 1, 4)}
+    head = entry("eq", workers=2)
+    assert plan_shrink(head, holders, sizes, {}, {"GPU": 6.0}, NOW) is None  # equal priority: not a victim
+    plan = plan_shrink(head, holders, sizes, {}, {"GPU": 6.0}, NOW, reclaim_after_s=300)
+    assert plan is not None and [(s.job_id, s.to_workers) for s in plan.shrinks] == [("el", 2)]
+    young = [running("el", 4, started=NOW - 100)]
+    assert plan_shrink(head, young, sizes, {}, {"GPU": 4.0}, NOW, reclaim_after_s=300) is None
+    # more than the lent workers: nobody of equal priority is paused for it
+    assert plan_shrink(entry("eq", workers=5), holders, sizes, {}, {"GPU": 6.0}, NOW, reclaim_after_s=300) is None
+
+
 def test_lower_priority_elastic_jobs_shrink_first_then_less_lost_work() -> None:
     holders = [running("p1", 3, priority=1, ckpt=NOW - 1), running("p0-stale", 3, ckpt=NOW - 900),
                running("p0-fresh", 3, ckpt=NOW - 10)]
