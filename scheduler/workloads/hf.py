@@ -6,6 +6,13 @@ pause it saves at once and stops, so nothing is trained twice. A resume hands th
 ``trainer.train(resume_from_checkpoint=...)``, which restores model, optimizer, scheduler,
 RNG and data position, so ``global_step`` continues where it stopped. On completion the final
 model and tokenizer are reported as the last checkpoint, loadable with ``from_pretrained``.
+
+Elastic (issue 31): an attempt may run on another worker count than the one before. The world size
+comes from Ray Train's context; transformers' Trainer (through accelerate) shards each global batch
+by rank; with ``global_batch_size`` each attempt derives its per-device batch and gradient
+accumulation from the world size (``hf_config.batch_plan``), so an optimizer step sees the same
+samples at any size, the learning-rate schedule keeps its meaning, and the data position restored on
+resume (steps × global batch) is the same. Every report says the ``world_size`` and ``global_batch_size``.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import os
 import tempfile
 from typing import Any
 
-from .hf_config import CausalLMConfig
+from .hf_config import CausalLMConfig, batch_plan
 
 CHECKPOINT_DIR = "checkpoint"  # what RayTrainReportCallback names the HF folder
 
@@ -111,6 +118,10 @@ def train_causal_lm(config: dict[str, Any]) -> None:
     dataset = block_dataset(read_texts(cfg.train_files, cfg.text_field), tokenizer, cfg.block_size)
     context = ray.train.get_context()
     output_dir = tempfile.mkdtemp(prefix=f"trainq-hf-rank{context.get_world_rank()}-")
+    world = context.get_world_size()
+    per_device, accumulation = (cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) \
+        if cfg.global_batch_size is None else batch_plan(cfg.global_batch_size, cfg.per_device_train_batch_size, world)
+    sizes = {"world_size": world, "global_batch_size": per_device * world * accumulation}
 
     class ReportAndPause(RayTrainReportCallback):
         """Reports each log and checkpoint with ``global_step``; saves and stops on a pause."""
@@ -119,7 +130,7 @@ def train_causal_lm(config: dict[str, Any]) -> None:
 
         def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
             metrics = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
-            ray.train.report({**metrics, "global_step": state.global_step})
+            ray.train.report({**metrics, "global_step": state.global_step, **sizes})
 
         def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
             state.log_history.append({"global_step": state.global_step})  # the step of this checkpoint
@@ -136,8 +147,8 @@ def train_causal_lm(config: dict[str, Any]) -> None:
         output_dir=output_dir,
         max_steps=cfg.max_steps or -1,
         num_train_epochs=cfg.num_train_epochs or 1.0,
-        per_device_train_batch_size=cfg.per_device_train_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_steps,

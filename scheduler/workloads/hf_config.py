@@ -42,6 +42,11 @@ class CausalLMConfig(BaseModel):
     num_train_epochs: float | None = Field(default=None, gt=0)
     per_device_train_batch_size: JsonInt = Field(default=8, ge=1)
     gradient_accumulation_steps: JsonInt = Field(default=1, ge=1)
+    global_batch_size: JsonInt | None = Field(
+        default=None, ge=1,
+        description="samples per optimizer step at any worker count (for elastic jobs): each attempt takes "
+                    "per_device_train_batch_size (or the largest divisor of its share below it) and the "
+                    "gradient accumulation steps that make global = per device × workers × accumulation")
     learning_rate: float = Field(default=5e-4, gt=0)
     weight_decay: float = Field(default=0.0, ge=0)
     warmup_steps: JsonInt = Field(default=0, ge=0)
@@ -55,6 +60,9 @@ class CausalLMConfig(BaseModel):
             raise ValueError("give exactly one of model (a folder or cached model id) or model_config")
         if (self.max_steps is None) == (self.num_train_epochs is None):
             raise ValueError("give exactly one of max_steps or num_train_epochs")
+        if self.global_batch_size is not None and self.gradient_accumulation_steps != 1:
+            raise ValueError("give global_batch_size or gradient_accumulation_steps, not both "
+                             "(with global_batch_size the accumulation follows the worker count)")
         if self.model_config_ is not None and "model_type" not in self.model_config_:
             raise ValueError('model_config needs a "model_type", e.g. "gpt2"')
         return self
@@ -86,3 +94,15 @@ def validate(config: dict[str, Any], storage_root: str | None = None) -> dict[st
         ModelCache(cache_dir).path_of(parsed.model)  # raises with a clear message unless ready
         parsed = parsed.model_copy(update={"cache_dir": cache_dir})
     return parsed.model_dump(by_alias=True, exclude_none=True)
+
+
+def batch_plan(global_batch_size: int, per_device: int, world_size: int) -> tuple[int, int]:
+    """``(per-device batch, accumulation steps)`` that keep ``global_batch_size`` samples per optimizer
+    step on ``world_size`` workers: the per-device batch is the largest divisor of each worker's share
+    not above ``per_device`` (so no sample is dropped or repeated), the rest is accumulation."""
+    if global_batch_size % world_size:
+        raise ValueError(f"global_batch_size {global_batch_size} does not divide among {world_size} workers;"
+                         " choose one that every worker count of the job divides")
+    share = global_batch_size // world_size
+    device = max(d for d in range(1, min(per_device, share) + 1) if share % d == 0)
+    return device, share // device
