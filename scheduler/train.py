@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import math
 import os
 import sys
 import threading
@@ -67,11 +68,14 @@ class HookSync:
     often on every rank), and each sync's message also says how many calls until the next one,
     chosen by rank 0 so syncs come about every ``target_s``. Between syncs a call costs a counter.
 
-    The messages travel ahead of need: at sync ``m`` rank 0 decides message ``m + 1`` and every
-    rank *posts* it (rank 0 sends, the others start receiving); at sync ``m + 1`` they take it,
-    long arrived. So no rank waits on a broadcast's latency except once, at the first call. The
-    price is one interval of delay: a request lands within about ``2 * target_s`` + the state
-    poll + one step (0.4 s each by default: within a step and a second).
+    The messages travel a little ahead of need: ``lead`` calls before sync ``m + 1`` (as many as
+    take ``LEAD_S``, at least one; sync ``m``'s message says how many, so every rank posts at the
+    same call) rank 0 decides message ``m + 1`` from its fresh copy of the state and every rank
+    *posts* it (rank 0 sends, the others start receiving); at sync ``m + 1`` they take it, arrived
+    meanwhile. So no rank waits on a broadcast's latency except once, at the first call, and a
+    request lands within about ``target_s`` + ``LEAD_S`` + the state poll + one step (0.4 s,
+    0.05 s and 0.1 s by default). Until 2026-12-04 the message was decided at sync ``m`` itself,
+    which cost one more interval (0.4 s) of delay for nothing: posting it later costs the same.
 
     A pause, once agreed, stays: every later call answers ``(True, True)`` and nothing more is
     sent, until the loop returns. A checkpoint-now is answered once. Pure: the broadcast, the
@@ -79,6 +83,9 @@ class HookSync:
     ``post(index, payload)`` starts broadcast number ``index`` (rank 0's payload; ``None``
     elsewhere) and returns a function that waits for it and returns rank 0's payload.
     """
+
+    #: how long before a sync its message is decided and sent: time for it to arrive (ms on a node)
+    LEAD_S = 0.05
 
     def __init__(self, rank: int, world_size: int, post: Callable[[int, Any], Callable[[], Any]],
                  state: Callable[[], tuple[bool, int]], clock: Callable[[], float],
@@ -88,6 +95,7 @@ class HookSync:
         self.target_s = target_s
         self.calls = 0
         self.next_sync = 0
+        self.next_post = 0  # the call at which the next sync's message is sent (<= next_sync)
         self.syncs = 0
         self.pause = False
         self._next: Callable[[], Any] | None = None  # the next sync's message, already on its way
@@ -99,43 +107,51 @@ class HookSync:
         """``(pause, checkpoint)``, the same on every rank at the same call."""
         n = self.calls
         self.calls = n + 1
-        if n < self.next_sync:  # most calls end here: a counter and a comparison
+        if n < self.next_post:  # most calls end here: a counter and a comparison
             return False, False
         if self.pause:
             return True, True
         if self.world_size == 1:
-            pause, checkpoint, _ = self._decide(n)  # nobody to agree with: rank 0's copy, every call
+            pause, checkpoint, _, _ = self._decide(n)  # nobody to agree with: rank 0's copy, every call
             self._tell(pause, checkpoint)
         else:
+            if n < self.next_sync:  # ``lead`` calls before the sync: its message, decided now, goes out
+                self._next, self.next_post = self._send(n), self.next_sync
+                return False, False
             if self._next is None:  # the first sync: nothing was sent ahead, so this one waits
                 self._next = self._send(n)
-            pause, checkpoint, interval = self._next()
+            pause, checkpoint, interval, lead = self._next()
             self.syncs += 1
             if self.rank == 0:
                 self._tell(pause, checkpoint)
             self.next_sync = n + interval
+            self.next_post = max(n + 1, self.next_sync - lead)
             # Every rank holds the same message, so all stop sending together after a pause.
-            self._next = None if pause else self._send(n)
+            self._next = None
+            if not pause and self.next_post >= self.next_sync:  # a sync at every call: send it now
+                self._next, self.next_post = self._send(n), self.next_sync
         if pause:
-            self.pause, self.next_sync = True, 0  # from now on every call answers it
+            self.pause, self.next_sync, self.next_post = True, 0, 0  # from now on every call answers it
         return pause, pause or checkpoint
 
     def _send(self, n: int) -> Callable[[], Any]:
         return self._post(self.syncs, self._decide(n) if self.rank == 0 else None)
 
-    def _decide(self, n: int) -> tuple[bool, bool, int]:
+    def _decide(self, n: int) -> tuple[bool, bool, int, int]:
+        """Rank 0's next message: ``(pause, checkpoint, interval, lead)`` in calls."""
         pause, gen = self._state()
         checkpoint = gen > self._acted_gen
         self._acted_gen = max(self._acted_gen, gen)
         now = self._clock()
-        interval = 1
+        interval = lead = 1
         if self._last_sync is not None and n > self._last_sync[0]:
             per_call = max(now - self._last_sync[1], 1e-9) / (n - self._last_sync[0])
             interval = max(1, min(100_000, int(self.target_s / per_call)))
+            lead = max(1, min(interval, math.ceil(self.LEAD_S / per_call)))
         if self._last_sync is None or n > self._last_sync[0]:
             self._last_sync = (n, now)
         self._sent_gen = gen
-        return pause, checkpoint, interval
+        return pause, checkpoint, interval, lead
 
     def _tell(self, pause: bool, checkpoint: bool) -> None:
         # Rank 0, as the ranks act on a message: the runner learns the loop heard it (a paused loop
@@ -171,7 +187,7 @@ def _poster(host: Any, name: str, rank: int, world: int) -> Callable[[int, Any],
     """How rank 0's hook messages reach every rank (``HookSync``'s ``post``), sent a sync ahead.
 
     When the job already runs a torch process group (``backend: torch``), as an asynchronous
-    broadcast of three integers over a gloo group of our own made from it: gloo's own threads
+    broadcast of four integers over a gloo group of our own made from it: gloo's own threads
     carry it while the loop trains, and a group of our own keeps our messages out of the job's
     NCCL stream. It is made at the first sync, which every rank reaches at the same call, as
     ``new_group`` requires. Without a process group (``backend: none``), torch is never imported
@@ -191,13 +207,13 @@ def _poster(host: Any, name: str, rank: int, world: int) -> Callable[[int, Any],
         def post_gloo(index: int, payload: Any) -> Callable[[], Any]:
             if not group:
                 group.append(dist.new_group(backend="gloo"))
-            box = torch.tensor(payload if payload is not None else (0, 0, 0), dtype=torch.int64)
+            box = torch.tensor(payload if payload is not None else (0, 0, 0, 0), dtype=torch.int64)
             work = dist.broadcast(box, src=0, group=group[0], async_op=True)
 
             def take() -> Any:
                 work.wait()
-                pause, checkpoint, interval = box.tolist()
-                return bool(pause), bool(checkpoint), int(interval)
+                pause, checkpoint, interval, lead = box.tolist()
+                return bool(pause), bool(checkpoint), int(interval), int(lead)
 
             return take
 

@@ -1,7 +1,7 @@
 """The cooperative hook's agreement protocol (``scheduler.train.HookSync``) with threads as ranks:
-every rank gets the same answer at the same call, a request lands within two sync intervals,
-the broadcast runs on a small share of calls, and (sent a sync ahead) no rank waits for one after
-the first. Also the two real carriers: the runner's mailbox and a gloo group."""
+every rank gets the same answer at the same call, a request lands within one sync interval and
+the lead, the broadcast runs on a small share of calls, and (sent ahead) no rank waits for one
+after the first. Also the two real carriers: the runner's mailbox and a gloo group."""
 
 from __future__ import annotations
 
@@ -97,14 +97,15 @@ def _run(world: int, steps: int, runner: FakeRunner, step_s: float = 0.01, targe
 
 @pytest.mark.parametrize("world", [4, 64])
 def test_every_rank_answers_the_same_at_the_same_call_and_stops_at_the_same_step(world) -> None:
-    runner = FakeRunner(pause_at_step=137, checkpoint_at_steps=(40,))
+    runner = FakeRunner(pause_at_step=130, checkpoint_at_steps=(40,))
     answers, stopped_at, collective = _run(world, 400, runner)
     assert all(answers[r] == answers[0] for r in range(world))
     assert len(set(stopped_at.values())) == 1 and len(stopped_at) == world
     stop = stopped_at[0]
-    # Asked at step 137; syncs come every ~target_s (10 steps of 10 ms), and the answer decided at
-    # one sync is taken at the next: it lands within two intervals.
-    assert 137 <= stop <= 137 + 22
+    # Asked at step 130; syncs come every ~target_s (10 steps of 10 ms), and each sync's answer is
+    # decided LEAD_S (5 steps) before it: it lands within one interval and the lead (decided a
+    # whole sync ahead, as until 2026-12-04, it took up to two intervals: 18 steps here).
+    assert 130 <= stop <= 130 + 10 + 5 + 1
     checkpoints = [step for step, _, ckpt in answers[0] if ckpt]
     assert checkpoints[0] in range(40, 40 + 22) and checkpoints[-1] == stop  # the checkpoint-now once, then the pause
     assert len(checkpoints) == 2
@@ -113,9 +114,9 @@ def test_every_rank_answers_the_same_at_the_same_call_and_stops_at_the_same_step
     assert (True, 1) in runner.told  # the runner heard that the loop will stop by itself
 
 
-def test_messages_go_a_sync_ahead_so_in_lockstep_nobody_waits_after_the_first() -> None:
-    # Steps that end together (an all-reduce): rank 0 sends sync m+1's message at sync m, before the
-    # step ends, so the others find it there; only the very first message is waited for.
+def test_messages_go_ahead_so_in_lockstep_nobody_waits_after_the_first() -> None:
+    # Steps that end together (an all-reduce): rank 0 sends sync m+1's message a few calls before
+    # it, before those steps end, so the others find it there; only the first message is waited for.
     world = 8
     answers, stopped_at, collective = _run(world, 300, FakeRunner(pause_at_step=150), lockstep=True)
     assert len(set(stopped_at.values())) == 1 and len(stopped_at) == world
@@ -144,7 +145,7 @@ def _gloo_rank(rank: int, world: int, port: int, out) -> None:
     try:
         post = _poster(None, "attempt", rank, world)
         # All five on their way before any is taken (the hook keeps one ahead; more must work too).
-        takes = [post(n, (n % 3 == 0, n % 2 == 0, 15 + n) if rank == 0 else None) for n in range(5)]
+        takes = [post(n, (n % 3 == 0, n % 2 == 0, 15 + n, 1 + n) if rank == 0 else None) for n in range(5)]
         out.put((rank, [take() for take in takes]))
     finally:
         dist.destroy_process_group()
@@ -166,7 +167,7 @@ def test_with_a_torch_process_group_the_ranks_agree_over_gloo() -> None:
     results = dict(out.get(timeout=120) for _ in procs)
     for p in procs:
         p.join(30)
-    expected = [(n % 3 == 0, n % 2 == 0, 15 + n) for n in range(5)]
+    expected = [(n % 3 == 0, n % 2 == 0, 15 + n, 1 + n) for n in range(5)]
     assert results == {r: expected for r in range(4)}
 
 
