@@ -125,7 +125,32 @@ async function loadJobs() {
   state.jobs = new Map(r.body.jobs.map((j) => [j.job_id, j]));
   $("#job-count").textContent = `(${r.body.total})`;
   renderJobs();
+  loadSweeps();
 }
+
+// -- sweeps: the ones among the listed jobs, each as its route ranks it ---------------------------
+const MAX_SWEEPS = 10;
+async function loadSweeps() {
+  const ids = [...new Set([...state.jobs.values()].map((j) => j.spec && j.spec.sweep_id).filter(Boolean))];
+  const views = (await Promise.all(ids.slice(0, MAX_SWEEPS).map((id) => get(`/api/training/sweeps/${id}`))))
+    .filter((r) => r.ok).map((r) => r.body);
+  $("#sweeps-card").hidden = views.length === 0;
+  $("#sweeps").replaceChildren(...views.map((v) => {
+    const counts = Object.entries(v.counts).map(([s, n]) => `${n} ${s}`).join(", ");
+    const limit = v.max_running ? `at most ${v.max_running} at once` : "no limit";
+    const by = v.metric ? `, best first by ${v.metric} (${v.mode})` : "";
+    return el("div", { class: "sweep", "data-sweep-id": v.sweep_id },
+      el("h3", {}, el("code", {}, v.sweep_id), " ", el("span", { class: "muted" }, `${counts}; ${limit}${by}`)),
+      el("table", { class: "grid small" }, el("tbody", {}, ...v.jobs.map((j) =>
+        el("tr", { "data-job-id": j.job_id, onclick: () => selectJob(j.job_id) },
+          el("td", {}, j.name), el("td", {}, badge(j.status)),
+          el("td", {}, j.pending_reason ? `${j.pending_reason.code}` : ""),
+          el("td", { class: "metrics" }, metricsText(j.metrics)))))));
+  }));
+}
+
+// What a job waits for, and the sweep it belongs to, on its row.
+const dependsText = (job) => ((job.spec && job.spec.depends_on) || []).map((d) => `${d.job_id} ${d.on}`).join(", ");
 
 function renderJobs() {
   const tbody = $("#jobs tbody");
@@ -138,7 +163,9 @@ function renderJobs() {
     const why = reason ? el("span", { class: "why" }, typeof reason === "object" ? `${reason.code}: ${reason.message}` : reason) : "";
     rows.push(el("tr", { "data-job-id": job.job_id, class: job.job_id === state.selected ? "selected" : "",
                          onclick: () => selectJob(job.job_id) },
-      el("td", {}, el("strong", {}, job.name), " ", el("code", {}, job.job_id)),
+      el("td", {}, el("strong", {}, job.name), " ", el("code", {}, job.job_id),
+        dependsText(job) ? el("div", { class: "why depends" }, `after ${dependsText(job)}`) : "",
+        job.spec && job.spec.sweep_id ? el("div", { class: "why sweep-of" }, `sweep ${job.spec.sweep_id}`) : ""),
       el("td", { class: "status" }, badge(job.status)),
       el("td", {}, known(job.owner) ? job.owner : "-"),
       el("td", {}, job.priority),
@@ -186,6 +213,7 @@ function renderDetail(job) {
       ? `${job.lost_work.steps} steps, ${job.lost_work.seconds}s past the checkpoint` : `${job.lost_work.seconds}s past the checkpoint`)],
     ["error", job.error], ["warning", job.warning],
     ["runs", `${job.spec.entrypoint || "workload " + job.spec.workload} on ${workersText(job)}`],
+    ["depends on", dependsText(job)], ["sweep", job.spec.sweep_id],
     ["sizes", attemptSizes(job)]];
   for (const verb of ["pause", "resume", "cancel", "checkpoint"]) $(`#btn-${verb}`).hidden = !allows(job, verb);
   $("#d-fields").replaceChildren(...fields.filter(([, v]) => known(v)).flatMap(([k, v]) =>
