@@ -73,6 +73,9 @@ class Backend(Protocol):
     async def models_list(self) -> builtins.list[Record]: ...
     async def models_get(self, model_id: str) -> Record: ...
     async def models_delete(self, model_id: str) -> Record: ...
+    async def dry_run(self, spec: dict[str, Any], owner: str | None) -> Record: ...
+    async def sweep(self, sweep_id: str) -> Record: ...
+    async def sweep_action(self, sweep_id: str, action: str, as_user: str | None) -> Record: ...
 
 
 class ActorBackend:
@@ -213,6 +216,15 @@ class ActorBackend:
 
     async def models_delete(self, model_id: str) -> Record:
         return await self._ray(self.handle.models_delete, model_id)
+
+    async def dry_run(self, spec: dict[str, Any], owner: str | None) -> Record:
+        return await self._ray(self.handle.dry_run, spec, owner=owner)
+
+    async def sweep(self, sweep_id: str) -> Record:
+        return await self._ray(self.handle.sweep, sweep_id)
+
+    async def sweep_action(self, sweep_id: str, action: str, as_user: str | None) -> Record:
+        return await self._ray(self.handle.sweep_action, sweep_id, action, as_user=as_user)
 
     @staticmethod
     async def _ray(method: Any, *args: Any, **kwargs: Any) -> Any:
@@ -375,6 +387,15 @@ class ServiceBackend:
 
     async def models_delete(self, model_id: str) -> Record:
         return await self.service.models_delete(model_id)
+
+    async def dry_run(self, spec: dict[str, Any], owner: str | None) -> Record:
+        return await self.service.dry_run(spec, owner=owner)
+
+    async def sweep(self, sweep_id: str) -> Record:
+        return await self.service.sweep(sweep_id)
+
+    async def sweep_action(self, sweep_id: str, action: str, as_user: str | None) -> Record:
+        return await self.service.sweep_action(sweep_id, action, as_user=as_user)
 
 
 if TYPE_CHECKING:

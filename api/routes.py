@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -108,13 +108,19 @@ def add_hot_routes(app: FastAPI) -> None:
 
 
 @_hot("POST", "/jobs", response_model=schemas.JobPublic, status_code=201, summary="Submit a job",
-      responses=answers(403, 409, 422))
+      responses={**answers(403, 409, 422), 200: {"model": schemas.DryRunResponse,
+                                                 "description": "dry_run: what a submit would do now"}})
 async def submit(request: Request, spec: Annotated[JobSpec, Body()], caller: Caller,
-                 idempotency_key: IdempotencyKey = None) -> Response:
+                 idempotency_key: IdempotencyKey = None,
+                 dry_run: Annotated[bool, Query(description="validate and answer whether it would start now, why"
+                                                " not, when, and whom it would preempt; nothing is created")] = False
+                 ) -> Response:
     # Only what the body set: a keep_checkpoints left out takes the setting, an explicit null keeps all.
+    body = spec.model_dump(mode="json", exclude_unset=True)
+    if dry_run:
+        return WireJSON(await backend_of(request).dry_run(body, caller))
     # Without a key the call gets one anyway, so Ray re-running it after a restart acts once.
-    job = await backend_of(request).submit(spec.model_dump(mode="json", exclude_unset=True),
-                                           idempotency_key or new_key(), caller)
+    job = await backend_of(request).submit(body, idempotency_key or new_key(), caller)
     return json_response(job, 201)
 
 
@@ -200,6 +206,22 @@ async def resume(job_id: JobId, backend: BackendDep, caller: Caller,
              responses=answers(403, 404, 409, 422))
 async def cancel(job_id: JobId, backend: BackendDep, caller: Caller, idempotency_key: IdempotencyKey = None) -> Any:
     return await backend.cancel(job_id, idempotency_key or new_key(), as_user=caller)
+
+
+SweepId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", max_length=128, description="a sweep's id")]
+
+
+@router.get("/sweeps/{sweep_id}", response_model=schemas.SweepPublic, responses=answers(404, 422),
+            summary="A sweep's members with their states and latest metrics, best first by its metric")
+async def sweep(sweep_id: SweepId, backend: BackendDep) -> Any:
+    return await backend.sweep(sweep_id)
+
+
+@router.post("/sweeps/{sweep_id}/{action}", response_model=schemas.SweepActionResponse,
+             responses=answers(403, 404, 422), summary="Pause, resume or cancel every member of a sweep that can")
+async def sweep_action(sweep_id: SweepId, action: Literal["pause", "resume", "cancel"], backend: BackendDep,
+                       caller: Caller) -> Any:
+    return await backend.sweep_action(sweep_id, action, as_user=caller)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=list[schemas.CheckpointPublic], responses=answers(404, 422),

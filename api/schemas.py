@@ -129,6 +129,45 @@ class JobList(_Out):
     offset: int
 
 
+class DryRunResponse(_Out):
+    """What a submit would do now (``?dry_run=true``); nothing was created or changed."""
+
+    dry_run: bool = True
+    would_start: bool
+    pending_reason: PendingReason | None = None
+    eta: str | None = Field(default=None, description="when it would start (ISO 8601), when it can be estimated")
+    eta_basis: str | None = None
+    preempts: list[str] = Field(default_factory=list, description="the jobs a real submit would pause for it")
+    queue_position: int | None = None
+
+
+class SweepPublic(_Out):
+    """A sweep: its parameters and limit, its members' counts by state, and its members best first."""
+
+    sweep_id: str
+    parameters: dict[str, list[Any]]
+    max_running: int | None = None
+    metric: str | None = None
+    mode: str
+    counts: dict[str, int]
+    jobs: list[JobPublic]
+
+
+class SweepMemberResult(_Out):
+    job_id: str
+    previous_status: str
+    status: str
+    error: str | None = None
+
+
+class SweepActionResponse(_Out):
+    """A verb applied to each member of a sweep that could take it."""
+
+    sweep_id: str
+    action: str
+    jobs: list[SweepMemberResult]
+
+
 class PauseResponse(_Out):
     """The seed's pause response, plus ``status``."""
 

@@ -66,16 +66,20 @@ class RayClient:
             raise
 
     def submit(self, spec: dict[str, Any] | Any, idempotency_key: str | None = None,
-               owner: str | None = None) -> dict[str, Any]:
+               owner: str | None = None, dry_run: bool = False) -> dict[str, Any]:
         """Queue a job; returns it (``status`` queued, or pending if it started at once).
 
         The same ``idempotency_key`` (and spec) returns the job the first call created; without
         one a fresh key is used, so Ray re-running the call after a scheduler restart never
         creates the job twice. ``owner`` names the user it belongs to (a users file's user): a
-        caller through Ray is trusted, as Ray access is cluster access.
+        caller through Ray is trusted, as Ray access is cluster access. ``dry_run``: create
+        nothing (and upload nothing); answer ``{"dry_run", "would_start", "pending_reason", "eta",
+        "eta_basis", "preempts", "queue_position"}`` as a submit now would decide it.
         """
         if hasattr(spec, "model_dump"):
             spec = spec.model_dump(exclude_unset=True)  # an explicit keep_checkpoints=None means "keep all"
+        if dry_run:
+            return self._result(self.handle.dry_run.remote(absolute_local_dirs(spec), owner=owner))
         spec = self.upload_local_dirs(absolute_local_dirs(spec))
         return self._result(self.handle.submit.remote(spec, idempotency_key or new_key(), owner))
 
@@ -96,6 +100,14 @@ class RayClient:
     def get(self, job_id: str) -> JobView:
         """One job."""
         return self._result(self.handle.get.remote(job_id))
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """A sweep's members with their states and latest metrics, best first by its metric."""
+        return self._result(self.handle.sweep.remote(sweep_id))
+
+    def sweep_action(self, sweep_id: str, action: str) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``cancel`` every member of a sweep that can take it."""
+        return self._result(self.handle.sweep_action.remote(sweep_id, action))
 
     def list(self, status: str | builtins.list[str] | None = None, limit: int | None = None,
              offset: int = 0) -> builtins.list[JobView]:

@@ -148,6 +148,18 @@ class MissingOnServer(InvalidSpec):
     depends_on_server = True
 
 
+class BadDependency(InvalidSpec):
+    """A ``depends_on`` this registry cannot satisfy: an unknown job, the job itself, or a cycle.
+
+    Over HTTP a 409 naming ``depends_on``: well formed, refused for what the registry holds now.
+    """
+
+    depends_on_server = True
+
+    def __init__(self, why: str) -> None:
+        super().__init__(f"depends_on: {why}", field="depends_on")
+
+
 class NotAllowedHere(InvalidSpec):
     """An input names a folder or storage this server's admin does not allow (its allow-lists).
 

@@ -123,8 +123,10 @@ class HttpClient:
             raise Unreachable(f"stream from {self.url} broke: {e}", url=self.url) from None
 
     # -- the verbs ---------------------------------------------------------------------------------
-    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None) -> dict[str, Any]:
-        """Queue a job; returns it (``queued``, or ``pending`` when it started at once).
+    def submit(self, spec: dict[str, Any], idempotency_key: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """Queue a job; returns it (``queued``, or ``pending`` when it started at once). ``dry_run``:
+        create (and upload) nothing, answer whether it would start now, why not, when, and whom it
+        would preempt (``POST /api/training/jobs?dry_run=true``).
 
         A ``runtime_env`` working_dir or py_modules entry that is a folder on this machine is
         uploaded first (``upload``) and the spec names trainq's stored copy, as ``ray job submit``
@@ -134,6 +136,8 @@ class HttpClient:
         """
         from .client import new_key
 
+        if dry_run:
+            return self.request("POST", "/api/training/jobs", json=spec, params={"dry_run": "true"})
         return self.request("POST", "/api/training/jobs", json=self.upload_local_dirs(spec),
                             headers={"Idempotency-Key": idempotency_key or new_key()})
 
@@ -159,6 +163,14 @@ class HttpClient:
     def get(self, job_id: str) -> dict[str, Any]:
         """One job."""
         return self.request("GET", f"/api/training/jobs/{job_id}")
+
+    def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """A sweep's members with their states and latest metrics, best first by its metric."""
+        return self.request("GET", f"/api/training/sweeps/{sweep_id}")
+
+    def sweep_action(self, sweep_id: str, action: str) -> dict[str, Any]:
+        """``pause``, ``resume`` or ``cancel`` every member of a sweep that can take it."""
+        return self.request("POST", f"/api/training/sweeps/{sweep_id}/{action}")
 
     def list(self, status: str | builtins.list[str] | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         """``{"jobs", "total", "limit", "offset"}``, newest first, optionally filtered by status."""

@@ -292,6 +292,18 @@ class SchedulerService:
     async def models_delete(self, model_id: str) -> dict[str, Any]:
         return self.models.delete(model_id)
 
+    async def dry_run(self, spec: dict[str, Any], owner: str | None = None) -> dict[str, Any]:
+        """What a submit would do now, changing nothing (``core.dryrun``)."""
+        return self.core.dry.ask(spec, owner)
+
+    async def sweep(self, sweep_id: str) -> dict[str, Any]:
+        """A sweep's members with their states and latest metrics, best first by its metric."""
+        return self.core.sweeps.view(sweep_id)
+
+    async def sweep_action(self, sweep_id: str, action: Any, as_user: str | None = None) -> dict[str, Any]:
+        """Pause, resume or cancel every member of a sweep that can take it (``core.sweeps``)."""
+        return self.core.sweeps.act(sweep_id, action, as_user)
+
     async def runner_event(self, event: RunnerEvent | dict[str, Any]) -> None:
         """Runners deliver their events here (``core.runner_events``; idempotent)."""
         self.core.on_runner_event(event)

@@ -213,7 +213,7 @@ class JobSpec(BaseModel):
     sweep: SweepSpec | None = Field(default=None, description="submit one job per combination of these config"
                                     " values, grouped under one sweep_id (the answer is the first member)")
     sweep_id: str | None = Field(default=None, pattern=JOB_ID_PATTERN, description="set by trainq on a sweep's"
-                                 " members; a submit may not set it")
+                                 " members; a submit may not set it", json_schema_extra={"readOnly": True})
 
     @field_validator("entrypoint")
     @classmethod
@@ -288,14 +288,6 @@ class JobSpec(BaseModel):
     def _storage_absolute(cls, v: str | None) -> str | None:
         if v is not None and not STORAGE_PATH_RE.match(v):
             raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix (and no NUL byte)")
-        return v
-
-    @field_validator("depends_on")
-    @classmethod
-    def _depends_once(cls, v: list[Dependency]) -> list[Dependency]:
-        ids = [d.job_id for d in v]
-        if len(set(ids)) != len(ids):
-            raise ValueError("each job may appear once")
         return v
 
     @model_validator(mode="after")

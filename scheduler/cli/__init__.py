@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "server's TRAINQ_STORAGE_ROOTS")
     p.add_argument("--idempotency-key", metavar="KEY",
                    help="submitting again with the same key returns the job the first submit created")
+    p.add_argument("--depends-on", action="append", metavar="JOB[:ON]",
+                   help="wait for this job: ON is completed (default), failed or finished (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="create nothing: say whether it would start now, why"
+                   " not, its ETA and whom it would preempt")
     p.add_argument("--watch", action="store_true", help="then follow it live")
 
     p = sub.add_parser("list", help="list jobs, newest first")
@@ -125,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--offset", type=int, default=0)
     sub.add_parser("queue", help="the queue, in the order jobs will start, with why each waits and its ETA")
+    p = sub.add_parser("sweep", help="a sweep's members, best first by its metric; or pause/resume/cancel them all")
+    p.add_argument("sweep_id")
+    p.add_argument("action", nargs="?", choices=("pause", "resume", "cancel"), help="act on every member that can")
     p = sub.add_parser("usage", help="GPU-hours, CPU-hours, lost work, preemptions and attempts per user or job")
     p.add_argument("--by", choices=("user", "job"), default="user", help="one row per user (default) or per job")
     p.add_argument("--since", metavar="TIME", help="ISO 8601 time, e.g. 2026-11-01 (default: all time)")
@@ -136,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the node goes in this many seconds: jobs still waiting for a checkpoint stop at their last"
                         " one just before (default: none; each job pauses at its next checkpoint)")
     p.add_argument("--reason", choices=("preemption", "idle"), default="preemption",
-                   help="Ray's drain reason (idle: Ray refuses a node that runs something)")
+                   help="Ray's drain reason (idle: refused for a node a trainq job is on, as Ray refuses one"
+                        " for any busy node; preemption moves its jobs)")
     p = sub.add_parser("top", help="the queue and the running jobs, live (Ctrl-C to leave)")
     p.add_argument("--interval", type=float, default=1.0, help="seconds between redraws (default 1)")
     p.add_argument("--once", action="store_true", help="draw once and exit")
@@ -189,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS: dict[str, Callable[[HttpClient, argparse.Namespace], int]] = {
-    "nodes": commands.cmd_nodes, "drain": commands.cmd_drain,
+    "nodes": commands.cmd_nodes, "drain": commands.cmd_drain, "sweep": commands.cmd_sweep,
     "submit": commands.cmd_submit, "list": commands.cmd_list, "queue": commands.cmd_queue,
     "status": commands.cmd_status, "pause": commands.cmd_pause, "resume": commands.cmd_resume,
     "cancel": commands.cmd_cancel, "checkpoints": commands.cmd_checkpoints, "logs": commands.cmd_logs,

@@ -67,9 +67,18 @@ def cmd_submit(api: HttpClient, args: argparse.Namespace) -> int:
         runtime_env.setdefault("env_vars", {})[key] = value
     if not runtime_env:
         spec.pop("runtime_env")
+    for item in args.depends_on or []:
+        job_id, _, on = item.partition(":")
+        spec.setdefault("depends_on", []).append({"job_id": job_id, "on": on or "completed"})
+    if args.dry_run:
+        answer = api.submit(spec, dry_run=True)
+        _print(args, answer, render.dry_run(answer))
+        return 0
     job = api.submit(spec, idempotency_key=args.idempotency_key)
+    sweep_id = job["spec"].get("sweep_id")
     _print(args, job, f"submitted {job['job_id']} ({job['status']}"
-           + (f", queue position {job['queue_position']})" if job["queue_position"] else ")"))
+           + (f", queue position {job['queue_position']})" if job["queue_position"] else ")")
+           + (f"; sweep {sweep_id}: `trainq sweep {sweep_id}`" if sweep_id else ""))
     if args.watch:
         return cmd_watch(api, argparse.Namespace(**{**vars(args), "job_id": job["job_id"]}))
     return 0
@@ -108,6 +117,18 @@ def cmd_drain(api: HttpClient, args: argparse.Namespace) -> int:
     until = f" until {render.cell(iso(answer['deadline_at']))}" if answer.get("deadline_at") else ""
     _print(args, answer, f"node {answer['node_id']}: draining ({answer['reason']}){until}; its jobs move at their"
                          " next checkpoint")
+    return 0
+
+
+def cmd_sweep(api: HttpClient, args: argparse.Namespace) -> int:
+    if args.action:
+        body = api.sweep_action(args.sweep_id, args.action)
+        _print(args, body, "\n".join(f"{j['job_id']}: {j['previous_status']} -> {j['status']}"
+                                     + (f" ({j['error']})" if j["error"] else "") for j in body["jobs"])
+               or f"no member of {args.sweep_id} can {args.action}")
+        return 0
+    body = api.sweep(args.sweep_id)
+    _print(args, body, render.sweep(body))
     return 0
 
 

@@ -136,6 +136,36 @@ def describe_job(job: dict[str, Any], attempts: list[dict[str, Any]] | None = No
         sizes = "; ".join(f"{a['attempt']}: {a.get('workers') or '?'} workers"
                           + (f", {a['outcome']}" if a.get("outcome") else "") for a in attempts)
         lines.append(f"  {'attempts':18} {sizes}")
+    if spec.get("depends_on"):
+        lines.append(f"  {'depends_on':18} " + ", ".join(f"{d['job_id']} {d['on']}" for d in spec["depends_on"]))
+    if spec.get("sweep_id"):
+        lines.append(f"  {'sweep':18} {spec['sweep_id']}")
+    return "\n".join(lines)
+
+
+#: ``trainq sweep``: the members best first by the sweep's metric
+SWEEP_COLUMNS = [("job_id", "job"), ("name", "name"), ("status", "status"), ("pending_reason", "waiting for"),
+                 ("metrics", "latest metrics")]
+
+
+def sweep(body: dict[str, Any]) -> Table:
+    """A sweep's members, best first by its metric, titled with its limit and counts."""
+    metric = f", best first by {body['metric']} ({body['mode']})" if body.get("metric") else ""
+    limit = f"at most {body['max_running']} at once" if body.get("max_running") else "no limit"
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(body["counts"].items()))
+    return table(body["jobs"], SWEEP_COLUMNS, title=f"sweep {body['sweep_id']}: {counts}; {limit}{metric}")
+
+
+def dry_run(body: dict[str, Any]) -> str:
+    """A dry run's answer, as plain text."""
+    if body["would_start"]:
+        return "would start now"
+    reason = body.get("pending_reason") or {}
+    lines = [f"would wait: {reason.get('code')}: {reason.get('message')}",
+             f"  queue position {body.get('queue_position')}, eta {body.get('eta') or 'unknown'}"
+             + (f" ({body['eta_basis']})" if body.get("eta_basis") else "")]
+    if body.get("preempts"):
+        lines.append("  would preempt " + ", ".join(body["preempts"]))
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..errors import InvalidSpec, JobNotFound
+from ..errors import BadDependency, JobNotFound
 from ..jobs import Job
 from ..policy import dependencies as rule
 from ..spec import JobSpec
@@ -64,7 +64,7 @@ class Dependencies:
     # -- submit -------------------------------------------------------------------------------------
     def check(self, job_id: str, spec: JobSpec) -> None:
         """Refuse a dependency on an unknown job, on the job itself, or one that closes a cycle
-        (``InvalidSpec`` naming ``depends_on``)."""
+        (``BadDependency``: an ``InvalidSpec`` naming ``depends_on``, 409 over HTTP)."""
         if not spec.depends_on:
             return
 
@@ -74,7 +74,7 @@ class Dependencies:
 
         why = rule.check_graph(job_id, [d.job_id for d in spec.depends_on], needs_of)
         if why is not None:
-            raise InvalidSpec(f"depends_on: {why}", field="depends_on")
+            raise BadDependency(why)
 
     # -- resume -------------------------------------------------------------------------------------
     def revive(self, job_id: str) -> list[str]:

@@ -57,8 +57,8 @@ def test_failed_of_a_completed_job_is_cancelled(make_core) -> None:
     assert "can never be failed" in core.get(c)["error"]
 
 
-@pytest.mark.parametrize("deps", [[{"job_id": "job_nope"}], [{"job_id": "x"}, {"job_id": "x"}]])
-def test_unknown_or_repeated_dependencies_are_refused_naming_the_field(make_core, deps: list[Any]) -> None:
+@pytest.mark.parametrize("deps", [[{"job_id": "job_nope"}], [{"job_id": "x", "on": "failed"}, {"job_id": "x"}]])
+def test_unknown_dependencies_are_refused_naming_the_field(make_core, deps: list[Any]) -> None:
     core = make_core(FakeCluster({"CPU": 4}))
     with pytest.raises(InvalidSpec) as e:
         core.submit(spec(depends_on=deps))
