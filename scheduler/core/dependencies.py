@@ -7,8 +7,7 @@ nothing here changes a state but through the writer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
 
 from ..errors import BadDependency, JobNotFound
 from ..jobs import Job
@@ -50,7 +49,7 @@ class Dependencies:
         out.update({j: found[j].status.value if j in found else None for j in rest})
         return out
 
-    def _sweeps(self, queued: Any) -> tuple[dict[str, int], dict[str, int | None]]:
+    def _sweeps(self, queued: Iterable[JobSpec]) -> tuple[dict[str, int], dict[str, int | None]]:
         """Per sweep with a queued member: its members pending, running or pausing, and its limit."""
         limits = {s.sweep_id: s.sweep.max_running for s in queued if s.sweep_id and s.sweep is not None}
         active: dict[str, int] = {}
