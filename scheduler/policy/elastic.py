@@ -237,6 +237,11 @@ def plan_shrink(head: Entry, holders: Sequence[Candidate], sizes: Mapping[str, E
     pauses = choose_among(whole + bases + taken)
     if pauses is None or not pauses.victims:
         return None
+    # Counting the surplus as taken first can lead the victim choice to pause more than it would
+    # with every job whole (it weighs an elastic job at its min): then pausing whole jobs is cheaper.
+    plain = choose_among(holders)
+    if plain is not None and _share(plain.victims, holders, capacity) < _share(pauses.victims, holders, capacity):
+        return ShrinkPlan(head.job_id, [], plain)
     paused = set(pauses.victims)
     gone = [dataclasses.replace(c, stopping=True) for c in holders if c.job_id in paused]
     rest = [w for job_id, ws in spares.items() if job_id not in paused for w in ws]
@@ -254,6 +259,12 @@ def _lent(c: Candidate, head: Entry, now: float, reclaim_after_s: float | None) 
     if reclaim_after_s is None or c.priority != head.priority or now - c.attempt_started_at < reclaim_after_s:
         return c
     return dataclasses.replace(c, priority=RECLAIM_PRIORITY + c.priority)
+
+
+def _share(victims: Sequence[str], holders: Sequence[Candidate], capacity: Mapping[str, float]) -> float:
+    """What pausing ``victims`` whole frees, as a sum of shares of the cluster's capacity."""
+    by_id = {c.job_id: c for c in holders}
+    return sum(amount / capacity[r] for v in victims for r, amount in by_id[v].demand.items() if capacity.get(r))
 
 
 def _fits_now(head: Entry, free: Mapping[str, float], nodes: Mapping[str, Mapping[str, float]] | None) -> bool:
