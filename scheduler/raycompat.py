@@ -71,12 +71,15 @@ def upload_local_dirs(runtime_env: dict[str, Any]) -> dict[str, Any]:
     return env
 
 
-def lifecycle_callback(on_controller_start: Callable[[Any], None], on_training_start: Callable[[], None]) -> Any:
-    """A Ray Train callback that runs in the controller and reports two moments.
+def lifecycle_callback(on_controller_start: Callable[[Any], None], on_training_start: Callable[[], None],
+                       on_workers_released: Callable[[], None] | None = None) -> Any:
+    """A Ray Train callback that runs in the controller and reports three moments.
 
     ``on_controller_start(controller_handle)`` when the controller starts (so the runner can
-    ask it to abort later), and ``on_training_start()`` once the workers train. Ray has no
-    public hooks for either; the controller and worker-group callbacks are internal.
+    ask it to abort later), ``on_training_start()`` once the workers train, and
+    ``on_workers_released()`` each time the worker group was shut down or aborted (its workers
+    killed, its placement group removed: the run's resources are Ray's again). Ray has no public
+    hooks for these; the controller and worker-group callbacks are internal.
     """
     from ray.train.v2._internal.execution.callback import ControllerCallback, WorkerGroupCallback
 
@@ -86,6 +89,14 @@ def lifecycle_callback(on_controller_start: Callable[[Any], None], on_training_s
 
         def after_worker_group_training_start(self, worker_group: Any) -> None:
             on_training_start()
+
+        def after_worker_group_shutdown(self, worker_group_context: Any) -> None:
+            if on_workers_released is not None:
+                on_workers_released()
+
+        def after_worker_group_abort(self, worker_group_context: Any) -> None:
+            if on_workers_released is not None:
+                on_workers_released()
 
     return _Lifecycle()
 

@@ -46,9 +46,6 @@ from .spec import JobSpec
 
 logger = logging.getLogger("trainq.runner")
 
-#: How long a cooperative loop that was told to pause may take to return after its checkpoint.
-COOPERATIVE_STOP_S = 3.0
-
 
 def checkpoint_uri(checkpoint: Any) -> str:
     """A checkpoint's location as a path (local) or a URI (``s3://...``)."""
@@ -84,6 +81,10 @@ def _tell_controller(host: str, runner: str, controller: Any) -> None:
 
 def _tell_started(host: str, runner: str) -> None:
     host_handle(host).on_started.remote(runner)
+
+
+def _tell_released(host: str, runner: str) -> None:
+    host_handle(host).on_workers_released.remote(runner)
 
 
 #: The attempt whose code runs in this thread or task: routes log records to its runner.log.
@@ -137,10 +138,11 @@ class Runner:
         self.checkpoint_told = False  # the loop was told (once) to save it
         self.checkpoint_gen = 0  # checkpoint-now requests so far (the hook answers each once)
         self.hook_seen = False  # the loop calls scheduler.train's hook
-        self.pause_told = False  # the loop heard "pause": it returns right after its checkpoint
+        self.pause_told = False  # the loop heard "pause" (it would return after its checkpoint; stopped then anyway)
         self.hook_box = HookMailbox()
         self.read_checkpoint = False  # some rank called ray.train.get_checkpoint() this attempt
         self.stopped_for_pause = False
+        self.last_checkpoint: str | None = None  # the newest checkpoint reported this attempt
         self.aborting = False
         self.killing = False
         self._controller: Any = None
@@ -256,22 +258,20 @@ class Runner:
     async def on_report(self, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
         """Relay a report; True tells the controller to stop the run now (a pause)."""
         self.seq += 1
+        self.last_checkpoint = checkpoint_path or self.last_checkpoint
         self._emit(Reported(self.job_id, self.attempt, self.seq, at, metrics, checkpoint_path, self.read_checkpoint))
         if checkpoint_path and self.checkpoint_at is not None and at >= self.checkpoint_at:
             self.checkpoint_at = None
         if checkpoint_path and self.pause_at is not None:
+            # Stopped now, cooperative loop or not: a loop that heard the pause would return by
+            # itself, but Ray Train would see that only at its next report poll (0.5 s), and an
+            # abort ends the run for trainq as soon as its workers are released (on_workers_released).
+            # The controller asks itself to abort on this answer; asked from here too, whichever
+            # call it takes first wins (the other finds the run over).
             self.stopped_for_pause = True
-            if self.pause_told:
-                # A cooperative loop returns by itself right after this report, and a run that
-                # ends normally frees its workers sooner than an abort; abort only if it lingers.
-                asyncio.get_running_loop().call_later(COOPERATIVE_STOP_S, self._abort_if_running)
-                return False
+            self._tasks.append(asyncio.ensure_future(self._abort_controller()))
             return True
         return False
-
-    def _abort_if_running(self) -> None:
-        if self._done is not None and not self._done.is_set():
-            self._tasks.append(asyncio.ensure_future(self._abort_controller()))
 
     # -- internals --------------------------------------------------------------------------------
     async def _run(self) -> None:
@@ -300,11 +300,31 @@ class Runner:
             _log_to(handler, attach=False)
             if handler is not None:
                 handler.close()
+        if self.exit_event is None:  # not already ended when its workers were released
+            await self._exit(**event)
+
+    async def _exit(self, **event: Any) -> None:
+        """Send the attempt's exit (once), and mark it done once the scheduler has it."""
         self.exit_event = Exited(self.job_id, self.attempt, at=time.time(), **event)
         self._emit(self.exit_event)
         assert self._outbox is not None and self._done is not None
         await self._outbox.join()
         self._done.set()
+
+    async def on_workers_released(self) -> None:
+        """Ray Train shut the run's workers down and removed its placement group (a callback from
+        its controller). A run being stopped, for a pause or by the scheduler, has ended for
+        trainq here: its exit goes out now, not when ``fit()`` returns. Its controller takes up to
+        seconds more to go (an aborted one exits its process, and ``fit()`` learns of that only
+        through Ray's actor-death notice), and the next job waits for this one's room. The abort
+        after it makes sure nothing restarts the workers (it does nothing to a finished run)."""
+        if self.exit_event is not None or not (self.stopped_for_pause or self.aborting):
+            return
+        paused = self.stopped_for_pause
+        ended = self._exit(outcome="paused" if paused else "stopped",
+                           checkpoint_path=self.last_checkpoint if paused else None)
+        self._tasks.append(asyncio.ensure_future(self._abort_controller()))
+        await ended
 
     def _build_trainer(self) -> Any:
         from ray.train import FailureConfig, RunConfig, ScalingConfig
@@ -333,7 +353,8 @@ class Runner:
                 worker_runtime_env=self.worker_env,
                 callbacks=[ReportRelay(self.name, self.host), raycompat.lifecycle_callback(
                     functools.partial(_tell_controller, self.host, self.name),
-                    functools.partial(_tell_started, self.host, self.name))],
+                    functools.partial(_tell_started, self.host, self.name),
+                    functools.partial(_tell_released, self.host, self.name))],
             ),
         )
 

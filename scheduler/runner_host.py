@@ -119,5 +119,10 @@ class RunnerHost:
     async def on_started(self, name: str) -> None:
         await self._get(name).on_started()
 
+    async def on_workers_released(self, name: str) -> None:
+        runner = self._runners.get(name)
+        if runner is not None:  # an attempt already forgotten has nothing left to release
+            await runner.on_workers_released()
+
     async def on_report(self, name: str, metrics: dict[str, Any], checkpoint_path: str | None, at: float) -> bool:
         return await self._get(name).on_report(metrics, checkpoint_path, at)
