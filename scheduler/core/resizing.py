@@ -10,6 +10,7 @@ decides the size").
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from ..jobs import iso
 from ..policy import Entry, Resources, elastic, failure, preemption, quota
 from ..states import JobStatus
-from .actions import Resize
+from .actions import Hold, Resize
 
 if TYPE_CHECKING:
     from .scheduling import Pass
@@ -76,6 +77,41 @@ def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Qu
     return [Resize(g.job_id, g.to_workers) for g in plans]
 
 
+#: how long a job relaunching after a grow waits for the room of its new size before it starts
+#: with what fits: its previous attempt releases its workers, and Ray's view of the nodes catches up
+GROW_WAIT_S = 30.0
+RESIZING = "resizing"
+
+
+def holds(p: Pass, now: float) -> list[Hold]:
+    """Hold a job relaunching after a grow (it keeps its place, holding up nobody) until the room of
+    its new size is free, so that it does not start again smaller than it was; after
+    ``GROW_WAIT_S`` it starts with what fits."""
+    out: list[Hold] = []
+    growing, snap = p.snapshot.growing, p.snapshot
+    for job_id, (to, since) in list(growing.items()):
+        job = p.writer.live.get(job_id)
+        entry = p.writer.queue.get(job_id)
+        if entry is None:
+            if job is None or job.status is not S.PAUSING:  # started again, or gone
+                growing.pop(job_id)
+            continue
+        if entry.held is not None and entry.held[0] != RESIZING:
+            continue  # a dependency or its sweep holds it: that rule decides
+        waited = now - since > GROW_WAIT_S
+        by_id = snap.nodes_by_id()
+        room = entry.max_workers is not None and elastic.start_size(
+            dataclasses.replace(entry, held=None), to, entry.max_workers, snap.free(),
+            None if by_id is None else list(by_id.values())) is not None
+        if waited or room:
+            growing.pop(job_id)
+            out.append(Hold(job_id, None))
+        else:
+            why = f"waiting for the room of its grow to {to} workers: its previous attempt is releasing its workers"
+            out.append(Hold(job_id, (RESIZING, why)))
+    return out
+
+
 def begin(p: Pass, action: Resize) -> None:
     """Pause the job at its next checkpoint to start again at ``to_workers`` (a shrink counts as a
     preemption by ``for_job``: its lost work is recorded as one)."""
@@ -89,6 +125,7 @@ def begin(p: Pass, action: Resize) -> None:
         reason = (f"growing from {workers} to {action.to_workers} workers into idle capacity; pausing at its next"
                   f" checkpoint ({plan.message})")
         changes: dict[str, Any] = {"preempted_by": None}
+        p.snapshot.growing[job.job_id] = (action.to_workers, now)
     else:
         reason = (f"shrinking from {workers} to {action.to_workers} workers for {action.for_job} ({action.detail});"
                   f" pausing at its next checkpoint ({plan.message})")

@@ -91,7 +91,7 @@ class Pass:
         decision = self.dependencies.decide()
         out: list[Action] = [CancelUnmet(j, why) for j, why in decision.cancel.items()]
         out += [Hold(j, decision.held.get(j)) for j in sorted(self.writer.conditional) if j not in decision.cancel]
-        return out
+        return out + resizing.holds(self, self.ctx.clock())
 
     def admission(self, now: float, capacity: Resources) -> tuple[admission.Admission, list[str] | None]:
         """Who starts now, in admission order within quotas; and the node ids placements refer to."""

@@ -25,6 +25,9 @@ S = JobStatus
 #: How many queued jobs get a full why-pending and ETA; the ones behind show their place only
 #: (keeps ``list``/``queue`` fast at 10,000 queued jobs: issue 14).
 EXPLAIN_DEPTH = 500
+#: what a held queued job waits for, by its hold's code (``eta_basis``)
+HELD_FOR = {dependencies.DEPENDENCY: "its dependencies", dependencies.SWEEP_LIMIT: "a slot in its sweep",
+            "resizing": "the room of its grow"}
 
 
 class PublicForms:
@@ -266,7 +269,7 @@ class Views:
         # its dependencies or its sweep's limit hold says so, and takes no room in the ETA walk.
         near = order[:EXPLAIN_DEPTH]
         held = {e.job_id: pending.Pending(e.job_id, *e.held, None, "no estimate: it waits for " + (
-            "its dependencies" if e.held[0] == dependencies.DEPENDENCY else "a slot in its sweep"))
+            HELD_FOR.get(e.held[0], e.held[0])))
             for e in near if e.held is not None}
         near = [e for e in near if e.held is None]
         running = [r for r, _ in snap.running_ends(now, by_rate=True)]

@@ -139,3 +139,63 @@ def test_no_grow_while_a_job_that_could_start_waits(make_core) -> None:
     clock.advance(100)
     core.tick()
     assert core.get(job)["status"] == "running" and core.get(big)["status"] == "queued"
+
+
+def test_after_a_grow_it_waits_for_the_room_ray_still_shows_taken_rather_than_start_smaller(make_core) -> None:
+    core, launcher, clock, cluster = _core(make_core, cpus=4, nodes=2, resize_min_interval_s=0)
+    other = core.submit(spec(num_workers=2, placement_strategy="STRICT_PACK"))["job_id"]
+    cluster.free_per_node = [{"CPU": 0.0}, {"CPU": 2.0}]  # Ray placed it on node 0
+    job = core.submit(spec(num_workers={"min": 1, "max": 4}))["job_id"]
+    cluster.free_per_node = [{"CPU": 0.0}, {"CPU": 0.0}]
+    assert core.get(job)["workers"] == 2
+    RunnerSim(core, other, 1).started()
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    RunnerSim(core, other, 1).exit("completed")
+    cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 0.0}]
+    clock.advance(1)
+    core.tick()
+    assert core.get(job)["status"] == "pausing"  # growing to 4
+    sim.report(3, "/s/e/ck3")
+    sim.exit("paused")
+    # Ray still shows the stopped run's workers on node 1: not room for 4, though 4 are free by trainq's count
+    held = core.get(job)
+    assert held["status"] == "queued" and held["pending_reason"]["code"] == "resizing", held
+    assert "its grow to 4 workers" in held["pending_reason"]["message"]
+    cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 2.0}]  # released
+    clock.advance(1)
+    core.tick()
+    again = core.get(job)
+    assert again["status"] == "pending" and again["workers"] == 4 and launcher.launched[-1] == (job, 2, "/s/e/ck3")
+
+
+def test_a_grow_that_never_gets_its_room_starts_with_what_fits_after_a_while(make_core) -> None:
+    core, _, clock, cluster = _core(make_core, cpus=4, nodes=2, resize_min_interval_s=0)
+    cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 2.0}]
+    job = core.submit(spec(num_workers={"min": 1, "max": 4}, min_runtime_s=0))["job_id"]
+    assert core.get(job)["workers"] == 4
+    cluster.free_per_node = [{"CPU": 0.0}, {"CPU": 0.0}]
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    clock.advance(10)
+    high = core.submit(spec(num_workers=2, priority=5))["job_id"]  # shrinks it to 2
+    sim.report(1, "/s/e/ck1")
+    sim.exit("paused")
+    cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 2.0}]  # Ray released the run's workers
+    core.tick()
+    assert core.get(high)["status"] == "pending" and core.get(job)["workers"] == 2
+    cluster.free_per_node = [{"CPU": 0.0}, {"CPU": 0.0}]
+    RunnerSim(core, job, 2).started()
+    RunnerSim(core, high, 1).started()
+    RunnerSim(core, high, 1).exit("completed")
+    cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 0.0}]  # Ray shows only what the high job freed
+    clock.advance(1)
+    core.tick()
+    assert core.get(job)["status"] == "pausing"
+    RunnerSim(core, job, 2).report(5, "/s/e/ck5")
+    RunnerSim(core, job, 2).exit("paused")
+    assert core.get(job)["pending_reason"]["code"] == "resizing"  # Ray never shows node 1 free again
+    clock.advance(31)
+    core.tick()
+    again = core.get(job)
+    assert again["status"] == "pending" and again["workers"] == 2, again  # what the nodes hold, after the wait
