@@ -40,6 +40,8 @@ from .store import open_event_store, open_store
 
 __all__ = ["RayCluster", "RayLauncher", "SchedulerActor", "SchedulerService", "ensure_scheduler"]
 logger = logging.getLogger("trainq.scheduler")
+#: after a run ends, when to look at Ray's free room and schedule (each after the one before, until a start)
+RELEASE_LOOKS_S = (0.0, 0.2, 0.3)
 
 
 class RayCluster:
@@ -221,9 +223,14 @@ class SchedulerActor(SchedulerService):
         self._spawn(self._refresh_and_schedule())  # what it held shows as free in Ray now
 
     async def _refresh_and_schedule(self) -> None:
-        await asyncio.to_thread(self.ray_cluster.refresh)
-        if self._core is not None:
-            self._core.schedule()
+        # A run's end reaches us as soon as Ray Train removed its placement group, and Ray's
+        # per-node view shows the room a moment later (raylets report every ~100 ms): when the
+        # first look starts nothing, look again shortly rather than at the next tick (1 s).
+        for delay_s in RELEASE_LOOKS_S:
+            await asyncio.sleep(delay_s)
+            await asyncio.to_thread(self.ray_cluster.refresh)
+            if self._core is None or self._core.schedule():
+                return
 
     async def _housekeeping(self) -> None:
         last_gauges = last_reconcile = 0.0
