@@ -160,6 +160,20 @@ class BadDependency(InvalidSpec):
         super().__init__(f"depends_on: {why}", field="depends_on")
 
 
+class SweepTooLarge(InvalidSpec):
+    """A sweep makes more jobs than a server makes for one submit (``spec.MAX_SWEEP_JOBS``).
+
+    Over HTTP a 409 naming ``sweep.parameters``: each list is well formed (a JSON schema cannot
+    bound the product of their lengths); this server refuses that many jobs at once.
+    """
+
+    depends_on_server = True
+
+    def __init__(self, size: int, most: int) -> None:
+        super().__init__(f"sweep.parameters: {size} combinations; a sweep makes at most {most} jobs",
+                         field="sweep.parameters", size=size, most=most)
+
+
 class NotAllowedHere(InvalidSpec):
     """An input names a folder or storage this server's admin does not allow (its allow-lists).
 

@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
     with_config,
@@ -95,8 +96,17 @@ def _one_program_schema(schema: dict[str, Any]) -> None:
          "properties": {"entrypoint": {"type": "string"}, "workload": {"type": "null"}}},
         *({"title": f"workload {name}", "required": ["workload", "config"],
            "properties": {"workload": {"const": name}, "entrypoint": {"type": "null"},
-                          "config": workloads.config_schema(name)}} for name in workloads.names()),
+                          "config": workloads.config_schema(name), "sweep": _workload_sweep_schema(name)}}
+          for name in workloads.names()),
     ]
+
+
+def _workload_sweep_schema(workload: str) -> dict[str, Any]:
+    """A workload job's sweep may vary only its sweepable keys, each value valid for its key."""
+    keys = workloads.sweepable(workload)
+    parameters = {"type": "object", "additionalProperties": False,
+                  "properties": {k: {"type": "array", "minItems": 1, "items": v} for k, v in keys.items()}}
+    return {"anyOf": [{"type": "null"}, {"type": "object", "properties": {"parameters": parameters}}]}
 
 
 #: a job id as trainq makes them (``jobs.new_job_id``; a sweep's members: ``<sweep id>-<n>``)
@@ -140,10 +150,7 @@ class SweepSpec(BaseModel):
             json.dumps(v, allow_nan=False)
         except (TypeError, ValueError) as e:
             raise ValueError(f"values must be JSON ({e})") from None
-        size = math.prod(len(values) for values in v.values())
-        if size > MAX_SWEEP_JOBS:
-            raise ValueError(f"{size} combinations; a sweep makes at most {MAX_SWEEP_JOBS} jobs")
-        return v
+        return v  # how many jobs it makes is checked at submit (``errors.SweepTooLarge``)
 
     def size(self) -> int:
         """How many jobs the sweep makes."""
@@ -288,6 +295,19 @@ class JobSpec(BaseModel):
     def _storage_absolute(cls, v: str | None) -> str | None:
         if v is not None and not STORAGE_PATH_RE.match(v):
             raise ValueError("must be an absolute path or a URI such as s3://bucket/prefix (and no NUL byte)")
+        return v
+
+    @field_validator("sweep")
+    @classmethod
+    def _sweepable(cls, v: SweepSpec | None, info: ValidationInfo) -> SweepSpec | None:
+        workload = info.data.get("workload")
+        if v is None or workload not in workloads.names():
+            return v
+        keys = workloads.sweepable(workload)
+        fixed = sorted(set(v.parameters) - set(keys))
+        if fixed:
+            raise ValueError(f"parameters: {', '.join(fixed)} cannot be varied by a sweep of {workload}"
+                             f" (a sweep may vary {', '.join(keys)})")
         return v
 
     @model_validator(mode="after")

@@ -14,7 +14,7 @@ from typing import Any
 
 from ..jobs import iso
 from ..policy import accelerators
-from .actions import CancelUnmet, Hold, MakeWay
+from .actions import CancelUnmet, Hold, MakeWay, Resize
 from .scheduling import Pass
 from .submit import Submitter
 from .views import Views
@@ -54,7 +54,7 @@ class DryRun:
             snap = self.passes.snapshot
             if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
                 preempts = [a.job_id for a in self.passes.make_room(head, capacity, now)
-                            if isinstance(a, MakeWay) and a.for_job == job_id]
+                            if isinstance(a, MakeWay | Resize) and a.for_job == job_id]  # a shrink too
             view = self.views.fresh(now)
             why = view.why(job_id)
             return _answer(False, why.reason() if why else None, preempts, view.positions.get(job_id),

@@ -20,13 +20,14 @@ from ..errors import (
     InvalidSpec,
     MissingOnServer,
     OverQuota,
+    SweepTooLarge,
     TrainqError,
     UnknownAcceleratorType,
 )
 from ..jobs import Job, Transition, new_job_id, ordered_id
 from ..policy import accelerators, quota
 from ..policy import dependencies as pipeline
-from ..spec import JobSpec, parse_spec
+from ..spec import MAX_SWEEP_JOBS, JobSpec, parse_spec
 from ..states import JobStatus
 from ..store import Request
 from .dependencies import Dependencies
@@ -95,6 +96,8 @@ class Submitter:
         spec = parse_spec(data)
         if spec.sweep_id is not None:
             raise InvalidSpec("sweep_id is set by trainq on a sweep's members; give sweep instead", field="sweep_id")
+        if spec.sweep is not None and spec.sweep.size() > MAX_SWEEP_JOBS:
+            raise SweepTooLarge(spec.sweep.size(), MAX_SWEEP_JOBS)
         self._check_owner(owner)
         dumped = spec.model_dump(mode="json")
         fingerprint = hashlib.sha256(_sorted_json(dumped if owner is None else {**dumped, "owner": owner})

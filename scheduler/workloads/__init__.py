@@ -19,6 +19,15 @@ WORKLOADS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def sweepable(workload: str) -> dict[str, dict[str, Any]]:
+    """The config keys of a workload a sweep may vary, each with its JSON schema (the module's
+    ``SWEEPABLE``: keys no rule ties to another one, so any schema-valid value makes a valid config)."""
+    module = WORKLOADS[workload][2].split(":")[0]
+    keys = getattr(importlib.import_module(module), "SWEEPABLE", ())
+    properties = config_schema(workload)["properties"]
+    return {key: properties[key] for key in keys}
+
+
 def names() -> list[str]:
     """The built-in workload names."""
     return sorted(WORKLOADS)

@@ -22,7 +22,17 @@ def _choices_schema(schema: dict[str, Any]) -> None:
                         "max_steps": {"type": "integer"}, "num_train_epochs": {"type": "null"}}},
                    {"required": ["num_train_epochs"], "properties": {
                        "num_train_epochs": {"type": "number"}, "max_steps": {"type": "null"}}}]},
+        # with global_batch_size the accumulation follows the worker count: none may be given
+        {"anyOf": [{"not": {"required": ["global_batch_size"]}},
+                   {"properties": {"global_batch_size": {"type": "null"}}},
+                   {"properties": {"gradient_accumulation_steps": {"const": 1}}}]},
     ]
+
+
+#: config keys a sweep may vary: those no rule ties to another key (model or model_config, max_steps
+#: or num_train_epochs, global_batch_size or gradient_accumulation_steps are chosen once per job)
+SWEEPABLE = ("cache_dir", "train_files", "text_field", "block_size", "per_device_train_batch_size",
+             "learning_rate", "weight_decay", "warmup_steps", "save_steps", "logging_steps", "seed")
 
 
 class CausalLMConfig(BaseModel):
@@ -42,8 +52,8 @@ class CausalLMConfig(BaseModel):
     num_train_epochs: float | None = Field(default=None, gt=0)
     per_device_train_batch_size: JsonInt = Field(default=8, ge=1)
     gradient_accumulation_steps: JsonInt = Field(default=1, ge=1)
-    global_batch_size: JsonInt | None = Field(
-        default=None, ge=1,
+    global_batch_size: Annotated[int, Field(ge=1), WholeNumber] | None = Field(
+        default=None,
         description="samples per optimizer step at any worker count (for elastic jobs): each attempt takes "
                     "per_device_train_batch_size (or the largest divisor of its share below it) and the "
                     "gradient accumulation steps that make global = per device × workers × accumulation")

@@ -72,3 +72,19 @@ def test_a_dry_run_creates_nothing_and_answers_200(setup) -> None:
     bad = http.post(f"{JOBS}?dry_run=true", json=spec(num_workers=0))
     assert bad.status_code == 422 and bad.json()["field"] == "num_workers"
     assert (http.get(JOBS).json(), http.get("/api/training/queue").json()) == before
+
+
+def test_a_sweep_too_large_or_over_a_fixed_workload_key_is_refused_naming_the_field(setup) -> None:
+    http, _, _ = setup
+    big = {"parameters": {"a": list(range(40)), "b": list(range(30))}}  # 1200 jobs: each list is fine
+    r = http.post(JOBS, json=spec(sweep=big))
+    assert r.status_code == 409 and r.json()["field"] == "sweep.parameters", r.json()
+    assert "1200 combinations; a sweep makes at most 1000 jobs" in r.json()["message"]
+    assert http.post(JOBS, params={"dry_run": "true"}, json=spec(sweep=big)).status_code == 409
+    hf = {"workload": "hf-causal-lm", "config": {"model_config": {"model_type": "gpt2"}, "train_files": ["/x.txt"],
+                                                 "max_steps": 2}, "sweep": {"parameters": {"max_steps": [1, 2]}}}
+    r = http.post(JOBS, json=hf)
+    assert r.status_code == 422 and r.json()["field"] == "sweep", r.json()
+    assert "max_steps cannot be varied by a sweep of hf-causal-lm" in r.json()["message"]
+    listed = http.get(JOBS).json()
+    assert not (listed["jobs"] if isinstance(listed, dict) else listed)  # nothing was stored
