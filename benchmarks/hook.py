@@ -109,12 +109,13 @@ def simulate_pairs(world: int, steps: int, step_s: float, pairs: int = 4,
 
 def per_call(calls: int = 200_000) -> tuple[float, float]:
     """(µs per ``HookSync.ask()``, µs per call of a function that does nothing) on one thread: rank 1
-    of 64 whose messages have arrived, each saying the next sync is 400 calls on (very short steps):
-    the hook's own cost, amortized, with nothing else in the way. Only rank 0 reads the clock."""
+    of 64 whose messages have arrived, each saying the next sync is 400 calls on and its message is
+    sent one call before it (very short steps): the hook's own cost, amortized, with nothing else in
+    the way. Only rank 0 reads the clock."""
     from scheduler.train import HookSync
 
     def post(k: int, payload: Any) -> Any:
-        return lambda: (False, False, 400)
+        return lambda: (False, False, 400, 1)
 
     sync = HookSync(1, 64, post, lambda: (False, 0), time.monotonic)
 
