@@ -77,18 +77,19 @@ def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Qu
     return [Resize(g.job_id, g.to_workers) for g in plans]
 
 
-#: how long a job relaunching after a grow waits for the room of its new size before it starts
+#: how long a job relaunching after a resize waits for the room of its new size before it starts
 #: with what fits: its previous attempt releases its workers, and Ray's view of the nodes catches up
-GROW_WAIT_S = 30.0
+RESIZE_WAIT_S = 30.0
 RESIZING = "resizing"
 
 
 def holds(p: Pass, now: float) -> list[Hold]:
-    """Hold a job relaunching after a grow (it keeps its place, holding up nobody) until the room of
-    its new size is free, so that it does not start again smaller than it was; after
-    ``GROW_WAIT_S`` it starts with what fits."""
+    """Hold a job relaunching after a resize (it keeps its place, holding up nobody) until the room
+    of its new size is free, so that it does not start again smaller than planned (a grow, or a
+    shrink by one after the job it made way for has started); after ``RESIZE_WAIT_S`` it starts
+    with what fits. Only a job it made room for, ahead of it in the queue, starts first."""
     out: list[Hold] = []
-    growing, snap = p.snapshot.growing, p.snapshot
+    growing, snap = p.snapshot.resizing, p.snapshot
     for job_id, (to, since) in list(growing.items()):
         job = p.writer.live.get(job_id)
         entry = p.writer.queue.get(job_id)
@@ -98,7 +99,7 @@ def holds(p: Pass, now: float) -> list[Hold]:
             continue
         if entry.held is not None and entry.held[0] != RESIZING:
             continue  # a dependency or its sweep holds it: that rule decides
-        waited = now - since > GROW_WAIT_S
+        waited = now - since > RESIZE_WAIT_S
         by_id = snap.nodes_by_id()
         room = entry.max_workers is not None and elastic.start_size(
             dataclasses.replace(entry, held=None), to, entry.max_workers, snap.free(),
@@ -107,7 +108,7 @@ def holds(p: Pass, now: float) -> list[Hold]:
             growing.pop(job_id)
             out.append(Hold(job_id, None))
         else:
-            why = f"waiting for the room of its grow to {to} workers: its previous attempt is releasing its workers"
+            why = f"waiting for the room of its resize to {to} workers: its previous attempt is releasing its workers"
             out.append(Hold(job_id, (RESIZING, why)))
     return out
 
@@ -125,11 +126,11 @@ def begin(p: Pass, action: Resize) -> None:
         reason = (f"growing from {workers} to {action.to_workers} workers into idle capacity; pausing at its next"
                   f" checkpoint ({plan.message})")
         changes: dict[str, Any] = {"preempted_by": None}
-        p.snapshot.growing[job.job_id] = (action.to_workers, now)
     else:
         reason = (f"shrinking from {workers} to {action.to_workers} workers for {action.for_job} ({action.detail});"
                   f" pausing at its next checkpoint ({plan.message})")
         changes = {"preempted_by": action.for_job, "preemptions": job.preemptions + 1}
+    p.snapshot.resizing[job.job_id] = (action.to_workers, now)
     p.attempts.begin_pause(job, plan, failure.RESIZE, reason, **changes)
     p.writer.notify({"type": "resize", "job_id": job.job_id, "from_workers": workers,
                      "to_workers": action.to_workers, "for_job": action.for_job,

@@ -27,7 +27,7 @@ S = JobStatus
 EXPLAIN_DEPTH = 500
 #: what a held queued job waits for, by its hold's code (``eta_basis``)
 HELD_FOR = {dependencies.DEPENDENCY: "its dependencies", dependencies.SWEEP_LIMIT: "a slot in its sweep",
-            "resizing": "the room of its grow"}
+            "resizing": "the room of its new size"}
 
 
 class PublicForms:

@@ -120,7 +120,7 @@ def test_the_page_drives_a_job_through_pause_and_resume_live(serve, browser, tmp
         page.fill("input[name=num_workers]", "0")
         page.click("#submit-form button[type=submit]")
         error = page.wait_for_selector('[data-error-for="num_workers"]:not(:empty)')
-        assert "num_workers" in error.text_content() and "greater than or equal to 1" in error.text_content()
+        assert "num_workers" in error.text_content() and "a whole number from 1 to 4096" in error.text_content()
         page.screenshot(path=str(shots / "field-error.png"))
 
         # Submit through the JSON box; the page shows the job and follows it to running.

@@ -161,7 +161,7 @@ def test_after_a_grow_it_waits_for_the_room_ray_still_shows_taken_rather_than_st
     # Ray still shows the stopped run's workers on node 1: not room for 4, though 4 are free by trainq's count
     held = core.get(job)
     assert held["status"] == "queued" and held["pending_reason"]["code"] == "resizing", held
-    assert "its grow to 4 workers" in held["pending_reason"]["message"]
+    assert "its resize to 4 workers" in held["pending_reason"]["message"]
     cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 2.0}]  # released
     clock.advance(1)
     core.tick()

@@ -87,6 +87,8 @@ def test_submit_pause_resume_complete_over_http_with_a_live_stream(server, tmp_p
 
         statuses = [d["status"] for e, d in reader.events if e == "status"]
         assert reader.events[0][0] == "snapshot"
+        if statuses[:1] == ["pending"]:  # on a loaded machine the stream can be up before its start is announced
+            statuses = statuses[1:]
         assert statuses == ["running", "pausing", "paused", "queued", "pending", "running", "completed"]
         steps = [d["metrics"]["step"] for e, d in reader.events if e == "report"]
         history = [m["metrics"]["step"] for m in http.get(f"/api/training/jobs/{job_id}/metrics").json()]
