@@ -16,6 +16,7 @@ from scheduler.store import SQLiteStore
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
 from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR
+from scenarios import Scenarios
 
 # Every Ray the tests start (the session's, the multi-node clusters, each `trainq serve`) inherits these.
 #: Ray Train's preemption watcher (an actor per run that polls for node drains) is off: no test
@@ -46,16 +47,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)
 
 
-@pytest.fixture(scope="session", autouse=True)
-def scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> object:
-    """The multi-node scenarios of the selected test modules (their ``SCENARIO``), started in the
-    background when the session starts (tests/scenarios.py); a module's fixture waits for its result."""
-    from scenarios import Scenarios
+#: the session's scenarios, until the tests with clusters of their own are done (``pytest_runtest_call``)
+_DEFERRED: list[tuple[Scenarios, list[str]]] = []
 
+
+@pytest.fixture(scope="session", autouse=True)
+def scenarios(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Scenarios:
+    """The multi-node scenarios of the selected test modules (their ``SCENARIO``), run in the
+    background (tests/scenarios.py) from the first test that does not start a cluster of its own:
+    beside those they slowed each other down (the cluster-lost test took 139 s, not 66 s). A
+    module's fixture waits for its result (and starts its scenario at once if it must)."""
     runs = Scenarios(tmp_path_factory.mktemp("scenarios"))
-    runs.start(getattr(item.module, "SCENARIO", None) for item in request.session.items
-               if getattr(item, "module", None) is not None and getattr(item.module, "SCENARIO", None))
+    _DEFERRED.append((runs, [script for item in request.session.items
+                             if (script := getattr(getattr(item, "module", None), "SCENARIO", None))]))
     return runs
+
+
+def pytest_runtest_call(item: pytest.Item) -> None:
+    if _DEFERRED and item.get_closest_marker("own_cluster") is None:
+        runs, scripts = _DEFERRED.pop()
+        runs.start(scripts)
 
 
 @pytest.fixture
