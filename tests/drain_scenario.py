@@ -36,6 +36,10 @@ def wait_for(predicate, timeout_s: float, what: str):
     raise TimeoutError(what)
 
 
+def _counts_b(message: str) -> bool:
+    return "hold 1 now" in message or "1 free" in message
+
+
 def steps_job(name: str, log: str, **config) -> dict:
     return {"name": name, "entrypoint": "steps:count_steps", "backend": "none",
             "runtime_env": {"working_dir": JOBS_DIR}, "config": {"log": log, **config}}
@@ -87,6 +91,12 @@ def main(tmp: str) -> dict:
         # B alone is left: the gang (2 workers) waits in the queue from its checkpoint, saying why.
         waiting = wait_for(lambda: (j := client.get(gang))["status"] == "queued" and j["resume_from"] and j,
                            60, "the gang back in the queue")
+        # Its reason counts B's free CPU once Ray's per-node view shows the gang's worker gone there
+        # (the raylets report every ~100 ms; seconds on a loaded machine): read it until it does.
+        deadline = time.monotonic() + 20
+        while not _counts_b(waiting["pending_reason"]["message"]) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            waiting = client.get(gang)
         out["waiting"] = {k: waiting[k] for k in ("retries", "resume_from", "preemptions", "pending_reason")}
         # Read after it: a drained node that runs nothing shuts itself down, and the reason names
         # the drain only while the node is there.

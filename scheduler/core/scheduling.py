@@ -226,8 +226,9 @@ class Pass:
         if not any(owner != user for owner in borrowing.values()):
             return None
         mine = self.snapshot.used_by_user().get(user, {})
+        holders = self.snapshot.holders(now) + self.snapshot.settling_room()
         decision = quota.reclaim_victims(head.job_id, head.priority, head.demand, user, mine, users.quota(user),
-                                         self.snapshot.holders(now), borrowing, self.snapshot.free(), capacity, now,
+                                         holders, borrowing, self.snapshot.free(), capacity, now,
                                          gang=head, nodes=self.snapshot.nodes_by_id())
         if decision is None:
             return None
@@ -248,7 +249,7 @@ class Pass:
         not counted again for the next one; the walk stops at the first job nothing can make
         room for, so jobs behind it wait as the queue order says.
         """
-        holders = self.snapshot.holders(now)
+        holders = self.snapshot.holders(now) + self.snapshot.settling_room()
         left = self.snapshot.free()
         nodes = self.snapshot.nodes_by_id()
         sized = resizing.sizes(self)

@@ -22,6 +22,10 @@ from .writer import Writer
 S = JobStatus
 #: Allowance for a stopped run to release its resources after its pause deadline.
 STOP_MARGIN_S = 30.0
+#: How long an attempt's room counts as on its way after trainq saw it released: Ray's per-node
+#: view shows the room only once the raylets report (about 100 ms; seconds on a loaded head), and
+#: a preemption decided from the stale view would pause a second job for room already coming.
+SETTLE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class Snapshot:
         self.placed: dict[tuple[str, int], Placed] = {}
         #: the nodes Ray is draining, as the last drain notices described them (for why-pending)
         self.draining: tuple[str, ...] = ()
+        #: attempts released lately, with known nodes: where they were, and when trainq saw them go
+        self.settling: dict[tuple[str, int], tuple[Placed, float]] = {}
 
     def record(self, key: tuple[str, int], accelerator_type: str | None, worker: Resources,
                placement: Sequence[int] | None, node_ids: Sequence[str] | None) -> None:
@@ -74,8 +80,22 @@ class Snapshot:
         return found
 
     def _forget_released(self) -> None:
+        now = self.ctx.clock()
         for key in [k for k in self.placed if k not in self.writer.held]:
-            del self.placed[key]
+            placed = self.placed.pop(key)
+            if placed.nodes:
+                self.settling[key] = (placed, now)
+        for key in [k for k, (_, at) in self.settling.items() if now - at > SETTLE_S]:
+            del self.settling[key]
+
+    def settling_room(self) -> list[preemption.Candidate]:
+        """Attempts released in the last ``SETTLE_S``, as stopping holders of room on their nodes
+        only (trainq's totals already count it free): making room counts it as on its way rather
+        than pausing another job while Ray's per-node view still shows it taken."""
+        self._forget_released()
+        return [preemption.Candidate(job_id=key[0], priority=0, demand={}, attempt_started_at=at, stopping=True,
+                                     preemptible=False, worker=placed.worker, nodes=placed.nodes)
+                for key, (placed, at) in self.settling.items()]
 
     def free(self) -> Resources:
         """The cluster's resources less what trainq has handed out."""

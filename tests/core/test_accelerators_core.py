@@ -8,6 +8,7 @@ from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from helpers import spec
 
 from scheduler.config import Settings
+from scheduler.core.snapshot import SETTLE_S
 from scheduler.errors import DoesNotFit, UnknownAcceleratorType
 
 
@@ -87,3 +88,51 @@ def test_a_strict_pack_head_preempts_only_the_job_whose_node_then_holds_it(make_
     cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 2.0}]  # b's node is empty again
     core.tick()
     assert core.get(head)["status"] == "pending"  # it starts on b's node, whole
+
+
+def test_room_a_victim_just_released_counts_as_on_its_way_while_ray_still_shows_it_taken(make_core) -> None:
+    # The race the accelerator scenario met: the victim's run ends, trainq schedules at once, and
+    # Ray's per-node view still shows its CPU taken; the head must wait for that room, not pause a second job.
+    core, launcher, clock, cluster = _core(make_core, [{"CPU": 2.0}, {"CPU": 2.0}])
+    a = core.submit(spec(name="a", min_runtime_s=0))["job_id"]
+    b = core.submit(spec(name="b", min_runtime_s=0))["job_id"]
+    sims = {a: RunnerSim(core, a, 1), b: RunnerSim(core, b, 1)}
+    for sim in sims.values():
+        sim.started()
+    cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]
+    sims[a].report(0, "/s/a/ck")
+    clock.advance(100)
+    sims[b].report(0, "/s/b/ck")
+    head = core.submit(spec(num_workers=2, placement_strategy="STRICT_PACK", priority=10))["job_id"]
+    assert launcher.pauses == [(b, 1)]
+    sims[b].exit("paused")  # Ray's view is stale: b's CPU still shows as taken
+    core.tick()
+    clock.advance(1)
+    core.tick()
+    assert launcher.pauses == [(b, 1)] and core.get(a)["status"] == "running"
+    assert core.get(head)["status"] == "queued"
+    cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 2.0}]  # Ray catches up
+    core.tick()
+    assert core.get(head)["status"] == "pending"
+
+
+def test_room_that_never_shows_in_ray_is_made_again_once_it_has_had_time_to(make_core) -> None:
+    # Something outside trainq took the released CPU: after the settling time the head makes room anew.
+    core, launcher, clock, cluster = _core(make_core, [{"CPU": 2.0}, {"CPU": 2.0}])
+    a = core.submit(spec(name="a", min_runtime_s=0))["job_id"]
+    b = core.submit(spec(name="b", min_runtime_s=0))["job_id"]
+    sims = {a: RunnerSim(core, a, 1), b: RunnerSim(core, b, 1)}
+    for sim in sims.values():
+        sim.started()
+    cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]
+    sims[a].report(0, "/s/a/ck")
+    clock.advance(100)
+    sims[b].report(0, "/s/b/ck")
+    head = core.submit(spec(num_workers=2, placement_strategy="STRICT_PACK", priority=10))["job_id"]
+    sims[b].exit("paused")
+    core.tick()
+    assert launcher.pauses == [(b, 1)]
+    clock.advance(SETTLE_S + 1)
+    core.tick()
+    assert launcher.pauses == [(b, 1), (a, 1)]
+    assert a in core.get(head)["pending_reason"]["message"]
