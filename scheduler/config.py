@@ -208,7 +208,8 @@ class Settings:
                                                                                7 * 86400.0))
     #: Time slicing: equal-priority jobs take turns every this many seconds; 0 (default) turns it off.
     time_slice_s: float = field(default_factory=lambda: env_float("TRAINQ_TIME_SLICE_S", 0))
-    #: Elastic jobs: no resize of a job within this many seconds of its last start (the churn bound).
+    #: Elastic jobs: no resize of a job within this many seconds of its last start (the churn bound);
+    #: workers a job grew into are taken back for a waiting job of its priority only after it.
     resize_min_interval_s: float = field(default_factory=lambda: env_float("TRAINQ_RESIZE_MIN_INTERVAL_S", 300))
     #: Backfill: jobs behind a blocked head may start when that cannot delay it (default on);
     #: off, the queue starts strictly in order (the packing benchmark's baseline).

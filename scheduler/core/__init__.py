@@ -22,8 +22,11 @@ Glossary
 The parts, one concern each:
 - ``facade``: ``Scheduler``, the verbs; exactly one scheduling pass after each command.
 - ``writer``: the only writer of job rows; the in-memory indexes kept in step with them.
-- ``scheduling``: one pass: the policies' typed actions (``Start``, ``MakeWay``, ``AskCapacity``)
-  decided stage by stage and applied in one place; ``snapshot``: what the policies are shown.
+- ``scheduling``: one pass: the policies' typed actions (``core.actions``: ``Start``, ``MakeWay``,
+  ``Resize``, ``Hold``, ``AskCapacity``...) decided stage by stage and applied in one place;
+  ``room``: what to pause or shrink for a blocked head; ``resizing``: elastic jobs' sizes, grows
+  and shrinks; ``dependencies``, ``sweeps``, ``dryrun``: pipelines, sweeps and the what-if submit;
+  ``snapshot``: what the policies are shown.
 - ``commands``: pause, resume, cancel, set_priority, checkpoint, a shutdown's drain.
 - ``attempts``: runner events, an attempt's end, losses, lost work, pausing a running attempt.
 - ``checkpoints``: recording, retention, existence; ``submit``: validation and group commit;

@@ -53,10 +53,12 @@ class AskCapacity:
 
 @dataclass(frozen=True)
 class Hold:
-    """Hold a queued job for a dependency or its sweep's limit (``held`` None: let it go)."""
+    """Hold a queued job for a dependency, its sweep's limit or its resize (``held`` None: let it
+    go; ``max_workers``: an elastic job let go after a shrink starts with at most that many)."""
 
     job_id: str
     held: tuple[str, str] | None
+    max_workers: int | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +78,7 @@ class Resize:
     to_workers: int
     for_job: str | None = None  # a shrink: the job it makes room for (None: a grow into idle room)
     expected_lost_work_s: float | None = None
-    detail: str = ""  # a shrink: the two priorities
+    detail: str = ""  # a shrink: why (the two priorities, a reclaimed guarantee, a loan taken back)
 
 
 Action = Start | MakeWay | Resize | AskCapacity | Hold | CancelUnmet

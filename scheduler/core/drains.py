@@ -10,7 +10,9 @@ What a drain does to an active job with a worker on the node, as a preemption by
 
 - running: paused right after its next checkpoint report (a cooperative loop saves at once), at
   the latest ``STOP_MARGIN_S`` before the drain's deadline, then stopped at its last recorded
-  checkpoint; it goes back to the queue by itself in its old place, ``retries`` unchanged;
+  checkpoint; it goes back to the queue by itself in its old place, ``retries`` unchanged (an
+  elastic job so shrinks: in its old place it starts again at once with what fits off the node,
+  at least its fewest, rather than wait for its old size; one relaunch either way);
 - already pausing: its pause deadline is brought forward to the same limit (a person's pause
   still ends ``paused``);
 - pending (launched, not yet training): its start is abandoned and it is requeued in its place.
@@ -108,6 +110,10 @@ class Drains:
         if job.status is S.RUNNING:
             plan = self.attempts.plan_pause(job, now, cap_s=cap_s)
             reason = f"preempted by {by}; pausing at its next checkpoint ({plan.message})"
+            spec = self.writer.spec(job)
+            if spec.elastic:  # its place in the queue keeps it first: it starts at once with what fits elsewhere
+                reason += (f"; it starts again at once with the workers that fit off the node"
+                           f" (at least {spec.min_workers}), not waiting for its {job.workers}")
             self.attempts.begin_pause(job, plan, failure.PREEMPT, reason, preempted_by=by,
                                       preemptions=job.preemptions + 1)
             self.writer.notify({"type": "preemption", "job_id": job.job_id, "preempted_by": by,

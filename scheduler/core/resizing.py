@@ -39,14 +39,19 @@ def sizes(p: Pass) -> dict[str, elastic.Elastic]:
 
 
 def room_for(entry: Entry, holders: Sequence[preemption.Candidate], sized: Mapping[str, elastic.Elastic],
-             free: Resources, capacity: Resources, now: float,
-             nodes: Mapping[str, Resources] | None) -> tuple[list[elastic.Shrink], preemption.Preemption | None]:
+             free: Resources, capacity: Resources, now: float, nodes: Mapping[str, Resources] | None,
+             lent_after_s: float | None = None) -> tuple[list[elastic.Shrink], preemption.Preemption | None]:
     """What makes room for ``entry``: elastic jobs' workers above their fewest first, whole jobs
-    only when those are not enough (``elastic.plan_shrink``); plain preemption without elastic jobs."""
+    only when those are not enough (``elastic.plan_shrink``); plain preemption without elastic jobs.
+
+    ``lent_after_s`` (the resize interval): workers an elastic job of the entry's own priority grew
+    into count as lent once its attempt is that old, and are taken back by shrinks (whole jobs are
+    paused only for strictly higher priorities): a grow is a loan of idle room, not a claim on it.
+    """
     if not any(s.workers > s.min_workers for s in sized.values()):
         return [], preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, free, capacity,
                                              now, gang=entry, nodes=nodes)
-    plan = elastic.plan_shrink(entry, holders, sized, free, capacity, now, nodes=nodes)
+    plan = elastic.plan_shrink(entry, holders, sized, free, capacity, now, nodes=nodes, reclaim_after_s=lent_after_s)
     return ([], None) if plan is None else (plan.shrinks, plan.preemption)
 
 
@@ -87,10 +92,13 @@ def holds(p: Pass, now: float) -> list[Hold]:
     """Hold a job relaunching after a resize (it keeps its place, holding up nobody) until the room
     of its new size is free, so that it does not start again smaller than planned (a grow, or a
     shrink by one after the job it made way for has started); after ``RESIZE_WAIT_S`` it starts
-    with what fits. Only a job it made room for, ahead of it in the queue, starts first."""
+    with what fits. Only a job it made room for, ahead of it in the queue, starts first.
+
+    Decides only (the dry run asks it too): the one thing it changes is forgetting the resizes of
+    jobs that have started again or gone."""
     out: list[Hold] = []
     growing, snap = p.snapshot.resizing, p.snapshot
-    for job_id, (to, since) in list(growing.items()):
+    for job_id, (to, since, for_job) in list(growing.items()):
         job = p.writer.live.get(job_id)
         entry = p.writer.queue.get(job_id)
         if entry is None:
@@ -100,17 +108,29 @@ def holds(p: Pass, now: float) -> list[Hold]:
         if entry.held is not None and entry.held[0] != RESIZING:
             continue  # a dependency or its sweep holds it: that rule decides
         waited = now - since > RESIZE_WAIT_S
+        # A shrunk job lets the job it shrank for start first, wherever that job is in the queue:
+        # Ray's view of the nodes may not show its room yet, and the two must not split it.
+        first = for_job is not None and p.writer.queue.get(for_job) is not None
         by_id = snap.nodes_by_id()
-        room = entry.max_workers is not None and elastic.start_size(
+        room = not first and entry.max_workers is not None and elastic.start_size(
             dataclasses.replace(entry, held=None), to, entry.max_workers, snap.free(),
             None if by_id is None else list(by_id.values())) is not None
-        if waited or room:
-            growing.pop(job_id)
-            out.append(Hold(job_id, None))
+        if waited or room:  # kept until it starts (above): a pass that does not start it holds it again
+            # A shrunk job starts again at the size planned, not with all it finds free: the room
+            # it gave up is for the job it shrank for, which may be behind it in the queue.
+            out.append(Hold(job_id, None, to if for_job is not None else None))
+        elif first:
+            why = f"shrinking to {to} workers: {for_job}, which it makes room for, starts first"
+            out.append(Hold(job_id, (RESIZING, why)))
         else:
             why = f"waiting for the room of its resize to {to} workers: its previous attempt is releasing its workers"
             out.append(Hold(job_id, (RESIZING, why)))
     return out
+
+
+def waits_on(p: Pass, started: Sequence[str]) -> bool:
+    """Whether a shrunk job is held until one of ``started`` (the job it shrank for) has started."""
+    return any(for_job in started for _, _, for_job in p.snapshot.resizing.values())
 
 
 def begin(p: Pass, action: Resize) -> None:
@@ -130,7 +150,7 @@ def begin(p: Pass, action: Resize) -> None:
         reason = (f"shrinking from {workers} to {action.to_workers} workers for {action.for_job} ({action.detail});"
                   f" pausing at its next checkpoint ({plan.message})")
         changes = {"preempted_by": action.for_job, "preemptions": job.preemptions + 1}
-    p.snapshot.resizing[job.job_id] = (action.to_workers, now)
+    p.snapshot.resizing[job.job_id] = (action.to_workers, now, action.for_job)
     p.attempts.begin_pause(job, plan, failure.RESIZE, reason, **changes)
     p.writer.notify({"type": "resize", "job_id": job.job_id, "from_workers": workers,
                      "to_workers": action.to_workers, "for_job": action.for_job,

@@ -2,14 +2,13 @@
 
 The order of a pass (docs/fairness.md, "The order of one scheduling pass"): hold the jobs whose
 dependencies are unmet or whose sweep is at its limit, and cancel those whose dependencies never
-can be (``policy.dependencies``); admit in fair order
-within quotas; pause the backfilled jobs whose head's turn has come; make room for a blocked head
-(other users' borrowing jobs first, then lower priorities); backfill around it what cannot delay
-it (elastic jobs give up workers above their fewest before any job is paused whole); rotate out
-jobs whose time slice is over; grow elastic jobs into room nothing queued can use
-(``core.resizing``); ask the autoscaler for what the head still lacks.
-Each stage decides on the state the stages before it left (a start changes what is free), and
-``Pass.apply`` is the one place its actions are carried out.
+can be (``policy.dependencies``); admit in fair order within quotas; pause the backfilled jobs
+whose head's turn has come; make room for a blocked head (``core.room``: elastic jobs give up
+workers above their fewest before any job is paused whole); backfill around it what cannot delay
+it; rotate out jobs whose time slice is over; grow elastic jobs into room nothing queued can use
+(``core.resizing``); ask the autoscaler for what the head still lacks. Each stage decides on the
+state the stages before it left (a start changes what is free), and ``Pass.apply`` is the one
+place its actions are carried out.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from ..config import train_run_name
 from ..jobs import Attempt, iso
 from ..policy import Entry, Resources, accelerators, admission, backfill, failure, quota, timeslice
 from ..states import JobStatus
-from . import resizing
+from . import resizing, room
 from .actions import Action, AskCapacity, CancelUnmet, Hold, MakeWay, Resize, Start, Why
 from .attempts import Attempts
 from .dependencies import Dependencies
@@ -33,8 +32,6 @@ from .writer import Writer
 S = JobStatus
 #: How many queued jobs behind the head backfill and time slicing look at (Slurm's bf_max_job_test).
 BACKFILL_DEPTH = 500
-
-
 
 
 class Pass:
@@ -65,6 +62,11 @@ class Pass:
         adm, ids = self.admission(now, capacity)
         started = self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids, a.workers)
                               for a in adm.start])
+        if resizing.waits_on(self, started):  # a shrunk job waited for one of these to start first
+            self.apply(self.holds())
+            adm, ids = self.admission(now, capacity)
+            started += self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids,
+                                         a.workers) for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
         self.apply(self._planned_due(now))
         # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
@@ -103,11 +105,8 @@ class Pass:
         return adm, None if by_id is None else list(by_id)
 
     def make_room(self, head: Entry, capacity: Resources, now: float) -> list[Action]:
-        """For a blocked head: other users' borrowing jobs to reclaim, else lower priorities to pause."""
-        reclaim = self._reclaim_for(head, capacity, now)
-        if reclaim is not None:
-            return reclaim
-        return self._preemptions(capacity, now) if self._may_preempt() else []
+        """What to pause or shrink so that a blocked head can start (``core.room``)."""
+        return room.make_room(self, head, capacity, now)
 
     # -- the one place actions are carried out ----------------------------------------------------
     def apply(self, actions: Sequence[Action]) -> list[str]:
@@ -122,7 +121,7 @@ class Pass:
             elif isinstance(action, Resize):
                 resizing.begin(self, action)
             elif isinstance(action, Hold):
-                self.writer.set_held(action.job_id, action.held)
+                self.writer.set_held(action.job_id, action.held, action.max_workers)
             elif isinstance(action, CancelUnmet):
                 self.writer.transition(self.writer.job(action.job_id), S.CANCELLED, "cancel", action.reason,
                                        finished_at=self.ctx.clock(), error=action.reason)
@@ -214,78 +213,6 @@ class Pass:
             out.append(MakeWay(job_id, planned.pop(job_id).head, Why.BACKFILL))
         return out
 
-    def _reclaim_for(self, head: Entry, capacity: Resources, now: float) -> list[Action] | None:
-        """With quotas: other users' borrowing jobs to pause for a head within its owner's
-        guarantee; None when reclaiming cannot make room (then priorities may)."""
-        users, owners = self.ctx.users, self.writer.owners
-        if users is None:
-            return None
-        user = owners.get(head.job_id, "")
-        borrowing = {j.job_id: owners.get(j.job_id, "") for j in self.writer.live.values()
-                     if j.borrowing and j.status in (S.PENDING, S.RUNNING, S.PAUSING)}
-        if not any(owner != user for owner in borrowing.values()):
-            return None
-        mine = self.snapshot.used_by_user().get(user, {})
-        holders = self.snapshot.holders(now) + self.snapshot.settling_room()
-        decision = quota.reclaim_victims(head.job_id, head.priority, head.demand, user, mine, users.quota(user),
-                                         holders, borrowing, self.snapshot.free(), capacity, now,
-                                         gang=head, nodes=self.snapshot.nodes_by_id())
-        if decision is None:
-            return None
-        return [MakeWay(v, head.job_id, Why.RECLAIM if v in borrowing and borrowing[v] != user else Why.PRIORITY,
-                        decision.lost_work_s.get(v), self._priorities(head, v)) for v in decision.victims]
-
-    def _may_preempt(self) -> bool:
-        """Whether any queued job outranks a running one (a victim must have a lower priority):
-        with thousands queued behind a full cluster, most passes stop here, reading no job."""
-        top = next(iter(self.writer.queue.in_order()), None)
-        return top is not None and any(j.priority < top.priority for j in self.writer.live.values()
-                                       if j.status is S.RUNNING)
-
-    def _preemptions(self, capacity: Resources, now: float) -> list[Action]:
-        """Walk the queue from its head and choose what the preemption policy would pause.
-
-        Room already promised to a job ahead (free now, or on its way from stopping jobs) is
-        not counted again for the next one; the walk stops at the first job nothing can make
-        room for, so jobs behind it wait as the queue order says.
-        """
-        holders = self.snapshot.holders(now) + self.snapshot.settling_room()
-        left = self.snapshot.free()
-        nodes = self.snapshot.nodes_by_id()
-        sized = resizing.sizes(self)
-        out: list[Action] = []
-        for entry in self.writer.queue.in_order():
-            if not policy.ready(entry, now):
-                continue
-            shrinks, decision = resizing.room_for(entry, holders, sized, left, capacity, now, nodes)
-            for shrink in shrinks:  # elastic jobs give up workers before any job is paused whole
-                out.append(Resize(shrink.job_id, shrink.to_workers, entry.job_id, shrink.expected_lost_work_s,
-                                  self._priorities(entry, shrink.job_id)))
-                holders = [dataclasses.replace(h, stopping=True) if h.job_id == shrink.job_id else h for h in holders]
-                sized.pop(shrink.job_id, None)
-            if decision is None:
-                fits_now = accelerators.choose(entry, left, None if nodes is None else list(nodes.values()))
-                if fits_now is None:
-                    break
-                if nodes is not None and fits_now.placement is not None:
-                    policy.placement.take(list(nodes.values()), fits_now.worker, fits_now.placement)
-            else:
-                for victim_id in decision.victims:
-                    out.append(MakeWay(victim_id, entry.job_id, Why.PRIORITY, decision.lost_work_s.get(victim_id),
-                                       self._priorities(entry, victim_id)))
-                    holders = [dataclasses.replace(h, stopping=True) if h.job_id == victim_id else h
-                               for h in holders]
-                if nodes is not None and decision.placement is not None:
-                    # The room made (or on its way) is promised to this job: not counted for the next.
-                    worker = accelerators.typed(entry.worker, decision.accelerator_type)
-                    for node_id, k in decision.placement.items():
-                        nodes[node_id] = policy.subtract(nodes[node_id], {r: v * k for r, v in worker.items()})
-            left = policy.subtract(left, entry.demand)
-        return out
-
-    def _priorities(self, head: Entry, victim_id: str) -> str:
-        return f"priority {head.priority} > {self.writer.job(victim_id).priority}"
-
     def _backfills(self, head: Entry, capacity: Resources, now: float, quotas: Mapping[str, quota.Quota],
                    held: set[str]) -> list[Action]:
         """Jobs behind the blocked head that cannot delay it (``policy.backfill``)."""
@@ -351,10 +278,13 @@ class Pass:
         for job in self.writer.live.values():
             if job.status is S.RUNNING:
                 spec = self.writer.spec(job)
-                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(), self.attempts.started_at(job),
-                                                snap.attained(job.job_id, capacity, now), spec.preemptible,
-                                                resumable=job.resumable))
+                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(job.workers),
+                                                self.attempts.started_at(job), snap.attained(job.job_id, capacity, now),
+                                                spec.preemptible, resumable=job.resumable))
         attained = {e.job_id: snap.attained(e.job_id, capacity, now) for e in waiting}
-        free = snap.free()
+        # Room on its way (a pause or a shrink this pass or an earlier one asked for) is counted as
+        # free: the waiting job it is for is not given a second job's place as well.
+        on_way = [{k: -v for k, v in h.demand.items()} for h in snap.holders(now) if h.stopping]
+        free = policy.subtract(snap.free(), *on_way)
         return [MakeWay(r.job_id, r.for_jobs[0] if r.for_jobs else None, Why.TIME_SLICE)
                 for r in timeslice.rotate_out(waiting, attained, running, free, now, self.ctx.settings.time_slice_s)]

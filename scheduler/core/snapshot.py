@@ -51,9 +51,10 @@ class Snapshot:
         #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
         #: such a job then runs on, and only the head's start may be later than reserved)
         self.planned: dict[str, backfill.PlannedPause] = {}
-        #: elastic jobs pausing to change size: (the size planned, when asked); a job relaunching
-        #: waits for that room (``core.resizing.holds``); lost on a restart (it then starts with what fits)
-        self.resizing: dict[str, tuple[int, float]] = {}
+        #: elastic jobs pausing to change size: (the size planned, when asked, the job a shrink is
+        #: for); a job relaunching waits for that room (``core.resizing.holds``); lost on a restart
+        #: (it then starts with what fits)
+        self.resizing: dict[str, tuple[int, float, str | None]] = {}
         #: each attempt holding resources: the type and nodes admission chose (the core's model of
         #: where it runs, not a Ray lookup), dropped once the attempt releases what it held
         self.placed: dict[tuple[str, int], Placed] = {}

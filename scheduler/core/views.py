@@ -249,7 +249,9 @@ class Views:
         used, quotas = snap.used_by_user(), snap.quotas()
         preempting: dict[str, builtins.list[str]] = {}
         for job in self.writer.live.values():
-            if job.status is S.PAUSING and job.pause_reason in (failure.PREEMPT, failure.ROTATE) and job.preempted_by:
+            # A shrink (``resize`` with the job it makes room for) makes room as a preemption does.
+            making_room = (failure.PREEMPT, failure.ROTATE, failure.RESIZE)
+            if job.status is S.PAUSING and job.pause_reason in making_room and job.preempted_by:
                 preempting.setdefault(job.preempted_by, []).append(job.job_id)
 
         def over_max(e: Entry) -> str | None:

@@ -209,17 +209,22 @@ class Writer:
             self._specs.pop(job_id, None)
             self.version = version
 
-    def set_held(self, job_id: str, held: tuple[str, str] | None) -> None:
-        """Hold a queued job (a dependency, its sweep's limit) or let it go: its queue entry only,
-        not its row (the rule is worked out again at every pass, and after a restart)."""
+    def set_held(self, job_id: str, held: tuple[str, str] | None, max_workers: int | None = None) -> None:
+        """Hold a queued job (a dependency, its sweep's limit, its resize) or let it go: its queue
+        entry only, not its row (the rule is worked out again at every pass, and after a restart).
+        ``max_workers`` caps an elastic job's next start (the size a shrink left it)."""
         entry = self.queue.get(job_id)
-        if entry is None or entry.held == held:
+        if entry is None:
+            return
+        cap = entry.max_workers if max_workers is None or entry.max_workers is None \
+            else max(entry.num_workers, min(entry.max_workers, max_workers))
+        if entry.held == held and entry.max_workers == cap:
             return
         if held is None:
             self.holds.pop(job_id, None)
         else:
             self.holds[job_id] = held
-        self.queue.add(dataclasses.replace(entry, held=held))
+        self.queue.add(dataclasses.replace(entry, held=held, max_workers=cap))
         self.version += 1
 
     def hold(self, job: Job, attempt: int) -> None:

@@ -16,12 +16,11 @@ docs/design.md, "Why trainq decides the size"). Three decisions, each over a sna
   workers are dealt one at a time (higher priority first, then the job with the fewest workers:
   with sublinear speedup a worker gains most there), then each gang is checked on the nodes.
 - ``plan_shrink``: when a head needs room (priority, or a reclaim with the caller's priorities as
-  ``quota.reclaim_victims`` sets them), workers above ``min`` are taken before any whole job is
+  ``quota.reclaim_ranked`` sets them), workers above ``min`` are taken before any whole job is
   paused, by ``preemption.choose_victims`` itself: each worker above ``min`` is offered as a
   one-worker candidate with its job's priority, eligibility and expected lost work; only when
   those cannot make room are whole jobs chosen (with every eligible surplus worker counted as
   taken), and then the surplus workers are trimmed again to those still needed.
-  ``drain_shrink`` keeps an elastic job running off a draining node when its other workers reach ``min``.
 
 Shrinks follow preemption's rules (``min_runtime_s``, strictly lower priority), not the grow's
 interval: a shrink replaces a pause that would happen anyway. With ``reclaim_after_s`` a waiting
@@ -315,13 +314,3 @@ def _base(c: Candidate, size: Elastic) -> Candidate:
     kept = None if c.nodes is None else \
         {n: k - spare_nodes.get(n, 0) for n, k in c.nodes.items() if k > spare_nodes.get(n, 0)}
     return dataclasses.replace(c, demand={k: v * size.min_workers for k, v in c.worker.items()}, nodes=kept)
-
-
-def drain_shrink(c: Candidate, size: Elastic, node_id: str, now: float) -> Shrink | None:
-    """Keep ``c`` running off a draining node: a shrink to its workers elsewhere when they reach its
-    ``min``; None when it has no worker there (nothing to do) or would fall below ``min`` (move it whole)."""
-    on = (c.nodes or {}).get(node_id, 0)
-    if not on or size.workers - on < size.min_workers:
-        return None
-    kept = {n: k for n, k in (c.nodes or {}).items() if n != node_id}
-    return Shrink(c.job_id, size.workers - on, round(expected_loss_s(c, now), 3), kept)

@@ -99,20 +99,30 @@ def reclaim_victims(head_id: str, head_priority: int, head_demand: Mapping[str, 
                     borrowing: Mapping[str, str], free: Mapping[str, float], capacity: Mapping[str, float],
                     now: float, *, gang: Entry | None = None,
                     nodes: Mapping[str, Mapping[str, float]] | None = None) -> Preemption | None:
-    """Victims for a waiting job, with other users' borrowing jobs first.
+    """Victims for a waiting job, with other users' borrowing jobs first: ``choose_victims`` over
+    the holders as ``reclaim_ranked`` ranks them (the same rules as ever: preemptible, past
+    ``min_runtime_s``, fewest needed, node-aware with ``gang`` and ``nodes``)."""
+    ranked = reclaim_ranked(head_demand, head_user, head_used, head_quota, holders, borrowing, gang)
+    return choose_victims(head_id, head_priority, head_demand, ranked, free, capacity, now, gang=gang, nodes=nodes)
+
+
+def reclaim_ranked(head_demand: Mapping[str, float], head_user: str, head_used: Mapping[str, float],
+                   head_quota: Quota, holders: Sequence[Candidate], borrowing: Mapping[str, str],
+                   gang: Entry | None = None) -> list[Candidate]:
+    """``holders`` as a reclaim for the head ranks them.
 
     ``borrowing`` maps the job ids of running borrowing attempts to their owners. When the head
     stays within its owner's guarantee, those jobs (of other users) are ranked below every real
-    priority, so ``choose_victims`` takes them first and only then lower-priority jobs, with the
-    same rules as ever (preemptible, past ``min_runtime_s``, fewest needed, node-aware with ``gang``
-    and ``nodes``). Otherwise this is plain ``choose_victims``. The head is within its guarantee
-    when it is on one of its types (``GPU`` and ``GPU:<type>`` both within).
+    priority, so a victim choice (``choose_victims``, or ``elastic.plan_shrink`` taking workers
+    first) takes them first and only then lower-priority jobs. Otherwise the holders are as they
+    are. The head is within its guarantee when it is on one of its types (``GPU`` and
+    ``GPU:<type>`` both within).
     """
     types = gang.types if gang is not None and gang.types else (None,)
     if any(check(per_type(head_demand, t), head_used, head_quota).status == GUARANTEED for t in types):
-        holders = [dataclasses.replace(c, priority=RECLAIM_PRIORITY)
-                   if borrowing.get(c.job_id, head_user) != head_user else c for c in holders]
-    return choose_victims(head_id, head_priority, head_demand, holders, free, capacity, now, gang=gang, nodes=nodes)
+        return [dataclasses.replace(c, priority=RECLAIM_PRIORITY)
+                if borrowing.get(c.job_id, head_user) != head_user else c for c in holders]
+    return list(holders)
 
 
 def _n(x: float) -> str:

@@ -167,3 +167,24 @@ def test_a_moved_gang_with_no_other_room_waits_saying_so_and_starts_when_a_node_
     core.on_drains([], {})  # the drained node is gone: no drain left to name
     core.tick()
     assert core.get(gang)["status"] == "pending" and launcher.launched[-1] == (gang, 2, "/s/ck4")
+
+
+def test_an_elastic_job_on_a_draining_node_starts_again_at_once_smaller_off_it(make_core) -> None:
+    launcher, clock = FakeLauncher(), FakeClock()
+    one = {"CPU": 1.0}
+    cluster = FakeCluster({"CPU": 3.0}, node_sizes=[one] * 3, free_per_node=[dict(one) for _ in range(3)])
+    core = make_core(cluster, launcher, clock)
+    core.settings = Settings(storage_root=core.storage_root, db_path=":memory:")
+    job, sim = _running(core, num_workers={"min": 1, "max": 3}, min_runtime_s=0)
+    assert core.get(job)["workers"] == 3
+    cluster.free_per_node = [{"CPU": 0.0}] * 3
+    sim.report(0, "/s/ck0")
+    core.on_drains([_drain(clock)], {(job, 1): {NODE_A, NODE_B}})
+    assert "starts again at once with the workers that fit off the node (at least 1)" in \
+        core.history(job)["transitions"][-1]["reason"]
+    sim.report(1, "/s/ck1")
+    cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]  # A is draining: Ray's view leaves it out
+    sim.exit("paused")
+    again = core.get(job)
+    assert again["status"] == "pending" and again["workers"] == 2 and again["retries"] == 0
+    assert launcher.launched[-1] == (job, 2, "/s/ck1")

@@ -164,6 +164,8 @@ def test_after_a_grow_it_waits_for_the_room_ray_still_shows_taken_rather_than_st
     assert "its resize to 4 workers" in held["pending_reason"]["message"]
     cluster.free_per_node = [{"CPU": 2.0}, {"CPU": 2.0}]  # released
     clock.advance(1)
+    # A dry run asks the pass's own questions first: it must not use up the answer the pass acts on.
+    core.dry.ask(spec(priority=-1))
     core.tick()
     again = core.get(job)
     assert again["status"] == "pending" and again["workers"] == 4 and launcher.launched[-1] == (job, 2, "/s/e/ck3")
@@ -199,3 +201,80 @@ def test_a_grow_that_never_gets_its_room_starts_with_what_fits_after_a_while(mak
     core.tick()
     again = core.get(job)
     assert again["status"] == "pending" and again["workers"] == 2, again  # what the nodes hold, after the wait
+
+
+def test_workers_grown_into_are_taken_back_by_shrinks_for_a_job_of_its_priority_once_lent_long_enough(
+        make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=3, resize_min_interval_s=60)
+    job = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/e/ck0")
+    assert core.get(job)["workers"] == 3  # nothing waited: it took the idle room
+    other = core.submit(spec())["job_id"]  # the same priority
+    assert core.get(other)["status"] == "queued" and core.get(job)["status"] == "running"  # a young loan stays
+    clock.advance(61)
+    core.tick()
+    shrinking = core.get(job)
+    assert shrinking["status"] == "pausing" and shrinking["pause_reason"] == "resize"
+    assert shrinking["preempted_by"] == other
+    assert core.get(other)["pending_reason"]["code"] == "preempting"
+    reason = core.history(job)["transitions"][-1]["reason"]
+    assert f"shrinking from 3 to 2 workers for {other} (workers it grew into while idle are taken back" in reason
+    sim.report(1, "/s/e/ck1")
+    sim.exit("paused")
+    # Three CPUs are free and it is ahead in the queue: it starts again at the size planned, not all three.
+    assert core.get(job)["status"] == "pending" and core.get(job)["workers"] == 2
+    assert core.get(other)["status"] == "pending"
+    assert _workers_launched(launcher, job) == [3, 2]
+
+
+def test_a_fixed_size_job_of_the_same_priority_is_never_paused_for_a_waiting_one(make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=2, resize_min_interval_s=60)
+    job = core.submit(spec(num_workers=2, min_runtime_s=0))["job_id"]
+    RunnerSim(core, job, 1).started()
+    core.submit(spec())
+    clock.advance(600)
+    core.tick()
+    assert core.get(job)["status"] == "running" and launcher.pauses == []
+
+
+def test_a_reclaim_of_a_guarantee_shrinks_a_borrowing_elastic_job_before_pausing_it(make_core) -> None:
+    from scheduler.users import parse_users
+
+    core, _, clock, _ = _core(make_core, cpus=4)
+    core.users = parse_users("""
+users:
+  alice: {token: "alice-token-123", quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}}
+  bob: {token: "bob-token-4567", quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}}
+""")
+    job = core.submit(spec(num_workers={"min": 1, "max": 4}, min_runtime_s=0), owner="alice")["job_id"]
+    assert core.get(job)["workers"] == 4 and core.get(job)["borrowing"] is True
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/a/ck0")
+    clock.advance(10)
+    theirs = core.submit(spec(), owner="bob")["job_id"]  # within bob's guarantee
+    shrinking = core.get(job)
+    assert shrinking["status"] == "pausing" and shrinking["pause_reason"] == "resize"
+    assert "shrinking from 4 to 3 workers" in core.history(job)["transitions"][-1]["reason"]
+    assert "guarantee is reclaimed" in core.history(job)["transitions"][-1]["reason"]
+    sim.exit("paused")
+    assert core.get(theirs)["status"] == "pending" and core.get(job)["workers"] == 3
+
+
+def test_with_time_slicing_a_slice_over_shrinks_an_elastic_job_rather_than_rotating_it_out_whole(
+        make_core) -> None:
+    core, launcher, clock, _ = _core(make_core, cpus=3, time_slice_s=60, resize_min_interval_s=300)
+    job = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/e/ck0")
+    other = core.submit(spec())["job_id"]
+    clock.advance(61)  # its slice is over; the resize interval is not
+    core.tick()
+    shrinking = core.get(job)
+    assert shrinking["status"] == "pausing" and shrinking["pause_reason"] == "resize", shrinking
+    assert launcher.pauses == [(job, 1)]
+    sim.exit("paused")
+    assert core.get(job)["workers"] == 2 and core.get(other)["status"] == "pending"

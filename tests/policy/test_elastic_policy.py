@@ -14,7 +14,6 @@ from scheduler.policy.elastic import (
     Elastic,
     Grow,
     at_size,
-    drain_shrink,
     plan_grow,
     plan_shrink,
     start_size,
@@ -215,14 +214,6 @@ def test_shrinks_are_node_aware_and_free_the_node_the_head_needs() -> None:
     assert plan is not None and plan.preemption is not None
     assert [(s.job_id, s.to_workers, s.nodes) for s in plan.shrinks] == [("el", 2, {"n1": 1, "n2": 1})]
     assert plan.preemption.placement == {"n2": 2}
-
-
-def test_a_drain_shrinks_off_the_node_when_the_rest_reach_min() -> None:
-    c = running("el", 4, nodes={"n1": 1, "n2": 3}, ckpt=NOW - 7)
-    shrink = drain_shrink(c, Elastic(4, 2, 4), "n1", NOW)
-    assert shrink is not None and (shrink.to_workers, shrink.nodes, shrink.expected_lost_work_s) == (3, {"n2": 3}, 7.0)
-    assert drain_shrink(c, Elastic(4, 2, 4), "n2", NOW) is None  # 1 left < min: it moves whole
-    assert drain_shrink(c, Elastic(4, 2, 4), "n9", NOW) is None
 
 
 def test_the_interval_setting(monkeypatch: pytest.MonkeyPatch) -> None:
