@@ -14,7 +14,9 @@ Reading goes through ``pyarrow.fs``, as Ray Train's own storage does.
 from __future__ import annotations
 
 import atexit
+import contextvars
 import io
+import logging
 import os
 import sys
 import tempfile
@@ -186,3 +188,34 @@ def _read_uri_logs(folder: str, tail: int) -> dict[str, list[str]]:
             lines = lines[1:]  # the first line read is most likely cut
         out[info.base_name[:-4]] = lines[-tail:]
     return out
+
+
+#: The attempt whose code runs in this thread or task: routes log records to its runner.log.
+ATTEMPT: contextvars.ContextVar[str | None] = contextvars.ContextVar("trainq_attempt", default=None)
+
+
+class AttemptLog(logging.Handler):
+    """The host's log records of one attempt (its own, and Ray Train's from its ``fit()``
+    thread) into ``<attempt>/logs/runner.log``, next to the workers' logs."""
+
+    def __init__(self, name: str, file: Any, finish: Any) -> None:
+        super().__init__()
+        self.attempt = name
+        self._file, self._finish = file, finish
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if ATTEMPT.get() == self.attempt:
+            self._file.write(self.format(record) + "\n")
+
+    def close(self) -> None:
+        self._finish()  # closes the file; on object storage, uploads it
+        super().close()
+
+
+def route(handler: logging.Handler | None, attach: bool) -> None:
+    """Attach (or detach) an attempt's handler to the loggers its records come through."""
+    if handler is None:
+        return
+    for name in ("", "ray", "ray.train"):  # Ray's loggers do not all propagate to the root
+        (logging.getLogger(name).addHandler if attach else logging.getLogger(name).removeHandler)(handler)

@@ -90,36 +90,6 @@ def _tell_released(host: str, runner: str) -> None:
     host_handle(host).on_workers_released.remote(runner)
 
 
-#: The attempt whose code runs in this thread or task: routes log records to its runner.log.
-_ATTEMPT: contextvars.ContextVar[str | None] = contextvars.ContextVar("trainq_attempt", default=None)
-
-
-class _AttemptLog(logging.Handler):
-    """The host's log records of one attempt (its own, and Ray Train's from its ``fit()``
-    thread) into ``<attempt>/logs/runner.log``, next to the workers' logs."""
-
-    def __init__(self, name: str, file: Any, finish: Any) -> None:
-        super().__init__()
-        self.attempt = name
-        self._file, self._finish = file, finish
-        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if _ATTEMPT.get() == self.attempt:
-            self._file.write(self.format(record) + "\n")
-
-    def close(self) -> None:
-        self._finish()  # closes the file; on object storage, uploads it
-        super().close()
-
-
-def _log_to(handler: logging.Handler | None, attach: bool) -> None:
-    if handler is None:
-        return
-    for name in ("", "ray", "ray.train"):  # Ray's loggers do not all propagate to the root
-        (logging.getLogger(name).addHandler if attach else logging.getLogger(name).removeHandler)(handler)
-
-
 class Runner:
     """One attempt of one job, inside the ``RunnerHost``; see the module docstring."""
 
@@ -273,7 +243,10 @@ class Runner:
                 # to start (0.6-0.9 s measured on 2 cores); abort only if it lingers.
                 asyncio.get_running_loop().call_later(COOPERATIVE_STOP_S, self._abort_if_running)
                 return False
-            return True
+            # A loop that uses the hook but saved this checkpoint before it heard the pause (its own
+            # schedule) runs on until an abort lands, and would redo those steps: it hears the pause
+            # at its next call, saves again and returns. The pause deadline bounds the wait.
+            return not self.hook_seen
         return False
 
     def _abort_if_running(self) -> None:
@@ -284,9 +257,9 @@ class Runner:
     async def _run(self) -> None:
         event: dict[str, Any] = {}
         opened = logs.open_log(join_path(self.run_root, self.run_name), "runner")
-        handler = _AttemptLog(self.name, *opened) if opened else None
-        _log_to(handler, attach=True)
-        _ATTEMPT.set(self.name)
+        handler = logs.AttemptLog(self.name, *opened) if opened else None
+        logs.route(handler, attach=True)
+        logs.ATTEMPT.set(self.name)
         try:
             trainer = self._build_trainer()
             # fit() blocks for the whole run: in a thread of the host's pool (one per running
@@ -304,7 +277,7 @@ class Runner:
                 logger.exception("attempt %s of %s failed", self.attempt, self.job_id)
                 event.update(outcome="failed", error=describe_failure(e), failure=failure_kind(e))
         finally:
-            _log_to(handler, attach=False)
+            logs.route(handler, attach=False)
             if handler is not None:
                 handler.close()
         if self.exit_event is None:  # not already ended when its workers were released

@@ -65,3 +65,22 @@ def test_workers_released_for_a_restart_or_a_normal_end_change_nothing(tmp_path,
         assert exit_event.outcome == "failed"  # fit() decided, as before
 
     asyncio.run(scenario())
+
+
+def test_a_checkpoint_a_hook_loop_saved_before_it_heard_the_pause_does_not_stop_it(tmp_path, monkeypatch) -> None:
+    # Stopping it there would end it while it runs on (an abort lands 0.6-0.9 s later): the steps
+    # after that checkpoint would be redone. It hears the pause at its next call, saves, returns.
+    async def scenario() -> None:
+        runner, run, _ = _runner(tmp_path, monkeypatch)
+        await runner.start()
+        await runner.hook_state()  # the loop uses the hook
+        await runner.request_pause()
+        assert not await runner.on_report({"step": 9}, "/ck/9", 1.0)  # its own schedule's checkpoint
+        await runner.hook_told(True, 0)  # it heard the pause
+        assert not await runner.on_report({"step": 10}, "/ck/10", 2.0)  # and returns after this one
+        await runner.on_workers_released()
+        exit_event = await asyncio.wait_for(runner.wait(), 5)
+        assert (exit_event.outcome, exit_event.checkpoint_path) == ("paused", "/ck/10")
+        run.release.set()
+
+    asyncio.run(scenario())
