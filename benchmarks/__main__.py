@@ -16,6 +16,7 @@ from . import (
     control_plane,
     drain,
     elastic,
+    elastic_real,
     fairness,
     footprint,
     hook,
@@ -24,6 +25,7 @@ from . import (
     packing,
     pause,
     preemption,
+    report_poll,
     scale,
     store,
     timeslice,
@@ -33,9 +35,10 @@ SUITES = {"overhead": overhead.run, "pause": pause.run, "preemption": preemption
           "control_plane": control_plane.run, "packing": packing.run, "fairness": fairness.run,
           "hook": hook.run, "scale": scale.run, "footprint": footprint.run, "timeslice": timeslice.run,
           "launch_stall": launch_stall.run, "store": store.run, "drain": drain.run,
-          "elastic": elastic.run}
+          "elastic": elastic.run, "elastic_real": elastic_real.run,
+          "report_poll": report_poll.run}
 #: suites that start a Ray cluster of their own (in a subprocess): they need neither the bench's Ray nor its client
-OWN_CLUSTER = {"drain"}
+OWN_CLUSTER = {"drain", "elastic_real", "report_poll"}
 #: suites that simulate and need neither Ray nor a client
 PURE = {"fairness", "scale", "store", "elastic"}
 

@@ -9,7 +9,8 @@ ckpt_log (a file each rank 0 checkpoint step is appended to), ckpt_at (checkpoin
 these steps instead of every k), say (print "<say> <step> on rank <rank>" every step),
 report_torch (every report says whether torch is imported in this worker: ``torch_imported``),
 until (a file: once it exists, the step is the last one), sizes (a file rank 0 appends
-"<first step> <world size>" to when it starts: an elastic job's size per attempt).
+"<first step> <world size>" to when it starts: an elastic job's size per attempt), alpha (the
+step's work is shared by the workers: a step takes ``step_s / world_size ** alpha``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,11 @@ def count_steps(config: dict) -> None:
     if rank == 0 and config.get("sizes"):
         with open(config["sizes"], "a") as f:
             f.write(f"{start} {ray.train.get_context().get_world_size()}\n")
+    step_s = float(config.get("step_s", 0.05))
+    if config.get("alpha") is not None:  # data parallel with diminishing returns
+        step_s /= ray.train.get_context().get_world_size() ** float(config["alpha"])
     for step in range(start, total):
-        time.sleep(float(config.get("step_s", 0.05)))
+        time.sleep(step_s)
         if config.get("fail_at") == step:
             marker = config.get("fail_once")
             if not marker or not os.path.exists(marker):
