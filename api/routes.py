@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -17,6 +17,7 @@ from scheduler.errors import TooLarge
 from scheduler.model_cache import MODEL_ID_MAX, MODEL_ID_PATTERN
 from scheduler.spec import JobSpec
 from scheduler.states import JobStatus
+from scheduler.verbs import SweepVerb
 
 from . import schemas, stream
 from .auth import Authorized, Caller, require_token
@@ -219,7 +220,7 @@ async def sweep(sweep_id: SweepId, backend: BackendDep) -> Any:
 
 @router.post("/sweeps/{sweep_id}/{action}", response_model=schemas.SweepActionResponse,
              responses=answers(403, 404, 422), summary="Pause, resume or cancel every member of a sweep that can")
-async def sweep_action(sweep_id: SweepId, action: Literal["pause", "resume", "cancel"], backend: BackendDep,
+async def sweep_action(sweep_id: SweepId, action: SweepVerb, backend: BackendDep,
                        caller: Caller) -> Any:
     return await backend.sweep_action(sweep_id, action, as_user=caller)
 

@@ -18,7 +18,7 @@ from .config import NAMESPACE, Settings
 from .errors import TrainqError
 from .jobs import ordered_id
 from .states import STOPPED, JobStatus
-from .verbs import CheckpointRequested, CheckpointView, JobView, PauseResult, ResumeResult, Verbs
+from .verbs import CheckpointRequested, CheckpointView, JobView, PauseResult, ResumeResult, SweepVerb, Verbs
 
 
 def connect(address: str | None = None, *, storage_root: str | None = None, db_path: str | None = None,
@@ -105,7 +105,7 @@ class RayClient:
         """A sweep's members with their states and latest metrics, best first by its metric."""
         return self._result(self.handle.sweep.remote(sweep_id))
 
-    def sweep_action(self, sweep_id: str, action: str) -> dict[str, Any]:
+    def sweep_action(self, sweep_id: str, action: SweepVerb) -> dict[str, Any]:
         """``pause``, ``resume`` or ``cancel`` every member of a sweep that can take it."""
         return self._result(self.handle.sweep_action.remote(sweep_id, action))
 

@@ -30,7 +30,7 @@ from .errors import (
     TrainqError,
     Unauthorized,
 )
-from .verbs import CheckpointRequested, PauseResult, ResumeResult, Verbs
+from .verbs import CheckpointRequested, PauseResult, ResumeResult, SweepVerb, Verbs
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 #: states in which a job stays until someone acts on it
@@ -168,7 +168,7 @@ class HttpClient:
         """A sweep's members with their states and latest metrics, best first by its metric."""
         return self.request("GET", f"/api/training/sweeps/{sweep_id}")
 
-    def sweep_action(self, sweep_id: str, action: str) -> dict[str, Any]:
+    def sweep_action(self, sweep_id: str, action: SweepVerb) -> dict[str, Any]:
         """``pause``, ``resume`` or ``cancel`` every member of a sweep that can take it."""
         return self.request("POST", f"/api/training/sweeps/{sweep_id}/{action}")
 

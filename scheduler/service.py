@@ -21,7 +21,7 @@ from .core import RunnerEvent, Scheduler
 from .errors import Forbidden, InvalidSpec, NodeNotFound, NotReady, TrainqError
 from .events import EventLog
 from .eventstore import events_path
-from .verbs import CheckpointRequested, JobView, PauseResult, ResumeResult
+from .verbs import CheckpointRequested, JobView, PauseResult, ResumeResult, SweepVerb
 
 #: One submit: (spec, idempotency key, owner).
 SubmitItem = tuple[Any, str | None, str | None]
@@ -300,7 +300,7 @@ class SchedulerService:
         """A sweep's members with their states and latest metrics, best first by its metric."""
         return self.core.sweeps.view(sweep_id)
 
-    async def sweep_action(self, sweep_id: str, action: Any, as_user: str | None = None) -> dict[str, Any]:
+    async def sweep_action(self, sweep_id: str, action: SweepVerb, as_user: str | None = None) -> dict[str, Any]:
         """Pause, resume or cancel every member of a sweep that can take it (``core.sweeps``)."""
         return self.core.sweeps.act(sweep_id, action, as_user)
 

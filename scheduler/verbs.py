@@ -9,12 +9,14 @@ fixed shapes below.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, TypedDict
+from typing import Any, Literal, Protocol, TypedDict
 
 #: A job as every interface shows it (``api.schemas.JobPublic`` lists its fields).
 JobView = dict[str, Any]
 #: A recorded checkpoint: path, attempt, metrics, time, bytes, retention ``state``.
 CheckpointView = dict[str, Any]
+#: The verbs a whole sweep takes (each member that can: ``core.sweeps``).
+SweepVerb = Literal["pause", "resume", "cancel"]
 
 
 class PauseResult(TypedDict):

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-JOBS_DIR = str(Path(__file__).parent / "jobs")
+from scenario_kit import JOBS_DIR, timeline
 
 
 def main(tmp: str) -> dict:
@@ -30,11 +30,8 @@ def main(tmp: str) -> dict:
     import scheduler
     from scheduler.errors import TrainqError
 
-    out: dict = {"timeline": {}}
-    t0 = time.monotonic()
-
-    def mark(what: str) -> None:  # where the scenario's time goes, for whoever makes it faster
-        out["timeline"][what] = round(time.monotonic() - t0, 1)
+    out: dict = {}
+    mark = timeline(out)
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     named = {"A100": cluster.add_node(num_cpus=1, num_gpus=1, resources={"accelerator_type:A100": 1}),

@@ -16,6 +16,7 @@ from scheduler.store import SQLiteStore
 sys.path.insert(0, str(Path(__file__).parent))
 from fakes import FakeCheckpointFS, FakeClock, FakeCluster, FakeLauncher
 from helpers import API_TOKEN, JOBS_DIR, RAY_CPUS, SECRET_VALUE, SECRET_VAR
+from pg import INSTALL_HINT, PostgresServer, bin_dir
 from scenarios import Scenarios
 
 # Every Ray the tests start (the session's, the multi-node clusters, each `trainq serve`) inherits these.
@@ -243,3 +244,15 @@ def tq(client, tmp_path: Path):
         with contextlib.suppress(Exception):
             if client.get(job_id)["status"] in ("queued", "pending", "running", "pausing", "paused"):
                 client.cancel(job_id)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """One local Postgres server for the session, the store suite's and the end-to-end tests' (skips
+    the test where none can be had: tests/pg.py says how to install the server)."""
+    if bin_dir() is None:
+        pytest.skip(INSTALL_HINT)
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.destroy()

@@ -23,17 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-JOBS_DIR = str(Path(__file__).parent / "jobs")
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
+from scenario_kit import JOBS_DIR, timeline, wait_for
 
 
 def _counts_b(message: str) -> bool:
@@ -52,11 +42,8 @@ def main(tmp: str) -> dict:
     import scheduler
     from scheduler.config import NAMESPACE, SCHEDULER_NAME
 
-    out: dict = {"timeline": {}}
-    t0 = time.monotonic()
-
-    def mark(what: str) -> None:  # where the scenario's time goes, for whoever makes it faster
-        out["timeline"][what] = round(time.monotonic() - t0, 1)
+    out: dict = {}
+    mark = timeline(out)
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     # "spot" marks the nodes the plain job may use (A, and later C), so it lands on A for sure,

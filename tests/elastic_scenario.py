@@ -21,17 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-JOBS_DIR = str(Path(__file__).parent / "jobs")
-
-
-def wait_for(predicate, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise TimeoutError(what)
+from scenario_kit import JOBS_DIR, timeline, wait_for
 
 
 def main(tmp: str) -> dict:
@@ -40,11 +30,8 @@ def main(tmp: str) -> dict:
 
     import scheduler
 
-    out: dict = {"timeline": {}}
-    t0 = time.monotonic()
-
-    def mark(what: str) -> None:  # where the scenario's time goes, for whoever makes it faster
-        out["timeline"][what] = round(time.monotonic() - t0, 1)
+    out: dict = {}
+    mark = timeline(out)
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
     cluster.add_node(num_cpus=2)

@@ -15,9 +15,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import get_args
 
 from ..errors import TrainqError
 from ..http import DEFAULT_URL, HttpClient
+from ..verbs import SweepVerb
 from . import commands
 from .commands import UsageError, workers_arg
 from .db import add_parser as add_db_parser
@@ -131,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("queue", help="the queue, in the order jobs will start, with why each waits and its ETA")
     p = sub.add_parser("sweep", help="a sweep's members, best first by its metric; or pause/resume/cancel them all")
     p.add_argument("sweep_id")
-    p.add_argument("action", nargs="?", choices=("pause", "resume", "cancel"), help="act on every member that can")
+    p.add_argument("action", nargs="?", choices=get_args(SweepVerb), help="act on every member that can")
     p = sub.add_parser("usage", help="GPU-hours, CPU-hours, lost work, preemptions and attempts per user or job")
     p.add_argument("--by", choices=("user", "job"), default="user", help="one row per user (default) or per job")
     p.add_argument("--since", metavar="TIME", help="ISO 8601 time, e.g. 2026-11-01 (default: all time)")

@@ -9,18 +9,18 @@ state the transition table lets take them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidSpec, TrainqError
 from ..policy import dependencies as rule
 from ..spec import SweepSpec
 from ..states import RESUMABLE, JobStatus, allowed
+from ..verbs import SweepVerb
 
 if TYPE_CHECKING:
     from .facade import Scheduler
 
 S = JobStatus
-SweepVerb = Literal["pause", "resume", "cancel"]
 
 
 def applies(verb: SweepVerb, status: JobStatus) -> bool:

@@ -197,7 +197,7 @@ class SQLiteStore(SQLiteLeasing):
             )
             if cur.rowcount != 1:
                 return None
-            self._insert_transition(transition)
+            self._insert_transitions([transition])
             self._insert_request(request, job_id, transition.at)
         return self.get_job(job_id)
 
@@ -386,9 +386,6 @@ class SQLiteStore(SQLiteLeasing):
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, json.dumps(value)))
 
     # -- helpers ------------------------------------------------------------------------------
-    def _insert_transition(self, t: Transition) -> None:
-        self._insert_transitions([t])
-
     def _insert_transitions(self, transitions: Sequence[Transition]) -> None:
         self._db.executemany(
             "INSERT INTO transitions (job_id, from_status, to_status, at, reason, attempt) VALUES (?, ?, ?, ?, ?, ?)",

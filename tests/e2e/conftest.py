@@ -4,32 +4,21 @@ the schedulers that must outlive a head node)."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from pg import INSTALL_HINT, PostgresServer, bin_dir
+from pg import PostgresServer
 
 _names = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def e2e_pg() -> Iterator[PostgresServer]:
-    """One local Postgres server for the session's end-to-end tests (skips where none can be had)."""
-    if bin_dir() is None:
-        pytest.skip(INSTALL_HINT)
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.destroy()
-
-
 @pytest.fixture
-def new_pg_registry(e2e_pg: PostgresServer) -> Callable[[], str]:
+def new_pg_registry(pg_server: PostgresServer) -> Callable[[], str]:
     """Factory: the URL of a new, empty Postgres database for a registry (with a password in the
     URL, which nothing may show)."""
     def make() -> str:
         name = f"e2e_{next(_names)}"
-        e2e_pg.create_database(name)
-        return e2e_pg.url(name, password="s3cret-pw")
+        pg_server.create_database(name)
+        return pg_server.url(name, password="s3cret-pw")
 
     return make

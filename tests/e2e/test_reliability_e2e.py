@@ -20,28 +20,11 @@ import ray
 from helpers import JOBS_DIR, RAY_CPUS, wait_until
 from test_ray_e2e import _step_of_checkpoint
 
+from benchmarks.launch_stall import POLLER  # another client's process, asking every 50 ms
 from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
 from scheduler.states import JobStatus, allowed
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
-
-
-POLLER = """
-import json, pathlib, sys, time
-import ray
-ray.init(address=sys.argv[1], namespace="trainq", log_to_driver=False, configure_logging=False)
-handle = ray.get_actor("scheduler", namespace="trainq")
-ray.get(handle.get.remote(sys.argv[2]))
-stop = pathlib.Path(sys.argv[3])
-pathlib.Path(sys.argv[3] + ".ready").touch()
-latencies = []
-while not stop.exists():
-    asked = time.monotonic()
-    ray.get(handle.get.remote(sys.argv[2]))
-    latencies.append(time.monotonic() - asked)
-    time.sleep(0.05)
-print(json.dumps(latencies))
-"""
 
 
 def _kill_scheduler() -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from pg import INSTALL_HINT, PostgresServer, bin_dir
+from pg import PostgresServer
 
 from scheduler.store import open_store
 
@@ -20,17 +20,6 @@ BACKENDS = ["sqlite", "postgres"]
 #: Emptied before each test that uses the session's database.
 TABLES = "jobs, transitions, reports, checkpoints, attempts, requests, meta, events"
 _databases = itertools.count()
-
-
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PostgresServer]:
-    """One local Postgres server for the session (skips the test where none can be had)."""
-    if bin_dir() is None:
-        pytest.skip(INSTALL_HINT)
-    server = PostgresServer()
-    server.start()
-    yield server
-    server.destroy()
 
 
 @pytest.fixture
