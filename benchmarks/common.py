@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -101,3 +104,17 @@ def wait_status(client: Any, job_id: str, statuses: set[str], timeout_s: float =
 def steps_spec(name: str, log: str, num_workers: int = 1, **config: Any) -> dict[str, Any]:
     return {"name": name, "entrypoint": "steps:count_steps", "num_workers": num_workers,
             "runtime_env": {"working_dir": JOBS_DIR}, "config": {"log": log, **config}}
+
+
+def run_apart(module: str, *args: str, env: dict[str, str] | None = None) -> Any:
+    """``python -m <module> <args>`` in a subprocess that starts a Ray of its own (never the bench's:
+    ``RAY_ADDRESS`` is dropped), and the JSON of the ``RESULT`` line it prints last."""
+    root = str(Path(__file__).resolve().parent.parent)
+    full = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")} | (env or {})
+    full["PYTHONPATH"] = os.pathsep.join([root, full.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, timeout=1200,
+                          env=full, cwd=root, check=False)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{module} {' '.join(args)} failed: {proc.stdout[-2000:]}{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len("RESULT "):])

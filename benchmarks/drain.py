@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import JOBS_DIR, Row
+from .common import JOBS_DIR, Row, run_apart
 
 STEP_S = 0.1
 EVERY = 10  # the checkpoint interval of both loops, in steps
@@ -109,16 +108,8 @@ def main(tmp: str) -> dict[str, Any]:
 def run(client: Any, ws: Any, quick: bool) -> list[Row]:
     """The rows (the bench's own client and Ray are not used: the cluster is this module's)."""
     tmp = tempfile.mkdtemp(prefix="trainq-drain-", dir=str(ws.dir))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env.setdefault("TRAINQ_RETRY_BACKOFF_S", "0")  # the removal's retry starts as soon as it can
-    root = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, "-m", "benchmarks.drain", tmp], capture_output=True, text=True,
-                          timeout=1200, env=env, cwd=root, check=False)
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-    if proc.returncode != 0 or not lines:
-        raise RuntimeError(f"the drain bench failed: {proc.stdout[-2000:]}{proc.stderr[-4000:]}")
-    r = json.loads(lines[-1][len("RESULT "):])
+    backoff = os.environ.get("TRAINQ_RETRY_BACKOFF_S", "0")  # the removal's retry starts as soon as it can
+    r = run_apart("benchmarks.drain", tmp, env={"TRAINQ_RETRY_BACKOFF_S": backoff})
     assert all(c["status"] == "completed" and c["complete"] for c in r.values()), r
     assert r["cooperative-drained"]["retries"] == 0 and r["plain-drained"]["retries"] == 0, r
     rows = []

@@ -19,14 +19,13 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import JOBS_DIR, Row
+from .common import JOBS_DIR, Row, run_apart
 
 STEP_S = 0.5
 #: (name, arrival s, steps, elastic?)
@@ -90,17 +89,7 @@ def main(tmp: str, mode: str) -> dict[str, Any]:
 def run(client: Any, ws: Any, quick: bool) -> list[Row]:
     """The rows (the bench's own client and Ray are not used: each mode starts a Ray of its own)."""
     tmp = tempfile.mkdtemp(prefix="trainq-elastic-", dir=str(ws.dir))
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    results = {}
-    for mode in ("fixed", "elastic"):
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.elastic_real", tmp, mode], capture_output=True,
-                              text=True, timeout=1200, env=env, cwd=root, check=False)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"the real elastic bench ({mode}) failed: {proc.stdout[-2000:]}{proc.stderr[-4000:]}")
-        results[mode] = json.loads(lines[-1][len("RESULT "):])
+    results = {mode: run_apart("benchmarks.elastic_real", tmp, mode) for mode in ("fixed", "elastic")}
     fixed, grown = results["fixed"], results["elastic"]
     names = [t[0] for t in TRACE]
     assert all(r[n]["once"] for r in results.values() for n in names), results  # no step lost or run twice

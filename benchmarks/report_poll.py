@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 import psutil
 
-from .common import JOBS_DIR, Row, median
+from .common import JOBS_DIR, Row, median, run_apart
 
 N = 6
 WINDOW_S = 20.0
@@ -88,17 +86,7 @@ def main(tmp: str, poll: float) -> dict[str, Any]:
 def run(client: Any, ws: Any, quick: bool) -> list[Row]:
     """The rows (the bench's own client and Ray are not used: each setting starts a Ray of its own)."""
     tmp = tempfile.mkdtemp(prefix="trainq-poll-", dir=str(ws.dir))
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_ADDRESS")}
-    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    cores = {}
-    for poll in POLLS:
-        proc = subprocess.run([sys.executable, "-m", "benchmarks.report_poll", tmp, str(poll)], capture_output=True,
-                              text=True, timeout=1200, env=env, cwd=root, check=False)
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            raise RuntimeError(f"the report poll bench ({poll}) failed: {proc.stdout[-2000:]}{proc.stderr[-4000:]}")
-        cores[poll] = json.loads(lines[-1][len("RESULT "):])["cores"]
+    cores = {poll: run_apart("benchmarks.report_poll", tmp, str(poll))["cores"] for poll in POLLS}
     fast, slow = cores[POLLS[1]], cores[POLLS[0]]
     return [Row(f"report poll {POLLS[1]:g} s vs {POLLS[0]:g} s: CPU of all Ray processes per running job"
                 f" ({N} jobs of 1 worker, a report a second)", 100 * fast / N, 100 * slow / N, "% of a core",

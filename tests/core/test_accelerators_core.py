@@ -67,7 +67,8 @@ def test_a_strict_pack_gang_waits_with_the_numbers_when_no_node_holds_it(make_co
         "STRICT_PACK needs 2 workers × 1 CPU on one node; the most any node holds now is 1 (1 CPU free)")
 
 
-def test_a_strict_pack_head_preempts_only_the_job_whose_node_then_holds_it(make_core) -> None:
+def _two_low_jobs_one_per_node(make_core):
+    """Two 1-CPU jobs, one on each of two 2-CPU nodes, each with a checkpoint (a's 100 s older)."""
     core, launcher, clock, cluster = _core(make_core, [{"CPU": 2.0}, {"CPU": 2.0}])
     a = core.submit(spec(name="a", min_runtime_s=0))["job_id"]
     b = core.submit(spec(name="b", min_runtime_s=0))["job_id"]
@@ -77,6 +78,11 @@ def test_a_strict_pack_head_preempts_only_the_job_whose_node_then_holds_it(make_
     cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]
     sims[a].report(0, "/s/a/ck")
     clock.advance(100)
+    return core, launcher, clock, cluster, a, b, sims
+
+
+def test_a_strict_pack_head_preempts_only_the_job_whose_node_then_holds_it(make_core) -> None:
+    core, launcher, _, cluster, a, b, sims = _two_low_jobs_one_per_node(make_core)
     sims[b].report(0, "/s/b/ck")  # b's checkpoint is fresher: the cheaper victim
     head = core.submit(spec(num_workers=2, placement_strategy="STRICT_PACK", priority=10))["job_id"]
     assert launcher.pauses == [(b, 1)] and core.get(a)["status"] == "running"
@@ -93,15 +99,7 @@ def test_a_strict_pack_head_preempts_only_the_job_whose_node_then_holds_it(make_
 def test_room_a_victim_just_released_counts_as_on_its_way_while_ray_still_shows_it_taken(make_core) -> None:
     # The race the accelerator scenario met: the victim's run ends, trainq schedules at once, and
     # Ray's per-node view still shows its CPU taken; the head must wait for that room, not pause a second job.
-    core, launcher, clock, cluster = _core(make_core, [{"CPU": 2.0}, {"CPU": 2.0}])
-    a = core.submit(spec(name="a", min_runtime_s=0))["job_id"]
-    b = core.submit(spec(name="b", min_runtime_s=0))["job_id"]
-    sims = {a: RunnerSim(core, a, 1), b: RunnerSim(core, b, 1)}
-    for sim in sims.values():
-        sim.started()
-    cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]
-    sims[a].report(0, "/s/a/ck")
-    clock.advance(100)
+    core, launcher, clock, cluster, a, b, sims = _two_low_jobs_one_per_node(make_core)
     sims[b].report(0, "/s/b/ck")
     head = core.submit(spec(num_workers=2, placement_strategy="STRICT_PACK", priority=10))["job_id"]
     assert launcher.pauses == [(b, 1)]
@@ -118,15 +116,7 @@ def test_room_a_victim_just_released_counts_as_on_its_way_while_ray_still_shows_
 
 def test_room_that_never_shows_in_ray_is_made_again_once_it_has_had_time_to(make_core) -> None:
     # Something outside trainq took the released CPU: after the settling time the head makes room anew.
-    core, launcher, clock, cluster = _core(make_core, [{"CPU": 2.0}, {"CPU": 2.0}])
-    a = core.submit(spec(name="a", min_runtime_s=0))["job_id"]
-    b = core.submit(spec(name="b", min_runtime_s=0))["job_id"]
-    sims = {a: RunnerSim(core, a, 1), b: RunnerSim(core, b, 1)}
-    for sim in sims.values():
-        sim.started()
-    cluster.free_per_node = [{"CPU": 1.0}, {"CPU": 1.0}]
-    sims[a].report(0, "/s/a/ck")
-    clock.advance(100)
+    core, launcher, clock, _, a, b, sims = _two_low_jobs_one_per_node(make_core)
     sims[b].report(0, "/s/b/ck")
     head = core.submit(spec(num_workers=2, placement_strategy="STRICT_PACK", priority=10))["job_id"]
     sims[b].exit("paused")
