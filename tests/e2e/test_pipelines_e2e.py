@@ -87,8 +87,10 @@ def _observed(c: Any, job_ids: list[str]) -> tuple[Any, ...]:
 def test_a_dry_run_on_a_full_cluster_changes_nothing_and_names_the_job_a_submit_preempts(tq, tmp_path) -> None:
     c = tq.c
     stop = tmp_path / "stop"
+    # Its steps are long, so that it reports nothing (and changes nothing) while the dry runs are asked:
+    # whatever differs after them is theirs.
     filler = tq.submit({**tq.steps_spec("fill", total=10**6, every=10**6, until=str(stop), cooperative=True,
-                                        num_workers=2, min_runtime_s=0), "time_limit_s": 600})["job_id"]
+                                        step_s=60, num_workers=2, min_runtime_s=0), "time_limit_s": 600})["job_id"]
     c.wait(filler, "running", timeout_s=120)
     before = _observed(c, [filler])
     low = c.submit(tq.steps_spec("dry", total=2), dry_run=True)
