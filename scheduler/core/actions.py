@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from ..policy import Resources
+from ..policy.elastic import Loan
 
 
 class Why(Enum):
@@ -79,6 +80,8 @@ class Resize:
     for_job: str | None = None  # a shrink: the job it makes room for (None: a grow into idle room)
     expected_lost_work_s: float | None = None
     detail: str = ""  # a shrink: why (the two priorities, a reclaimed guarantee, a loan taken back)
+    loan: Loan | None = None  # a grow: the workers a waiting head lends it, and when they go back
+    repays: str | None = None  # a shrink giving back the workers this waiting head lent it
 
 
 Action = Start | MakeWay | Resize | AskCapacity | Hold | CancelUnmet

@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..jobs import iso
-from ..policy import Entry, Resources, elastic, failure, preemption, quota
+from ..policy import Entry, Resources, backfill, elastic, failure, preemption, quota
 from ..states import JobStatus
 from .actions import Hold, Resize
+from .snapshot import STOP_MARGIN_S, Resizing
 
 if TYPE_CHECKING:
     from .scheduling import Pass
@@ -56,30 +57,64 @@ def room_for(entry: Entry, holders: Sequence[preemption.Candidate], sized: Mappi
 
 
 def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Quota]) -> list[Resize]:
-    """Running elastic jobs to grow into room nothing queued can use (``elastic.plan_grow``): none
-    while a job that could start waits (``head``), never what a job in its requeue backoff will
-    need, and not within ``TRAINQ_RESIZE_MIN_INTERVAL_S`` of a job's start.
+    """Running elastic jobs to grow into room nothing queued can use (``elastic.plan_grow``): never
+    what a job in its requeue backoff will need, and not within ``TRAINQ_RESIZE_MIN_INTERVAL_S`` of
+    a job's start.
 
-    Why not grow into what backfill's reservation leaves spare while a head waits (the policy can):
-    a growing job goes back to the queue for its relaunch, behind that head in strict order, and
-    would then wait for it, or start again smaller as backfill: the grow would cost it its run.
+    While a job that could start waits (``head``), only jobs ahead of it in admission order grow: a
+    job behind it would relaunch behind it, and wait for it. They grow into what the head's
+    reservation leaves spare, and borrow what the head cannot use before its earliest start, given
+    back in time (``give_backs``). Both count on running jobs' time limits, as backfill does: with
+    an end unknown, the head might start any moment and nothing grows while it waits.
     """
-    if head is not None:
-        return []
     sized = sizes(p)
     if not any(s.workers < s.max_workers for s in sized.values()):
         return []
     snap, settings = p.snapshot, p.ctx.settings
     free = snap.free()
+    reservation, lenders = None, set()
+    if head is not None:
+        lenders = {job_id for job_id in sized if _ahead(p, job_id, head)}
+        if not lenders:
+            return []
+        reservation = backfill.reserve(head.job_id, head.demand, free, snap.releases(now), now)
     keep: Resources = {}
     for entry in itertools.islice(p.writer.queue.in_order(), 500):  # jobs waiting out a backoff keep their room
         if entry.not_before is not None and entry.not_before > now:
             keep = {k: keep.get(k, 0.0) + entry.demand.get(k, 0.0) for k in {*keep, *entry.demand}}
     plans = elastic.plan_grow(snap.holders(now), sized, free, now, min_interval_s=settings.resize_min_interval_s,
-                              keep=keep,
+                              waiting=head is not None, reservation=reservation, lenders=lenders,
+                              give_back_s=settings.preempt_grace_s + STOP_MARGIN_S, keep=keep,
                               nodes=snap.nodes_by_id(), owners=p.writer.owners, used=snap.used_by_user(),
                               quotas=quotas)
-    return [Resize(g.job_id, g.to_workers) for g in plans]
+    return [Resize(g.job_id, g.to_workers, loan=g.loan) for g in plans]
+
+
+def _ahead(p: Pass, job_id: str, head: Entry) -> bool:
+    """Whether ``job_id``, requeued now, comes before ``head`` in admission order. A users file
+    orders a priority's jobs by their owners' usage: there only the head owner's own earlier jobs."""
+    job = p.writer.live[job_id]
+    if job.priority != head.priority:
+        return job.priority > head.priority
+    owners = p.writer.owners
+    return job.seq < head.seq and (p.ctx.users is None or owners.get(job_id) == owners.get(head.job_id))
+
+
+def give_backs(p: Pass, now: float) -> list[Resize]:
+    """Loans due while their head still waits: shrink back to the size before the loan. A loan
+    whose head no longer waits, or whose attempt has ended, is forgotten: its workers are then an
+    ordinary grow's (a job of their priority may take them back once they are lent long enough)."""
+    out = []
+    for job_id, (loan, attempt) in list(p.snapshot.loans.items()):
+        job = p.writer.live.get(job_id)
+        if job is None or job.attempt > attempt or loan.head not in p.writer.queue:
+            p.snapshot.loans.pop(job_id)
+        elif job.attempt == attempt and job.status is S.RUNNING and loan.at <= now:
+            if (job.workers or 0) > loan.to_workers:
+                out.append(Resize(job_id, loan.to_workers, repays=loan.head))
+            else:  # it started again smaller than planned: nothing is lent
+                p.snapshot.loans.pop(job_id)
+    return out
 
 
 #: how long a job relaunching after a resize waits for the room of its new size before it starts
@@ -98,7 +133,7 @@ def holds(p: Pass, now: float) -> list[Hold]:
     jobs that have started again or gone."""
     out: list[Hold] = []
     growing, snap = p.snapshot.resizing, p.snapshot
-    for job_id, (to, since, for_job) in list(growing.items()):
+    for job_id, (to, since, for_job, capped) in list(growing.items()):
         job = p.writer.live.get(job_id)
         entry = p.writer.queue.get(job_id)
         if entry is None:
@@ -117,8 +152,9 @@ def holds(p: Pass, now: float) -> list[Hold]:
             None if by_id is None else list(by_id.values())) is not None
         if waited or room:  # kept until it starts (above): a pass that does not start it holds it again
             # A shrunk job starts again at the size planned, not with all it finds free: the room
-            # it gave up is for the job it shrank for, which may be behind it in the queue.
-            out.append(Hold(job_id, None, to if for_job is not None else None))
+            # it gave up is for the job it shrank for, which may be behind it in the queue; a job
+            # on a loan takes no more than the loan covers, and one giving it back no more than before.
+            out.append(Hold(job_id, None, to if capped else None))
         elif first:
             why = f"shrinking to {to} workers: {for_job}, which it makes room for, starts first"
             out.append(Hold(job_id, (RESIZING, why)))
@@ -130,7 +166,7 @@ def holds(p: Pass, now: float) -> list[Hold]:
 
 def waits_on(p: Pass, started: Sequence[str]) -> bool:
     """Whether a shrunk job is held until one of ``started`` (the job it shrank for) has started."""
-    return any(for_job in started for _, _, for_job in p.snapshot.resizing.values())
+    return any(r.for_job in started for r in p.snapshot.resizing.values())
 
 
 def begin(p: Pass, action: Resize) -> None:
@@ -142,16 +178,27 @@ def begin(p: Pass, action: Resize) -> None:
         return  # still starting: resized on a later pass, once it runs
     plan = p.attempts.plan_pause(job, now, cap_s=p.ctx.settings.preempt_grace_s)
     workers = job.workers or p.writer.spec(job).min_workers
-    if action.for_job is None:
-        reason = (f"growing from {workers} to {action.to_workers} workers into idle capacity; pausing at its next"
-                  f" checkpoint ({plan.message})")
-        changes: dict[str, Any] = {"preempted_by": None}
+    changes: dict[str, Any] = {"preempted_by": None}
+    loan = action.loan
+    if action.repays is not None:
+        p.snapshot.loans.pop(job.job_id, None)
+        reason = (f"giving back the workers {action.repays} lent it: shrinking from {workers} to {action.to_workers}"
+                  f" workers before {action.repays} may start; pausing at its next checkpoint ({plan.message})")
+    elif action.for_job is None:
+        lent = "" if loan is None else (f" ({action.to_workers - loan.to_workers} of them lent by {loan.head},"
+                                        f" which waits, until {iso(loan.at)})")
+        reason = (f"growing from {workers} to {action.to_workers} workers into idle capacity{lent}; pausing at its"
+                  f" next checkpoint ({plan.message})")
+        if loan is not None:
+            p.snapshot.loans[job.job_id] = (loan, job.attempt + 1)  # the attempt it relaunches as holds it
     else:
         reason = (f"shrinking from {workers} to {action.to_workers} workers for {action.for_job} ({action.detail});"
                   f" pausing at its next checkpoint ({plan.message})")
         changes = {"preempted_by": action.for_job, "preemptions": job.preemptions + 1}
-    p.snapshot.resizing[job.job_id] = (action.to_workers, now, action.for_job)
+    capped = action.for_job is not None or loan is not None or action.repays is not None
+    p.snapshot.resizing[job.job_id] = Resizing(action.to_workers, now, action.for_job, capped)
     p.attempts.begin_pause(job, plan, failure.RESIZE, reason, **changes)
     p.writer.notify({"type": "resize", "job_id": job.job_id, "from_workers": workers,
                      "to_workers": action.to_workers, "for_job": action.for_job,
-                     "expected_lost_work_s": action.expected_lost_work_s, "at": iso(now)})
+                     "expected_lost_work_s": action.expected_lost_work_s, "at": iso(now),
+                     "lent_by": None if loan is None else loan.head, "repays": action.repays})

@@ -69,6 +69,7 @@ class Pass:
                                          a.workers) for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
         self.apply(self._planned_due(now))
+        self.apply(resizing.give_backs(self, now))
         # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
         if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
             self.apply(self.make_room(head, capacity, now))

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import policy
 from ..jobs import Job, step_of, total_steps_of
-from ..policy import Entry, Resources, accelerators, backfill, fairshare, pending, preemption, quota
+from ..policy import Entry, Resources, accelerators, backfill, elastic, fairshare, pending, preemption, quota
 from ..states import ACTIVE, JobStatus
 from .attempts import Attempts
 from .checkpoints import Checkpoints
@@ -39,6 +39,15 @@ class Placed:
     nodes: dict[str, int] | None = None
 
 
+class Resizing(NamedTuple):
+    """An elastic job pausing to change size (``core.resizing``)."""
+
+    to: int  # the size planned
+    since: float  # when it was asked
+    for_job: str | None  # a shrink: the job it makes room for (None: a grow, or a loan given back)
+    capped: bool  # it starts again with at most ``to`` (a shrink, a grow on a loan, a loan given back)
+
+
 class Snapshot:
     """The scheduling state as the pure policies take it."""
 
@@ -51,10 +60,12 @@ class Snapshot:
         #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
         #: such a job then runs on, and only the head's start may be later than reserved)
         self.planned: dict[str, backfill.PlannedPause] = {}
-        #: elastic jobs pausing to change size: (the size planned, when asked, the job a shrink is
-        #: for); a job relaunching waits for that room (``core.resizing.holds``); lost on a restart
-        #: (it then starts with what fits)
-        self.resizing: dict[str, tuple[int, float, str | None]] = {}
+        #: elastic jobs pausing to change size; a job relaunching waits for that room
+        #: (``core.resizing.holds``); lost on a restart (it then starts with what fits)
+        self.resizing: dict[str, Resizing] = {}
+        #: elastic jobs grown on a loan from a waiting head, with the attempt that holds it: given
+        #: back at its time (``core.resizing.give_backs``); lost on a restart, as ``planned`` is
+        self.loans: dict[str, tuple[elastic.Loan, int]] = {}
         #: each attempt holding resources: the type and nodes admission chose (the core's model of
         #: where it runs, not a Ray lookup), dropped once the attempt releases what it held
         self.placed: dict[tuple[str, int], Placed] = {}
@@ -185,7 +196,7 @@ class Snapshot:
         whether it started as ``spare`` backfill. ``by_rate``: also from its steps to go at its
         recent step rate (for ETAs; backfill counts on time limits only, which are promises)."""
         grace_s = self.ctx.settings.preempt_grace_s
-        out = []
+        out: list[tuple[pending.RunningEnd, bool]] = []
         for (job_id, attempt), demand in self.writer.held.items():
             job = self.writer.live.get(job_id)
             end = pending.EndEstimate(None, "releasing")
@@ -197,9 +208,23 @@ class Snapshot:
                     end = pending.EndEstimate(at, "backfilled: paused before the head it runs beside")
                 else:
                     end = self._end_estimate(job, now, by_rate and job.status is S.RUNNING)
+                    demand = self._lent_part(job, demand, out)
             out.append((pending.RunningEnd(job_id, demand, end.end_at, end.basis),
                         job is not None and job.backfill == "spare"))
         return out
+
+    def _lent_part(self, job: Job, demand: Resources, out: list[tuple[pending.RunningEnd, bool]]) -> Resources:
+        """A running job's loan comes back at its time (plus the pause's bound): counted apart in
+        ``out``; returns the rest of ``demand``, which it holds until its own end."""
+        loan, attempt = self.loans.get(job.job_id, (None, 0))
+        workers = job.workers or 0
+        if loan is None or attempt != job.attempt or workers <= loan.to_workers:
+            return demand
+        lent = {k: v * (workers - loan.to_workers) / workers for k, v in demand.items()}
+        at = loan.at + self.ctx.settings.preempt_grace_s + STOP_MARGIN_S
+        out.append((pending.RunningEnd(job.job_id, lent, at, f"lent by {loan.head}: given back before it may start"),
+                    False))
+        return policy.subtract(demand, lent)
 
     def _end_estimate(self, job: Job, now: float, by_rate: bool = False) -> pending.EndEstimate:
         spec = self.writer.spec(job)

@@ -11,10 +11,14 @@ docs/design.md, "Why trainq decides the size"). Three decisions, each over a sna
 - ``plan_grow``: a running job below ``max`` grows into capacity that nothing queued can use: the
   free room less ``keep``, and while a job waits only what backfill's reservation leaves spare
   once that head has started (``backfill.Reservation.spare``), so a grow never delays the head.
-  Within the owner's ``max`` quota; not within ``min_interval_s`` of the job's last start (the
-  churn bound, ``TRAINQ_RESIZE_MIN_INTERVAL_S``); only by at least ``min_gain`` workers. Idle
-  workers are dealt one at a time (higher priority first, then the job with the fewest workers:
-  with sublinear speedup a worker gains most there), then each gang is checked on the nodes.
+  A job ahead of the waiting head in queue order (it relaunches before the head) may also borrow
+  the room the head cannot use before its earliest start: a *loan*, given back by a shrink to its
+  size before the loan in time for that start, as a ``preemptible`` backfill makes way (the grow
+  says when and to what size). Within the owner's ``max`` quota; not within ``min_interval_s`` of
+  the job's last start, and a loan only when it lasts that long (the churn bound,
+  ``TRAINQ_RESIZE_MIN_INTERVAL_S``); only by at least ``min_gain`` workers. Idle workers are
+  dealt one at a time (higher priority first, then the job with the fewest workers: with
+  sublinear speedup a worker gains most there), then each gang is checked on the nodes.
 - ``plan_shrink``: when a head needs room (priority, or a reclaim with the caller's priorities as
   ``quota.reclaim_ranked`` sets them), workers above ``min`` are taken before any whole job is
   paused, by ``preemption.choose_victims`` itself: each worker above ``min`` is offered as a
@@ -32,7 +36,7 @@ assumption (Ray re-places the smaller gang): its workers on the nodes where it h
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .accelerators import Choice, choose, per_type
@@ -67,12 +71,24 @@ class Sized:
 
 
 @dataclass(frozen=True)
+class Loan:
+    """Room a waiting ``head`` cannot use yet, lent to a job ahead of it: at ``at``, if the head
+    still waits, the job shrinks back to ``to_workers`` (its size before the loan)."""
+
+    head: str
+    at: float
+    to_workers: int
+
+
+@dataclass(frozen=True)
 class Grow:
-    """Relaunch ``job_id`` from its next checkpoint with ``to_workers``; ``borrowing``: beyond its owner's guarantee."""
+    """Relaunch ``job_id`` from its next checkpoint with ``to_workers``; ``borrowing``: beyond its
+    owner's guarantee; ``loan``: some of the workers are lent by a waiting head, to give back."""
 
     job_id: str
     to_workers: int
     borrowing: bool = False
+    loan: Loan | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +145,8 @@ def start_size(entry: Entry, min_workers: int, max_workers: int, free: Mapping[s
 
 def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: Mapping[str, float], now: float, *,
               min_interval_s: float = DEFAULT_MIN_INTERVAL_S, min_gain: int = 1, waiting: bool = False,
-              reservation: Reservation | None = None, keep: Mapping[str, float] | None = None,
+              reservation: Reservation | None = None, lenders: Container[str] = frozenset(),
+              give_back_s: float = 0.0, keep: Mapping[str, float] | None = None,
               nodes: Mapping[str, Mapping[str, float]] | None = None, owners: Mapping[str, str] | None = None,
               used: Mapping[str, Mapping[str, float]] | None = None,
               quotas: Mapping[str, Quota] | None = None) -> list[Grow]:
@@ -137,31 +154,53 @@ def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: 
 
     Call it after admission and backfill in a pass, with what is still ``free``. ``waiting``: a
     ready job not held by its owner's quota still waits (``reservation`` is its head's; without
-    one nothing may grow). ``nodes`` free per node id; ``owners``, ``used`` and ``quotas`` as for
-    ``admission.admit_with_quotas`` (a grow never takes its owner past ``max``).
+    one nothing may grow). Then only ``lenders`` grow, the jobs ahead of that head in queue order
+    (a job behind it would relaunch behind it, and wait for it): into its spare room, and into
+    the rest of the free room when they can give it back ``give_back_s`` (their pause's bound)
+    before the head's earliest start and keep it ``min_interval_s`` first. ``nodes`` free
+    per node id; ``owners``, ``used`` and ``quotas`` as for ``admission.admit_with_quotas`` (a
+    grow never takes its owner past ``max``).
     """
     room: Resources = subtract(free, keep or {})
+    lendable: Resources = {}
+    give_back_at = None
     if waiting:
         spare = reservation.spare if reservation is not None else {}
-        room = {k: min(v, spare.get(k, 0.0)) for k, v in room.items()}
+        lendable, room = room, {k: min(v, spare.get(k, 0.0)) for k, v in room.items()}
+        lendable = subtract(lendable, room)
+        earliest = reservation.earliest_at if reservation is not None else None
+        if earliest is not None and earliest - give_back_s - now >= min_interval_s:
+            give_back_at = earliest - give_back_s
+        else:
+            lendable = {}
     owners, used, quotas = owners or {}, used or {}, quotas or {}
     holding = {u: dict(r) for u, r in used.items()}
     jobs = [c for c in holders if c.job_id in sizes and not c.stopping
             and sizes[c.job_id].workers < sizes[c.job_id].max_workers
             and now - c.attempt_started_at >= min_interval_s]
     target = {c.job_id: sizes[c.job_id].workers for c in jobs}
+    lent = dict.fromkeys(target, 0)
     borrowing: dict[str, bool] = {}
     while True:
         for c in sorted(jobs, key=lambda c: (-c.priority, target[c.job_id], c.attempt_started_at, c.job_id)):
             size, user = sizes[c.job_id], owners.get(c.job_id, "")
-            if target[c.job_id] >= size.max_workers or not fits(c.worker, room):
+            if target[c.job_id] >= size.max_workers:
+                continue
+            if waiting and c.job_id not in lenders:
+                continue  # it would relaunch behind the waiting head, and wait for it
+            on_loan = not fits(c.worker, room)
+            if on_loan and not fits(c.worker, lendable):
                 continue
             q = quotas.get(user)
             verdict = check(per_type(c.worker, size.accelerator_type), holding.get(user, {}), q) if q else None
             if verdict is not None and verdict.status == OVER_MAX:
                 continue
             target[c.job_id] += 1
-            room = subtract(room, c.worker)
+            if on_loan:
+                lent[c.job_id] += 1
+                lendable = subtract(lendable, c.worker)
+            else:
+                room = subtract(room, c.worker)
             mine = holding.setdefault(user, {})
             for name, amount in per_type(c.worker, size.accelerator_type).items():
                 mine[name] = mine.get(name, 0.0) + amount
@@ -175,8 +214,13 @@ def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: 
         size, to = sizes[c.job_id], target[c.job_id]
         if left is not None:
             to = _placeable(c, size, to, left)
-        if to - size.workers >= max(1, min_gain):
-            out.append(Grow(c.job_id, to, borrowing.get(c.job_id, False)))
+        if to - size.workers < max(1, min_gain):
+            continue
+        # Workers the nodes could not place count as spare ones: the loan given back is never too small.
+        back = min(lent[c.job_id], to - size.workers)
+        loan = Loan(reservation.job_id, give_back_at, to - back) \
+            if back and reservation is not None and give_back_at is not None else None
+        out.append(Grow(c.job_id, to, borrowing.get(c.job_id, False), loan))
     return out
 
 

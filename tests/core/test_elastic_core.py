@@ -278,3 +278,81 @@ def test_with_time_slicing_a_slice_over_shrinks_an_elastic_job_rather_than_rotat
     assert launcher.pauses == [(job, 1)]
     sim.exit("paused")
     assert core.get(job)["workers"] == 2 and core.get(other)["status"] == "pending"
+
+
+def _a_head_waiting_on_a_time_limit(make_core):
+    """6 CPUs: F (3 workers, an hour's time limit), G (1) and the elastic L (2 of 1-3) run; H, behind
+    L, needs all 6 and cannot start before F's limit; G ends: one CPU idle that H cannot use yet."""
+    core, launcher, clock, _ = _core(make_core, cpus=6, resize_min_interval_s=60, preempt_grace_s=120)
+    fixed = core.submit(spec(num_workers=3, time_limit_s=3600))["job_id"]
+    other = core.submit(spec())["job_id"]
+    lender = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    for job_id in (fixed, other, lender):
+        RunnerSim(core, job_id, 1).started()
+    assert core.get(lender)["workers"] == 2
+    head = core.submit(spec(num_workers=6))["job_id"]
+    RunnerSim(core, other, 1).exit("completed")
+    start = clock.now
+    clock.advance(61)
+    core.tick()
+    return core, launcher, clock, head, lender, start
+
+
+def test_a_job_ahead_of_a_waiting_head_borrows_its_idle_room_and_gives_it_back_before_the_head_may_start(
+        make_core) -> None:
+    core, launcher, clock, head, lender, start = _a_head_waiting_on_a_time_limit(make_core)
+    grown = core.get(lender)
+    assert grown["status"] == "pausing" and grown["pause_reason"] == "resize"
+    reason = core.history(lender)["transitions"][-1]["reason"]
+    assert f"growing from 2 to 3 workers into idle capacity (1 of them lent by {head}, which waits" in reason
+    sim = RunnerSim(core, lender, 1)
+    sim.report(1, "/s/l/ck1")
+    sim.exit("paused")
+    assert core.get(lender)["status"] == "pending" and core.get(lender)["workers"] == 3
+    assert core.get(head)["status"] == "queued"
+    # Back by F's time limit less the pause's bound (grace 120 s + the 30 s stop margin).
+    RunnerSim(core, lender, 2).started()
+    clock.now = start + 3600 - 150 - 1
+    core.tick()
+    assert core.get(lender)["status"] == "running"
+    clock.advance(1)
+    core.tick()
+    back = core.get(lender)
+    assert back["status"] == "pausing" and back["pause_reason"] == "resize" and back["preempted_by"] is None
+    assert f"giving back the workers {head} lent it: shrinking from 3 to 2 workers" in \
+        core.history(lender)["transitions"][-1]["reason"]
+    sim = RunnerSim(core, lender, 2)
+    sim.report(2, "/s/l/ck2")
+    sim.exit("paused")
+    # Two CPUs are free and it is ahead of the head: it starts again at its size before the loan.
+    again = core.get(lender)
+    assert again["status"] == "pending" and again["workers"] == 2
+    assert _workers_launched(launcher, lender) == [2, 3, 2] and launcher.launched[-1] == (lender, 3, "/s/l/ck2")
+    assert core.get(head)["status"] == "queued"
+
+
+def test_a_loan_whose_head_is_gone_is_not_given_back(make_core) -> None:
+    core, _, clock, head, lender, start = _a_head_waiting_on_a_time_limit(make_core)
+    sim = RunnerSim(core, lender, 1)
+    sim.report(1, "/s/l/ck1")
+    sim.exit("paused")
+    RunnerSim(core, lender, 2).started()
+    core.cancel(head)
+    clock.now = start + 3600
+    core.tick()
+    assert core.get(lender)["status"] == "running" and core.get(lender)["workers"] == 3
+
+
+def test_no_loan_when_the_heads_start_rests_on_no_known_end(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=6, resize_min_interval_s=60)
+    fixed = core.submit(spec(num_workers=3))["job_id"]  # no time limit: it might end any moment
+    other = core.submit(spec())["job_id"]
+    lender = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    for job_id in (fixed, other, lender):
+        RunnerSim(core, job_id, 1).started()
+    head = core.submit(spec(num_workers=6))["job_id"]
+    RunnerSim(core, other, 1).exit("completed")
+    clock.advance(61)
+    core.tick()
+    assert core.get(lender)["status"] == "running" and core.get(lender)["workers"] == 2
+    assert core.get(head)["status"] == "queued"

@@ -13,6 +13,7 @@ from scheduler.policy.elastic import (
     DEFAULT_MIN_INTERVAL_S,
     Elastic,
     Grow,
+    Loan,
     at_size,
     plan_grow,
     plan_shrink,
@@ -122,11 +123,38 @@ def test_a_gain_below_min_gain_is_not_worth_a_relaunch() -> None:
 
 def test_while_a_job_waits_only_its_reservations_spare_room_is_used() -> None:
     holders = [running("a", 2)]
-    assert plan_grow(holders, SIZES, {"GPU": 4.0}, NOW, waiting=True) == []
+    assert plan_grow(holders, SIZES, {"GPU": 4.0}, NOW, waiting=True, lenders={"a"}) == []
     r = reserve("head", {"GPU": 6.0}, {"GPU": 4.0}, [Holder("fixed", {"GPU": 4.0}, NOW + 50)], NOW)
     assert r.spare == {"GPU": 2.0}
-    assert plan_grow(holders, SIZES, {"GPU": 4.0}, NOW, waiting=True, reservation=r) == [Grow("a", 4)]
+    assert plan_grow(holders, SIZES, {"GPU": 4.0}, NOW, waiting=True, reservation=r, lenders={"a"}) == [Grow("a", 4)]
+    # A job behind the head would relaunch behind it (and wait for it): it does not grow.
+    assert plan_grow(holders, SIZES, {"GPU": 4.0}, NOW, waiting=True, reservation=r) == []
     assert plan_grow(holders, SIZES, {"GPU": 4.0}, NOW, keep={"GPU": 3.0}) == [Grow("a", 3)]
+
+
+def test_a_job_ahead_of_the_head_borrows_what_it_cannot_use_yet_and_gives_it_back_in_time() -> None:
+    holders = [running("a", 2)]
+    # The head needs all 8. With no end known it might start any moment: nothing is lent.
+    unknown = [Holder("a", {"GPU": 2.0}, None), Holder("fixed", {"GPU": 4.0}, None)]
+    r = reserve("head", {"GPU": 8.0}, {"GPU": 2.0}, unknown, NOW)
+    assert r.earliest_at == NOW and not r.spare
+    assert plan_grow(holders, SIZES, {"GPU": 2.0}, NOW, waiting=True, reservation=r, lenders={"a"}) == []
+    # "fixed" ends in an hour at the latest (its time limit): the head cannot start before, even if
+    # "a" (end unknown) ended now. "a" borrows the 2 idle GPUs and gives them back before then.
+    r = reserve("head", {"GPU": 8.0}, {"GPU": 2.0}, [unknown[0], Holder("fixed", {"GPU": 4.0}, NOW + 3600)], NOW)
+    assert r.earliest_at == NOW + 3600 and not r.spare
+    grows = plan_grow(holders, SIZES, {"GPU": 2.0}, NOW, waiting=True, reservation=r, lenders={"a"},
+                      give_back_s=90)
+    assert grows == [Grow("a", 4, loan=Loan("head", NOW + 3600 - 90, 2))]
+    # Not when it could not keep the loan for the resize interval before giving it back.
+    assert plan_grow(holders, SIZES, {"GPU": 2.0}, NOW, waiting=True, reservation=r, lenders={"a"},
+                     give_back_s=90, min_interval_s=3600) == []
+    # Spare room first, and only the rest is lent: the size it gives back to counts the spare.
+    r = reserve("head", {"GPU": 4.0}, {"GPU": 3.0}, [Holder("a", {"GPU": 2.0}, NOW + 7200),
+                                                     Holder("fixed", {"GPU": 3.0}, NOW + 3600)], NOW)
+    assert r.spare == {"GPU": 2.0}
+    grows = plan_grow(holders, SIZES, {"GPU": 3.0}, NOW, waiting=True, reservation=r, lenders={"a"})
+    assert grows == [Grow("a", 5, loan=Loan("head", NOW + 3600, 4))]
 
 
 def test_a_grow_stays_within_its_owners_max_and_says_when_it_borrows() -> None:
@@ -265,23 +293,34 @@ def test_a_shrink_never_goes_below_min_and_the_plan_makes_room(jobs, head_gpus, 
 @settings(max_examples=400, deadline=None)
 @given(jobs=st.lists(st.tuples(st.integers(1, 4), st.integers(0, 4), st.integers(1, 500), st.booleans()),
                      min_size=1, max_size=5),
-       free=st.integers(0, 6), head_gpus=st.integers(1, 16))
-def test_a_grow_never_delays_the_head_of_the_queue(jobs, free, head_gpus) -> None:
+       free=st.integers(0, 6), head_gpus=st.integers(1, 16), give_back_s=st.sampled_from([0.0, 90.0, 2000.0]))
+def test_a_grow_never_delays_the_head_of_the_queue(jobs, free, head_gpus, give_back_s) -> None:
     holders, sizes, ends = [], {}, []
     for i, (workers, more, ends_in, elastic) in enumerate(jobs):
-        holders.append(running(f"j{i}", workers))
-        ends.append(Holder(f"j{i}", {"GPU": float(workers)}, NOW + ends_in))
+        holders.append(running(f"j{i}", workers, started=NOW - 1000))
+        ends.append(Holder(f"j{i}", {"GPU": float(workers)}, NOW + ends_in * 10))
         if elastic:
             sizes[f"j{i}"] = Elastic(workers, 1, workers + more)
     free_now = {"GPU": float(free)}
     if fits({"GPU": float(head_gpus)}, free_now):
         return  # not blocked: admission starts it before any grow
     before = reserve("h", {"GPU": float(head_gpus)}, free_now, ends, NOW)
-    grows = plan_grow(holders, sizes, free_now, NOW, waiting=True, reservation=before)
+    lenders = {f"j{i}" for i in range(0, len(jobs), 2)}  # every other job is ahead of the head
+    grows = plan_grow(holders, sizes, free_now, NOW, waiting=True, reservation=before, lenders=lenders,
+                      give_back_s=give_back_s, min_interval_s=300)
+    assert all(g.job_id in lenders for g in grows)
     extra = sum(g.to_workers - sizes[g.job_id].workers for g in grows)
     assert extra <= free
-    # The grown workers are held for good (the worst case); each grown job still ends when it would have.
-    after = reserve("h", {"GPU": float(head_gpus)}, {"GPU": float(free - extra)},
-                    ends + [Holder("grown", {"GPU": float(extra)}, None, backfilled=True)], NOW)
+    # The grown workers not lent are held for good (the worst case); lent ones come back at the
+    # loan's time plus the pause's bound; each grown job still ends when it would have.
+    kept = [Holder(g.job_id + "+", {"GPU": float((g.loan.to_workers if g.loan else g.to_workers)
+                                                 - sizes[g.job_id].workers)}, None, backfilled=True) for g in grows]
+    lent = [Holder(g.job_id + "~", {"GPU": float(g.to_workers - g.loan.to_workers)}, g.loan.at + give_back_s)
+            for g in grows if g.loan is not None]
+    for g in grows:
+        if g.loan is not None:  # kept at least the resize interval, and back by the head's earliest start
+            assert g.loan.head == "h" and sizes[g.job_id].workers <= g.loan.to_workers < g.to_workers
+            assert before.earliest_at is not None and NOW + 300 <= g.loan.at <= before.earliest_at - give_back_s
+    after = reserve("h", {"GPU": float(head_gpus)}, {"GPU": float(free - extra)}, ends + kept + lent, NOW)
     if before.start_at is not None:
         assert after.start_at is not None and after.start_at <= before.start_at

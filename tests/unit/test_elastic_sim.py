@@ -1,0 +1,41 @@
+"""The elastic benchmark's simulator counts each second of progress once (benchmarks/elastic.py).
+
+It once subtracted a run's progress since its last restart again at every event, so a job
+finished early whenever anything else happened meanwhile; the figures it printed were wrong.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.elastic import RESTART_S, Job, run_trace, trace
+
+
+def _job(job_id: str, at: float, work: float, lo: int, hi: int, fixed: int, alpha: float = 0.8) -> Job:
+    return Job(job_id, at, work, alpha, 0, lo, hi, fixed)
+
+
+@pytest.mark.parametrize("elastic", [False, True])
+def test_a_job_alone_takes_its_restart_plus_its_work_at_its_size(elastic: bool) -> None:
+    job = _job("a", 0.0, 36_000.0, 1, 4, 2)
+    size = 4 if elastic else 2  # alone, an elastic job starts with all it may take
+    out = run_trace([job], 8, elastic=elastic)
+    assert out.jct_s["a"] == pytest.approx(RESTART_S + 36_000.0 / size ** 0.8)
+
+
+@pytest.mark.parametrize("elastic", [False, True])
+def test_other_jobs_coming_and_going_beside_it_do_not_change_its_completion(elastic: bool) -> None:
+    job = _job("a", 0.0, 36_000.0, 2, 2, 2)
+    alone = run_trace([job], 64, elastic=elastic).jct_s["a"]
+    # Arrivals and ends at many moments while it runs; the cluster is big enough for all of them.
+    others = [_job(f"o{i}", 100.0 * i, 500.0, 1, 1, 1) for i in range(1, 40)]
+    assert run_trace([job, *others], 64, elastic=elastic).jct_s["a"] == pytest.approx(alone)
+
+
+def test_every_job_of_a_trace_completes_in_both_runs_and_no_sooner_than_it_could() -> None:
+    jobs = trace(0, 8, 40)
+    for elastic in (False, True):
+        out = run_trace(jobs, 8, elastic=elastic)
+        for j in jobs:
+            fastest = RESTART_S + j.time_at(j.hi if elastic else j.fixed, j.work)
+            assert out.jct_s[j.job_id] >= fastest - 1e-6
