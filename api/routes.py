@@ -341,6 +341,8 @@ async def delete_model(model_id: ModelId, backend: BackendDep) -> Any:
     return await backend.models_delete(model_id)
 
 
-@health_router.get("/health", response_model=schemas.Health, summary="Liveness, no token needed")
+@health_router.get("/health", response_model=schemas.Health, summary="Liveness, no token needed",
+                   description="200 while this scheduler serves; 503 with trainq's error body while its registry's"
+                   " database cannot be reached (naming host:port), as every other call answers then")
 async def health(backend: BackendDep) -> Any:
     return await backend.health()

@@ -242,13 +242,19 @@ class SchedulerService:
             raise Forbidden(f"user {as_user!r} may not {action}: only an admin may", user=as_user, action=action)
 
     async def health(self) -> dict[str, Any]:
-        """Liveness, and what this scheduler serves; on a standby no queue figures (it has no core)."""
+        """Liveness, and what this scheduler serves; on a standby no queue figures (it has no core).
+
+        The leader asks its registry for one round trip first: a scheduler whose registry cannot
+        be reached can change nothing, so it is not healthy (``RegistryUnavailable``, a 503 naming
+        host:port, as every other call answers then).
+        """
         from .store.url import redacted
 
         out: dict[str, Any] = {"ok": True, "epoch": self.log.epoch, "started_at": self.started_at,
                                "storage_root": self.settings.storage_root, "db_path": redacted(self.settings.db_path)}
         core = self._core
         if core is not None:
+            await asyncio.to_thread(core.store.ping)
             out.update(queued=core.count("queued"), active=len(core.held), capacity=core.cluster.capacity())
         return out
 

@@ -102,6 +102,10 @@ class PgConnection:
                 raise unavailable(self.url, e) from None
             raise
 
+    def ping(self) -> None:
+        """One round trip to the server: ``RegistryUnavailable`` when it cannot be reached (``/health``)."""
+        self._read(lambda c: c.execute(sa.text("SELECT 1")).one())
+
     def _read(self, work: Callable[[sa.Connection], T]) -> T:
         """Run a read (autocommit: no BEGIN/ROLLBACK round trips around it)."""
         return self._run(work, read=True)

@@ -78,6 +78,11 @@ class SQLiteStore(SQLiteHistory, SQLiteLeasing):
     def close(self) -> None:
         self._db.close()
 
+    def ping(self) -> None:
+        """One round trip to the registry (``/health`` asks it; a file on this node always answers)."""
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
+
     # -- jobs ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _writing(self, job_id: str, durable: bool = True) -> Iterator[None]:

@@ -6,9 +6,9 @@ one whose server is down, naming host:port.
 Lost while the scheduler runs: the real core over a Postgres registry (fenced by its lease, as the
 actor runs it), ``SchedulerService`` and the API on a real HTTP server, and a real Postgres server
 stopped and started again under them. While the server is down the API answers 503 with trainq's
-error body naming the database (never its password), a verb commits nothing and launches nothing,
-and a failed housekeeping tick leaves the core as it was. When the server returns, the same
-scheduler carries on: the tick starts what fits, a runner's event delivered again is applied once,
+error body naming the database (never its password), ``/health`` too; a verb commits nothing and
+launches nothing, and a failed housekeeping tick leaves the core as it was. When the server returns,
+the same scheduler carries on: the tick starts what fits, a runner's event delivered again is applied once,
 and a submit retried with its Idempotency-Key creates exactly one job, whether or not the first try
 had committed.
 """
@@ -109,8 +109,11 @@ def test_a_lost_database_is_a_503_commits_nothing_and_the_scheduler_carries_on_w
     committed = _submit(api, "committed", "key-committed")  # its answer may be lost on the way back
     assert committed.status_code == 201
     before = (stack.core.count("queued"), stack.core.count("running"), list(stack.launcher.launched))
+    assert api.get("/health").json()["ok"] is True
 
     server.stop()
+    # A scheduler that can change nothing is not healthy: a monitor hears it, as a caller would.
+    _assert_unavailable(api.get("/health"), server.port)
     _assert_unavailable(_submit(api, "third", "key-third"), server.port)
     _assert_unavailable(_submit(api, "committed", "key-committed"), server.port)  # the client retries
     _assert_unavailable(api.get(JOBS), server.port)
@@ -128,6 +131,7 @@ def test_a_lost_database_is_a_503_commits_nothing_and_the_scheduler_carries_on_w
     assert (stack.core.count("queued"), stack.core.count("running"), stack.launcher.launched) == before
 
     server.start()
+    assert api.get("/health").json()["ok"] is True
     stack.core.tick()  # the same core, the same store object: it reconnects by itself
     assert stack.launcher.launched == [*before[2], (second["job_id"], 1, None)]  # started once, after the outage
     runner.exit("completed")  # delivered again: applied once, and its CPU goes to the next in line
