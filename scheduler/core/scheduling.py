@@ -3,7 +3,8 @@
 The order of a pass (docs/fairness.md, "The order of one scheduling pass"): hold the jobs whose
 dependencies are unmet or whose sweep is at its limit, and cancel those whose dependencies never
 can be (``policy.dependencies``); admit in fair order within quotas; pause the backfilled jobs
-whose head's turn has come; make room for a blocked head (``core.room``: elastic jobs give up
+whose head's turn has come, and shrink back the elastic jobs whose loan from a waiting head is due
+(``core.resizing.give_backs``); make room for a blocked head (``core.room``: elastic jobs give up
 workers above their fewest before any job is paused whole); backfill around it what cannot delay
 it; rotate out jobs whose time slice is over; grow elastic jobs into room nothing queued can use
 (``core.resizing``); ask the autoscaler for what the head still lacks. Each stage decides on the
