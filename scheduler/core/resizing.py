@@ -106,10 +106,11 @@ def give_backs(p: Pass, now: float) -> list[Resize]:
     ordinary grow's (a job of their priority may take them back once they are lent long enough)."""
     out = []
     for job_id, (loan, attempt) in list(p.snapshot.loans.items()):
-        job = p.writer.live.get(job_id)
-        if job is None or job.attempt > attempt or loan.head not in p.writer.queue:
+        job = p.writer.live.get(job_id)  # active jobs only: None while it is queued between attempts
+        if loan.head not in p.writer.queue or (job is None and job_id not in p.writer.queue) \
+                or (job is not None and job.attempt > attempt):
             p.snapshot.loans.pop(job_id)
-        elif job.attempt == attempt and job.status is S.RUNNING and loan.at <= now:
+        elif job is not None and job.attempt == attempt and job.status is S.RUNNING and loan.at <= now:
             if (job.workers or 0) > loan.to_workers:
                 out.append(Resize(job_id, loan.to_workers, repays=loan.head))
             else:  # it started again smaller than planned: nothing is lent
@@ -127,22 +128,28 @@ def holds(p: Pass, now: float) -> list[Hold]:
     """Hold a job relaunching after a resize (it keeps its place, holding up nobody) until the room
     of its new size is free, so that it does not start again smaller than planned (a grow, or a
     shrink by one after the job it made way for has started); after ``RESIZE_WAIT_S`` it starts
-    with what fits. Only a job it made room for, ahead of it in the queue, starts first.
+    with what fits (counted from its return to the queue: a pause may take minutes, and a run
+    stopped at its pause deadline is still releasing its workers then). Only a job it made room
+    for, ahead of it in the queue, starts first.
 
-    Decides only (the dry run asks it too): the one thing it changes is forgetting the resizes of
-    jobs that have started again or gone."""
+    Decides only (the dry run asks it too): the one thing it changes is the resizes' own records,
+    forgetting those of jobs that have started again or gone, and noting when a job came back."""
     out: list[Hold] = []
     growing, snap = p.snapshot.resizing, p.snapshot
-    for job_id, (to, since, for_job, capped) in list(growing.items()):
+    for job_id, resize in list(growing.items()):
+        to, _, for_job, capped, back_at = resize
         job = p.writer.live.get(job_id)
         entry = p.writer.queue.get(job_id)
         if entry is None:
             if job is None or job.status is not S.PAUSING:  # started again, or gone
                 growing.pop(job_id)
             continue
+        if back_at is None:
+            back_at = now
+            growing[job_id] = resize._replace(queued_at=now)
         if entry.held is not None and entry.held[0] != RESIZING:
             continue  # a dependency or its sweep holds it: that rule decides
-        waited = now - since > RESIZE_WAIT_S
+        waited = now - back_at > RESIZE_WAIT_S
         # A shrunk job lets the job it shrank for start first, wherever that job is in the queue:
         # Ray's view of the nodes may not show its room yet, and the two must not split it.
         first = for_job is not None and p.writer.queue.get(for_job) is not None
@@ -154,7 +161,11 @@ def holds(p: Pass, now: float) -> list[Hold]:
             # A shrunk job starts again at the size planned, not with all it finds free: the room
             # it gave up is for the job it shrank for, which may be behind it in the queue; a job
             # on a loan takes no more than the loan covers, and one giving it back no more than before.
-            out.append(Hold(job_id, None, to if capped else None))
+            cap = to if capped else None
+            loan = snap.loans.get(job_id)
+            if loan is not None and loan[0].at <= now and loan[0].head in p.writer.queue:
+                cap = loan[0].to_workers  # its pause took until the loan was due: it starts without it
+            out.append(Hold(job_id, None, cap))
         elif first:
             why = f"shrinking to {to} workers: {for_job}, which it makes room for, starts first"
             out.append(Hold(job_id, (RESIZING, why)))

@@ -356,3 +356,19 @@ def test_no_loan_when_the_heads_start_rests_on_no_known_end(make_core) -> None:
     core.tick()
     assert core.get(lender)["status"] == "running" and core.get(lender)["workers"] == 2
     assert core.get(head)["status"] == "queued"
+
+
+def test_a_lender_whose_pause_lasts_until_its_loan_is_due_starts_again_without_the_loan(make_core) -> None:
+    core, launcher, clock, head, lender, start = _a_head_waiting_on_a_time_limit(make_core)
+    assert core.get(lender)["status"] == "pausing"  # growing on a loan
+    clock.now = start + 3600 - 150  # its loop reached no checkpoint until the loan was due
+    core.tick()
+    sim = RunnerSim(core, lender, 1)
+    sim.report(1, "/s/l/ck1")
+    sim.exit("paused")
+    again = core.get(lender)
+    assert again["status"] == "pending" and again["workers"] == 2 and _workers_launched(launcher, lender) == [2, 2]
+    clock.advance(60)
+    RunnerSim(core, lender, 2).started()
+    core.tick()
+    assert core.get(lender)["status"] == "running" and core.get(head)["status"] == "queued"  # nothing to give back
