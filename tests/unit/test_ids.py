@@ -24,6 +24,11 @@ def test_job_ids_and_request_keys_are_unique_and_sort_by_creation() -> None:
     assert max(first) < later and max(keys) < later_key and later_key.startswith("tq-")
 
 
+def test_ids_made_in_one_process_never_repeat_and_strictly_increase_even_within_a_millisecond() -> None:
+    ids = [jobs.ordered_id() for _ in range(100_000)]  # ~1,000 a millisecond: 32 random bits alone repeat
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) and all(len(i) == 20 for i in ids)
+
+
 @given(st.floats(min_value=0, max_value=4e9, allow_nan=False) | st.integers(min_value=0, max_value=4_000_000_000))
 def test_iso_formats_as_datetime_does_whether_remembered_or_not(ts: float) -> None:
     expected = datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
