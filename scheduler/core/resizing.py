@@ -137,7 +137,7 @@ def holds(p: Pass, now: float) -> list[Hold]:
     out: list[Hold] = []
     growing, snap = p.snapshot.resizing, p.snapshot
     for job_id, resize in list(growing.items()):
-        to, _, for_job, capped, back_at = resize
+        to, for_job, capped, back_at = resize
         job = p.writer.live.get(job_id)
         entry = p.writer.queue.get(job_id)
         if entry is None:
@@ -207,7 +207,7 @@ def begin(p: Pass, action: Resize) -> None:
                   f" pausing at its next checkpoint ({plan.message})")
         changes = {"preempted_by": action.for_job, "preemptions": job.preemptions + 1}
     capped = action.for_job is not None or loan is not None or action.repays is not None
-    p.snapshot.resizing[job.job_id] = Resizing(action.to_workers, now, action.for_job, capped)
+    p.snapshot.resizing[job.job_id] = Resizing(action.to_workers, action.for_job, capped)
     p.attempts.begin_pause(job, plan, failure.RESIZE, reason, **changes)
     p.writer.notify({"type": "resize", "job_id": job.job_id, "from_workers": workers,
                      "to_workers": action.to_workers, "for_job": action.for_job,

@@ -43,7 +43,6 @@ class Resizing(NamedTuple):
     """An elastic job pausing to change size (``core.resizing``)."""
 
     to: int  # the size planned
-    since: float  # when it was asked
     for_job: str | None  # a shrink: the job it makes room for (None: a grow, or a loan given back)
     capped: bool  # it starts again with at most ``to`` (a shrink, a grow on a loan, a loan given back)
     queued_at: float | None = None  # when it came back to the queue (None: still pausing)
