@@ -107,6 +107,7 @@ class Outcome:
     resizes: int
     pauses: int
     jct_s: dict[str, float]  # per job
+    idle_waiting_gpu_s: float  # GPU-seconds idle while a job waited
 
 
 class _Sim:
@@ -122,7 +123,7 @@ class _Sim:
         self.queue: list[Job] = []
         self.running: dict[str, _Run] = {}
         self.end: dict[str, float] = {}
-        self.t, self.resizes, self.pauses = 0.0, 0, 0
+        self.t, self.resizes, self.pauses, self.idle_waiting = 0.0, 0, 0, 0.0
 
     def run(self) -> Outcome:
         while self.arrivals or self.queue or self.running:
@@ -140,7 +141,7 @@ class _Sim:
                 break
         jct = {j.job_id: self.end[j.job_id] - j.submit_at for j in self.jobs}
         return Outcome(statistics.fmean(jct.values()), max(self.end.values()) - min(j.submit_at for j in self.jobs),
-                       self.resizes, self.pauses, jct)
+                       self.resizes, self.pauses, jct, self.idle_waiting)
 
     # -- the stages ----------------------------------------------------------------------------------
     def _admit(self) -> None:
@@ -238,6 +239,8 @@ class _Sim:
         if not times:
             return False
         nxt = max(self.t, min(times))
+        if self.queue:
+            self.idle_waiting += self._free()["GPU"] * (nxt - self.t)
         for job_id, r in list(self.running.items()):
             r.left, r.ready = r.progress(nxt), max(r.ready, nxt)  # counted up to nxt: once
             if r.left <= 1e-6:
@@ -317,6 +320,8 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
         span0 = statistics.fmean(o.makespan_s for o in fixed) / 3600
         resizes = statistics.fmean(o.resizes for o in grown) / n
         pauses = (statistics.fmean(o.pauses for o in grown), statistics.fmean(o.pauses for o in fixed))
+        idle = [statistics.fmean(o.idle_waiting_gpu_s for o in runs) / 3600 / (gpus * statistics.fmean(
+            o.makespan_s for o in runs) / 3600) for runs in (grown, fixed)]
         blind = [run_trace(tr, gpus, elastic=True, time_limits=False) for tr in traces]
         blind0 = [run_trace(tr, gpus, elastic=False, time_limits=False) for tr in traces]
         rows += [
@@ -328,6 +333,10 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
                 "baseline: those jobs at a fixed size"),
             Row(f"elastic: makespan, {n} mixed jobs on {gpus} GPUs", span, span0, "h", "context", None,
                 "baseline: the same jobs at a fixed size"),
+            # What is left to gain from idle room: GPU time idle while some job waited, as a share
+            # of the cluster's time (the rest of the idle time has nothing queued to run).
+            Row(f"elastic: GPUs idle while a job waits, {gpus} GPUs", 100 * idle[0], 100 * idle[1], "%", "context",
+                None, "baseline: the same jobs at a fixed size; share of GPU time over the makespan"),
             Row(f"elastic: mean job completion time, no run time known, {gpus} GPUs", _mean(blind, traces, _all),
                 _mean(blind0, traces, _all), "h", "context", None,
                 "baseline: the same jobs at a fixed size; strict queue order, no backfill, no grow while a job waits"),

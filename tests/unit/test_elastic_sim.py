@@ -39,3 +39,11 @@ def test_every_job_of_a_trace_completes_in_both_runs_and_no_sooner_than_it_could
         for j in jobs:
             fastest = RESTART_S + j.time_at(j.hi if elastic else j.fixed, j.work)
             assert out.jct_s[j.job_id] >= fastest - 1e-6
+
+
+def test_idle_gpus_are_counted_only_while_a_job_waits() -> None:
+    # A 4-GPU job runs alone, then an 8-GPU job waits for it: 4 GPUs idle while it waits, none after.
+    first, whole = _job("a", 0.0, 3_600.0, 4, 4, 4), _job("b", 0.0, 3_600.0, 8, 8, 8)
+    out = run_trace([first, whole], 8, elastic=False)
+    assert out.idle_waiting_gpu_s == pytest.approx(4 * (RESTART_S + 3_600.0 / 4 ** 0.8))
+    assert run_trace([first], 8, elastic=False).idle_waiting_gpu_s == 0.0
