@@ -320,8 +320,8 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
         span0 = statistics.fmean(o.makespan_s for o in fixed) / 3600
         resizes = statistics.fmean(o.resizes for o in grown) / n
         pauses = (statistics.fmean(o.pauses for o in grown), statistics.fmean(o.pauses for o in fixed))
-        idle = [statistics.fmean(o.idle_waiting_gpu_s for o in runs) / 3600 / (gpus * statistics.fmean(
-            o.makespan_s for o in runs) / 3600) for runs in (grown, fixed)]
+        idle = [statistics.fmean(o.idle_waiting_gpu_s for o in runs)
+                / (gpus * statistics.fmean(o.makespan_s for o in runs)) for runs in (grown, fixed)]
         blind = [run_trace(tr, gpus, elastic=True, time_limits=False) for tr in traces]
         blind0 = [run_trace(tr, gpus, elastic=False, time_limits=False) for tr in traces]
         rows += [
