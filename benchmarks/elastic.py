@@ -9,7 +9,8 @@ backfill around a blocked head, every job's run time known as a time limit would
 
 - **fixed**: every elastic job pinned at the size a user would have picked (its min, its max, or
   in between, at random), as today;
-- **elastic**: the policy of ``scheduler.policy.elastic``: ``start_size`` at admission,
+- **elastic**: the policy of ``scheduler.policy.elastic``: ``start_size`` at admission (and for a
+  job backfilled to end or make way before the head's earliest start),
   ``plan_grow`` after each pass (into room nothing queued can use; while a job waits, the jobs
   ahead of it into its reservation's spare room and, on a loan given back before its earliest
   start, into the rest; not within ``min_interval_s`` of a job's start), ``plan_shrink`` before
@@ -207,10 +208,19 @@ class _Sim:
         run_s = {j.job_id: RESTART_S + j.time_at(self._size(j), self.left[j.job_id]) for j in self.queue}
         plan = backfill_policy.plan_backfill(entries, self._free(), self._ends(), self.t, run_s=run_s,
                                              preemptible=dict.fromkeys(run_s, 0.0))
+        later = sum(self._size(j) for b in plan.start for j in self.queue if j.job_id == b.job_id)
         for b in plan.start:
             j = next(q for q in self.queue if q.job_id == b.job_id)
             self.queue.remove(j)
             self._start(j, b, self.queue[0].job_id)
+            later -= self._size(j)
+            r = self.running[j.job_id]
+            if self.elastic and j.lo < j.hi and b.why != backfill_policy.SPARE:
+                # As the product's backfill: out of the head's way by its earliest start whatever its
+                # size, so it takes the room left once the other backfilled jobs have theirs.
+                sized = start_size(at_size(Entry(j.job_id, j.priority, 0, {}, worker=GPU), j.lo), j.lo, j.hi,
+                                   subtract(self._free(), {"GPU": -float(r.size)}), keep={"GPU": float(later)})
+                r.size = sized.workers if sized is not None else r.size
 
     def _grow(self) -> None:
         key = self._key(self.queue[0]) if self.queue else None

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from .. import policy
 from ..config import train_run_name
 from ..jobs import Attempt, iso
-from ..policy import Entry, Resources, accelerators, admission, backfill, failure, quota, timeslice
+from ..policy import Entry, Resources, accelerators, admission, backfill, elastic, failure, quota, timeslice
 from ..states import JobStatus
 from . import resizing, room
 from .actions import Action, AskCapacity, CancelUnmet, Hold, MakeWay, Resize, Start, Why
@@ -243,8 +243,11 @@ class Pass:
         by_id = snap.nodes_by_id()
         nodes, ids = (None, None) if by_id is None else (list(by_id.values()), list(by_id))
         out: list[Action] = []
+        entries = {e.job_id: e for e in rest}
+        later = policy.subtract({}, *({k: -v for k, v in entries[b.job_id].demand.items()} for b in plan.start))
         for b in plan.start:
-            entry = next(e for e in rest if e.job_id == b.job_id)
+            entry = entries[b.job_id]
+            later = policy.subtract(later, entry.demand)
             user = self.writer.owners.get(b.job_id, "")
             q = quotas.get(user)
             verdicts: dict[str | None, quota.QuotaCheck] = {}
@@ -255,14 +258,23 @@ class Pass:
                     if q is not None else quota.QuotaCheck(quota.GUARANTEED)
                 return v.status != quota.OVER_MAX
 
-            choice = accelerators.choose(entry, free, nodes, within)
+            workers = None
+            if entry.max_workers is None or b.why == backfill.SPARE:
+                choice = accelerators.choose(entry, free, nodes, within)
+            else:
+                # Out of the head's way by its earliest start at any size (it ends or is paused by
+                # then), so an elastic job takes what is free once the jobs backfilled after it
+                # have their fewest workers, as admission's start size does.
+                sized = elastic.start_size(entry, entry.num_workers, entry.max_workers, free, nodes,
+                                           keep=later, allowed=within)
+                choice, workers = (sized.choice, sized.workers) if sized is not None else (None, None)
             if choice is None:
                 continue
             if nodes is not None and choice.placement is not None:
                 policy.placement.take(nodes, choice.worker, choice.placement)
             free = policy.subtract(free, choice.demand)
             out.append(Start(b.job_id, verdicts[choice.accelerator_type].status == quota.BORROWING, b.why,
-                             choice.accelerator_type, choice.placement, ids))
+                             choice.accelerator_type, choice.placement, ids, workers))
             if b.why == backfill.PREEMPTIBLE and b.preempt_at is not None:
                 snap.planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
             mine = used.setdefault(user, {})

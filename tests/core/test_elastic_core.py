@@ -372,3 +372,21 @@ def test_a_lender_whose_pause_lasts_until_its_loan_is_due_starts_again_without_t
     RunnerSim(core, lender, 2).started()
     core.tick()
     assert core.get(lender)["status"] == "running" and core.get(head)["status"] == "queued"  # nothing to give back
+
+
+def test_an_elastic_job_backfilled_around_a_blocked_head_takes_the_room_the_jobs_behind_it_leave(make_core) -> None:
+    core, launcher, _, _ = _core(make_core, cpus=6)
+    running = core.submit(spec(num_workers=2, time_limit_s=100))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=6))["job_id"]
+    # One batch, so one pass sees both behind the head.
+    wide, small = (j.job_id for j in core.submit_many([
+        (spec(num_workers={"min": 1, "max": 4}, time_limit_s=50), None, None), (spec(time_limit_s=50), None, None)]))
+    assert core.get(head)["status"] == "queued"
+    # Both end before the head could start (the running job's limit): 4 CPUs free, one kept for
+    # the job backfilled behind the elastic one, which takes the other three rather than its min.
+    got = core.get(wide)
+    assert got["status"] == "pending" and got["backfill"] == "ends_before" and got["workers"] == 3
+    assert _workers_launched(launcher, wide) == [3] and _attempt_workers(core, wide) == [3]
+    assert "(backfill: ends_before) with 3 of 1-4 workers" in core.history(wide)["transitions"][-1]["reason"]
+    assert core.get(small)["status"] == "pending" and core.get(small)["backfill"] == "ends_before"
