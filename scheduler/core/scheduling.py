@@ -86,6 +86,7 @@ class Pass:
         if wanted != self._requested:  # ask the autoscaler only when the ask changes
             self._requested = wanted
             self.apply([AskCapacity(wanted or [])])
+        snap.save_plans()
         return started
 
     # -- decisions the dry run asks too (``core.dryrun``): one rule, decided once --------------------

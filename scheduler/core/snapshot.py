@@ -26,6 +26,8 @@ STOP_MARGIN_S = 30.0
 #: view shows the room only once the raylets report (about 100 ms; seconds on a loaded head), and
 #: a preemption decided from the stale view would pause a second job for room already coming.
 SETTLE_S = 5.0
+#: The registry's meta key of the plans a pass makes for later passes (``Snapshot.save_plans``).
+PLANS_KEY = "scheduling_plans"
 
 
 @dataclass(frozen=True)
@@ -57,15 +59,18 @@ class Snapshot:
         self.attempts = attempts
         self.checkpoints = checkpoints
         self.usage = usage
-        #: backfilled ``preemptible`` jobs to pause before their head may start (lost on a restart:
-        #: such a job then runs on, and only the head's start may be later than reserved)
+        # The plans a pass makes for later ones, kept in the registry (``save_plans``) so that a
+        # restarted scheduler keeps the promises they carry (a head's reserved start above all).
+        #: backfilled ``preemptible`` jobs to pause before their head may start
         self.planned: dict[str, backfill.PlannedPause] = {}
         #: elastic jobs pausing to change size; a job relaunching waits for that room
-        #: (``core.resizing.holds``); lost on a restart (it then starts with what fits)
+        #: (``core.resizing.holds``)
         self.resizing: dict[str, Resizing] = {}
         #: elastic jobs grown on a loan from a waiting head, with the attempt that holds it: given
-        #: back at its time (``core.resizing.give_backs``); lost on a restart, as ``planned`` is
+        #: back at its time (``core.resizing.give_backs``)
         self.loans: dict[str, tuple[elastic.Loan, int]] = {}
+        self._saved_plans: dict[str, Any] = {}
+        self._load_plans()
         #: each attempt holding resources: the type and nodes admission chose (the core's model of
         #: where it runs, not a Ray lookup), dropped once the attempt releases what it held
         self.placed: dict[tuple[str, int], Placed] = {}
@@ -73,6 +78,30 @@ class Snapshot:
         self.draining: tuple[str, ...] = ()
         #: attempts released lately, with known nodes: where they were, and when trainq saw them go
         self.settling: dict[tuple[str, int], tuple[Placed, float]] = {}
+
+    def save_plans(self) -> None:
+        """Write the plans to the registry when they changed since they were last written (one
+        meta row; the end of every pass calls this). A plan whose job or head has gone meanwhile
+        is dropped by the rule that reads it, after a restart as before one."""
+        plans = self._plans()
+        if plans != self._saved_plans:
+            self.ctx.store.set_meta(PLANS_KEY, plans)
+            self._saved_plans = plans
+
+    def _plans(self) -> dict[str, Any]:
+        """The plans as JSON (lists, so that they compare equal to what the registry gives back)."""
+        return {"planned": {j: [p.head, p.at] for j, p in self.planned.items()},
+                "resizing": {j: list(r) for j, r in self.resizing.items()},
+                "loans": {j: [loan.head, loan.at, loan.to_workers, attempt]
+                          for j, (loan, attempt) in self.loans.items()}}
+
+    def _load_plans(self) -> None:
+        saved = self.ctx.store.get_meta(PLANS_KEY) or {}
+        self.planned = {j: backfill.PlannedPause(j, head, at) for j, (head, at) in saved.get("planned", {}).items()}
+        self.resizing = {j: Resizing(*r) for j, r in saved.get("resizing", {}).items()}
+        self.loans = {j: (elastic.Loan(head, at, to), attempt)
+                      for j, (head, at, to, attempt) in saved.get("loans", {}).items()}
+        self._saved_plans = self._plans()
 
     def record(self, key: tuple[str, int], accelerator_type: str | None, worker: Resources,
                placement: Sequence[int] | None, node_ids: Sequence[str] | None) -> None:

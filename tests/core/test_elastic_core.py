@@ -7,6 +7,7 @@ from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from helpers import spec
 
 from scheduler.config import Settings
+from scheduler.states import JobStatus
 
 ELASTIC = {"min": 1, "max": 3}
 
@@ -390,3 +391,23 @@ def test_an_elastic_job_backfilled_around_a_blocked_head_takes_the_room_the_jobs
     assert _workers_launched(launcher, wide) == [3] and _attempt_workers(core, wide) == [3]
     assert "(backfill: ends_before) with 3 of 1-4 workers" in core.history(wide)["transitions"][-1]["reason"]
     assert core.get(small)["status"] == "pending" and core.get(small)["backfill"] == "ends_before"
+
+
+def test_a_loan_and_the_resize_it_rides_on_survive_a_scheduler_restart(make_core) -> None:
+    core, _, clock, head, lender, start = _a_head_waiting_on_a_time_limit(make_core)
+    assert core.get(lender)["status"] == "pausing"  # growing on a loan
+    alive = {(j.job_id, j.attempt) for j in core.store.jobs_in([JobStatus.RUNNING, JobStatus.PAUSING])}
+    launcher = FakeLauncher()
+    restarted = make_core(core.ctx.cluster, launcher, clock)  # a new core over the same registry
+    restarted.settings = core.settings
+    restarted.recover(alive)
+    sim = RunnerSim(restarted, lender, 1)
+    sim.report(1, "/s/l/ck1")
+    sim.exit("paused")
+    assert restarted.get(lender)["workers"] == 3 and launcher.specs[(lender, 2)]["num_workers"] == 3
+    RunnerSim(restarted, lender, 2).started()
+    clock.now = start + 3600 - 150  # the loan is due: given back before the head may start
+    restarted.tick()
+    back = restarted.get(lender)
+    assert back["status"] == "pausing" and back["pause_reason"] == "resize"
+    assert f"giving back the workers {head} lent it" in restarted.history(lender)["transitions"][-1]["reason"]

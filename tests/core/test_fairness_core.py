@@ -397,3 +397,22 @@ def test_a_long_queue_explains_its_first_jobs_in_full_and_the_rest_by_their_plac
         assert job["eta_basis"] == "no estimate: more than 3 jobs ahead"
     assert core.get(queued[5])["pending_reason"] == shown[5]["pending_reason"]  # the same, read alone
     assert [j["pending_reason"] for j in core.list("queued", 2, 0)] == [s["pending_reason"] for s in shown[:-3:-1]]
+
+
+def test_a_planned_backfill_pause_survives_a_scheduler_restart(make_core) -> None:
+    core, _, clock, cluster = _core(make_core, cpus=4, users=None, preempt_grace_s=60)
+    running = core.submit(spec(num_workers=3, time_limit_s=1000))["job_id"]
+    RunnerSim(core, running, 1).started()
+    head = core.submit(spec(num_workers=4))["job_id"]
+    lent = core.submit(spec())["job_id"]
+    assert core.get(lent)["backfill"] == "preemptible"
+    RunnerSim(core, lent, 1).started()
+    launcher = FakeLauncher()
+    restarted = make_core(cluster, launcher, clock)  # a new core over the same registry
+    restarted.settings = core.settings
+    restarted.recover({(running, 1), (lent, 1)})
+    clock.advance(1000 - 90)
+    restarted.tick()
+    paused = restarted.get(lent)  # the head's reserved start is kept: the pause was planned before
+    assert paused["status"] == "pausing" and paused["preempted_by"] == head
+    assert launcher.pauses == [(lent, 1)]
