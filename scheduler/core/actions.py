@@ -55,11 +55,13 @@ class AskCapacity:
 @dataclass(frozen=True)
 class Hold:
     """Hold a queued job for a dependency, its sweep's limit or its resize (``held`` None: let it
-    go; ``max_workers``: an elastic job let go after a shrink starts with at most that many)."""
+    go; ``max_workers``: an elastic job let go after a shrink starts with at most that many;
+    ``resized``: let go after a resize, it starts with the size planned, ``Entry.resized``)."""
 
     job_id: str
     held: tuple[str, str] | None
     max_workers: int | None = None
+    resized: bool = False
 
 
 @dataclass(frozen=True)

@@ -165,7 +165,7 @@ def holds(p: Pass, now: float) -> list[Hold]:
             loan = snap.loans.get(job_id)
             if loan is not None and loan[0].at <= now and loan[0].head in p.writer.queue:
                 cap = loan[0].to_workers  # its pause took until the loan was due: it starts without it
-            out.append(Hold(job_id, None, cap))
+            out.append(Hold(job_id, None, cap, resized=True))
         elif first:
             why = f"shrinking to {to} workers: {for_job}, which it makes room for, starts first"
             out.append(Hold(job_id, (RESIZING, why)))

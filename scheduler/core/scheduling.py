@@ -124,7 +124,7 @@ class Pass:
             elif isinstance(action, Resize):
                 resizing.begin(self, action)
             elif isinstance(action, Hold):
-                self.writer.set_held(action.job_id, action.held, action.max_workers)
+                self.writer.set_held(action.job_id, action.held, action.max_workers, action.resized)
             elif isinstance(action, CancelUnmet):
                 self.writer.transition(self.writer.job(action.job_id), S.CANCELLED, "cancel", action.reason,
                                        finished_at=self.ctx.clock(), error=action.reason)

@@ -209,22 +209,24 @@ class Writer:
             self._specs.pop(job_id, None)
             self.version = version
 
-    def set_held(self, job_id: str, held: tuple[str, str] | None, max_workers: int | None = None) -> None:
+    def set_held(self, job_id: str, held: tuple[str, str] | None, max_workers: int | None = None,
+                 resized: bool = False) -> None:
         """Hold a queued job (a dependency, its sweep's limit, its resize) or let it go: its queue
         entry only, not its row (the rule is worked out again at every pass, and after a restart).
-        ``max_workers`` caps an elastic job's next start (the size a shrink left it)."""
+        ``max_workers`` caps an elastic job's next start (the size a shrink left it); ``resized``
+        marks it let go after a resize (``Entry.resized``)."""
         entry = self.queue.get(job_id)
         if entry is None:
             return
         cap = entry.max_workers if max_workers is None or entry.max_workers is None \
             else max(entry.num_workers, min(entry.max_workers, max_workers))
-        if entry.held == held and entry.max_workers == cap:
+        if entry.held == held and entry.max_workers == cap and entry.resized == resized:
             return
         if held is None:
             self.holds.pop(job_id, None)
         else:
             self.holds[job_id] = held
-        self.queue.add(dataclasses.replace(entry, held=held, max_workers=cap))
+        self.queue.add(dataclasses.replace(entry, held=held, max_workers=cap, resized=resized))
         self.version += 1
 
     def hold(self, job: Job, attempt: int) -> None:

@@ -10,16 +10,21 @@ head, as ``queue.admit`` does:
   its placement strategy), and is marked ``borrowing`` when it takes its owner beyond their
   guarantee; a job whose every type is over its owner's max is held as above; the first job that
   does not fit stops the pass (strict order: it is the head that preemption and backfill serve).
-An elastic job starts with as many workers as fit (``elastic.start_size``), at least its fewest.
-Each job started counts toward its owner's usage (per type too) for the jobs after it in the same pass.
+An elastic job is admitted in its turn at its fewest workers; once the walk is over, the room the
+pass leaves (less what the blocked head needs) is dealt to the elastic jobs it started, in order, up
+to their most (``elastic.start_size``): workers beyond an elastic job's fewest never keep a job
+behind it from starting, as a grow never does. A job relaunching after a resize (``Entry.resized``)
+starts in its turn with as many as fit up to the size planned: the resize made that room for it.
+Each job started counts toward its owner's usage (per type too) for the jobs after it in the same
+pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .accelerators import choose, per_type
+from .accelerators import Choice, choose, per_type
 from .elastic import start_size
 from .placement import take
 from .queue import Entry, Resources, ready, subtract
@@ -61,41 +66,79 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
     limits and never borrows; with a users file every user has one, the file's default at least).
     ``free`` and ``nodes_free`` as for ``queue.admit``.
     """
-    left: Resources = dict(free)
-    nodes = [dict(n) for n in nodes_free] if nodes_free is not None else None
-    holding = {user: dict(r) for user, r in used.items()}
-    out = Admission()
+    walk = _Walk(free, nodes_free, used, owners, quotas)
+    out, head = Admission(), None
+    elastic: list[tuple[int, Entry, Choice]] = []  # started at their fewest: index in out.start, entry, gang
     for entry in order:
         if not ready(entry, now):
             continue
-        user = owners.get(entry.job_id, "")
-        quota = quotas.get(user)
         verdicts: dict[str | None, QuotaCheck] = {}
-
-        def within(t: str | None, demand: Resources, user: str = user, quota: Quota | None = quota,
-                   verdicts: dict[str | None, QuotaCheck] = verdicts) -> bool:
-            v = check(per_type(demand, t), holding.get(user, {}), quota) if quota is not None else _UNLIMITED
-            verdicts[t] = v
-            return v.status != OVER_MAX
-
         workers = None
-        if entry.max_workers is None:
-            choice = choose(entry, left, nodes, within)
-        else:  # elastic: as many workers as fit now, at least its fewest
-            sized = start_size(entry, entry.num_workers, entry.max_workers, left, nodes, allowed=within)
+        if entry.max_workers is not None and entry.resized:  # the size its resize planned, if it fits
+            sized = start_size(entry, entry.num_workers, entry.max_workers, walk.left, walk.nodes,
+                               allowed=walk.within(entry.job_id, verdicts))
             choice, workers = (sized.choice, sized.workers) if sized is not None else (None, None)
+        else:
+            choice = choose(entry, walk.left, walk.nodes, walk.within(entry.job_id, verdicts))
         if choice is None:
             if len(verdicts) == len(entry.types or (None,)) and all(v.status == OVER_MAX for v in verdicts.values()):
                 out.held[entry.job_id] = "; ".join(dict.fromkeys(v.message for v in verdicts.values()))
                 continue
-            return Admission(out.start, out.held, entry)
-        if nodes is not None and choice.placement is not None:
-            take(nodes, choice.worker, choice.placement)
-        left = subtract(left, choice.demand)
-        mine = holding.setdefault(user, {})
+            head = entry
+            break
+        walk.take(entry.job_id, choice)
+        if entry.max_workers is not None and workers is None:
+            elastic.append((len(out.start), entry, choice))
+            workers = entry.num_workers
+        out.start.append(_admitted(entry.job_id, choice, verdicts, workers))
+    keep = head.demand if head is not None else None
+    for i, entry, fewest in elastic:  # the room left, in order, up to each one's most
+        walk.take(entry.job_id, fewest, sign=-1)
+        verdicts = {}
+        sized = start_size(entry, entry.num_workers, entry.max_workers or entry.num_workers, walk.left, walk.nodes,
+                           keep=keep, allowed=walk.within(entry.job_id, verdicts))
+        if sized is None:  # never: its fewest fitted there a moment ago
+            walk.take(entry.job_id, fewest)
+            continue
+        walk.take(entry.job_id, sized.choice)
+        out.start[i] = _admitted(entry.job_id, sized.choice, verdicts, sized.workers)
+    return Admission(out.start, out.held, head)
+
+
+def _admitted(job_id: str, choice: Choice, verdicts: Mapping[str | None, QuotaCheck], workers: int | None) -> Admitted:
+    verdict = verdicts[choice.accelerator_type]
+    return Admitted(job_id, verdict.status == BORROWING, verdict.message, choice.accelerator_type, choice.placement,
+                    workers)
+
+
+class _Walk:
+    """What one admission pass has left: free room, per node, and each user's usage."""
+
+    def __init__(self, free: Mapping[str, float], nodes_free: Sequence[Mapping[str, float]] | None,
+                 used: Mapping[str, Mapping[str, float]], owners: Mapping[str, str],
+                 quotas: Mapping[str, Quota]) -> None:
+        self.left: Resources = dict(free)
+        self.nodes = [dict(n) for n in nodes_free] if nodes_free is not None else None
+        self.holding = {user: dict(r) for user, r in used.items()}
+        self.owners, self.quotas = owners, quotas
+
+    def within(self, job_id: str, verdicts: dict[str | None, QuotaCheck]) -> Callable[[str | None, Resources], bool]:
+        """The job's owner's quota as ``choose`` asks it; each verdict is kept in ``verdicts`` by type."""
+        user = self.owners.get(job_id, "")
+        quota = self.quotas.get(user)
+
+        def allowed(t: str | None, demand: Resources) -> bool:
+            v = check(per_type(demand, t), self.holding.get(user, {}), quota) if quota is not None else _UNLIMITED
+            verdicts[t] = v
+            return v.status != OVER_MAX
+
+        return allowed
+
+    def take(self, job_id: str, choice: Choice, sign: int = 1) -> None:
+        """Count ``choice`` as taken by the job (``sign`` 1) or given back (-1)."""
+        if self.nodes is not None and choice.placement is not None:
+            take(self.nodes, {k: sign * v for k, v in choice.worker.items()}, choice.placement)
+        self.left = subtract(self.left, {k: sign * v for k, v in choice.demand.items()})
+        mine = self.holding.setdefault(self.owners.get(job_id, ""), {})
         for name, amount in per_type(choice.demand, choice.accelerator_type).items():
-            mine[name] = mine.get(name, 0.0) + amount
-        verdict = verdicts[choice.accelerator_type]
-        out.start.append(Admitted(entry.job_id, verdict.status == BORROWING, verdict.message,
-                                  choice.accelerator_type, choice.placement, workers))
-    return out
+            mine[name] = mine.get(name, 0.0) + sign * amount

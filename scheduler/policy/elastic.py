@@ -5,11 +5,12 @@ fixed size, and a resize is a pause at a checkpoint plus a relaunch at the new s
 docs/design.md, "Why trainq decides the size"). Three decisions, each over a snapshot:
 
 - ``start_size``: a job admitted at the head starts with the largest size that fits, at least
-  ``min``: the first of its accelerator types on which ``min`` fits (admission's preference order),
-  then as many workers as fit there; the workers beyond ``min`` never take what ``keep`` holds
-  back (what other users' unused guarantees or jobs ahead in their backoff will need). A job
-  backfilled around a blocked head that ends or makes way before the head's earliest start is
-  sized the same way, keeping back what the jobs backfilled after it need (``core.scheduling``).
+  ``min`` (``admission`` asks it once the pass has admitted the jobs behind, with the blocked
+  head's demand as ``keep``): the first of its accelerator types on which ``min`` fits
+  (admission's preference order), then as many workers as fit there; the workers beyond ``min``
+  never take what ``keep`` holds back. A job backfilled around a blocked head that ends or makes
+  way before the head's earliest start is sized the same way, keeping back what the jobs
+  backfilled after it need (``core.scheduling``).
 - ``plan_grow``: a running job below ``max`` grows into capacity that nothing queued can use: the
   free room less ``keep``, and while a job waits only what backfill's reservation leaves spare
   once that head has started (``backfill.Reservation.spare``), so a grow never delays the head.

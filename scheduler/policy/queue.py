@@ -79,6 +79,10 @@ class Entry:
     #: an elastic job's most workers (``num_workers`` is then its fewest, ``demand`` at that size);
     #: None: a fixed size. Admission starts it with as many as fit (``policy.elastic.start_size``).
     max_workers: int | None = None
+    #: an elastic job relaunching after a resize (``core.resizing.holds``): it starts in its turn
+    #: with as many as fit up to ``max_workers``, the size the resize planned, instead of at its
+    #: fewest with only the room the jobs behind it leave (``policy.admission``)
+    resized: bool = False
     #: a dependency or its sweep's limit holds it (``policy.dependencies``): (code, message); it
     #: keeps its place but is not ready, so it never holds up the jobs behind it
     held: tuple[str, str] | None = None

@@ -411,3 +411,11 @@ def test_a_loan_and_the_resize_it_rides_on_survive_a_scheduler_restart(make_core
     back = restarted.get(lender)
     assert back["status"] == "pausing" and back["pause_reason"] == "resize"
     assert f"giving back the workers {head} lent it" in restarted.history(lender)["transitions"][-1]["reason"]
+
+
+def test_an_elastic_job_takes_only_the_room_the_jobs_behind_it_leave(make_core) -> None:
+    core, launcher, _, _ = _core(make_core, cpus=4)
+    wide, fixed = (j.job_id for j in core.submit_many([(spec(num_workers={"min": 1, "max": 4}), None, None),
+                                                        (spec(num_workers=2), None, None)]))
+    assert core.get(fixed)["status"] == "pending"  # it took 4 and kept the fixed job waiting before
+    assert core.get(wide)["workers"] == 2 and _workers_launched(launcher, wide) == [2]

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from scheduler.config import Settings
 from scheduler.policy.accelerators import choose
+from scheduler.policy.admission import admit_with_quotas
 from scheduler.policy.backfill import Holder, reserve
 from scheduler.policy.elastic import (
     DEFAULT_MIN_INTERVAL_S,
@@ -54,6 +55,27 @@ def test_the_workers_beyond_min_leave_what_keep_holds_back() -> None:
     assert sized is not None and sized.workers == 3
     # keep never stops the min itself (admission already decided that)
     assert start_size(entry(workers=2), 2, 8, {"GPU": 2.0}, keep={"GPU": 2.0}).workers == 2  # type: ignore[union-attr]
+
+
+def _admit(order: list[Entry], free: float, nodes: list[dict[str, float]] | None = None):
+    return admit_with_quotas(order, {"GPU": free}, NOW, owners={}, used={}, quotas={}, nodes_free=nodes)
+
+
+def test_admission_starts_the_jobs_behind_an_elastic_one_before_its_extra_workers() -> None:
+    wide, fixed = entry("wide", workers=1, max_workers=4), entry("fixed", workers=2)
+    adm = _admit([wide, fixed], 4.0)
+    assert [(a.job_id, a.workers) for a in adm.start] == [("wide", 2), ("fixed", None)] and adm.head is None
+    # alone, it takes what fits up to its most; on the nodes too
+    assert [a.workers for a in _admit([wide], 8.0).start] == [4]
+    adm = _admit([wide, fixed], 4.0, nodes=[{"GPU": 3.0}, {"GPU": 1.0}])
+    assert [(a.workers, a.placement) for a in adm.start] == [(2, [1, 1]), (None, [2, 0])]
+    # a blocked head keeps the rest: the elastic job stays at its fewest
+    adm = _admit([wide, fixed, entry("head", workers=8)], 4.0)
+    assert [(a.job_id, a.workers) for a in adm.start] == [("wide", 1), ("fixed", None)]
+    assert adm.head is not None and adm.head.job_id == "head"
+    # relaunching after a resize, it takes the size planned in its turn
+    adm = _admit([entry("wide", workers=1, max_workers=3, resized=True), fixed], 4.0)
+    assert [(a.job_id, a.workers) for a in adm.start] == [("wide", 3)] and adm.head is not None
 
 
 def test_start_size_counts_nodes_strategy_and_quota() -> None:
