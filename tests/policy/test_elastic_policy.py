@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -346,3 +348,37 @@ def test_a_grow_never_delays_the_head_of_the_queue(jobs, free, head_gpus, give_b
     after = reserve("h", {"GPU": float(head_gpus)}, {"GPU": float(free - extra)}, ends + kept + lent, NOW)
     if before.start_at is not None:
         assert after.start_at is not None and after.start_at <= before.start_at
+
+
+@settings(max_examples=400, deadline=None)
+@given(queue=st.lists(st.tuples(st.integers(1, 3), st.integers(0, 4), st.booleans()), min_size=1, max_size=7),
+       node_gpus=st.lists(st.integers(0, 4), min_size=1, max_size=3), by_nodes=st.booleans())
+def test_an_elastic_jobs_extra_workers_never_keep_a_job_behind_it_from_starting(queue, node_gpus, by_nodes) -> None:
+    order = [entry(f"q{i}", workers=lo, max_workers=lo + more if elastic else None)
+             for i, (lo, more, elastic) in enumerate(queue)]
+    nodes = [{"GPU": float(g)} for g in node_gpus] if by_nodes else None
+    free = float(sum(node_gpus))
+    adm = _admit(order, free, nodes)
+    pinned = _admit([dataclasses.replace(e, max_workers=None) for e in order], free, nodes)
+    # the same jobs start, and the same one waits first, as if every elastic job were fixed at its min
+    assert [a.job_id for a in adm.start] == [a.job_id for a in pinned.start]
+    assert (adm.head and adm.head.job_id) == (pinned.head and pinned.head.job_id)
+    by_id = {e.job_id: e for e in order}
+    took = 0
+    for a in adm.start:
+        e = by_id[a.job_id]
+        size = a.workers if e.max_workers is not None else e.num_workers
+        assert size is not None and e.num_workers <= size <= (e.max_workers or e.num_workers)
+        took += size
+        if nodes is not None:
+            assert a.placement is not None and sum(a.placement) == size
+    assert took <= free
+    if adm.head is not None:  # beyond their mins, the elastic jobs left what the blocked head needs
+        extra = sum((a.workers or 0) - by_id[a.job_id].num_workers for a in adm.start if by_id[a.job_id].max_workers)
+        assert extra == 0 or free - took >= adm.head.num_workers
+    if nodes is not None:  # and every gang fits its nodes, all together
+        left = [g for g in node_gpus]
+        for a in adm.start:
+            for n, k in enumerate(a.placement or []):
+                left[n] -= k
+        assert min(left) >= 0
