@@ -240,47 +240,35 @@ class Pass:
         blind = self.writer.ignores_checkpoint
         preemptible = {e.job_id: pause_s for e in rest if spec_of(e.job_id).preemptible and e.job_id not in blind}
         plan = backfill.plan_backfill(rest, free, holders, now, run_s=run_s, preemptible=preemptible)
-        used = snap.used_by_user()
         by_id = snap.nodes_by_id()
-        nodes, ids = (None, None) if by_id is None else (list(by_id.values()), list(by_id))
+        ids = None if by_id is None else list(by_id)
+        walk = admission.Walk(free, None if by_id is None else list(by_id.values()), snap.used_by_user(),
+                              self.writer.owners, quotas)
         out: list[Action] = []
         entries = {e.job_id: e for e in rest}
         later = policy.subtract({}, *({k: -v for k, v in entries[b.job_id].demand.items()} for b in plan.start))
         for b in plan.start:
             entry = entries[b.job_id]
             later = policy.subtract(later, entry.demand)
-            user = self.writer.owners.get(b.job_id, "")
-            q = quotas.get(user)
             verdicts: dict[str | None, quota.QuotaCheck] = {}
-
-            def within(t: str | None, demand: Resources, user: str = user, q: quota.Quota | None = q,
-                       verdicts: dict[str | None, quota.QuotaCheck] = verdicts) -> bool:
-                v = verdicts[t] = quota.check(accelerators.per_type(demand, t), used.get(user, {}), q) \
-                    if q is not None else quota.QuotaCheck(quota.GUARANTEED)
-                return v.status != quota.OVER_MAX
-
+            within = walk.within(b.job_id, verdicts)
             workers = None
             if entry.max_workers is None or b.why == backfill.SPARE:
-                choice = accelerators.choose(entry, free, nodes, within)
+                choice = accelerators.choose(entry, walk.left, walk.nodes, within)
             else:
                 # Out of the head's way by its earliest start at any size (it ends or is paused by
                 # then), so an elastic job takes what is free once the jobs backfilled after it
                 # have their fewest workers, as admission's start size does.
-                sized = elastic.start_size(entry, entry.num_workers, entry.max_workers, free, nodes,
+                sized = elastic.start_size(entry, entry.num_workers, entry.max_workers, walk.left, walk.nodes,
                                            keep=later, allowed=within)
                 choice, workers = (sized.choice, sized.workers) if sized is not None else (None, None)
             if choice is None:
                 continue
-            if nodes is not None and choice.placement is not None:
-                policy.placement.take(nodes, choice.worker, choice.placement)
-            free = policy.subtract(free, choice.demand)
+            walk.take(b.job_id, choice)
             out.append(Start(b.job_id, verdicts[choice.accelerator_type].status == quota.BORROWING, b.why,
                              choice.accelerator_type, choice.placement, ids, workers))
             if b.why == backfill.PREEMPTIBLE and b.preempt_at is not None:
                 snap.planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
-            mine = used.setdefault(user, {})
-            for name, amount in accelerators.per_type(choice.demand, choice.accelerator_type).items():
-                mine[name] = mine.get(name, 0.0) + amount
         return out
 
     def _rotations(self, capacity: Resources, now: float) -> list[Action]:

@@ -66,7 +66,7 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
     limits and never borrows; with a users file every user has one, the file's default at least).
     ``free`` and ``nodes_free`` as for ``queue.admit``.
     """
-    walk = _Walk(free, nodes_free, used, owners, quotas)
+    walk = Walk(free, nodes_free, used, owners, quotas)
     out, head = Admission(), None
     elastic: list[tuple[int, Entry, Choice]] = []  # started at their fewest: index in out.start, entry, gang
     for entry in order:
@@ -111,8 +111,10 @@ def _admitted(job_id: str, choice: Choice, verdicts: Mapping[str | None, QuotaCh
                     workers)
 
 
-class _Walk:
-    """What one admission pass has left: free room, per node, and each user's usage."""
+class Walk:
+    """What a pass has left as it starts jobs one by one: free room, per node, and each user's
+    usage, with the owner's quota as ``accelerators.choose`` asks it (admission, and backfill's
+    starts in ``core.scheduling``)."""
 
     def __init__(self, free: Mapping[str, float], nodes_free: Sequence[Mapping[str, float]] | None,
                  used: Mapping[str, Mapping[str, float]], owners: Mapping[str, str],
