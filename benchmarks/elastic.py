@@ -17,9 +17,10 @@ backfill around a blocked head, every job's run time known as a time limit would
   pausing for priority and to take back lent workers.
 
 And once more with no run time known (no time limits): strict queue order, no backfill, nothing
-grows while a job waits. A resize or a resume costs ``restart_s`` without progress (a relaunch from
-a checkpoint taken at once with the cooperative hook, so no work is lost); totals only, nodes are
-not modelled.
+grows while a job waits. And once more with every start, resume and resize free and instant and
+no churn bound, in both runs: what the price of a resize takes from the gain. A resize or a resume
+costs ``RESTART_S`` without progress (a relaunch from a checkpoint taken at once with the
+cooperative hook, so no work is lost); totals only, nodes are not modelled.
 """
 from __future__ import annotations
 
@@ -115,8 +116,10 @@ class _Sim:
     """One run of a trace: each pass admits, gives loans back, makes room, backfills and grows, in
     the order of a trainq pass (``core.scheduling``); then time moves to the next event."""
 
-    def __init__(self, jobs: list[Job], gpus: int, elastic: bool, time_limits: bool) -> None:
+    def __init__(self, jobs: list[Job], gpus: int, elastic: bool, time_limits: bool, restart_s: float,
+                 min_interval_s: float) -> None:
         self.jobs, self.cap, self.elastic = jobs, {"GPU": float(gpus)}, elastic
+        self.restart_s, self.min_interval_s = restart_s, min_interval_s
         self.time_limits = time_limits  # every job's run time is known (backfill and loans count on it)
         self.arrivals = sorted(jobs, key=lambda j: j.submit_at)
         self.seq = {j.job_id: i for i, j in enumerate(self.arrivals)}
@@ -187,7 +190,8 @@ class _Sim:
         holders = [_cand(r) for r in self.running.values()]
         free = self._free()
         if self.elastic:
-            plan = plan_shrink(entry, holders, self._sizes(), free, self.cap, self.t, reclaim_after_s=MIN_INTERVAL_S)
+            plan = plan_shrink(entry, holders, self._sizes(), free, self.cap, self.t,
+                               reclaim_after_s=self.min_interval_s)
             for sh in plan.shrinks if plan else []:
                 self._resize(self.running[sh.job_id], sh.to_workers)
             victims = plan.preemption.victims if plan and plan.preemption else []
@@ -205,7 +209,7 @@ class _Sim:
         if not self.queue:
             return
         entries = [Entry(j.job_id, j.priority, self.seq[j.job_id], self._gang(j)) for j in self.queue]
-        run_s = {j.job_id: RESTART_S + j.time_at(self._size(j), self.left[j.job_id]) for j in self.queue}
+        run_s = {j.job_id: self.restart_s + j.time_at(self._size(j), self.left[j.job_id]) for j in self.queue}
         plan = backfill_policy.plan_backfill(entries, self._free(), self._ends(), self.t, run_s=run_s,
                                              preemptible=dict.fromkeys(run_s, 0.0))
         later = sum(self._size(j) for b in plan.start for j in self.queue if j.job_id == b.job_id)
@@ -230,7 +234,7 @@ class _Sim:
         lenders = {j for j, r in self.running.items() if key is not None and self._key(r.job) < key}
         # The churn bound: a grow gains at least one worker and, at one restart per interval, pays for itself.
         grows = plan_grow([_cand(r) for r in self.running.values()], self._sizes(), self._free(), self.t,
-                          min_interval_s=MIN_INTERVAL_S, waiting=bool(self.queue), reservation=reservation,
+                          min_interval_s=self.min_interval_s, waiting=bool(self.queue), reservation=reservation,
                           lenders=lenders)
         for g in grows:
             r = self.running[g.job_id]
@@ -242,8 +246,8 @@ class _Sim:
         times = [self.arrivals[0].submit_at] if self.arrivals else []
         for r in self.running.values():
             times.append(r.end_at(self.t))
-            if self.elastic and r.size < r.job.hi and r.started + MIN_INTERVAL_S > self.t:
-                times.append(r.started + MIN_INTERVAL_S)  # it may grow from then
+            if self.elastic and r.size < r.job.hi and r.started + self.min_interval_s > self.t:
+                times.append(r.started + self.min_interval_s)  # it may grow from then
             times += [r.loan.at] if r.loan else []
             times += [r.backfill.preempt_at] if r.backfill and r.backfill.preempt_at is not None else []
         if not times:
@@ -261,7 +265,7 @@ class _Sim:
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _start(self, j: Job, how: backfill_policy.Backfill | None = None, head: str = "") -> None:
-        self.running[j.job_id] = _Run(j, self._size(j), self.t, self.t + RESTART_S, self.left[j.job_id], how, head)
+        self.running[j.job_id] = _Run(j, self._size(j), self.t, self.t + self.restart_s, self.left[j.job_id], how, head)
 
     def _pause(self, job_id: str) -> None:
         r = self.running.pop(job_id)
@@ -270,7 +274,7 @@ class _Sim:
         self.pauses += 1
 
     def _resize(self, r: _Run, to: int) -> None:
-        r.left, r.size, r.started, r.ready = r.progress(self.t), to, self.t, self.t + RESTART_S
+        r.left, r.size, r.started, r.ready = r.progress(self.t), to, self.t, self.t + self.restart_s
         self.resizes += 1
 
     def _ends(self) -> list[backfill_policy.Holder]:
@@ -304,11 +308,13 @@ class _Sim:
         return (-j.priority, self.seq[j.job_id])
 
 
-def run_trace(jobs: list[Job], gpus: int, elastic: bool, time_limits: bool = True) -> Outcome:
+def run_trace(jobs: list[Job], gpus: int, elastic: bool, time_limits: bool = True, *, restart_s: float = RESTART_S,
+              min_interval_s: float = MIN_INTERVAL_S) -> Outcome:
     """Simulate ``jobs`` to completion; ``elastic`` False pins every job at its ``fixed`` size.
     ``time_limits`` False: no job's end is known, as without time limits in trainq, so nothing is
-    backfilled and nothing grows while a job waits (strict queue order)."""
-    return _Sim(jobs, gpus, elastic, time_limits).run()
+    backfilled and nothing grows while a job waits (strict queue order). ``restart_s``: what a
+    start, resume or resize costs without progress; ``min_interval_s``: the churn bound."""
+    return _Sim(jobs, gpus, elastic, time_limits, restart_s, min_interval_s).run()
 
 
 def _cand(r: _Run) -> Candidate:
@@ -334,6 +340,10 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
                 / (gpus * statistics.fmean(o.makespan_s for o in runs)) for runs in (grown, fixed)]
         blind = [run_trace(tr, gpus, elastic=True, time_limits=False) for tr in traces]
         blind0 = [run_trace(tr, gpus, elastic=False, time_limits=False) for tr in traces]
+        # What the resizes' cost and the churn bound take from the gain: every start and resize
+        # free and instant, any job resized at any time, in both runs.
+        free = [run_trace(tr, gpus, elastic=True, restart_s=0.0, min_interval_s=0.0) for tr in traces]
+        free0 = [run_trace(tr, gpus, elastic=False, restart_s=0.0, min_interval_s=0.0) for tr in traces]
         rows += [
             Row(f"elastic: mean job completion time, {n} mixed jobs on {gpus} GPUs ({len(traces)} traces)", jct, jct0,
                 "h", "≤ 0.75 × fixed", jct <= 0.75 * jct0,
@@ -350,6 +360,9 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
             Row(f"elastic: mean job completion time, no run time known, {gpus} GPUs", _mean(blind, traces, _all),
                 _mean(blind0, traces, _all), "h", "context", None,
                 "baseline: the same jobs at a fixed size; strict queue order, no backfill, no grow while a job waits"),
+            Row(f"elastic: mean job completion time, resizes free and instant, {gpus} GPUs", _mean(free, traces, _all),
+                _mean(free0, traces, _all), "h", "context", None,
+                "baseline: the same jobs at a fixed size, starts free too; no restart cost, no churn bound"),
         ]
     return rows
 

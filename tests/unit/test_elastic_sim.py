@@ -47,3 +47,17 @@ def test_idle_gpus_are_counted_only_while_a_job_waits() -> None:
     out = run_trace([first, whole], 8, elastic=False)
     assert out.idle_waiting_gpu_s == pytest.approx(4 * (RESTART_S + 3_600.0 / 4 ** 0.8))
     assert run_trace([first], 8, elastic=False).idle_waiting_gpu_s == 0.0
+
+
+def test_with_free_instant_resizes_a_job_grows_the_moment_room_frees_and_loses_nothing() -> None:
+    # b holds 3 of 4 GPUs for 1,000 s; a (1-4 workers) starts beside it with 1 and grows to 4 when
+    # b ends: no restart and no churn bound, so a's progress never stops.
+    b = _job("b", 0.0, 1_000.0 * 3 ** 0.8, 3, 3, 3)
+    a = _job("a", 0.0, 36_000.0, 1, 4, 1)
+    out = run_trace([b, a], 4, elastic=True, restart_s=0.0, min_interval_s=0.0)
+    assert out.jct_s["b"] == pytest.approx(1_000.0)
+    assert out.jct_s["a"] == pytest.approx(1_000.0 + (36_000.0 - 1_000.0) / 4 ** 0.8)
+    assert out.resizes == 1
+    # The defaults: a waits out the interval at 1 worker and its resize costs a restart.
+    slow = run_trace([b, a], 4, elastic=True)
+    assert slow.jct_s["a"] > out.jct_s["a"] + RESTART_S
