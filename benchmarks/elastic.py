@@ -34,7 +34,7 @@ from typing import Any
 from scheduler.policy import backfill as backfill_policy
 from scheduler.policy.elastic import Elastic, Loan, at_size, plan_grow, plan_shrink, start_size
 from scheduler.policy.preemption import Candidate, choose_victims
-from scheduler.policy.queue import Entry, fits, subtract
+from scheduler.policy.queue import Entry, add, fits, subtract
 
 from .common import Row
 
@@ -159,7 +159,7 @@ class _Sim:
             r = self.running[j.job_id]
             keep = self._gang(self.queue[0]) if self.queue else {}
             sized = start_size(at_size(Entry(j.job_id, j.priority, 0, {}, worker=GPU), j.lo), j.lo, j.hi,
-                               subtract(self._free(), {"GPU": -float(r.size)}), keep=keep)
+                               add(self._free(), {"GPU": float(r.size)}), keep=keep)
             if sized is not None and sized.workers > r.size:
                 r.size = sized.workers
 
@@ -223,7 +223,7 @@ class _Sim:
                 # As the product's backfill: out of the head's way by its earliest start whatever its
                 # size, so it takes the room left once the other backfilled jobs have theirs.
                 sized = start_size(at_size(Entry(j.job_id, j.priority, 0, {}, worker=GPU), j.lo), j.lo, j.hi,
-                                   subtract(self._free(), {"GPU": -float(r.size)}), keep={"GPU": float(later)})
+                                   add(self._free(), {"GPU": float(r.size)}), keep={"GPU": float(later)})
                 r.size = sized.workers if sized is not None else r.size
 
     def _grow(self) -> None:

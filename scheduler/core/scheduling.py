@@ -246,7 +246,7 @@ class Pass:
                               self.writer.owners, quotas)
         out: list[Action] = []
         entries = {e.job_id: e for e in rest}
-        later = policy.subtract({}, *({k: -v for k, v in entries[b.job_id].demand.items()} for b in plan.start))
+        later = policy.add({}, *(entries[b.job_id].demand for b in plan.start))
         for b in plan.start:
             entry = entries[b.job_id]
             later = policy.subtract(later, entry.demand)
@@ -287,7 +287,6 @@ class Pass:
         attained = {e.job_id: snap.attained(e.job_id, capacity, now) for e in waiting}
         # Room on its way (a pause or a shrink this pass or an earlier one asked for) is counted as
         # free: the waiting job it is for is not given a second job's place as well.
-        on_way = [{k: -v for k, v in h.demand.items()} for h in snap.holders(now) if h.stopping]
-        free = policy.subtract(snap.free(), *on_way)
+        free = policy.add(snap.free(), *(h.demand for h in snap.holders(now) if h.stopping))
         return [MakeWay(r.job_id, r.for_jobs[0] if r.for_jobs else None, Why.TIME_SLICE)
                 for r in timeslice.rotate_out(waiting, attained, running, free, now, self.ctx.settings.time_slice_s)]

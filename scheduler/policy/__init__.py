@@ -17,7 +17,7 @@
 """
 
 from .placement import gang_fits, place_gang
-from .queue import Entry, QueueIndex, Resources, admit, fits, head, never_fits, queue_key, ready, subtract
+from .queue import Entry, QueueIndex, Resources, add, admit, fits, head, never_fits, queue_key, ready, subtract
 
-__all__ = ["Entry", "QueueIndex", "Resources", "admit", "fits", "gang_fits", "head", "never_fits", "place_gang",
+__all__ = ["Entry", "QueueIndex", "Resources", "add", "admit", "fits", "gang_fits", "head", "never_fits", "place_gang",
            "queue_key", "ready", "subtract"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .queue import Entry, Resources, fits, ready, subtract
+from .queue import Entry, Resources, add, fits, ready, subtract
 
 ENDS_BEFORE, SPARE, PREEMPTIBLE = "ends_before", "spare", "preemptible"
 
@@ -94,7 +94,7 @@ def reserve(head_id: str, head_demand: Mapping[str, float], free: Mapping[str, f
     spare: Resources = {}
     if start_at is not None and not unknown:
         # Jobs ending at that very moment release together: all of them count toward what is spare.
-        room = _add(free, *(d for end, d in known if end <= start_at))
+        room = add(free, *(d for end, d in known if end <= start_at))
         spare = subtract(room, head_demand)
     return Reservation(head_id, start_at, earliest_at, spare)
 
@@ -146,7 +146,7 @@ def _first_fit(demand: Mapping[str, float], free: Mapping[str, float],
         if fits(demand, room):
             return at
         at = max(at, end)
-        room = _add(room, released)
+        room = add(room, released)
     return at if fits(demand, room) else None
 
 
@@ -177,9 +177,3 @@ def due_preemptions(planned: Sequence[PlannedPause], waiting: Container[str], no
     return DuePauses([p.job_id for p in due], [p.job_id for p in planned if p.head not in waiting])
 
 
-def _add(a: Mapping[str, float], *more: Mapping[str, float]) -> Resources:
-    out = dict(a)
-    for b in more:
-        for name, amount in b.items():
-            out[name] = out.get(name, 0.0) + amount
-    return out

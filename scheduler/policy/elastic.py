@@ -46,7 +46,7 @@ from .accelerators import Choice, choose, per_type
 from .backfill import Reservation
 from .placement import PACK, place_gang
 from .preemption import Candidate, Preemption, choose_victims, eligible, expected_loss_s
-from .queue import Entry, Resources, fits, subtract
+from .queue import Entry, Resources, add, fits, subtract
 from .quota import BORROWING, OVER_MAX, RECLAIM_PRIORITY, Quota, check
 
 #: ``Settings.resize_min_interval_s`` (``TRAINQ_RESIZE_MIN_INTERVAL_S``)
@@ -234,7 +234,7 @@ def _placeable(c: Candidate, size: Elastic, to: int, left: dict[str, dict[str, f
     if c.nodes is not None:
         for n, k in c.nodes.items():
             if n in trial:  # a node gone since frees nothing
-                trial[n] = subtract(trial[n], {r: -v * k for r, v in c.worker.items()})
+                trial[n] = add(trial[n], {r: v * k for r, v in c.worker.items()})
     base = 0 if c.nodes is not None else size.workers
     ids = list(trial)
     while to > size.workers:

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .accelerators import Choice, choose
-from .queue import Entry, Resources, fits
+from .queue import Entry, Resources, add, fits
 
 
 @dataclass(frozen=True)
@@ -128,11 +128,11 @@ class _Room:
         self.gang, self.demand = gang, demand
 
     def add(self, c: Candidate, sign: int = 1) -> None:
-        self.total = _add(self.total, {k: sign * v for k, v in c.demand.items()})
+        self.total = add(self.total, {k: sign * v for k, v in c.demand.items()})
         if self.nodes is not None and c.nodes is not None:
             for node_id, count in c.nodes.items():
                 if node_id in self.nodes:  # a node gone since frees nothing
-                    self.nodes[node_id] = _add(self.nodes[node_id], {k: sign * v * count for k, v in c.worker.items()})
+                    self.nodes[node_id] = add(self.nodes[node_id], {k: sign * v * count for k, v in c.worker.items()})
 
     def _choice(self) -> Choice | None:
         if self.gang is None:
@@ -151,8 +151,3 @@ class _Room:
         return choice.accelerator_type, {ids[i]: k for i, k in enumerate(choice.placement) if k}
 
 
-def _add(a: Mapping[str, float], b: Mapping[str, float]) -> Resources:
-    out = dict(a)
-    for name, amount in b.items():
-        out[name] = out.get(name, 0.0) + amount
-    return out

@@ -31,6 +31,15 @@ def fits(demand: Mapping[str, float], free: Mapping[str, float]) -> bool:
     return all(amount <= free.get(name, 0.0) + _EPS for name, amount in demand.items())
 
 
+def add(total: Mapping[str, float], *more: Mapping[str, float]) -> Resources:
+    """``total`` plus everything in ``more`` (room released, demands summed)."""
+    out = dict(total)
+    for extra in more:
+        for name, amount in extra.items():
+            out[name] = out.get(name, 0.0) + amount
+    return out
+
+
 def subtract(total: Mapping[str, float], *used: Mapping[str, float]) -> Resources:
     """``total`` minus everything in ``used`` (resources may go negative when the cluster shrank)."""
     out = dict(total)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from scheduler.policy import Entry, QueueIndex, admit, fits, never_fits, subtract
+from scheduler.policy import Entry, QueueIndex, add, admit, fits, never_fits, subtract
 
 
 def _q(*entries: tuple[str, int, int, float]) -> QueueIndex:
@@ -36,6 +36,7 @@ def test_every_resource_must_fit() -> None:
     assert not fits({"CPU": 2, "GPU": 1}, {"CPU": 4})
     assert not fits({"accel": 0.5}, {"CPU": 4})
     assert subtract({"CPU": 4, "GPU": 2}, {"CPU": 1}, {"GPU": 2}) == {"CPU": 3, "GPU": 0}
+    assert add({"CPU": 3}, {"CPU": 1}, {"GPU": 2}) == {"CPU": 4, "GPU": 2}
 
 
 def test_never_fits_checks_totals_and_one_worker_per_node() -> None:
