@@ -17,14 +17,18 @@ backfill around a blocked head, every job's run time known as a time limit would
   pausing for priority and to take back lent workers.
 
 And once more with no run time known (no time limits): strict queue order, no backfill, nothing
-grows while a job waits. And once more with every start, resume and resize free and instant and
-no churn bound, in both runs: what the price of a resize takes from the gain. A resize or a resume
-costs ``RESTART_S`` without progress (a relaunch from a checkpoint taken at once with the
-cooperative hook, so no work is lost); totals only, nodes are not modelled.
+grows while a job waits; and that again with a policy trainq does not have (``lend_unforeseen``):
+while the head waits with no start in sight, the jobs ahead of it grow into the room it cannot use,
+each given back (a shrink) the moment the head would fit with it. And once more with every start,
+resume and resize free and instant and no churn bound, in both runs: what the price of a resize
+takes from the gain. A resize or a resume costs ``RESTART_S`` without progress (a relaunch from a
+checkpoint taken at once with the cooperative hook, so no work is lost); totals only, nodes are not
+modelled.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 from collections.abc import Callable
@@ -117,10 +121,11 @@ class _Sim:
     the order of a trainq pass (``core.scheduling``); then time moves to the next event."""
 
     def __init__(self, jobs: list[Job], gpus: int, elastic: bool, time_limits: bool, restart_s: float,
-                 min_interval_s: float) -> None:
+                 min_interval_s: float, lend_unforeseen: bool = False) -> None:
         self.jobs, self.cap, self.elastic = jobs, {"GPU": float(gpus)}, elastic
         self.restart_s, self.min_interval_s = restart_s, min_interval_s
         self.time_limits = time_limits  # every job's run time is known (backfill and loans count on it)
+        self.lend_unforeseen = lend_unforeseen and not time_limits  # loans with no time (``run_trace``)
         self.arrivals = sorted(jobs, key=lambda j: j.submit_at)
         self.seq = {j.job_id: i for i, j in enumerate(self.arrivals)}
         self.left = {j.job_id: j.work for j in jobs}
@@ -166,7 +171,7 @@ class _Sim:
     def _due(self) -> bool:
         """Loans given back and backfilled jobs paused at their time, while their head waits."""
         waiting = {j.job_id for j in self.queue}
-        acted = False
+        acted = self._give_back_unforeseen()
         for job_id, r in list(self.running.items()):
             if r.loan is not None and (r.loan.head not in waiting or r.loan.at <= self.t):
                 if r.loan.head in waiting:
@@ -180,6 +185,21 @@ class _Sim:
                 self._pause(job_id)
                 acted = True
         return acted
+
+    def _give_back_unforeseen(self) -> bool:
+        """Loans with no time (``lend_unforeseen``) given back, latest first, once the head would fit with them."""
+        head = self.queue[0].job_id if self.queue else ""
+        lent = sorted((r for r in self.running.values() if r.loan and r.loan.at == math.inf and r.loan.head == head),
+                      key=lambda r: -r.started)
+        gang = self._gang(self.queue[0]) if lent else {}
+        if not lent or not fits(gang, add(self._free(), {"GPU": float(sum(r.size - r.loan.to_workers
+                                                                              for r in lent if r.loan))})):
+            return False
+        for r in lent:
+            if r.loan and not fits(gang, self._free()):
+                self._resize(r, r.loan.to_workers)
+            r.loan = None
+        return True
 
     def _make_room(self) -> bool:
         """Room for a blocked head: shrinks first (elastic), whole-job pauses for higher priorities."""
@@ -227,6 +247,9 @@ class _Sim:
                 r.size = sized.workers if sized is not None else r.size
 
     def _grow(self) -> None:
+        if self.lend_unforeseen and self.queue:
+            self._lend_unforeseen()
+            return
         key = self._key(self.queue[0]) if self.queue else None
         reservation = backfill_policy.reserve(self.queue[0].job_id, self._gang(self.queue[0]), self._free(),
                                               self._ends(), self.t) if self.queue and self.time_limits else None
@@ -241,14 +264,26 @@ class _Sim:
             self._resize(r, g.to_workers)
             r.loan = g.loan
 
+    def _lend_unforeseen(self) -> None:
+        """The jobs ahead of the waiting head grow into all the free room (it cannot use it: it
+        does not fit, and nothing behind it may start before it), as loans given back in ``_due``."""
+        head = self.queue[0]
+        lenders = [_cand(r) for r in self.running.values() if self._key(r.job) < self._key(head)]
+        for g in plan_grow(lenders, self._sizes(), self._free(), self.t, min_interval_s=self.min_interval_s):
+            r = self.running[g.job_id]
+            before = r.loan.to_workers if r.loan is not None else r.size
+            self._resize(r, g.to_workers)
+            r.loan = Loan(head.job_id, math.inf, before)
+
     def _advance(self) -> bool:
         """Move to the next arrival, end, grow chance, loan or planned pause; False when none is left."""
         times = [self.arrivals[0].submit_at] if self.arrivals else []
         for r in self.running.values():
             times.append(r.end_at(self.t))
-            if self.elastic and r.size < r.job.hi and r.started + self.min_interval_s > self.t:
-                times.append(r.started + self.min_interval_s)  # it may grow from then
-            times += [r.loan.at] if r.loan else []
+            if self.elastic and r.job.lo < r.job.hi and r.started + self.min_interval_s > self.t:
+                # from then it may grow, or a waiting job of its priority take its extra workers back
+                times.append(r.started + self.min_interval_s)
+            times += [r.loan.at] if r.loan and r.loan.at < math.inf else []
             times += [r.backfill.preempt_at] if r.backfill and r.backfill.preempt_at is not None else []
         if not times:
             return False
@@ -309,12 +344,15 @@ class _Sim:
 
 
 def run_trace(jobs: list[Job], gpus: int, elastic: bool, time_limits: bool = True, *, restart_s: float = RESTART_S,
-              min_interval_s: float = MIN_INTERVAL_S) -> Outcome:
+              min_interval_s: float = MIN_INTERVAL_S, lend_unforeseen: bool = False) -> Outcome:
     """Simulate ``jobs`` to completion; ``elastic`` False pins every job at its ``fixed`` size.
     ``time_limits`` False: no job's end is known, as without time limits in trainq, so nothing is
     backfilled and nothing grows while a job waits (strict queue order). ``restart_s``: what a
-    start, resume or resize costs without progress; ``min_interval_s``: the churn bound."""
-    return _Sim(jobs, gpus, elastic, time_limits, restart_s, min_interval_s).run()
+    start, resume or resize costs without progress; ``min_interval_s``: the churn bound.
+    ``lend_unforeseen`` (with ``time_limits`` False; not trainq's policy, a measure of one): while
+    the head waits, the jobs ahead of it grow into the free room, each shrunk back the moment the
+    head would fit with its lent workers (trainq lends only what a known earliest start allows)."""
+    return _Sim(jobs, gpus, elastic, time_limits, restart_s, min_interval_s, lend_unforeseen).run()
 
 
 def _cand(r: _Run) -> Candidate:
@@ -340,6 +378,7 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
                 / (gpus * statistics.fmean(o.makespan_s for o in runs)) for runs in (grown, fixed)]
         blind = [run_trace(tr, gpus, elastic=True, time_limits=False) for tr in traces]
         blind0 = [run_trace(tr, gpus, elastic=False, time_limits=False) for tr in traces]
+        lent = [run_trace(tr, gpus, elastic=True, time_limits=False, lend_unforeseen=True) for tr in traces]
         # What the resizes' cost and the churn bound take from the gain: every start and resize
         # free and instant, any job resized at any time, in both runs.
         free = [run_trace(tr, gpus, elastic=True, restart_s=0.0, min_interval_s=0.0) for tr in traces]
@@ -360,6 +399,9 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
             Row(f"elastic: mean job completion time, no run time known, {gpus} GPUs", _mean(blind, traces, _all),
                 _mean(blind0, traces, _all), "h", "context", None,
                 "baseline: the same jobs at a fixed size; strict queue order, no backfill, no grow while a job waits"),
+            Row(f"elastic: the same, lending while the head's start is unforeseen (not trainq's policy), {gpus} GPUs",
+                _mean(lent, traces, _all), _mean(blind0, traces, _all), "h", "context", None,
+                "jobs ahead of a waiting head grow into room it cannot use, shrunk back the moment it would fit"),
             Row(f"elastic: mean job completion time, resizes free and instant, {gpus} GPUs", _mean(free, traces, _all),
                 _mean(free0, traces, _all), "h", "context", None,
                 "baseline: the same jobs at a fixed size, starts free too; no restart cost, no churn bound"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.elastic import RESTART_S, Job, run_trace, trace
+from benchmarks.elastic import MIN_INTERVAL_S, RESTART_S, Job, run_trace, trace
 
 
 def _job(job_id: str, at: float, work: float, lo: int, hi: int, fixed: int, alpha: float = 0.8) -> Job:
@@ -61,3 +61,29 @@ def test_with_free_instant_resizes_a_job_grows_the_moment_room_frees_and_loses_n
     # The defaults: a waits out the interval at 1 worker and its resize costs a restart.
     slow = run_trace([b, a], 4, elastic=True)
     assert slow.jct_s["a"] > out.jct_s["a"] + RESTART_S
+
+
+def test_lending_while_the_heads_start_is_unforeseen_gives_the_room_back_the_moment_it_fits() -> None:
+    # 6 GPUs, no run time known: d (2 GPUs) ends at 1,060 s, f (2) at 1,260 s; a (2-4 workers)
+    # runs beside them from the start; c (4) arrives at 5 s and waits for both. With the policy
+    # measured, a borrows the 2 GPUs d frees and gives them back when f ends, 200 s after the
+    # grow (within the resize interval, when a job of c's priority could not take them back yet):
+    # c starts exactly then, as without the loan.
+    d = _job("d", 0.0, 1_000.0 * 2 ** 0.8, 2, 2, 2)
+    f = _job("f", 0.0, 1_200.0 * 2 ** 0.8, 2, 2, 2)
+    a = _job("a", 0.0, 36_000.0, 2, 4, 2)
+    c = _job("c", 5.0, 3_600.0, 4, 4, 4)
+    plain = run_trace([d, f, a, c], 6, elastic=True, time_limits=False)
+    lent = run_trace([d, f, a, c], 6, elastic=True, time_limits=False, lend_unforeseen=True)
+    assert lent.resizes == plain.resizes + 2  # the grow at 1,060 s, the give-back at 1,260 s
+    starts_c = 1_260.0 + RESTART_S
+    assert lent.jct_s["c"] == pytest.approx(plain.jct_s["c"]) == pytest.approx(starts_c + 3_600.0 / 4 ** 0.8 - 5.0)
+
+
+def test_a_waiting_job_takes_lent_workers_back_the_moment_the_interval_allows() -> None:
+    # a (1-4 workers) starts alone with all 4 GPUs; c (2) arrives at 10 s. Nothing else happens
+    # until a ends, yet c takes 2 of a's workers back at 300 s, when a has kept them the interval.
+    a = _job("a", 0.0, 36_000.0, 1, 4, 4)
+    c = _job("c", 10.0, 1_000.0, 2, 2, 2)
+    out = run_trace([a, c], 4, elastic=True)
+    assert out.jct_s["c"] == pytest.approx(MIN_INTERVAL_S + RESTART_S + 1_000.0 / 2 ** 0.8 - 10.0)
