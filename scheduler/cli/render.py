@@ -130,10 +130,10 @@ def describe_job(job: dict[str, Any], attempts: list[dict[str, Any]] | None = No
     spec = job["spec"]
     program = spec.get("entrypoint") or f"workload {spec.get('workload')}"
     n = spec["num_workers"]
-    size = f"{n['min']}-{n['max']} workers (elastic)" if isinstance(n, dict) else f"{n} worker(s)"
+    size = f"{n['min']}-{n['max']} workers (elastic)" if isinstance(n, dict) else _workers(n)
     lines.append(f"  {'runs':18} {program} on {size}{' with GPUs' if spec.get('use_gpu') else ''}")
     if attempts:
-        sizes = "; ".join(f"{a['attempt']}: {a.get('workers') or '?'} workers"
+        sizes = "; ".join(f"{a['attempt']}: {_workers(a.get('workers') or '?')}"
                           + (f", {a['outcome']}" if a.get("outcome") else "") for a in attempts)
         lines.append(f"  {'attempts':18} {sizes}")
     if spec.get("depends_on"):
@@ -251,3 +251,7 @@ def _step(metrics: dict[str, Any] | None) -> int | None:
     from ..jobs import step_of
 
     return step_of(metrics)
+
+
+def _workers(n: object) -> str:
+    return f"{n} worker" if n == 1 else f"{n} workers"

@@ -327,6 +327,9 @@ def test_cli_submits_an_elastic_range_and_status_shows_each_attempts_size(live, 
     code, out, _ = _cli(live, capsys, "status", job_id)
     assert code == 0 and "on 1-3 workers (elastic)" in out and "1: 2 workers" in out, out
     assert api.history(job_id)["attempts"][0]["workers"] == 2
+    code, out, _ = _cli(live, capsys, "submit", "--entrypoint", "steps:count_steps")
+    code, out, _ = _cli(live, capsys, "status", out.split()[1])
+    assert code == 0 and "steps:count_steps on 1 worker\n" in out, out  # one worker, not "1 workers"
     code, _, err = _cli(live, capsys, "submit", "--entrypoint", "steps:count_steps", "--num-workers", "3-1")
     assert code == 5 and "num_workers: max (1) must be at least min (3)" in err
     with pytest.raises(SystemExit) as usage:  # argparse's own usage error
