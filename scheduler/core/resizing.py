@@ -19,21 +19,22 @@ from ..jobs import iso
 from ..policy import Entry, Resources, backfill, elastic, failure, preemption, quota
 from ..states import JobStatus
 from .actions import Hold, Resize
-from .snapshot import STOP_MARGIN_S, Resizing
+from .snapshot import STOP_MARGIN_S, Resizing, Snapshot
 
 if TYPE_CHECKING:
     from .scheduling import Pass
+    from .writer import Writer
 
 S = JobStatus
 
 
-def sizes(p: Pass) -> dict[str, elastic.Elastic]:
+def sizes(writer: Writer, snapshot: Snapshot) -> dict[str, elastic.Elastic]:
     """The size of every elastic job holding resources (starting, running or pausing)."""
     out = {}
-    for job in p.writer.live.values():
-        spec = p.writer.spec(job)
+    for job in writer.live.values():
+        spec = writer.spec(job)
         if spec.elastic and job.status in (S.PENDING, S.RUNNING, S.PAUSING):
-            placed = p.snapshot.placed_of((job.job_id, job.attempt))
+            placed = snapshot.placed_of((job.job_id, job.attempt))
             out[job.job_id] = elastic.Elastic(job.workers or spec.min_workers, spec.min_workers, spec.max_workers,
                                               spec.placement_strategy, placed.accelerator_type)
     return out
@@ -67,7 +68,7 @@ def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Qu
     back in time (``give_backs``). Both count on running jobs' time limits, as backfill does: with
     an end unknown, the head might start any moment and nothing grows while it waits.
     """
-    sized = sizes(p)
+    sized = sizes(p.writer, p.snapshot)
     if not any(s.workers < s.max_workers for s in sized.values()):
         return []
     snap, settings = p.snapshot, p.ctx.settings

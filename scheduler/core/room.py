@@ -56,8 +56,8 @@ def _reclaim_for(p: Pass, head: Entry, capacity: Resources, now: float) -> list[
     mine = p.snapshot.used_by_user().get(user, {})
     holders = quota.reclaim_ranked(head.demand, user, mine, users.quota(user),
                                    p.snapshot.holders(now) + p.snapshot.settling_room(), borrowing, head)
-    shrinks, decision = resizing.room_for(head, holders, resizing.sizes(p), p.snapshot.free(), capacity,
-                                          now, p.snapshot.nodes_by_id())
+    shrinks, decision = resizing.room_for(head, holders, resizing.sizes(p.writer, p.snapshot), p.snapshot.free(),
+                                          capacity, now, p.snapshot.nodes_by_id())
     if decision is None:
         return None
 
@@ -100,7 +100,7 @@ def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
     holders = p.snapshot.holders(now) + p.snapshot.settling_room()
     left = p.snapshot.free()
     nodes = p.snapshot.nodes_by_id()
-    sized = resizing.sizes(p)
+    sized = resizing.sizes(p.writer, p.snapshot)
     out: list[Action] = []
     for entry in p.writer.queue.in_order():
         if not policy.ready(entry, now):

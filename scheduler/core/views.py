@@ -16,8 +16,9 @@ from typing import Any
 from .. import wire
 from ..errors import InvalidSpec
 from ..jobs import Job, iso, step_of
-from ..policy import Entry, accelerators, dependencies, failure, pending, quota
+from ..policy import Entry, Resources, accelerators, dependencies, failure, pending, preemption, quota
 from ..states import JobStatus
+from . import resizing
 from .snapshot import Snapshot
 from .writer import Writer
 
@@ -25,6 +26,8 @@ S = JobStatus
 #: How many queued jobs get a full why-pending and ETA; the ones behind show their place only
 #: (keeps ``list``/``queue`` fast at 10,000 queued jobs: issue 14).
 EXPLAIN_DEPTH = 500
+#: how many future moments a blocked head's pending reason tries for room made by a preemption
+ROOM_LATER_TRIES = 8
 #: what a held queued job waits for, by its hold's code (``eta_basis``)
 HELD_FOR = {dependencies.DEPENDENCY: "its dependencies", dependencies.SWEEP_LIMIT: "a slot in its sweep",
             "resizing": "the room of its new size"}
@@ -263,9 +266,13 @@ class Views:
             over = [v.message for v in verdicts if v.status == quota.OVER_MAX]
             return "; ".join(over) if len(over) == len(verdicts) else None
 
+        first = next((e for e in order[:EXPLAIN_DEPTH] if e.held is None and over_max(e) is None
+                      and (e.not_before is None or e.not_before <= now) and e.job_id not in preempting), None)
+        room_at = self._room_later(first, capacity, now) if first is not None else None
+
         def waiting(e: Entry) -> pending.Waiting:
             return pending.Waiting(e, self.writer.spec_of(e.job_id).time_limit_s, over_max(e),
-                                   tuple(preempting.get(e.job_id, ())))
+                                   tuple(preempting.get(e.job_id, ())), room_at if e is first else None)
 
         # The first EXPLAIN_DEPTH jobs in full (reasons, ETAs); the ones behind, when read. A job
         # its dependencies or its sweep's limit hold says so, and takes no room in the ETA walk.
@@ -291,6 +298,24 @@ class Views:
             return pending.beyond(job_id, at, EXPLAIN_DEPTH, head, over_max(e))
 
         return QueueView(order, positions, explained, behind)
+
+    def _room_later(self, head: Entry, capacity: Resources, now: float) -> tuple[float, builtins.list[str]] | None:
+        """When a blocked head's room can be made by pausing or shrinking lower priorities that
+        only their minimum runtime protects now, and which (the first ``ROOM_LATER_TRIES`` moments
+        one becomes eligible are tried): ``pending.Waiting.room_at``. None when it fits, or no
+        preemption would make room."""
+        snap = self.snapshot
+        nodes = snap.nodes_by_id()
+        free = snap.free()
+        if accelerators.choose(head, free, None if nodes is None else list(nodes.values())) is not None:
+            return None
+        holders = snap.holders(now) + snap.settling_room()
+        sized = resizing.sizes(self.writer, snap)
+        for at in preemption.eligible_from(holders, head.priority, now)[:ROOM_LATER_TRIES]:
+            shrinks, decision = resizing.room_for(head, holders, sized, free, capacity, at, nodes)
+            if decision is not None and (shrinks or decision.victims):
+                return at, [s.job_id for s in shrinks] + decision.victims
+        return None
 
     def position(self, job_id: str) -> int | None:
         """1-based place in the queue users see (fair order with a users file): O(position)."""

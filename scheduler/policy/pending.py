@@ -1,7 +1,8 @@
 """Why a queued job waits, and when it should start, pure (Slurm's reason codes + ``squeue --start``).
 
 Codes: ``priority`` (jobs ahead of it), ``resources`` (it is the head and does not fit; with
-the numbers), ``quota`` (its owner's max holds it), ``preempting`` (room is being made for it:
+the numbers, and when lower priorities can make way once past their minimum runtime, who and
+when: its ETA then), ``quota`` (its owner's max holds it), ``preempting`` (room is being made for it:
 the victims are pausing at a checkpoint), ``reserved`` (it would fit now, but the room is held
 for the head), ``backoff`` (a requeue after an infrastructure failure waits out its delay).
 
@@ -46,6 +47,9 @@ class Waiting:
     run_s: float | None = None  # its own expected run time, when known
     quota: str | None = None  # why its owner's quota holds it (None: it does not)
     preempting: Sequence[str] = ()  # victims pausing to make room for it
+    #: when room can be made for it by pausing or shrinking these lower-priority jobs, once past
+    #: their minimum runtime (None: no preemption will, or one is under way)
+    room_at: tuple[float, Sequence[str]] | None = None
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,8 @@ def _reasons(waiting: Sequence[Waiting], free: Mapping[str, float], now: float,
             short = _short(e.demand, free) if not fits(e.demand, free) else on_nodes
             # A drain takes room away before Ray's totals show it: say which node, and why.
             gone = f"; {', '.join(draining)}: nothing new starts there" if short and draining else ""
-            out.append((RESOURCES, short + gone, ahead) if short
+            later = f"; {_made(w.room_at, now)}" if short and w.room_at is not None else ""
+            out.append((RESOURCES, short + gone + later, ahead) if short
                        else (RESOURCES, "fits now: starts at the next scheduling pass", ahead))
         elif fits(e.demand, free):
             out.append((RESERVED, f"fits now, but the room is held for {head.job_id}, ahead of it", ahead))
@@ -193,7 +198,7 @@ def _etas(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Mappi
             start = max(start, nxt[0])
             room = _release(room, nxt, used)
         if blocked is not None:
-            out[e.job_id] = (None, blocked)
+            out[e.job_id] = (None, blocked) if w.room_at is None else (w.room_at[0], _made(w.room_at, now))
             continue
         t = start
         room = subtract(room, e.demand)
@@ -201,7 +206,9 @@ def _etas(waiting: Sequence[Waiting], running: Sequence[RunningEnd], free: Mappi
             heapq.heappush(releases, (start + w.run_s, next(order), e.job_id, e.demand, f"expected run {w.run_s:g} s"))
         else:
             unknown.append(e.job_id)
-        out[e.job_id] = (start, _basis(start, now, used))
+        # Room made by a preemption may come first; the walk behind it goes on from its own start.
+        out[e.job_id] = (start, _basis(start, now, used)) if w.room_at is None or w.room_at[0] >= start \
+            else (w.room_at[0], _made(w.room_at, now))
     return out
 
 
@@ -217,6 +224,12 @@ def _basis(start: float, now: float, used: list[str]) -> str:
     shown = used[-3:]
     more = f" and {len(used) - 3} earlier" if len(used) > 3 else ""
     return "strict queue order, after the ends of " + "; ".join(shown) + more
+
+
+def _made(room_at: tuple[float, Sequence[str]], now: float) -> str:
+    at, jobs = room_at
+    return (f"in {max(0.0, at - now):.0f} s room can be made for it: {', '.join(jobs)} (lower priority) "
+            f"may pause or shrink once past {'their' if len(jobs) > 1 else 'its'} minimum runtime")
 
 
 def _short(demand: Mapping[str, float], free: Mapping[str, float]) -> str:

@@ -79,6 +79,14 @@ def eligible(c: Candidate, head_priority: int, now: float) -> bool:
             and now - c.attempt_started_at >= c.min_runtime_s)
 
 
+def eligible_from(holders: Sequence[Candidate], head_priority: int, now: float) -> list[float]:
+    """The moments after ``now`` at which a holder becomes a victim for ``head_priority`` (its
+    attempt past its ``min_runtime_s``), earliest first: when a preemption blocked only by
+    minimum runtimes could happen (a pending reason's ETA)."""
+    return sorted({at for c in holders if not c.stopping and c.preemptible and c.priority < head_priority
+                   and (at := c.attempt_started_at + c.min_runtime_s) > now})
+
+
 def choose_victims(head_id: str, head_priority: int, head_demand: Mapping[str, float],
                    holders: Sequence[Candidate], free: Mapping[str, float],
                    capacity: Mapping[str, float], now: float, *, gang: Entry | None = None,

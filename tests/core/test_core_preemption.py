@@ -279,3 +279,33 @@ def test_drain_pauses_everything_and_the_next_start_requeues_it(make_core) -> No
     assert core2.get(running)["status"] in ("queued", "pending")
     assert core2.get(pending)["status"] in ("queued", "pending")
     assert core2.get(user_paused)["status"] == "paused"  # a person's pause stays a person's
+
+
+def test_a_head_that_only_a_min_runtime_keeps_waiting_says_who_makes_way_and_when(make_core) -> None:
+    core, _, clock, _ = _core(make_core)
+    low, sim = _start(core, num_workers=2, min_runtime_s=600)
+    started = clock()
+    sim.report(0, "/s/low/ck0")
+    clock.advance(100)
+    high = core.submit(spec(priority=10))["job_id"]
+    waiting = core.get(high)
+    assert waiting["status"] == "queued" and waiting["pending_reason"]["code"] == "resources"
+    assert waiting["pending_reason"]["message"] == (
+        f"needs 1 CPU, 0 free; in 500 s room can be made for it: {low} (lower priority) may pause or shrink "
+        "once past its minimum runtime")
+    assert waiting["eta"] == iso(started + 600) and low in waiting["eta_basis"]
+    clock.advance(500)
+    core.tick()  # as it said: the low job makes way now
+    assert core.get(low)["status"] == "pausing" and core.get(low)["preempted_by"] == high
+    assert core.get(high)["pending_reason"]["code"] == "preempting"
+
+
+def test_no_room_later_is_promised_where_no_preemption_can_make_it(make_core) -> None:
+    core, _, clock, _ = _core(make_core)
+    _start(core, num_workers=2, preemptible=False)
+    clock.advance(10)
+    same = core.submit(spec(priority=0))["job_id"]  # an equal priority never preempts
+    high = core.submit(spec(priority=10))["job_id"]  # nor does any priority a job that may not be paused
+    for job_id in (same, high):
+        assert "room can be made" not in core.get(job_id)["pending_reason"]["message"]
+        assert core.get(job_id)["eta"] is None

@@ -419,3 +419,17 @@ def test_an_elastic_job_takes_only_the_room_the_jobs_behind_it_leave(make_core) 
                                                         (spec(num_workers=2), None, None)]))
     assert core.get(fixed)["status"] == "pending"  # it took 4 and kept the fixed job waiting before
     assert core.get(wide)["workers"] == 2 and _workers_launched(launcher, wide) == [2]
+
+
+def test_a_head_waiting_for_a_shrink_is_told_when_the_elastic_job_may_give_up_a_worker(make_core) -> None:
+    core, _, clock, _ = _core(make_core, cpus=2)
+    job = core.submit(spec(num_workers={"min": 1, "max": 2}, min_runtime_s=300))["job_id"]
+    RunnerSim(core, job, 1).started()
+    high = core.submit(spec(priority=5))["job_id"]
+    reason = core.get(high)["pending_reason"]["message"]
+    assert reason.endswith(f"in 300 s room can be made for it: {job} (lower priority) may pause or shrink once past"
+                           " its minimum runtime"), reason
+    clock.advance(300)
+    core.tick()
+    shrunk = core.get(job)
+    assert shrunk["status"] == "pausing" and shrunk["pause_reason"] == "resize"  # one worker given up, not paused

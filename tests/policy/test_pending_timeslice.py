@@ -80,6 +80,33 @@ def test_a_null_beats_a_guess() -> None:
     assert fits_now.eta == NOW and fits_now.eta_basis == "fits in what is free now"
 
 
+def test_room_a_preemption_can_make_later_is_the_heads_reason_and_eta_when_it_comes_first() -> None:
+    # The head waits on r1 (end unknown) and r2 (ends in 900 s); low may make way in 300 s.
+    running = [RunningEnd("r1", {"GPU": 2.0}, None), RunningEnd("r2", {"GPU": 2.0}, NOW + 900)]
+    later = (NOW + 300, ["low"])
+    head, behind = explain([w("head", 4, 0, room_at=later), w("next", 1, 1)], running, {"GPU": 0.0}, NOW)
+    assert (head.code, head.eta) == (RESOURCES, NOW + 300)
+    assert head.message == ("needs 4 GPU, 0 free; in 300 s room can be made for it: low (lower priority) "
+                            "may pause or shrink once past its minimum runtime") and head.eta_basis in head.message
+    assert behind.eta is None  # the walk behind the head is as before: it waits on r1 too
+    # A 2-GPU head: r2's end (900 s) or the room made (300 s), whichever comes first.
+    assert explain([w("head", 2, 0, room_at=later)], running, {"GPU": 0.0}, NOW)[0].eta == NOW + 300
+    walk = explain([w("head", 2, 0, room_at=(NOW + 1200, ["low"]))], running, {"GPU": 0.0}, NOW)[0]
+    assert walk.eta == NOW + 900 and "r2" in (walk.eta_basis or "") and "in 1200 s room can be made" in walk.message
+
+
+def test_the_moments_holders_become_victims() -> None:
+    from scheduler.policy.preemption import Candidate, eligible_from
+
+    def c(job_id: str, priority: int, started: float, min_runtime_s: float, **kw) -> Candidate:
+        return Candidate(job_id, priority, {"GPU": 1.0}, started, min_runtime_s=min_runtime_s, **kw)
+
+    holders = [c("a", 0, NOW - 100, 600), c("b", 0, NOW - 500, 600), c("old", 0, NOW - 900, 600),
+               c("same", 5, NOW, 60), c("pinned", 0, NOW, 60, preemptible=False),
+               c("going", 0, NOW, 60, stopping=True), c("twin", 0, NOW - 500, 600)]
+    assert eligible_from(holders, 5, NOW) == [NOW + 100, NOW + 500]  # "old" is eligible already
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([1, 2, 4, 8]), st.integers(1, 100)), min_size=1, max_size=12),
        st.lists(st.tuples(st.sampled_from([1, 2, 4]), st.integers(1, 100)), max_size=4))
