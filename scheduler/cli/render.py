@@ -59,9 +59,11 @@ def console(stderr: bool = False) -> Console:
 
 
 def cell(value: Any) -> str:
-    """A value as one table cell: timestamps to the second, dicts as ``k=v``."""
-    if value is None:
+    """A value as one table cell: timestamps to the second, numbers to four digits, dicts as ``k=v``."""
+    if value is None or value == "":  # e.g. no owner without a users file
         return "-"
+    if isinstance(value, float):
+        return short(value)
     if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
         return value[:19].replace("T", " ")
     if isinstance(value, dict) and set(value) == {"code", "message"}:  # a pending_reason
