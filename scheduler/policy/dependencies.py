@@ -98,7 +98,8 @@ def decide(queued: Iterable[Conditional], status: Mapping[str, str | None],
             continue
         if left <= 0:
             limit = limits[job.sweep_id]
-            message = f"sweep {job.sweep_id} has {limit} members pending, running or pausing (its max_running)"
+            members = "1 member" if limit == 1 else f"{limit} members"
+            message = f"sweep {job.sweep_id} has {members} pending, running or pausing (its max_running)"
             out.held[job.job_id] = (SWEEP_LIMIT, message)
         else:
             slots[job.sweep_id] = left - 1

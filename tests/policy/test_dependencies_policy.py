@@ -32,6 +32,8 @@ def test_sweep_slots_are_given_in_queue_order_and_never_beyond_the_limit() -> No
     d = rule.decide(queued, {}, {"s": 1}, {"s": 3})
     assert sorted(d.held) == ["m2", "m3", "m4"]
     assert all(code == rule.SWEEP_LIMIT for code, _ in d.held.values())
+    assert d.held["m2"][1] == "sweep s has 3 members pending, running or pausing (its max_running)"
+    assert rule.decide(queued[:2], {}, {"s": 1}, {"s": 1}).held["m0"][1].startswith("sweep s has 1 member pending")
     waiting = [rule.Conditional("m0", (rule.Need("a"),), "s"), *queued[1:]]
     d = rule.decide(waiting, {"a": "running"}, {}, {"s": 2})
     assert d.held["m0"][0] == rule.DEPENDENCY and "m1" not in d.held and "m2" not in d.held and "m3" in d.held
