@@ -266,9 +266,11 @@ class Views:
             over = [v.message for v in verdicts if v.status == quota.OVER_MAX]
             return "; ".join(over) if len(over) == len(verdicts) else None
 
+        # The head as ``pending`` sees it; room already being made for it is room on its way.
         first = next((e for e in order[:EXPLAIN_DEPTH] if e.held is None and over_max(e) is None
-                      and (e.not_before is None or e.not_before <= now) and e.job_id not in preempting), None)
-        room_at = self._room_later(first, capacity, now) if first is not None else None
+                      and (e.not_before is None or e.not_before <= now)), None)
+        room_at = self._room_later(first, capacity, now) if first is not None and first.job_id not in preempting \
+            else None
 
         def waiting(e: Entry) -> pending.Waiting:
             return pending.Waiting(e, self.writer.spec_of(e.job_id).time_limit_s, over_max(e),

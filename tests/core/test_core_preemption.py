@@ -309,3 +309,16 @@ def test_no_room_later_is_promised_where_no_preemption_can_make_it(make_core) ->
     for job_id in (same, high):
         assert "room can be made" not in core.get(job_id)["pending_reason"]["message"]
         assert core.get(job_id)["eta"] is None
+
+
+def test_only_the_head_is_promised_room_later_not_the_job_behind_one_being_made_room_for(make_core) -> None:
+    core, _, clock, _ = _core(make_core)
+    quick, sim = _start(core, min_runtime_s=0)
+    sim.report(0, "/s/quick/ck0")
+    _start(core, min_runtime_s=600)
+    clock.advance(10)
+    first = core.submit(spec(priority=10))["job_id"]
+    assert core.get(quick)["status"] == "pausing" and core.get(first)["pending_reason"]["code"] == "preempting"
+    second = core.get(core.submit(spec(num_workers=2, priority=10))["job_id"])
+    assert second["pending_reason"]["code"] == "priority"
+    assert "room can be made" not in (second["eta_basis"] or "") + second["pending_reason"]["message"]
