@@ -207,7 +207,8 @@ class Settings:
     #: Fair share forgets usage with this half-life (seconds; default 7 days).
     fairshare_half_life_s: float = field(default_factory=lambda: _env_positive("TRAINQ_FAIRSHARE_HALF_LIFE_S",
                                                                                7 * 86400.0))
-    #: Time slicing: equal-priority jobs take turns every this many seconds; 0 (default) turns it off.
+    #: Time slicing: equal-priority jobs take turns every this many seconds of running (a start does not
+    #: count); 0 (default) turns it off.
     time_slice_s: float = field(default_factory=lambda: env_float("TRAINQ_TIME_SLICE_S", 0))
     #: Elastic jobs: no resize of a job within this many seconds of its last start (the churn bound);
     #: workers a job grew into are taken back for a waiting job of its priority only after it.

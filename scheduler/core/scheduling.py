@@ -281,9 +281,10 @@ class Pass:
         for job in self.writer.live.values():
             if job.status is S.RUNNING:
                 spec = self.writer.spec(job)
-                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(job.workers),
-                                                self.attempts.started_at(job), snap.attained(job.job_id, capacity, now),
-                                                spec.preemptible, resumable=job.resumable))
+                # A running job's last transition is its start of running: the slice counts from there.
+                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(job.workers), job.updated_at,
+                                                snap.attained(job.job_id, capacity, now), spec.preemptible,
+                                                resumable=job.resumable))
         attained = {e.job_id: snap.attained(e.job_id, capacity, now) for e in waiting}
         # Room on its way (a pause or a shrink this pass or an earlier one asked for) is counted as
         # free: the waiting job it is for is not given a second job's place as well.

@@ -1,7 +1,9 @@
 """Time slicing, pure and opt-in (``TRAINQ_TIME_SLICE_S``): equal-priority jobs take turns.
 
 When queued jobs wait that would fit in the place of running jobs of their own priority, a
-running job that has run at least one slice in its current attempt is paused at its next
+running job that has run at least one slice in its current attempt (counted from when its workers
+started, not from its admission: a start can take longer than a slice, and a slice spent starting
+would send two jobs back and forth with almost no step run in either turn) is paused at its next
 checkpoint and requeued behind them (Gandiva's slices, Tiresias's least attained service):
 waiting jobs are served least attained service (resources × seconds, over all attempts) first,
 and running jobs with the most attained service are rotated out first. A job is only rotated
@@ -42,7 +44,7 @@ class Sliced:
     job_id: str
     priority: int
     demand: Mapping[str, float]
-    attempt_started_at: float
+    running_since: float  # when its current attempt's workers started (it entered ``running``)
     attained: float  # resources × seconds over all its attempts (its dominant share × seconds)
     preemptible: bool = True
     stopping: bool = False
@@ -63,12 +65,13 @@ def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running:
 
     ``waiting`` are the queued jobs that did not start in this pass; ``attained`` their service
     so far (0 when absent). Each waiting job, least attained first, may take the place of
-    running jobs of its priority that ran at least ``slice_s`` in this attempt and had strictly
-    more service than it, most served first; only if their places (with what is free) hold it.
+    running jobs of its priority that ran at least ``slice_s`` in this attempt (since their workers
+    started) and had strictly more service than it, most served first; only if their places (with
+    what is free) hold it.
     """
     room: Resources = dict(free)
     pool = sorted((r for r in running if r.preemptible and not r.stopping and r.resumable is not False
-                   and now - r.attempt_started_at >= slice_s), key=lambda r: (-r.attained, r.job_id))
+                   and now - r.running_since >= slice_s), key=lambda r: (-r.attained, r.job_id))
     taken: dict[str, list[str]] = {}
     for w in sorted(waiting, key=lambda e: (-e.priority, attained.get(e.job_id, 0.0), e.seq)):
         mine = attained.get(w.job_id, 0.0)

@@ -229,6 +229,28 @@ def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(m
     assert [j["job_id"] for j in core.queue()] == [third, first]  # behind: a new place at the end
 
 
+def test_a_time_slice_counts_from_when_the_workers_started_not_from_the_admission(make_core) -> None:
+    # A start longer than the slice (a GPU job loading its model) must not use the slice up: two
+    # jobs then swapped at every checkpoint with almost no step run in either turn (seen on the
+    # real Ray: seven attempts of 7 s starts and well under a second of steps each).
+    core, launcher, clock, _ = _core(make_core, cpus=1, users=None, time_slice_s=60)
+    first = core.submit(spec(min_runtime_s=0))["job_id"]
+    sim = RunnerSim(core, first, 1)
+    clock.advance(90)  # starting for longer than a slice
+    sim.started()
+    core.submit(spec())
+    clock.advance(5)
+    sim.report(1, "/s/first/ck1")
+    core.tick()
+    assert core.get(first)["status"] == "running"  # 95 s since its admission, 5 s of them running
+    clock.advance(56)
+    sim.report(6, "/s/first/ck6")
+    core.tick()
+    rotated = core.get(first)
+    assert rotated["status"] == "pausing" and rotated["pause_reason"] == "timeslice"
+    assert launcher.pauses == [(first, 1)]
+
+
 def test_time_slicing_is_switched_on_and_off_without_a_restart(make_core) -> None:
     core, _, clock, _ = _core(make_core, cpus=1, users=None)
     first = core.submit(spec(min_runtime_s=0))["job_id"]

@@ -193,7 +193,7 @@ def test_rotations_are_eligible_and_never_pause_more_than_the_waiting_jobs_need(
     for rot in rotations:
         r, (w_id,) = by_id[rot.job_id], rot.for_jobs
         wait = next(e for e in waiting if e.job_id == w_id)
-        assert NOW - r.attempt_started_at >= 300 and r.priority == wait.priority
+        assert NOW - r.running_since >= 300 and r.priority == wait.priority
         assert r.attained > attained[w_id]
     freed = sum(by_id[r.job_id].demand["GPU"] for r in rotations)
     served = {rot.for_jobs[0] for rot in rotations}
