@@ -72,6 +72,7 @@ class _Run:
     backfill: backfill_policy.Backfill | None = None  # how it started around a blocked head
     head: str = ""  # that head
     loan: Loan | None = None  # workers lent by a waiting head, given back at ``loan.at``
+    running_since: float = 0.0  # when this (re)start's restart was over: the churn bound counts from here
 
     def progress(self, t: float) -> float:
         """Work left at ``t`` (no progress while it restarts)."""
@@ -280,9 +281,10 @@ class _Sim:
         times = [self.arrivals[0].submit_at] if self.arrivals else []
         for r in self.running.values():
             times.append(r.end_at(self.t))
-            if self.elastic and r.job.lo < r.job.hi and r.started + self.min_interval_s > self.t:
+            if self.elastic and r.job.lo < r.job.hi and r.running_since + self.min_interval_s > self.t:
                 # from then it may grow, or a waiting job of its priority take its extra workers back
-                times.append(r.started + self.min_interval_s)
+                # (the interval counts from its running, after the restart: ``elastic.running_for``)
+                times.append(r.running_since + self.min_interval_s)
             times += [r.loan.at] if r.loan and r.loan.at < math.inf else []
             times += [r.backfill.preempt_at] if r.backfill and r.backfill.preempt_at is not None else []
         if not times:
@@ -300,7 +302,9 @@ class _Sim:
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _start(self, j: Job, how: backfill_policy.Backfill | None = None, head: str = "") -> None:
-        self.running[j.job_id] = _Run(j, self._size(j), self.t, self.t + self.restart_s, self.left[j.job_id], how, head)
+        ready = self.t + self.restart_s
+        self.running[j.job_id] = _Run(j, self._size(j), self.t, ready, self.left[j.job_id], how, head,
+                                      running_since=ready)
 
     def _pause(self, job_id: str) -> None:
         r = self.running.pop(job_id)
@@ -310,6 +314,7 @@ class _Sim:
 
     def _resize(self, r: _Run, to: int) -> None:
         r.left, r.size, r.started, r.ready = r.progress(self.t), to, self.t, self.t + self.restart_s
+        r.running_since = r.ready
         self.resizes += 1
 
     def _ends(self) -> list[backfill_policy.Holder]:
@@ -357,7 +362,7 @@ def run_trace(jobs: list[Job], gpus: int, elastic: bool, time_limits: bool = Tru
 
 def _cand(r: _Run) -> Candidate:
     return Candidate(r.job.job_id, r.job.priority, {"GPU": float(r.size)}, r.started, last_checkpoint_at=None,
-                     worker=GPU)
+                     worker=GPU, running_since=r.running_since)
 
 
 def run(client: Any, ws: Any, quick: bool) -> list[Row]:

@@ -210,8 +210,9 @@ class Settings:
     #: Time slicing: equal-priority jobs take turns every this many seconds of running (a start does not
     #: count); 0 (default) turns it off.
     time_slice_s: float = field(default_factory=lambda: env_float("TRAINQ_TIME_SLICE_S", 0))
-    #: Elastic jobs: no resize of a job within this many seconds of its last start (the churn bound);
-    #: workers a job grew into are taken back for a waiting job of its priority only after it.
+    #: Elastic jobs: no resize of a job within this many seconds of its last start (the churn bound;
+    #: counted from when its workers started, not from its admission); workers a job grew into are
+    #: taken back for a waiting job of its priority only after it.
     resize_min_interval_s: float = field(default_factory=lambda: env_float("TRAINQ_RESIZE_MIN_INTERVAL_S", 300))
     #: Backfill: jobs behind a blocked head may start when that cannot delay it (default on);
     #: off, the queue starts strictly in order (the packing benchmark's baseline).

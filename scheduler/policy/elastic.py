@@ -18,8 +18,9 @@ docs/design.md, "Why trainq decides the size"). Three decisions, each over a sna
   the room the head cannot use before its earliest start: a *loan*, given back by a shrink to its
   size before the loan in time for that start, as a ``preemptible`` backfill makes way (the grow
   says when and to what size). Within the owner's ``max`` quota; not within ``min_interval_s`` of
-  the job's last start, and a loan only when it lasts that long (the churn bound,
-  ``TRAINQ_RESIZE_MIN_INTERVAL_S``); only by at least ``min_gain`` workers. Idle workers are
+  the job's last start (``running_for``: since its workers started), and a loan only when it
+  lasts that long (the churn bound, ``TRAINQ_RESIZE_MIN_INTERVAL_S``); only by at least
+  ``min_gain`` workers. Idle workers are
   dealt one at a time (higher priority first, then the job with the fewest workers: with
   sublinear speedup a worker gains most there), then each gang is checked on the nodes.
 - ``plan_shrink``: when a head needs room (priority, or a reclaim with the caller's priorities as
@@ -113,6 +114,14 @@ class ShrinkPlan:
     preemption: Preemption | None = None
 
 
+def running_for(c: Candidate, now: float) -> float:
+    """How long ``c``'s attempt has run: since its workers started, not since its admission. The
+    churn bound counts this: a start can take minutes (a GPU job loading its model), and counted
+    from the admission a job slower to start than the interval was resized the moment it ran,
+    paying a whole restart for nothing (seen on a real Ray: a grow 0.06 s after a 10 s start)."""
+    return now - (c.running_since if c.running_since is not None else c.attempt_started_at)
+
+
 def at_size(entry: Entry, workers: int) -> Entry:
     """The queue entry of a gang of ``workers`` of the entry's worker."""
     return dataclasses.replace(entry, num_workers=workers,
@@ -180,7 +189,7 @@ def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: 
     holding = {u: dict(r) for u, r in used.items()}
     jobs = [c for c in holders if c.job_id in sizes and not c.stopping
             and sizes[c.job_id].workers < sizes[c.job_id].max_workers
-            and now - c.attempt_started_at >= min_interval_s]
+            and running_for(c, now) >= min_interval_s]
     target = {c.job_id: sizes[c.job_id].workers for c in jobs}
     lent = dict.fromkeys(target, 0)
     borrowing: dict[str, bool] = {}
@@ -302,7 +311,7 @@ def plan_shrink(head: Entry, holders: Sequence[Candidate], sizes: Mapping[str, E
 
 def _lent(c: Candidate, head: Entry, now: float, reclaim_after_s: float | None) -> Candidate:
     """``c`` as its surplus workers are offered: below every real priority once they may be reclaimed."""
-    if reclaim_after_s is None or c.priority != head.priority or now - c.attempt_started_at < reclaim_after_s:
+    if reclaim_after_s is None or c.priority != head.priority or running_for(c, now) < reclaim_after_s:
         return c
     return dataclasses.replace(c, priority=RECLAIM_PRIORITY + c.priority)
 

@@ -45,6 +45,8 @@ class Candidate:
     resumable: bool | None = None  # False: its train function never reads its checkpoint
     worker: Mapping[str, float] = field(default_factory=dict)  # one worker's resources, as placed
     nodes: Mapping[str, int] | None = None  # workers per node id, as admission placed it (None: unknown)
+    #: when its workers started (it entered ``running``); None: not known (its attempt's start counts)
+    running_since: float | None = None
 
 
 @dataclass(frozen=True)

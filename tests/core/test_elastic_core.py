@@ -78,6 +78,30 @@ def test_it_grows_into_idle_room_at_its_next_checkpoint_after_the_interval(make_
     assert again["retries"] == 0
 
 
+def test_the_interval_counts_from_when_the_workers_started_not_from_the_admission(make_core) -> None:
+    # A start longer than the interval (a GPU job loading its model) must not use the churn bound
+    # up: the job was grown the moment it ran, paying a whole restart for nothing (seen on a real
+    # Ray in the elastic scenario: a grow 0.06 s after a 10 s start).
+    core, launcher, clock, _ = _core(make_core, cpus=4, resize_min_interval_s=60)
+    other = core.submit(spec(num_workers=2))["job_id"]
+    job = core.submit(spec(num_workers=ELASTIC, min_runtime_s=0))["job_id"]
+    RunnerSim(core, other, 1).started()
+    RunnerSim(core, other, 1).exit("completed")  # two CPUs idle, nothing queued
+    clock.advance(90)  # still starting, for longer than the interval
+    core.tick()
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/e/ck0")
+    clock.advance(5)
+    core.tick()
+    assert core.get(job)["status"] == "running" and launcher.pauses == []  # 5 s of running, 95 since admitted
+    clock.advance(56)
+    core.tick()
+    grown = core.get(job)
+    assert grown["status"] == "pausing" and grown["pause_reason"] == "resize"
+    assert launcher.pauses == [(job, 1)]
+
+
 def test_no_grow_into_room_a_queued_job_can_use(make_core) -> None:
     core, _, clock, _ = _core(make_core, cpus=4, resize_min_interval_s=0)
     job = core.submit(spec(num_workers={"min": 1, "max": 4}))["job_id"]  # takes all four

@@ -244,6 +244,11 @@ def test_an_equal_priority_head_takes_back_lent_workers_after_the_interval_but_p
     assert plan is not None and [(s.job_id, s.to_workers) for s in plan.shrinks] == [("el", 2)]
     young = [running("el", 4, started=NOW - 100)]
     assert plan_shrink(head, young, sizes, {}, {"GPU": 4.0}, NOW, reclaim_after_s=300) is None
+    # the interval counts from when its workers started: admitted 400 s ago, running for 100 s
+    slow_start = [running("el", 4, started=NOW - 400, running_since=NOW - 100)]
+    assert plan_shrink(head, slow_start, sizes, {}, {"GPU": 4.0}, NOW, reclaim_after_s=300) is None
+    assert plan_grow([running("el", 2, started=NOW - 400, running_since=NOW - 100)], {"el": Elastic(2, 1, 4)},
+                     {"GPU": 2.0}, NOW, min_interval_s=300) == []
     # more than the lent workers: nobody of equal priority is paused for it
     assert plan_shrink(entry("eq", workers=5), holders, sizes, {}, {"GPU": 6.0}, NOW, reclaim_after_s=300) is None
 

@@ -82,8 +82,9 @@ def test_lending_while_the_heads_start_is_unforeseen_gives_the_room_back_the_mom
 
 def test_a_waiting_job_takes_lent_workers_back_the_moment_the_interval_allows() -> None:
     # a (1-4 workers) starts alone with all 4 GPUs; c (2) arrives at 10 s. Nothing else happens
-    # until a ends, yet c takes 2 of a's workers back at 300 s, when a has kept them the interval.
+    # until a ends, yet c takes 2 of a's workers back at 360 s, when a has run the interval with
+    # them (counted from the end of its 60 s start, as trainq counts it from its workers' start).
     a = _job("a", 0.0, 36_000.0, 1, 4, 4)
     c = _job("c", 10.0, 1_000.0, 2, 2, 2)
     out = run_trace([a, c], 4, elastic=True)
-    assert out.jct_s["c"] == pytest.approx(MIN_INTERVAL_S + RESTART_S + 1_000.0 / 2 ** 0.8 - 10.0)
+    assert out.jct_s["c"] == pytest.approx(RESTART_S + MIN_INTERVAL_S + RESTART_S + 1_000.0 / 2 ** 0.8 - 10.0)
