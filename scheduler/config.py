@@ -167,7 +167,8 @@ class Settings:
     #: JSON of the most resources the cluster can grow to, for autoscaling clusters (e.g.
     #: '{"CPU": 64, "GPU": 16}'); empty means "what the cluster has now".
     max_resources: str = field(default_factory=lambda: os.environ.get("TRAINQ_MAX_RESOURCES", ""))
-    #: A running job is not preempted before its attempt has run this long (a job's min_runtime_s wins).
+    #: A running job is not preempted before its attempt has run this long, counted from when its workers
+    #: started (a job's min_runtime_s wins).
     min_runtime_s: float = field(default_factory=lambda: env_float("TRAINQ_MIN_RUNTIME_S", 600))
     #: A preempted job that reports no checkpoint within this long is stopped at its last one.
     preempt_grace_s: float = field(default_factory=lambda: env_float("TRAINQ_PREEMPT_GRACE_S", 300))

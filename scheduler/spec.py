@@ -198,7 +198,8 @@ class JobSpec(BaseModel):
     preemptible: bool = Field(default=True, description="may be paused at a checkpoint to make room for a"
                               " higher-priority job, then requeued by itself")
     min_runtime_s: float | None = Field(default=None, ge=0, le=365 * 86400, description="not preempted before its"
-                                        " attempt has run this long (default: the setting TRAINQ_MIN_RUNTIME_S)")
+                                        " attempt has run this long, counted from when its workers started"
+                                        " (default: the setting TRAINQ_MIN_RUNTIME_S)")
     keep_checkpoints: Annotated[int, Field(ge=1, le=1_000_000), WholeNumber] | None = Field(
         default=None, description="keep this many of the job's newest checkpoints (across its attempts) and delete"
         " older ones, except pinned ones and what the job resumes from; null keeps all (left out: the setting"

@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop each attempt after this long (the job fails with a time-limit error); lets"
                         " backfill start it early around a waiting job")
     p.add_argument("--min-runtime", dest="min_runtime_s", type=float,
-                   help="not preempted before its attempt has run this many seconds (default $TRAINQ_MIN_RUNTIME_S)")
+                   help="not preempted before its attempt has run this many seconds since its workers"
+                        " started (default $TRAINQ_MIN_RUNTIME_S)")
     p.add_argument("--working-dir", help="runtime_env working_dir: a folder here (uploaded to trainq, as `ray job "
                    "submit` does), or a URI (s3://, gs://, gcs://, https://)")
     p.add_argument("--py-module", action="append", metavar="FOLDER",

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from .accelerators import Choice, choose, per_type
 from .backfill import Reservation
 from .placement import PACK, place_gang
-from .preemption import Candidate, Preemption, choose_victims, eligible, expected_loss_s
+from .preemption import Candidate, Preemption, choose_victims, eligible, expected_loss_s, running_for
 from .queue import Entry, Resources, add, fits, subtract
 from .quota import BORROWING, OVER_MAX, RECLAIM_PRIORITY, Quota, check
 
@@ -112,14 +112,6 @@ class ShrinkPlan:
     head: str
     shrinks: list[Shrink] = field(default_factory=list)
     preemption: Preemption | None = None
-
-
-def running_for(c: Candidate, now: float) -> float:
-    """How long ``c``'s attempt has run: since its workers started, not since its admission. The
-    churn bound counts this: a start can take minutes (a GPU job loading its model), and counted
-    from the admission a job slower to start than the interval was resized the moment it ran,
-    paying a whole restart for nothing (seen on a real Ray: a grow 0.06 s after a 10 s start)."""
-    return now - (c.running_since if c.running_since is not None else c.attempt_started_at)
 
 
 def at_size(entry: Entry, workers: int) -> Entry:

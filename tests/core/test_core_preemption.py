@@ -300,6 +300,27 @@ def test_a_head_that_only_a_min_runtime_keeps_waiting_says_who_makes_way_and_whe
     assert core.get(high)["pending_reason"]["code"] == "preempting"
 
 
+def test_the_minimum_runtime_counts_from_when_the_workers_started_not_from_the_admission(make_core) -> None:
+    # A start longer than the minimum runtime must not use it up: the job would lose its
+    # protection the moment it ran, and be preempted before it took a step.
+    core, _, clock, _ = _core(make_core)
+    low = core.submit(spec(num_workers=2, min_runtime_s=60))["job_id"]
+    clock.advance(90)  # still starting, for longer than its minimum runtime
+    sim = RunnerSim(core, low, 1)
+    sim.started()
+    running_at = clock()
+    sim.report(0, "/s/low/ck0")
+    clock.advance(10)
+    high = core.submit(spec(priority=10))["job_id"]
+    assert core.get(low)["status"] == "running"  # 100 s since admitted, 10 s running
+    waiting = core.get(high)
+    assert "in 50 s room can be made for it" in waiting["pending_reason"]["message"]
+    assert waiting["eta"] == iso(running_at + 60)
+    clock.advance(50)
+    core.tick()
+    assert core.get(low)["status"] == "pausing" and core.get(low)["preempted_by"] == high
+
+
 def test_no_room_later_is_promised_where_no_preemption_can_make_it(make_core) -> None:
     core, _, clock, _ = _core(make_core)
     _start(core, num_workers=2, preemptible=False)
