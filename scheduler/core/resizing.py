@@ -47,8 +47,9 @@ def room_for(entry: Entry, holders: Sequence[preemption.Candidate], sized: Mappi
     only when those are not enough (``elastic.plan_shrink``); plain preemption without elastic jobs.
 
     ``lent_after_s`` (the resize interval): workers an elastic job of the entry's own priority grew
-    into count as lent once its attempt is that old, and are taken back by shrinks (whole jobs are
-    paused only for strictly higher priorities): a grow is a loan of idle room, not a claim on it.
+    into count as lent once its attempt has run that long, and are taken back by shrinks (whole
+    jobs are paused only for strictly higher priorities): a grow is a loan of idle room, not a
+    claim on it.
     """
     if not any(s.workers > s.min_workers for s in sized.values()):
         return [], preemption.choose_victims(entry.job_id, entry.priority, entry.demand, holders, free, capacity,

@@ -261,8 +261,8 @@ def plan_shrink(head: Entry, holders: Sequence[Candidate], sizes: Mapping[str, E
 
     ``reclaim_after_s`` (the resize interval, when given): workers above ``min`` are idle room lent
     out, as quota borrowing is, so a head of equal priority may take them back from a job whose
-    attempt started at least that long ago (by shrinks only: whole jobs are paused only for strictly
-    higher priorities), after the surplus workers of lower priorities.
+    attempt has run at least that long (``preemption.running_for``; by shrinks only: whole jobs are
+    paused only for strictly higher priorities), after the surplus workers of lower priorities.
     """
     if _fits_now(head, free, nodes):
         return None
