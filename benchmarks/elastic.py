@@ -283,7 +283,7 @@ class _Sim:
             times.append(r.end_at(self.t))
             if self.elastic and r.job.lo < r.job.hi and r.running_since + self.min_interval_s > self.t:
                 # from then it may grow, or a waiting job of its priority take its extra workers back
-                # (the interval counts from its running, after the restart: ``elastic.running_for``)
+                # (the interval counts from its running, after the restart: ``preemption.running_for``)
                 times.append(r.running_since + self.min_interval_s)
             times += [r.loan.at] if r.loan and r.loan.at < math.inf else []
             times += [r.backfill.preempt_at] if r.backfill and r.backfill.preempt_at is not None else []

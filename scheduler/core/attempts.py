@@ -230,6 +230,13 @@ class Attempts:
         """When the job's current attempt started (its last change, before it has one)."""
         return job.started_at if job.started_at is not None else job.updated_at
 
+    @staticmethod
+    def running_since(job: Job, now: float) -> float:
+        """When the job's current attempt's workers started: its last transition while it runs;
+        ``now`` while it still starts (it has run for 0 s). The minimum runtime, the time slice and
+        the elastic churn bound count from here, not from the admission."""
+        return job.updated_at if job.status is JobStatus.RUNNING else now
+
     # -- pausing a running attempt ----------------------------------------------------------------
     def plan_pause(self, job: Job, now: float, deadline_s: float | None = None, wait_forever: bool = False,
                    cap_s: float | None = None) -> PausePlan:

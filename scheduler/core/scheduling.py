@@ -281,8 +281,8 @@ class Pass:
         for job in self.writer.live.values():
             if job.status is S.RUNNING:
                 spec = self.writer.spec(job)
-                # A running job's last transition is its start of running: the slice counts from there.
-                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(job.workers), job.updated_at,
+                running.append(timeslice.Sliced(job.job_id, job.priority, spec.demand(job.workers),
+                                                self.attempts.running_since(job, now),
                                                 snap.attained(job.job_id, capacity, now), spec.preemptible,
                                                 resumable=job.resumable))
         attained = {e.job_id: snap.attained(e.job_id, capacity, now) for e in waiting}

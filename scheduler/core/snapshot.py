@@ -209,8 +209,7 @@ class Snapshot:
             holders.append(preemption.Candidate(
                 job_id=job_id, priority=job.priority, demand=demand, worker=placed.worker, nodes=placed.nodes,
                 attempt_started_at=self.attempts.started_at(job),
-                # a running job's last transition is its start of running; one still starting has run 0 s
-                running_since=job.updated_at if current and job.status is S.RUNNING else now,
+                running_since=self.attempts.running_since(job, now),
                 stopping=not current or job.status is S.PAUSING,
                 preemptible=spec.preemptible and current and job.status is S.RUNNING,
                 min_runtime_s=settings.min_runtime_s if spec.min_runtime_s is None else spec.min_runtime_s,
