@@ -231,8 +231,11 @@ class Writer:
 
     def hold(self, job: Job, attempt: int) -> None:
         """Count resources as held by an attempt found running that no active job owns (an
-        orphan being stopped): released when its runner ends."""
-        self.held[(job.job_id, attempt)] = self.demand(job)
+        orphan being stopped): released when its runner ends. It holds what it was started with,
+        which for an elastic job need not be what the job's current attempt has."""
+        record = self.ctx.store.get_attempt(job.job_id, attempt)
+        workers = record.workers if record is not None and record.workers else job.workers
+        self.held[(job.job_id, attempt)] = self.spec(job).demand(workers)
 
     def release(self, job_id: str, attempt: int) -> None:
         """The attempt's runner has stopped (or is gone): what it held is free again."""

@@ -457,3 +457,22 @@ def test_a_head_waiting_for_a_shrink_is_told_when_the_elastic_job_may_give_up_a_
     core.tick()
     shrunk = core.get(job)
     assert shrunk["status"] == "pausing" and shrunk["pause_reason"] == "resize"  # one worker given up, not paused
+
+
+def test_after_a_restart_a_runner_still_stopping_holds_what_its_attempt_started_with(make_core) -> None:
+    # Found by the model test (tests/core/test_core_model.py): the orphan was counted at the size
+    # of the job's current attempt (1 here, or later 2 for each), and a restarted scheduler handed
+    # out CPUs the stopping runner still held.
+    core, launcher, clock, cluster = _core(make_core, cpus=4)
+    job = core.submit(spec(num_workers=ELASTIC))["job_id"]
+    core.cancel(job)  # attempt 1 (3 workers) is stopping: it holds its 3 CPUs until its runner ends
+    core.resume(job)
+    assert core.get(job)["attempt"] == 2 and core.get(job)["workers"] == 1  # the one CPU left
+    restarted = make_core(cluster, launcher, clock)
+    restarted.settings = core.settings
+    restarted.recover({(job, 1), (job, 2)})  # both runners alive: attempt 1 is an orphan, stopped again
+    assert dict(restarted.held) == {(job, 1): {"CPU": 3.0}, (job, 2): {"CPU": 1.0}}
+    other = restarted.submit(spec())["job_id"]
+    assert restarted.get(other)["status"] == "queued"  # nothing is free until attempt 1's runner ends
+    RunnerSim(restarted, job, 1).exit("stopped")
+    assert restarted.get(other)["status"] == "pending"
