@@ -1,0 +1,274 @@
+"""The core driven by random sequences of verbs, runner events, losses, ticks and restarts
+(hypothesis' stateful testing), with invariants checked after every step:
+
+- every recorded transition is one the table allows (``states.TRANSITIONS``);
+- what the core hands out never exceeds the cluster;
+- an elastic job runs with between its ``min`` and ``max`` workers, a fixed one with its own;
+- an active job has a runner alive, and no job has two runners alive unless the older was stopped;
+- every answer to a bad request is a ``TrainqError`` (never another exception);
+- a restart over the same registry shows the same jobs (nothing acknowledged was only in memory);
+- at the end, once the runners do as they are asked, every job ends or stays paused by its user.
+
+Fakes for the launcher, the cluster and the clock (``tests/fakes.py``); a real SQLite registry.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
+from helpers import spec
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from scheduler.config import Settings
+from scheduler.core import DrainNotice
+from scheduler.errors import TrainqError
+from scheduler.spec import parse_spec
+from scheduler.states import ACTIVE, TRANSITIONS, JobStatus
+
+CPUS = 4.0
+NODES = ("node-0", "node-1")
+SIZES = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(2, 4)).map(
+    lambda mm: {"min": mm[0], "max": max(mm)}))
+_dbs = itertools.count()
+
+
+class CoreModel(RuleBasedStateMachine):
+    """The scheduler core and a model of its runners: which attempts are alive, and what each was told."""
+
+    def __init__(self, make_core) -> None:
+        super().__init__()
+        self.make_core = make_core
+        self.db = f"model-{next(_dbs)}.db"
+        self.clock, self.cluster = FakeClock(), FakeCluster({"CPU": CPUS})
+        self.launcher = FakeLauncher()
+        self.core = self._open()
+        self.jobs: list[str] = []
+        self.specs: dict[str, dict] = {}
+        self.live: dict[tuple[str, int], RunnerSim] = {}  # runners alive (launched, not exited nor lost)
+        self.stopped: set[tuple[str, int]] = set()  # told to stop: they exit "stopped"
+        self.seen_launches = 0
+        self.paused_by_user: set[str] = set()
+        self.started_runs: set[tuple[str, int]] = set()  # said "started" (a launch can no longer fail)
+
+    def _open(self):
+        core = self.make_core(self.cluster, self.launcher, self.clock, db=self.db)
+        core.settings = Settings(storage_root=core.storage_root, db_path=":memory:", min_runtime_s=0,
+                                 resize_min_interval_s=30, preempt_grace_s=60, retry_backoff_s=0,
+                                 start_timeout_s=600, pause_max_wait_s=600)
+        return core
+
+    # -- keeping the model in step with what the core did --------------------------------------------
+    def _sync(self) -> None:
+        self.stopped |= {s for s in self.launcher.stops if s in self.live}
+        for job_id, attempt, _ in self.launcher.launched[self.seen_launches:]:
+            for (j, a) in self.live:
+                # a new attempt while an older runner of the job is alive: only if that one was stopped
+                assert j != job_id or (j, a) in self.stopped, \
+                    f"{job_id} attempt {attempt} launched while attempt {a} still runs"
+            self.live[(job_id, attempt)] = RunnerSim(self.core, job_id, attempt)
+        self.seen_launches = len(self.launcher.launched)
+
+    def _call(self, verb, *args, **kwargs):
+        try:
+            return verb(*args, **kwargs)
+        except TrainqError:
+            return None  # refused with a typed error: fine (the HTTP layer maps it)
+        finally:
+            self._sync()
+
+    @initialize()
+    def _start(self) -> None:
+        self._sync()
+
+    # -- users ---------------------------------------------------------------------------------------
+    @rule(size=SIZES, priority=st.integers(0, 2))
+    def submit(self, size, priority) -> None:
+        job = self._call(self.core.submit, spec(num_workers=size, priority=priority))
+        if job is not None:
+            self.jobs.append(job["job_id"])
+            self.specs[job["job_id"]] = {"num_workers": size}
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def pause(self, data) -> None:
+        job_id = data.draw(st.sampled_from(self.jobs))
+        if self._call(self.core.pause, job_id) is not None:
+            self.paused_by_user.add(job_id)
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def resume(self, data) -> None:
+        job_id = data.draw(st.sampled_from(self.jobs))
+        if self._call(self.core.resume, job_id) is not None:
+            self.paused_by_user.discard(job_id)
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def cancel(self, data) -> None:
+        self._call(self.core.cancel, data.draw(st.sampled_from(self.jobs)))
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data(), priority=st.integers(0, 3))
+    def set_priority(self, data, priority) -> None:
+        self._call(self.core.set_priority, data.draw(st.sampled_from(self.jobs)), priority)
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data())
+    def checkpoint(self, data) -> None:
+        self._call(self.core.checkpoint, data.draw(st.sampled_from(self.jobs)))
+
+    @rule(seconds=st.sampled_from([0, 60]))
+    def time_slice(self, seconds) -> None:
+        self._call(self.core.set_time_slice, seconds)
+
+    # -- runners -------------------------------------------------------------------------------------
+    def _runner(self, data) -> tuple[tuple[str, int], RunnerSim]:
+        key = data.draw(st.sampled_from(sorted(self.live)))
+        return key, self.live[key]
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def started(self, data) -> None:
+        key, sim = self._runner(data)
+        self.started_runs.add(key)
+        self._call(sim.started)
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data(), checkpoint=st.booleans())
+    def report(self, data, checkpoint) -> None:
+        (job_id, attempt), sim = self._runner(data)
+        step = sim.seq
+        self.started_runs.add((job_id, attempt))
+        self._call(sim.report, step, f"/ck/{job_id}/{attempt}/{step}" if checkpoint else None, read_checkpoint=True)
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data(), outcome=st.sampled_from(["completed", "failed", "asked"]))
+    def exit(self, data, outcome) -> None:
+        """The run ends: as it was asked (stopped, paused at a checkpoint), or by itself."""
+        key, sim = self._runner(data)
+        if outcome == "asked" and key in self.stopped:
+            outcome = "stopped"
+        elif outcome == "asked" and key in self.launcher.pauses:
+            sim.report(sim.seq, f"/ck/{key[0]}/{key[1]}/{sim.seq}", read_checkpoint=True)
+            outcome = "paused"
+        elif outcome == "asked":
+            outcome = "completed"
+        del self.live[key]
+        self._call(sim.exit, outcome, error="boom" if outcome == "failed" else None)
+
+    @precondition(lambda self: self.live)
+    @rule(data=st.data())
+    def runner_lost(self, data) -> None:
+        key, _ = self._runner(data)
+        del self.live[key]
+        self._call(self.core.on_runner_lost, *key, "node lost")
+
+    @precondition(lambda self: set(self.live) - self.started_runs)
+    @rule(data=st.data())
+    def launch_failed(self, data) -> None:
+        """No runner could be started (before it said anything)."""
+        key = data.draw(st.sampled_from(sorted(set(self.live) - self.started_runs)))
+        del self.live[key]
+        self._call(self.core.on_launch_failed, *key, "RuntimeError: no runner")
+
+    @rule(node=st.sampled_from(NODES), deadline_s=st.sampled_from([None, 60.0]), over=st.booleans())
+    def drain(self, node, deadline_s, over) -> None:
+        """Ray drains a node (the live runners are on nodes by their attempt's parity), or no longer does."""
+        deadline = None if deadline_s is None else self.clock() + deadline_s
+        notices = [] if over else [DrainNotice(node, deadline, "preemption")]
+        self._call(self.core.on_drains, notices, {key: {NODES[key[1] % 2]} for key in self.live})
+
+    @rule(seconds=st.sampled_from([0.5, 5, 40, 400]))
+    def tick(self, seconds) -> None:
+        self.clock.advance(seconds)
+        self._call(self.core.tick)
+
+    @rule()
+    def restart(self) -> None:
+        """The scheduler restarts over the same registry; the live runners are found again."""
+        before = {j: self._view(self.core.get(j)) for j in self.jobs}
+        self.core.store.close()
+        self.core = self._open()
+        for sim in self.live.values():
+            sim.core = self.core
+        after = {j: self._view(self.core.get(j)) for j in self.jobs}
+        assert after == before  # everything the old core acknowledged was in the registry
+        self._call(self.core.recover, set(self.live))
+
+    @staticmethod
+    def _view(job: dict) -> tuple:
+        return job["status"], job["attempt"], job["priority"], job.get("workers"), job.get("checkpoint_path")
+
+    # -- invariants ----------------------------------------------------------------------------------
+    @invariant()
+    def transitions_follow_the_table(self) -> None:
+        for job_id in self.jobs:
+            for t in self.core.history(job_id)["transitions"]:
+                if t["from_status"] is not None:
+                    assert JobStatus(t["to_status"]) in TRANSITIONS[JobStatus(t["from_status"])], t
+
+    @invariant()
+    def never_more_than_the_cluster(self) -> None:
+        assert sum(r.get("CPU", 0.0) for r in self.core.held.values()) <= CPUS + 1e-9, dict(self.core.held)
+
+    @invariant()
+    def active_jobs_run_with_their_size(self) -> None:
+        for job_id in self.jobs:
+            job = self.core.get(job_id)
+            if JobStatus(job["status"]) not in ACTIVE:
+                continue
+            assert (job_id, job["attempt"]) in self.live, f"{job_id} is {job['status']} with no runner alive"
+            size = self.specs[job_id]["num_workers"]
+            lo, hi = (size["min"], size["max"]) if isinstance(size, dict) else (size, size)
+            assert lo <= job["workers"] <= hi, (job_id, job["workers"], size)
+            # what it was launched with, and what it holds (a CPU a worker)
+            assert parse_spec(self.launcher.specs[(job_id, job["attempt"])]).min_workers == job["workers"]
+            assert self.core.held[(job_id, job["attempt"])].get("CPU") == job["workers"]
+
+    def teardown(self) -> None:
+        """The runners now do as asked and the clock moves: every job ends or stays paused by its user."""
+        for _ in range(4 * len(self.jobs) + 10):
+            if not self.live and not self.core.count(status="queued"):
+                break
+            for key, sim in sorted(self.live.items()):
+                if key in self.stopped:
+                    outcome = "stopped"
+                elif key in self.launcher.pauses:
+                    sim.report(sim.seq, f"/ck/{key[0]}/{key[1]}/end", read_checkpoint=True)
+                    outcome = "paused"
+                else:
+                    sim.started()
+                    outcome = "completed"
+                del self.live[key]
+                sim.exit(outcome)
+                self._sync()
+                break
+            self.clock.advance(400)
+            self.core.tick()
+            self._sync()
+        stuck = [(j, self.core.get(j)["status"]) for j in self.jobs
+                 if self.core.get(j)["status"] not in ("completed", "failed", "cancelled", "paused")]
+        assert not stuck, f"jobs that never end with runners doing as asked: {stuck}"
+        paused = {j for j in self.jobs if self.core.get(j)["status"] == "paused"}
+        self.core.store.close()
+        assert paused <= self.paused_by_user, f"paused without a user asking: {paused - self.paused_by_user}"
+
+
+def test_the_core_keeps_its_invariants_under_random_verbs_events_and_restarts(make_core) -> None:
+    # Derandomized in the suite: the same sequences every run, so a failure is a bug, never bad
+    # luck. TRAINQ_MODEL_EXAMPLES=2000 searches further, with fresh random sequences each run.
+    hunt = os.environ.get("TRAINQ_MODEL_EXAMPLES")
+    run_state_machine_as_test(lambda: CoreModel(make_core), settings=settings(
+        max_examples=int(hunt or 60), stateful_step_count=80 if hunt else 50, deadline=None, database=None,
+        derandomize=not hunt, suppress_health_check=list(HealthCheck)))
