@@ -41,6 +41,7 @@ NODES = ("node-0", "node-1")
 SIZES = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(2, 4)).map(
     lambda mm: {"min": mm[0], "max": max(mm)}))
 _dbs = itertools.count()
+MEETS = {"completed": {"completed"}, "failed": {"failed"}, "finished": {"completed", "failed", "cancelled"}}
 
 
 class CoreModel(RuleBasedStateMachine):
@@ -72,6 +73,10 @@ class CoreModel(RuleBasedStateMachine):
     def _sync(self) -> None:
         self.stopped |= {s for s in self.launcher.stops if s in self.live}
         for job_id, attempt, _ in self.launcher.launched[self.seen_launches:]:
+            if "after" in self.specs.get(job_id, {}):  # started only once what it waits for happened
+                after, on = self.specs[job_id]["after"]
+                status = self.core.get(after)["status"]
+                assert status in MEETS[on], f"{job_id} started while {after} is {status} (it waits for {on})"
             for (j, a) in self.live:
                 # a new attempt while an older runner of the job is alive: only if that one was stopped
                 assert j != job_id or (j, a) in self.stopped, \
@@ -98,6 +103,16 @@ class CoreModel(RuleBasedStateMachine):
         if job is not None:
             self.jobs.append(job["job_id"])
             self.specs[job["job_id"]] = {"num_workers": size}
+
+    @precondition(lambda self: self.jobs)
+    @rule(data=st.data(), size=SIZES, on=st.sampled_from(["completed", "failed", "finished"]))
+    def submit_after(self, data, size, on) -> None:
+        """A job that waits for another (``depends_on``)."""
+        after = data.draw(st.sampled_from(self.jobs))
+        job = self._call(self.core.submit, spec(num_workers=size, depends_on=[{"job_id": after, "on": on}]))
+        if job is not None:
+            self.jobs.append(job["job_id"])
+            self.specs[job["job_id"]] = {"num_workers": size, "after": (after, on)}
 
     @precondition(lambda self: self.jobs)
     @rule(data=st.data())
@@ -206,6 +221,12 @@ class CoreModel(RuleBasedStateMachine):
         assert after == before  # everything the old core acknowledged was in the registry
         self._call(self.core.recover, set(self.live))
 
+    def _waits_for_a_paused_job(self, job_id: str) -> bool:
+        """Whether the job waits, as it should, for a job its user paused (or for one that does)."""
+        after = self.specs[job_id].get("after")
+        status = self.core.get(after[0])["status"] if after else None
+        return status == "paused" or (status == "queued" and self._waits_for_a_paused_job(after[0]))
+
     @staticmethod
     def _view(job: dict) -> tuple:
         return job["status"], job["attempt"], job["priority"], job.get("workers"), job.get("checkpoint_path")
@@ -258,7 +279,8 @@ class CoreModel(RuleBasedStateMachine):
             self.core.tick()
             self._sync()
         stuck = [(j, self.core.get(j)["status"]) for j in self.jobs
-                 if self.core.get(j)["status"] not in ("completed", "failed", "cancelled", "paused")]
+                 if self.core.get(j)["status"] not in ("completed", "failed", "cancelled", "paused")
+                 and not self._waits_for_a_paused_job(j)]
         assert not stuck, f"jobs that never end with runners doing as asked: {stuck}"
         paused = {j for j in self.jobs if self.core.get(j)["status"] == "paused"}
         self.core.store.close()
