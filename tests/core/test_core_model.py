@@ -35,11 +35,18 @@ from scheduler.core import DrainNotice
 from scheduler.errors import TrainqError
 from scheduler.spec import parse_spec
 from scheduler.states import ACTIVE, TRANSITIONS, JobStatus
+from scheduler.users import parse_users
 
 CPUS = 4.0
 NODES = ("node-0", "node-1")
 SIZES = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(2, 4)).map(
     lambda mm: {"min": mm[0], "max": max(mm)}))
+USERS = parse_users("""
+users:
+  alice: {token: "alice-token-123", quota: {guaranteed: {CPU: 1}, max: {CPU: 3}}}
+  bob: {token: "bob-token-4567", quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}}
+""")
+MAX_CPU = {"alice": 3.0, "bob": 4.0}
 _dbs = itertools.count()
 MEETS = {"completed": {"completed"}, "failed": {"failed"}, "finished": {"completed", "failed", "cancelled"}}
 
@@ -67,6 +74,7 @@ class CoreModel(RuleBasedStateMachine):
         core.settings = Settings(storage_root=core.storage_root, db_path=":memory:", min_runtime_s=0,
                                  resize_min_interval_s=30, preempt_grace_s=60, retry_backoff_s=0,
                                  start_timeout_s=600, pause_max_wait_s=600)
+        core.users = USERS
         return core
 
     # -- keeping the model in step with what the core did --------------------------------------------
@@ -97,19 +105,21 @@ class CoreModel(RuleBasedStateMachine):
         self._sync()
 
     # -- users ---------------------------------------------------------------------------------------
-    @rule(size=SIZES, priority=st.integers(0, 2))
-    def submit(self, size, priority) -> None:
-        job = self._call(self.core.submit, spec(num_workers=size, priority=priority))
+    @rule(size=SIZES, priority=st.integers(0, 2), owner=st.sampled_from(sorted(MAX_CPU)))
+    def submit(self, size, priority, owner) -> None:
+        job = self._call(self.core.submit, spec(num_workers=size, priority=priority), owner=owner)
         if job is not None:
             self.jobs.append(job["job_id"])
             self.specs[job["job_id"]] = {"num_workers": size}
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data(), size=SIZES, on=st.sampled_from(["completed", "failed", "finished"]))
-    def submit_after(self, data, size, on) -> None:
+    @rule(data=st.data(), size=SIZES, on=st.sampled_from(["completed", "failed", "finished"]),
+          owner=st.sampled_from(sorted(MAX_CPU)))
+    def submit_after(self, data, size, on, owner) -> None:
         """A job that waits for another (``depends_on``)."""
         after = data.draw(st.sampled_from(self.jobs))
-        job = self._call(self.core.submit, spec(num_workers=size, depends_on=[{"job_id": after, "on": on}]))
+        job = self._call(self.core.submit, spec(num_workers=size, depends_on=[{"job_id": after, "on": on}]),
+                         owner=owner)
         if job is not None:
             self.jobs.append(job["job_id"])
             self.specs[job["job_id"]] = {"num_workers": size, "after": (after, on)}
@@ -242,6 +252,15 @@ class CoreModel(RuleBasedStateMachine):
     @invariant()
     def never_more_than_the_cluster(self) -> None:
         assert sum(r.get("CPU", 0.0) for r in self.core.held.values()) <= CPUS + 1e-9, dict(self.core.held)
+
+    @invariant()
+    def no_owner_over_their_max(self) -> None:
+        use: dict[str, float] = {}
+        for job_id in self.jobs:
+            job = self.core.get(job_id)
+            if JobStatus(job["status"]) in ACTIVE:
+                use[job["owner"]] = use.get(job["owner"], 0.0) + job["workers"]
+        assert all(cpus <= MAX_CPU[owner] for owner, cpus in use.items()), use
 
     @invariant()
     def active_jobs_run_with_their_size(self) -> None:
