@@ -173,6 +173,18 @@ class Attempts:
         return w.transition(job, S.FAILED, "fail", decision.reason, finished_at=at,
                             error=error or "the run failed without an error message")
 
+    def stop_orphan(self, job_id: str, attempt: int) -> bool:
+        """Stop a live runner of an attempt that is not active (after a restart, or found by
+        reconciliation); what it holds stays counted until it ends. False: the run belongs to
+        another registry's scheduler, never ours to stop."""
+        orphan = self.ctx.store.get_job(job_id)
+        if orphan is None:
+            return False
+        if (job_id, attempt) not in self.writer.held:
+            self.writer.hold(orphan, attempt)
+        self.ctx.launcher.stop(job_id, attempt)
+        return True
+
     def stop(self, job: Job, outcome: str, at: float) -> None:
         """Stop the job's current attempt now (its state already written) and account for it."""
         self.ctx.launcher.stop(job.job_id, job.attempt)

@@ -345,12 +345,8 @@ class Scheduler:
             elif job.status is S.PAUSING:
                 # The request may have been lost with the old actor; asking again is harmless.
                 launcher.request_pause(job_id, attempt)
-        for job_id, attempt in alive - set(active):
-            orphan = store.get_job(job_id)
-            if orphan is None:
-                continue  # another registry's run: not ours to stop
-            self.writer.hold(orphan, attempt)  # released when its runner ends
-            launcher.stop(job_id, attempt)
+        for key in alive - set(active):
+            self.attempts.stop_orphan(*key)
         for job in store.jobs_in([S.PAUSED]):
             if job.pause_reason == failure.SHUTDOWN:
                 self.writer.requeue(job, "requeue", "trainq started again after a shutdown; requeued",
@@ -372,10 +368,8 @@ class Scheduler:
                 done.append(f"{key[0]} attempt {key[1]}: {active[key].status.value} with no runner; settled")
                 self.attempts.runner_lost(*key, "reconciliation found no runner for this attempt")
             for key in sorted(alive - set(active) - watched):
-                if self.ctx.store.get_job(key[0]) is None:
-                    continue  # a run of another registry's scheduler: never ours to stop
-                done.append(f"{key[0]} attempt {key[1]}: a runner of no active attempt; stopped")
-                self.ctx.launcher.stop(*key)
+                if self.attempts.stop_orphan(*key):
+                    done.append(f"{key[0]} attempt {key[1]}: a runner of no active attempt; stopped")
             for key in sorted(set(self.writer.held) - set(active) - alive - watched):
                 done.append(f"{key[0]} attempt {key[1]}: resources held by no runner; released")
                 self.writer.release(*key)

@@ -237,6 +237,12 @@ class CoreModel(RuleBasedStateMachine):
         status = self.core.get(after[0])["status"] if after else None
         return status == "paused" or (status == "queued" and self._waits_for_a_paused_job(after[0]))
 
+    @rule(data=st.data())
+    def reconcile(self, data) -> None:
+        """The periodic comparison of the runners alive with the registry (some of them watched)."""
+        watched = data.draw(st.sets(st.sampled_from(sorted(self.live)))) if self.live else set()
+        self._call(self.core.reconcile, set(self.live), watched)
+
     @staticmethod
     def _view(job: dict) -> tuple:
         return job["status"], job["attempt"], job["priority"], job.get("workers"), job.get("checkpoint_path")

@@ -81,7 +81,10 @@ def test_reconciliation_settles_a_job_whose_runner_vanished_and_stops_orphans(ma
     assert (b, 0) in launcher.stops and (a, 1) not in core.held
     assert ("job_of_another_registry", 3) not in launcher.stops  # never stop another scheduler's run
     assert len(done) == 2 and any("settled" in line for line in done)
-    assert core.reconcile(alive={(b, 1)}, watched={(b, 1)}) == []  # settled once, quiet after
+    assert core.held[(b, 0)] == {"CPU": 1.0}  # the orphan's CPU is in use until its runner ends
+    # it ended without a word: what it held is released once, then all is quiet
+    assert core.reconcile(alive={(b, 1)}, watched={(b, 1)}) == [f"{b} attempt 0: resources held by no runner; released"]
+    assert core.reconcile(alive={(b, 1)}, watched={(b, 1)}) == []
 
 
 def test_reconciliation_releases_resources_that_no_runner_holds(make_core) -> None:
