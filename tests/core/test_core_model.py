@@ -68,6 +68,7 @@ class CoreModel(RuleBasedStateMachine):
         self.seen_launches = 0
         self.paused_by_user: set[str] = set()
         self.started_runs: set[tuple[str, int]] = set()  # said "started" (a launch can no longer fail)
+        self.shut = False  # shut down (``drain``): nothing starts until a restart
 
     def _open(self):
         core = self.make_core(self.cluster, self.launcher, self.clock, db=self.db)
@@ -125,10 +126,10 @@ class CoreModel(RuleBasedStateMachine):
             self.specs[job["job_id"]] = {"num_workers": size, "after": (after, on)}
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data())
-    def pause(self, data) -> None:
+    @rule(data=st.data(), deadline_s=st.sampled_from([None, 30.0]))
+    def pause(self, data, deadline_s) -> None:
         job_id = data.draw(st.sampled_from(self.jobs))
-        if self._call(self.core.pause, job_id) is not None:
+        if self._call(self.core.pause, job_id, deadline_s) is not None:
             self.paused_by_user.add(job_id)
 
     @precondition(lambda self: self.jobs)
@@ -219,6 +220,12 @@ class CoreModel(RuleBasedStateMachine):
         self.clock.advance(seconds)
         self._call(self.core.tick)
 
+    @rule(grace_s=st.sampled_from([0.0, 60.0]))
+    def shut_down(self, grace_s) -> None:
+        """``trainq serve`` stopping: every active job pauses, to be requeued by the next start."""
+        self._call(self.core.drain, grace_s)
+        self.shut = True
+
     @rule()
     def restart(self) -> None:
         """The scheduler restarts over the same registry; the live runners are found again."""
@@ -230,6 +237,7 @@ class CoreModel(RuleBasedStateMachine):
         after = {j: self._view(self.core.get(j)) for j in self.jobs}
         assert after == before  # everything the old core acknowledged was in the registry
         self._call(self.core.recover, set(self.live))
+        self.shut = False
 
     def _waits_for_a_paused_job(self, job_id: str) -> bool:
         """Whether the job waits, as it should, for a job its user paused (or for one that does)."""
@@ -284,6 +292,8 @@ class CoreModel(RuleBasedStateMachine):
 
     def teardown(self) -> None:
         """The runners now do as asked and the clock moves: every job ends or stays paused by its user."""
+        if self.shut:
+            self.restart()
         for _ in range(4 * len(self.jobs) + 10):
             if not self.live and not self.core.count(status="queued"):
                 break
