@@ -179,8 +179,9 @@ class CoreModel(RuleBasedStateMachine):
         self._call(sim.report, step, f"/ck/{job_id}/{attempt}/{step}" if checkpoint else None, read_checkpoint=True)
 
     @precondition(lambda self: self.live)
-    @rule(data=st.data(), outcome=st.sampled_from(["completed", "failed", "asked"]))
-    def exit(self, data, outcome) -> None:
+    @rule(data=st.data(), outcome=st.sampled_from(["completed", "failed", "asked"]),
+          failure=st.sampled_from(["user", "infrastructure"]))
+    def exit(self, data, outcome, failure) -> None:
         """The run ends: as it was asked (stopped, paused at a checkpoint), or by itself."""
         key, sim = self._runner(data)
         if outcome == "asked" and key in self.stopped:
@@ -191,7 +192,8 @@ class CoreModel(RuleBasedStateMachine):
         elif outcome == "asked":
             outcome = "completed"
         del self.live[key]
-        self._call(sim.exit, outcome, error="boom" if outcome == "failed" else None)
+        failed = outcome == "failed"
+        self._call(sim.exit, outcome, error="boom" if failed else None, failure=failure if failed else None)
 
     @precondition(lambda self: self.live)
     @rule(data=st.data())
