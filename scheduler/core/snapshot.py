@@ -271,8 +271,10 @@ class Snapshot:
     def attained(self, job_id: str, capacity: Resources, now: float) -> float:
         """Service a job has had over all its attempts: dominant share × seconds."""
         spec = self.writer.spec_of(job_id)
-        seconds = sum(max(0.0, (a.ended_at or now) - a.started_at) for a in self.ctx.store.attempts(job_id))
-        return fairshare.resource_seconds(spec.demand(), seconds, capacity)  # at its fewest workers, if elastic
+        # Each attempt at the size it ran with: an elastic job that ran wide has had that much more.
+        return sum(fairshare.resource_seconds(spec.demand(a.workers or spec.min_workers),
+                                              max(0.0, (a.ended_at or now) - a.started_at), capacity)
+                   for a in self.ctx.store.attempts(job_id))
 
 
 class PerUser(Mapping[str, Any]):

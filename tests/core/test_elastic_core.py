@@ -3,6 +3,7 @@ shrink instead of pausing whole; a fake launcher, cluster (per-node sizes) and c
 
 from __future__ import annotations
 
+import pytest
 from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from helpers import spec
 
@@ -476,3 +477,22 @@ def test_after_a_restart_a_runner_still_stopping_holds_what_its_attempt_started_
     assert restarted.get(other)["status"] == "queued"  # nothing is free until attempt 1's runner ends
     RunnerSim(restarted, job, 1).exit("stopped")
     assert restarted.get(other)["status"] == "pending"
+
+
+def test_time_slicing_counts_the_service_an_elastic_job_had_at_the_size_it_ran_with(make_core) -> None:
+    # Least attained service first (Tiresias): a job that ran with 3 workers had three times the
+    # service of one that ran with 1 for as long, not the service of its fewest workers.
+    core, _, clock, _ = _core(make_core, cpus=4)
+    wide = core.submit(spec(num_workers=ELASTIC))["job_id"]
+    sim = RunnerSim(core, wide, 1)
+    sim.started()
+    clock.advance(100)
+    sim.exit("completed")
+    narrow = core.submit(spec())["job_id"]
+    sim = RunnerSim(core, narrow, 1)
+    sim.started()
+    clock.advance(100)
+    sim.exit("completed")
+    capacity, now = {"CPU": 4.0}, clock()
+    assert core.snapshot.attained(wide, capacity, now) == pytest.approx(75.0)  # 3/4 of the CPUs × 100 s
+    assert core.snapshot.attained(narrow, capacity, now) == pytest.approx(25.0)
