@@ -96,7 +96,10 @@ class Pass:
         decision = self.dependencies.decide()
         out: list[Action] = [CancelUnmet(j, why) for j, why in decision.cancel.items()]
         out += [Hold(j, decision.held.get(j)) for j in sorted(self.writer.conditional) if j not in decision.cancel]
-        return out + resizing.holds(self, self.ctx.clock())
+        # A job back from a resize that its dependency or sweep holds waits for that rule (the
+        # resize's own hold, decided beside it, must not let it go in the same pass).
+        return out + [h for h in resizing.holds(self, self.ctx.clock())
+                      if h.job_id not in decision.held and h.job_id not in decision.cancel]
 
     def admission(self, now: float, capacity: Resources) -> tuple[admission.Admission, list[str] | None]:
         """Who starts now, in admission order within quotas; and the node ids placements refer to."""

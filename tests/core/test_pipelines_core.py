@@ -8,6 +8,7 @@ import pytest
 from fakes import FakeClock, FakeCluster, RunnerSim
 from helpers import spec
 
+from scheduler.config import Settings
 from scheduler.errors import InvalidSpec, JobNotFound
 
 
@@ -159,3 +160,33 @@ def test_a_dry_run_that_fits_would_start_and_one_waiting_on_a_dependency_says_so
     answer = core.dry.ask(spec(depends_on=[{"job_id": a}]))
     assert answer["would_start"] is False and answer["pending_reason"]["code"] == "dependency"
     assert core.count() == 1
+
+
+
+
+def test_a_dependent_back_from_a_resize_waits_again_like_any_requeued_job(make_core) -> None:
+    # Found by the model test (tests/core/test_core_model.py): the resize's own hold, decided in the
+    # same pass as the dependency rule's, let the job go; a job it needs had been resumed since.
+    clock = FakeClock()
+    core = make_core(FakeCluster({"CPU": 4}), clock=clock)
+    core.settings = Settings(storage_root=core.storage_root, db_path=":memory:", resize_min_interval_s=30,
+                             min_runtime_s=0, retry_backoff_s=0)
+    a = core.submit(spec(max_retries=0))["job_id"]
+    _finish(core, a, "failed")
+    other = core.submit(spec(num_workers=2))["job_id"]
+    b = core.submit(spec(num_workers={"min": 1, "max": 3}, depends_on=[{"job_id": a, "on": "failed"}]))["job_id"]
+    sim = RunnerSim(core, b, 1)
+    sim.started()
+    core.resume(a)  # a is no longer failed
+    core.pause(a)
+    _finish(core, other, "completed")  # two CPUs idle: b grows at its next checkpoint
+    clock.advance(60)
+    core.tick()
+    assert core.get(b)["pause_reason"] == "resize"
+    sim.report(1, "/ck/b/1", read_checkpoint=True)
+    sim.exit("paused")
+    waiting = core.get(b)
+    assert waiting["status"] == "queued" and waiting["pending_reason"]["code"] == "dependency", waiting
+    core.resume(a)
+    _finish(core, a, "failed")  # failed again: b's dependency is met, and it grows as planned
+    assert core.get(b)["status"] == "pending" and core.get(b)["workers"] == 3
