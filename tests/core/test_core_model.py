@@ -82,7 +82,9 @@ class CoreModel(RuleBasedStateMachine):
     def _sync(self) -> None:
         self.stopped |= {s for s in self.launcher.stops if s in self.live}
         for job_id, attempt, _ in self.launcher.launched[self.seen_launches:]:
-            if "after" in self.specs.get(job_id, {}):  # started only once what it waits for happened
+            # started only once what it waits for happened (again when requeued, a resize too: a
+            # job it needs may have been resumed since; docs/design.md)
+            if "after" in self.specs.get(job_id, {}):
                 after, on = self.specs[job_id]["after"]
                 status = self.core.get(after)["status"]
                 assert status in MEETS[on], f"{job_id} started while {after} is {status} (it waits for {on})"
