@@ -28,6 +28,10 @@ IGNORED_CHECKPOINT = ("the train function ignored its checkpoint: it was resumed
                       " ray.train.get_checkpoint(), so it started over")
 
 
+#: why a job paused for a shutdown is back in the queue
+SHUTDOWN_OVER = "trainq started again after a shutdown; requeued"
+
+
 class Attempts:
     """Runs of a job: their events, ends and losses, and pauses of running ones."""
 
@@ -35,6 +39,7 @@ class Attempts:
         self.writer = writer
         self.ctx = writer.ctx
         self.checkpoints = checkpoints
+        self.shutting_down = False  # a shutdown is in progress (``Scheduler.drain``): nothing new starts
 
     # -- what runners report ----------------------------------------------------------------------
     def on_event(self, event: RunnerEvent) -> bool:
@@ -153,6 +158,10 @@ class Attempts:
         if decision.status is S.COMPLETED:
             return w.transition(job, S.COMPLETED, "complete", decision.reason, finished_at=at,
                                 checkpoint_path=final_checkpoint or job.checkpoint_path)
+        if decision.status is S.PAUSED and job.pause_reason == failure.SHUTDOWN and not self.shutting_down:
+            # trainq started again before its pause for the shutdown ended: it goes back to the
+            # queue, as those whose pause ended before the restart do (``Scheduler.recover``)
+            return w.requeue(job, "requeue", SHUTDOWN_OVER, job.checkpoint_path)
         if decision.status is S.PAUSED:
             return w.transition(job, S.PAUSED, "pause", decision.reason, paused_at=at)
         if decision.status is S.QUEUED:

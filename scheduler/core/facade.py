@@ -22,7 +22,7 @@ from ..states import ACTIVE, JobStatus
 from ..store import Store
 from ..users import Users, load_users
 from ..verbs import CheckpointRequested, JobView, PauseResult, ResumeResult, Verbs
-from .attempts import Attempts
+from .attempts import SHUTDOWN_OVER, Attempts
 from .checkpoints import Checkpoints
 from .commands import Commands
 from .dependencies import Dependencies
@@ -126,7 +126,7 @@ class Scheduler:
 
     @property
     def draining(self) -> bool:
-        return self.passes.draining
+        return self.attempts.shutting_down
 
     # -- one pass after each command, in one place --------------------------------------------------
     def _then_pass(self, command: Callable[[], T], *, always: bool = False, if_result: bool = False) -> T:
@@ -218,7 +218,7 @@ class Scheduler:
         within their derived deadline and ``grace_s``; a pending start is abandoned. Returns the
         jobs still holding resources (what the caller waits for).
         """
-        self.passes.draining = True
+        self.attempts.shutting_down = True
         return self.commands.drain(grace_s)
 
     def set_time_slice(self, seconds: float) -> None:
@@ -349,8 +349,7 @@ class Scheduler:
             self.attempts.stop_orphan(*key)
         for job in store.jobs_in([S.PAUSED]):
             if job.pause_reason == failure.SHUTDOWN:
-                self.writer.requeue(job, "requeue", "trainq started again after a shutdown; requeued",
-                                    job.checkpoint_path)
+                self.writer.requeue(job, "requeue", SHUTDOWN_OVER, job.checkpoint_path)
 
     def reconcile(self, alive: set[tuple[str, int]], watched: set[tuple[str, int]]) -> builtins.list[str]:
         """Compare the runners alive now with the store and settle whatever drifted apart.

@@ -44,12 +44,11 @@ class Pass:
         self.ctx = writer.ctx
         self.attempts = attempts
         self.snapshot = snapshot
-        self.draining = False  # a shutdown is in progress: nothing new starts
         self._requested: list[Resources] | None = None
 
     def run(self) -> list[str]:
         """One pass; returns the jobs started."""
-        if self.draining:
+        if self.attempts.shutting_down:
             return []
         snap, settings, queue = self.snapshot, self.ctx.settings, self.writer.queue
         now = self.ctx.clock()

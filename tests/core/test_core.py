@@ -270,6 +270,26 @@ def test_recovery_after_restart(make_core) -> None:
     assert core2.get(live)["status"] == "completed"
 
 
+
+def test_a_job_still_pausing_for_a_shutdown_when_trainq_starts_again_goes_back_to_the_queue(make_core) -> None:
+    # Found by the model test (tests/core/test_core_model.py): its pause ended after the restart,
+    # and it stayed paused though trainq was running again (only those paused before were requeued).
+    launcher = FakeLauncher()
+    cluster = FakeCluster({"CPU": 8})
+    core = make_core(cluster, launcher)
+    job, sim = _running(core, launcher)
+    core.drain(grace_s=0)
+    assert core.get(job)["status"] == "pausing" and core.draining
+    restarted = make_core(cluster, FakeLauncher())  # same db file: trainq starts again
+    restarted.recover({(job, 1)})
+    assert not restarted.draining
+    sim.core = restarted
+    sim.report(1, "/s/j/ck1")
+    sim.exit("paused")
+    again = restarted.get(job)
+    assert again["status"] == "pending" and again["attempt"] == 2, again  # requeued, and started at once
+    assert "trainq started again after a shutdown" in restarted.history(job)["transitions"][-2]["reason"]
+
 def test_pause_resume_cancel_race_never_leaves_an_illegal_state(make_core) -> None:
     """Every interleaving of verbs and runner events keeps each recorded transition legal."""
     import itertools
