@@ -1,10 +1,12 @@
-"""The core driven by random sequences of verbs, runner events, losses, ticks and restarts
+"""The core driven by random sequences of verbs (by two users with quotas; fixed, elastic and
+dependent jobs), runner events, losses, drains, shutdowns, ticks, reconciliations and restarts
 (hypothesis' stateful testing), with invariants checked after every step:
 
 - every recorded transition is one the table allows (``states.TRANSITIONS``);
-- what the core hands out never exceeds the cluster;
+- what the core hands out never exceeds the cluster, nor an owner's quota ``max``;
 - an elastic job runs with between its ``min`` and ``max`` workers, a fixed one with its own;
 - an active job has a runner alive, and no job has two runners alive unless the older was stopped;
+- a job that waits for another starts only once that one's end meets its ``on``;
 - every answer to a bad request is a ``TrainqError`` (never another exception);
 - a restart over the same registry shows the same jobs (nothing acknowledged was only in memory);
 - at the end, once the runners do as they are asked, every job ends or stays paused by its user.

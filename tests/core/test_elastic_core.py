@@ -462,8 +462,8 @@ def test_a_head_waiting_for_a_shrink_is_told_when_the_elastic_job_may_give_up_a_
 
 def test_after_a_restart_a_runner_still_stopping_holds_what_its_attempt_started_with(make_core) -> None:
     # Found by the model test (tests/core/test_core_model.py): the orphan was counted at the size
-    # of the job's current attempt (1 here, or later 2 for each), and a restarted scheduler handed
-    # out CPUs the stopping runner still held.
+    # of the job's current attempt (1 CPU here, not its 3), so a restarted scheduler handed out
+    # CPUs the stopping runner still held.
     core, launcher, clock, cluster = _core(make_core, cpus=4)
     job = core.submit(spec(num_workers=ELASTIC))["job_id"]
     core.cancel(job)  # attempt 1 (3 workers) is stopping: it holds its 3 CPUs until its runner ends
