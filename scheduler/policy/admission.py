@@ -12,8 +12,10 @@ head, as ``queue.admit`` does:
   does not fit stops the pass (strict order: it is the head that preemption and backfill serve).
 An elastic job is admitted in its turn at its fewest workers; once the walk is over, the room the
 pass leaves (less what the blocked head needs) is dealt to the elastic jobs it started, in order, up
-to their most (``elastic.start_size``): workers beyond an elastic job's fewest never keep a job
-behind it from starting, as a grow never does. A job relaunching after a resize (``Entry.resized``)
+to their most: workers beyond an elastic job's fewest never keep a job behind it from starting, as
+a grow never does. Each size is checked by placing the pass's gangs again in launch order, as Ray
+will: the elastic gang is placed before the ones behind it, so its extra workers cannot count on the
+nodes those leave. A job relaunching after a resize (``Entry.resized``)
 starts in its turn with as many as fit up to the size planned: the resize made that room for it.
 Each job started counts toward its owner's usage (per type too) for the jobs after it in the same
 pass.
@@ -21,13 +23,14 @@ pass.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .accelerators import Choice, choose, per_type
-from .elastic import start_size
+from .elastic import at_size, start_size
 from .placement import take
-from .queue import Entry, Resources, ready, subtract
+from .queue import Entry, Resources, fits, ready, subtract
 from .quota import BORROWING, GUARANTEED, OVER_MAX, Quota, QuotaCheck, check
 
 #: a user without a quota is not limited, and never borrowing (quotas are not in force for them)
@@ -66,20 +69,23 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
     limits and never borrows; with a users file every user has one, the file's default at least).
     ``free`` and ``nodes_free`` as for ``queue.admit``.
     """
-    walk = Walk(free, nodes_free, used, owners, quotas)
+    start = Walk(free, nodes_free, used, owners, quotas)
+    walk = start.copy()
     out, head = Admission(), None
-    elastic: list[tuple[int, Entry, Choice]] = []  # started at their fewest: index in out.start, entry, gang
+    starts: list[tuple[Entry, Choice, dict[str | None, QuotaCheck]]] = []  # in launch order
+    elastic: list[int] = []  # the starts at their fewest workers that may take more
     for entry in order:
         if not ready(entry, now):
             continue
         verdicts: dict[str | None, QuotaCheck] = {}
-        workers = None
         if entry.max_workers is not None and entry.resized:  # the size its resize planned, if it fits
             sized = start_size(entry, entry.num_workers, entry.max_workers, walk.left, walk.nodes,
                                allowed=walk.within(entry.job_id, verdicts))
-            choice, workers = (sized.choice, sized.workers) if sized is not None else (None, None)
+            choice, entry = (sized.choice, at_size(entry, sized.workers)) if sized is not None else (None, entry)
         else:
             choice = choose(entry, walk.left, walk.nodes, walk.within(entry.job_id, verdicts))
+            if choice is not None and entry.max_workers is not None and entry.max_workers > entry.num_workers:
+                elastic.append(len(starts))
         if choice is None:
             if len(verdicts) == len(entry.types or (None,)) and all(v.status == OVER_MAX for v in verdicts.values()):
                 out.held[entry.job_id] = "; ".join(dict.fromkeys(v.message for v in verdicts.values()))
@@ -87,22 +93,43 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
             head = entry
             break
         walk.take(entry.job_id, choice)
-        if entry.max_workers is not None and workers is None:
-            elastic.append((len(out.start), entry, choice))
-            workers = entry.num_workers
-        out.start.append(_admitted(entry.job_id, choice, verdicts, workers))
-    keep = head.demand if head is not None else None
-    for i, entry, fewest in elastic:  # the room left, in order, up to each one's most
-        walk.take(entry.job_id, fewest, sign=-1)
-        verdicts = {}
-        sized = start_size(entry, entry.num_workers, entry.max_workers or entry.num_workers, walk.left, walk.nodes,
-                           keep=keep, allowed=walk.within(entry.job_id, verdicts))
-        if sized is None:  # never: its fewest fitted there a moment ago
-            walk.take(entry.job_id, fewest)
-            continue
-        walk.take(entry.job_id, sized.choice)
-        out.start[i] = _admitted(entry.job_id, sized.choice, verdicts, sized.workers)
+        starts.append((dataclasses.replace(entry, types=(choice.accelerator_type,) if choice.accelerator_type else ()),
+                       choice, verdicts))
+    keep = head.demand if head is not None else {}
+    for i in elastic:  # the room left, in order, up to each one's most
+        entry = starts[i][0]
+        best, lo, hi = None, entry.num_workers + 1, entry.max_workers or entry.num_workers
+        # Bisection: a larger gang leaves the ones after it less room (a size is taken only if its
+        # replay fits, so where a placement heuristic is not monotone it may stop short, never over).
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            tried = _replay(starts[:i] + [(at_size(entry, mid), *starts[i][1:])] + starts[i + 1:], start)
+            if tried is not None and fits(keep, tried[1]):
+                best, lo = tried[0], mid + 1
+            else:
+                hi = mid - 1
+        if best is not None:
+            starts = best
+    out.start.extend(_admitted(e.job_id, choice, verdicts, e.num_workers if e.max_workers is not None else None)
+                     for e, choice, verdicts in starts)
     return Admission(out.start, out.held, head)
+
+
+def _replay(starts: Sequence[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], walk: Walk
+            ) -> tuple[list[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], Resources] | None:
+    """The starts placed again one by one in launch order from ``walk`` (the pass's start), as Ray
+    will place them: each gang where ``choose`` puts it on what the ones before it leave, within its
+    owner's quota; with what is left in total. None when one no longer fits."""
+    walk = walk.copy()
+    out = []
+    for entry, _, _ in starts:
+        verdicts: dict[str | None, QuotaCheck] = {}
+        choice = choose(entry, walk.left, walk.nodes, walk.within(entry.job_id, verdicts))
+        if choice is None:
+            return None
+        walk.take(entry.job_id, choice)
+        out.append((entry, choice, verdicts))
+    return out, walk.left
 
 
 def _admitted(job_id: str, choice: Choice, verdicts: Mapping[str | None, QuotaCheck], workers: int | None) -> Admitted:
@@ -123,6 +150,10 @@ class Walk:
         self.nodes = [dict(n) for n in nodes_free] if nodes_free is not None else None
         self.holding = {user: dict(r) for user, r in used.items()}
         self.owners, self.quotas = owners, quotas
+
+    def copy(self) -> Walk:
+        """A walk from where this one is now."""
+        return Walk(self.left, self.nodes, self.holding, self.owners, self.quotas)
 
     def within(self, job_id: str, verdicts: dict[str | None, QuotaCheck]) -> Callable[[str | None, Resources], bool]:
         """The job's owner's quota as ``choose`` asks it; each verdict is kept in ``verdicts`` by type."""

@@ -22,7 +22,7 @@ from scheduler.policy.elastic import (
     plan_shrink,
     start_size,
 )
-from scheduler.policy.placement import STRICT_PACK
+from scheduler.policy.placement import SPREAD, STRATEGIES, STRICT_PACK, place_gang, take
 from scheduler.policy.preemption import Candidate, choose_victims
 from scheduler.policy.queue import Entry, fits, subtract
 from scheduler.policy.quota import Quota
@@ -70,7 +70,8 @@ def test_admission_starts_the_jobs_behind_an_elastic_one_before_its_extra_worker
     # alone, it takes what fits up to its most; on the nodes too
     assert [a.workers for a in _admit([wide], 8.0).start] == [4]
     adm = _admit([wide, fixed], 4.0, nodes=[{"GPU": 3.0}, {"GPU": 1.0}])
-    assert [(a.workers, a.placement) for a in adm.start] == [(2, [1, 1]), (None, [2, 0])]
+    # placed as Ray places them, in launch order: the elastic job's gang first, packed
+    assert [(a.workers, a.placement) for a in adm.start] == [(2, [2, 0]), (None, [1, 1])]
     # a blocked head keeps the rest: the elastic job stays at its fewest
     adm = _admit([wide, fixed, entry("head", workers=8)], 4.0)
     assert [(a.job_id, a.workers) for a in adm.start] == [("wide", 1), ("fixed", None)]
@@ -78,6 +79,38 @@ def test_admission_starts_the_jobs_behind_an_elastic_one_before_its_extra_worker
     # relaunching after a resize, it takes the size planned in its turn
     adm = _admit([entry("wide", workers=1, max_workers=3, resized=True), fixed], 4.0)
     assert [(a.job_id, a.workers) for a in adm.start] == [("wide", 3)] and adm.head is not None
+
+
+def test_an_elastic_jobs_extra_workers_never_take_a_node_a_later_gang_was_placed_on() -> None:
+    # Found by the model test (tests/core/test_core_model.py): the extra workers were placed after
+    # the jobs behind it took their nodes, on the node they left ([2, 0]); but Ray places the
+    # elastic gang first, spread one a node, and the 2-GPU worker behind it then fit nowhere.
+    spread = entry("spread", workers=1, max_workers=2, strategy=SPREAD)
+    whole = entry("whole", worker={"GPU": 2.0})
+    adm = _admit([spread, whole], 4.0, nodes=[{"GPU": 2.0}, {"GPU": 2.0}])
+    assert [(a.job_id, a.workers, a.placement) for a in adm.start] == [("spread", 1, [1, 0]), ("whole", None, [0, 1])]
+    _assert_placed_in_launch_order(adm, [spread, whole], [{"GPU": 2.0}, {"GPU": 2.0}])
+
+
+def _assert_placed_in_launch_order(adm, order: list[Entry], nodes: list[dict[str, float]]) -> None:
+    """Each admitted gang is where ``place_gang`` puts it on what the gangs launched before it left."""
+    entries, left = {e.job_id: e for e in order}, [dict(n) for n in nodes]
+    for a in adm.start:
+        e = entries[a.job_id]
+        assert a.placement == place_gang(e.worker, a.workers or e.num_workers, left, e.strategy), a
+        take(left, e.worker, a.placement)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([1.0, 2.0]), st.integers(1, 3), st.integers(0, 2),
+                          st.sampled_from(STRATEGIES)), min_size=1, max_size=5),
+       st.lists(st.sampled_from([1.0, 2.0, 3.0]), min_size=1, max_size=3))
+def test_admission_places_every_gang_as_ray_will_in_launch_order(jobs, sizes) -> None:
+    order = [entry(f"j{i}", worker={"GPU": gpus}, workers=lo, max_workers=lo + extra if extra else None,
+                   strategy=strategy) for i, (gpus, lo, extra, strategy) in enumerate(jobs)]
+    nodes = [{"GPU": n} for n in sizes]
+    adm = _admit(order, sum(sizes), nodes=nodes)
+    _assert_placed_in_launch_order(adm, order, nodes)
 
 
 def test_start_size_counts_nodes_strategy_and_quota() -> None:
