@@ -1,9 +1,14 @@
 """The core driven by random sequences of verbs (by two users with quotas; fixed, elastic and
-dependent jobs), runner events, losses, drains, shutdowns, ticks, reconciliations and restarts
-(hypothesis' stateful testing), with invariants checked after every step:
+dependent jobs and sweeps, of 1- or 2-CPU workers with each placement strategy), runner events,
+losses, drains, shutdowns, ticks, reconciliations and restarts (hypothesis' stateful testing), on
+two nodes of 2 CPUs and two accelerator types where a fake Ray places each gang as it is launched
+(as ``policy.placement`` assumes Ray does), with invariants checked after every step:
 
 - every recorded transition is one the table allows (``states.TRANSITIONS``);
 - what the core hands out never exceeds the cluster, nor an owner's quota ``max``;
+- every gang the core launches fits the nodes as Ray reports them (its strategy, per node, on a
+  type it named), and an owner's quota for a type holds;
+- a sweep never has more than its ``max_running`` members pending, running or pausing;
 - an elastic job runs with between its ``min`` and ``max`` workers, a fixed one with its own;
 - an active job has a runner alive, and no job has two runners alive unless the older was stopped;
 - a job that waits for another starts only once that one's end meets its ``on``;
@@ -35,22 +40,54 @@ from hypothesis.stateful import (
 from scheduler.config import Settings
 from scheduler.core import DrainNotice
 from scheduler.errors import TrainqError
+from scheduler.policy.accelerators import MARKER, typed
+from scheduler.policy.placement import STRATEGIES, place_gang
 from scheduler.spec import parse_spec
 from scheduler.states import ACTIVE, TRANSITIONS, JobStatus
 from scheduler.users import parse_users
 
 CPUS = 4.0
-NODES = ("node-0", "node-1")
+#: two nodes of 2 CPUs, of accelerator types A and B (Ray's ``accelerator_type:<type>`` resource)
+NODES = {"node-0": {"CPU": 2.0, MARKER + "A": 1.0}, "node-1": {"CPU": 2.0, MARKER + "B": 1.0}}
+#: a worker's CPUs, the gang's placement strategy (the per-node fit: ``policy.placement``) and the
+#: accelerator types it may run on, in order of preference
+SHAPES = st.tuples(st.sampled_from([1, 2]), st.sampled_from(STRATEGIES),
+                   st.sampled_from([None, "A", "B", ["A", "B"], ["B", "A"]])).map(
+    lambda cst: {"resources_per_worker": {"CPU": cst[0]}, "placement_strategy": cst[1],
+                 **({"accelerator_type": cst[2]} if cst[2] else {})})
 SIZES = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(2, 4)).map(
     lambda mm: {"min": mm[0], "max": max(mm)}))
 USERS = parse_users("""
 users:
-  alice: {token: "alice-token-123", quota: {guaranteed: {CPU: 1}, max: {CPU: 3}}}
+  alice: {token: "alice-token-123", quota: {guaranteed: {CPU: 1}, max: {CPU: 3, "CPU:A": 1}}}
   bob: {token: "bob-token-4567", quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}}
 """)
 MAX_CPU = {"alice": 3.0, "bob": 4.0}
+MAX_TYPED = {("alice", "A"): 1.0}  # CPUs on nodes of a type
 _dbs = itertools.count()
 MEETS = {"completed": {"completed"}, "failed": {"failed"}, "finished": {"completed", "failed", "cancelled"}}
+
+
+class RayNodes(FakeCluster):
+    """The ``NODES``; free on each is what Ray would report: less the gang of every runner alive,
+    where Ray placed it (``used``)."""
+
+    def __init__(self) -> None:
+        total: dict[str, float] = {}
+        for node in NODES.values():
+            total.update({r: total.get(r, 0.0) + v for r, v in node.items()})
+        super().__init__(total, node_sizes=[dict(n) for n in NODES.values()])
+        self.used: dict[tuple[str, int], dict[str, dict[str, float]]] = {}  # runner -> resources per node
+
+    def nodes_free_by_id(self) -> dict[str, dict[str, float]]:
+        free = {n: dict(r) for n, r in NODES.items()}
+        for use in self.used.values():
+            for node, resources in use.items():
+                free[node] = {r: v - resources.get(r, 0.0) for r, v in free[node].items()}
+        return free
+
+    def nodes_free(self) -> list[dict[str, float]]:
+        return list(self.nodes_free_by_id().values())
 
 
 class CoreModel(RuleBasedStateMachine):
@@ -60,11 +97,12 @@ class CoreModel(RuleBasedStateMachine):
         super().__init__()
         self.make_core = make_core
         self.db = f"model-{next(_dbs)}.db"
-        self.clock, self.cluster = FakeClock(), FakeCluster({"CPU": CPUS})
+        self.clock, self.cluster = FakeClock(), RayNodes()
         self.launcher = FakeLauncher()
         self.core = self._open()
         self.jobs: list[str] = []
         self.specs: dict[str, dict] = {}
+        self.sweeps: dict[str, int | None] = {}  # sweep id -> its max_running
         self.live: dict[tuple[str, int], RunnerSim] = {}  # runners alive (launched, not exited nor lost)
         self.stopped: set[tuple[str, int]] = set()  # told to stop: they exit "stopped"
         self.seen_launches = 0
@@ -95,7 +133,25 @@ class CoreModel(RuleBasedStateMachine):
                 assert j != job_id or (j, a) in self.stopped, \
                     f"{job_id} attempt {attempt} launched while attempt {a} still runs"
             self.live[(job_id, attempt)] = RunnerSim(self.core, job_id, attempt)
+            self._place(job_id, attempt)
         self.seen_launches = len(self.launcher.launched)
+
+    def _place(self, job_id: str, attempt: int) -> None:
+        """Ray places the new run's gang at once: the core launched it only if the nodes hold it."""
+        launched = parse_spec(self.launcher.specs[(job_id, attempt)])
+        kind = self.core.attempt(job_id, attempt).accelerator_type
+        assert kind is None if not launched.accelerator_types() else kind in launched.accelerator_types(), kind
+        worker, free = typed(launched.worker_resources(), kind), self.cluster.nodes_free_by_id()
+        placement = place_gang(worker, launched.min_workers, list(free.values()), launched.placement_strategy)
+        assert placement is not None, f"{job_id} attempt {attempt} launched as {launched.min_workers} x {worker} " \
+            f"{launched.placement_strategy}, which the nodes cannot hold: {free}"
+        self.cluster.used[(job_id, attempt)] = {n: {r: k * v for r, v in worker.items()}
+                                                for n, k in zip(NODES, placement, strict=True) if k}
+
+    def _gone(self, key: tuple[str, int]) -> RunnerSim:
+        """A runner ends (or never started): Ray frees its gang."""
+        self.cluster.used.pop(key, None)
+        return self.live.pop(key)
 
     def _call(self, verb, *args, **kwargs):
         try:
@@ -110,24 +166,50 @@ class CoreModel(RuleBasedStateMachine):
         self._sync()
 
     # -- users ---------------------------------------------------------------------------------------
-    @rule(size=SIZES, priority=st.integers(0, 2), owner=st.sampled_from(sorted(MAX_CPU)))
-    def submit(self, size, priority, owner) -> None:
-        job = self._call(self.core.submit, spec(num_workers=size, priority=priority), owner=owner)
+    def _submitted(self, job_id: str, size, shape: dict, **more) -> None:
+        self.jobs.append(job_id)
+        self.specs[job_id] = {"num_workers": size, "cpus": shape["resources_per_worker"]["CPU"], **more}
+
+    @rule(size=SIZES, shape=SHAPES, priority=st.integers(0, 2), owner=st.sampled_from(sorted(MAX_CPU)))
+    def submit(self, size, shape, priority, owner) -> None:
+        job = self._call(self.core.submit, spec(num_workers=size, priority=priority, **shape), owner=owner)
         if job is not None:
-            self.jobs.append(job["job_id"])
-            self.specs[job["job_id"]] = {"num_workers": size}
+            self._submitted(job["job_id"], size, shape)
 
     @precondition(lambda self: self.jobs)
-    @rule(data=st.data(), size=SIZES, on=st.sampled_from(["completed", "failed", "finished"]),
+    @rule(data=st.data(), size=SIZES, shape=SHAPES, on=st.sampled_from(["completed", "failed", "finished"]),
           owner=st.sampled_from(sorted(MAX_CPU)))
-    def submit_after(self, data, size, on, owner) -> None:
+    def submit_after(self, data, size, shape, on, owner) -> None:
         """A job that waits for another (``depends_on``)."""
         after = data.draw(st.sampled_from(self.jobs))
-        job = self._call(self.core.submit, spec(num_workers=size, depends_on=[{"job_id": after, "on": on}]),
+        job = self._call(self.core.submit, spec(num_workers=size, depends_on=[{"job_id": after, "on": on}], **shape),
                          owner=owner)
         if job is not None:
-            self.jobs.append(job["job_id"])
-            self.specs[job["job_id"]] = {"num_workers": size, "after": (after, on)}
+            self._submitted(job["job_id"], size, shape, after=(after, on))
+
+    @rule(size=SIZES, shape=SHAPES, values=st.integers(1, 4), max_running=st.sampled_from([None, 1, 2]),
+          owner=st.sampled_from(sorted(MAX_CPU)))
+    def submit_sweep(self, size, shape, values, max_running, owner) -> None:
+        """A sweep: one job per value, at most ``max_running`` of them pending, running or pausing."""
+        first = self._call(self.core.submit, spec(num_workers=size, config={"base": 1}, sweep={
+            "parameters": {"lr": list(range(values))}, "max_running": max_running}, **shape), owner=owner)
+        if first is not None:
+            sweep_id = first["spec"]["sweep_id"]
+            self.sweeps[sweep_id] = max_running
+            for member in self.core.sweeps.view(sweep_id)["jobs"]:
+                self._submitted(member["job_id"], size, shape)
+
+    @precondition(lambda self: self.sweeps)
+    @rule(data=st.data(), verb=st.sampled_from(["pause", "resume", "cancel"]))
+    def sweep_verb(self, data, verb) -> None:
+        """A verb for every member of a sweep that takes it."""
+        sweep_id = data.draw(st.sampled_from(sorted(self.sweeps)))
+        answer = self._call(self.core.sweeps.act, sweep_id, verb)
+        for member in (answer or {"jobs": []})["jobs"]:
+            if member["error"] is None and verb == "pause":
+                self.paused_by_user.add(member["job_id"])
+            elif member["error"] is None and verb == "resume":
+                self.paused_by_user.discard(member["job_id"])
 
     @precondition(lambda self: self.jobs)
     @rule(data=st.data(), deadline_s=st.sampled_from([None, 30.0]))
@@ -195,7 +277,7 @@ class CoreModel(RuleBasedStateMachine):
             outcome = "paused"
         elif outcome == "asked":
             outcome = "completed"
-        del self.live[key]
+        self._gone(key)
         failed = outcome == "failed"
         self._call(sim.exit, outcome, error="boom" if failed else None, failure=failure if failed else None)
 
@@ -203,7 +285,7 @@ class CoreModel(RuleBasedStateMachine):
     @rule(data=st.data())
     def runner_lost(self, data) -> None:
         key, _ = self._runner(data)
-        del self.live[key]
+        self._gone(key)
         self._call(self.core.on_runner_lost, *key, "node lost")
 
     @precondition(lambda self: set(self.live) - self.started_runs)
@@ -211,15 +293,15 @@ class CoreModel(RuleBasedStateMachine):
     def launch_failed(self, data) -> None:
         """No runner could be started (before it said anything)."""
         key = data.draw(st.sampled_from(sorted(set(self.live) - self.started_runs)))
-        del self.live[key]
+        self._gone(key)
         self._call(self.core.on_launch_failed, *key, "RuntimeError: no runner")
 
-    @rule(node=st.sampled_from(NODES), deadline_s=st.sampled_from([None, 60.0]), over=st.booleans())
+    @rule(node=st.sampled_from(sorted(NODES)), deadline_s=st.sampled_from([None, 60.0]), over=st.booleans())
     def drain(self, node, deadline_s, over) -> None:
-        """Ray drains a node (the live runners are on nodes by their attempt's parity), or no longer does."""
+        """Ray drains a node (each live runner's workers are where Ray placed them), or no longer does."""
         deadline = None if deadline_s is None else self.clock() + deadline_s
         notices = [] if over else [DrainNotice(node, deadline, "preemption")]
-        self._call(self.core.on_drains, notices, {key: {NODES[key[1] % 2]} for key in self.live})
+        self._call(self.core.on_drains, notices, {key: set(self.cluster.used[key]) for key in self.live})
 
     @rule(seconds=st.sampled_from([0.5, 5, 40, 400]))
     def tick(self, seconds) -> None:
@@ -274,13 +356,24 @@ class CoreModel(RuleBasedStateMachine):
         assert sum(r.get("CPU", 0.0) for r in self.core.held.values()) <= CPUS + 1e-9, dict(self.core.held)
 
     @invariant()
+    def a_sweep_runs_at_most_its_max_running(self) -> None:
+        for sweep_id, limit in self.sweeps.items():
+            active = [j["job_id"] for j in self.core.sweeps.view(sweep_id)["jobs"] if JobStatus(j["status"]) in ACTIVE]
+            assert limit is None or len(active) <= limit, (sweep_id, limit, active)
+
+    @invariant()
     def no_owner_over_their_max(self) -> None:
         use: dict[str, float] = {}
+        typed_use: dict[tuple[str, str | None], float] = {}
         for job_id in self.jobs:
             job = self.core.get(job_id)
             if JobStatus(job["status"]) in ACTIVE:
-                use[job["owner"]] = use.get(job["owner"], 0.0) + job["workers"]
+                cpus = job["workers"] * self.specs[job_id]["cpus"]
+                use[job["owner"]] = use.get(job["owner"], 0.0) + cpus
+                kind = (job["owner"], self.core.attempt(job_id, job["attempt"]).accelerator_type)
+                typed_use[kind] = typed_use.get(kind, 0.0) + cpus
         assert all(cpus <= MAX_CPU[owner] for owner, cpus in use.items()), use
+        assert all(typed_use.get(kind, 0.0) <= cpus for kind, cpus in MAX_TYPED.items()), typed_use
 
     @invariant()
     def active_jobs_run_with_their_size(self) -> None:
@@ -292,9 +385,9 @@ class CoreModel(RuleBasedStateMachine):
             size = self.specs[job_id]["num_workers"]
             lo, hi = (size["min"], size["max"]) if isinstance(size, dict) else (size, size)
             assert lo <= job["workers"] <= hi, (job_id, job["workers"], size)
-            # what it was launched with, and what it holds (a CPU a worker)
+            # what it was launched with, and what it holds
             assert parse_spec(self.launcher.specs[(job_id, job["attempt"])]).min_workers == job["workers"]
-            assert self.core.held[(job_id, job["attempt"])].get("CPU") == job["workers"]
+            assert self.core.held[(job_id, job["attempt"])].get("CPU") == job["workers"] * self.specs[job_id]["cpus"]
 
     def teardown(self) -> None:
         """The runners now do as asked and the clock moves: every job ends or stays paused by its user."""
@@ -312,7 +405,7 @@ class CoreModel(RuleBasedStateMachine):
                 else:
                     sim.started()
                     outcome = "completed"
-                del self.live[key]
+                self._gone(key)
                 sim.exit(outcome)
                 self._sync()
                 break
