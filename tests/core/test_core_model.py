@@ -1,11 +1,12 @@
 """The core driven by random sequences of verbs (by two users with quotas; fixed, elastic and
 dependent jobs and sweeps, of 1- or 2-CPU workers with each placement strategy), runner events,
-losses, drains, shutdowns, ticks, reconciliations and restarts (hypothesis' stateful testing), on
-two nodes of 2 CPUs and two accelerator types where a fake Ray places each gang as it is launched
-(as ``policy.placement`` assumes Ray does), with invariants checked after every step:
+losses, nodes lost and back, drains, shutdowns, ticks, reconciliations and restarts (hypothesis'
+stateful testing), on two nodes of 2 CPUs and two accelerator types where a fake Ray places each
+gang as it is launched (as ``policy.placement`` assumes Ray does), with invariants checked after
+every step:
 
 - every recorded transition is one the table allows (``states.TRANSITIONS``);
-- what the core hands out never exceeds the cluster, nor an owner's quota ``max``;
+- what the core hands out never exceeds the nodes up, nor an owner's quota ``max``;
 - every gang the core launches fits the nodes as Ray reports them (its strategy, per node, on a
   type it named), and an owner's quota for a type holds;
 - a sweep never has more than its ``max_running`` members pending, running or pausing;
@@ -46,7 +47,6 @@ from scheduler.spec import parse_spec
 from scheduler.states import ACTIVE, TRANSITIONS, JobStatus
 from scheduler.users import parse_users
 
-CPUS = 4.0
 #: two nodes of 2 CPUs, of accelerator types A and B (Ray's ``accelerator_type:<type>`` resource)
 NODES = {"node-0": {"CPU": 2.0, MARKER + "A": 1.0}, "node-1": {"CPU": 2.0, MARKER + "B": 1.0}}
 #: a worker's CPUs, the gang's placement strategy (the per-node fit: ``policy.placement``) and the
@@ -68,19 +68,34 @@ _dbs = itertools.count()
 MEETS = {"completed": {"completed"}, "failed": {"failed"}, "finished": {"completed", "failed", "cancelled"}}
 
 
+def _sum(nodes) -> dict[str, float]:
+    total: dict[str, float] = {}
+    for node in nodes:
+        total.update({r: total.get(r, 0.0) + v for r, v in node.items()})
+    return total
+
+
 class RayNodes(FakeCluster):
     """The ``NODES``; free on each is what Ray would report: less the gang of every runner alive,
     where Ray placed it (``used``)."""
 
     def __init__(self) -> None:
-        total: dict[str, float] = {}
-        for node in NODES.values():
-            total.update({r: total.get(r, 0.0) + v for r, v in node.items()})
-        super().__init__(total, node_sizes=[dict(n) for n in NODES.values()])
+        super().__init__(_sum(NODES.values()))
+        self.maximum = _sum(NODES.values())  # what the cluster has with every node up
         self.used: dict[tuple[str, int], dict[str, dict[str, float]]] = {}  # runner -> resources per node
+        self.down: set[str] = set()  # nodes lost (they may come back)
+
+    def up(self) -> dict[str, dict[str, float]]:
+        return {n: dict(r) for n, r in NODES.items() if n not in self.down}
+
+    def capacity(self) -> dict[str, float]:
+        return _sum(self.up().values())
+
+    def nodes(self) -> list[dict[str, float]]:
+        return list(self.up().values())
 
     def nodes_free_by_id(self) -> dict[str, dict[str, float]]:
-        free = {n: dict(r) for n, r in NODES.items()}
+        free = self.up()
         for use in self.used.values():
             for node, resources in use.items():
                 free[node] = {r: v - resources.get(r, 0.0) for r, v in free[node].items()}
@@ -146,7 +161,7 @@ class CoreModel(RuleBasedStateMachine):
         assert placement is not None, f"{job_id} attempt {attempt} launched as {launched.min_workers} x {worker} " \
             f"{launched.placement_strategy}, which the nodes cannot hold: {free}"
         self.cluster.used[(job_id, attempt)] = {n: {r: k * v for r, v in worker.items()}
-                                                for n, k in zip(NODES, placement, strict=True) if k}
+                                                for n, k in zip(free, placement, strict=True) if k}
 
     def _gone(self, key: tuple[str, int]) -> RunnerSim:
         """A runner ends (or never started): Ray frees its gang."""
@@ -303,6 +318,22 @@ class CoreModel(RuleBasedStateMachine):
         notices = [] if over else [DrainNotice(node, deadline, "preemption")]
         self._call(self.core.on_drains, notices, {key: set(self.cluster.used[key]) for key in self.live})
 
+    @precondition(lambda self: not self.cluster.down)
+    @rule(node=st.sampled_from(sorted(NODES)))
+    def node_lost(self, node) -> None:
+        """A node dies: the runners with workers on it are lost, the cluster is smaller until it is back."""
+        self.cluster.down.add(node)
+        lost = [key for key in sorted(self.live) if node in self.cluster.used.get(key, {})]
+        for key in lost:  # Ray sees the node gone at once; the losses reach the core one by one
+            self._gone(key)
+        for key in lost:
+            self._call(self.core.on_runner_lost, *key, f"node {node} lost")
+
+    @precondition(lambda self: self.cluster.down)
+    @rule()
+    def node_back(self) -> None:
+        self.cluster.down.clear()
+
     @rule(seconds=st.sampled_from([0.5, 5, 40, 400]))
     def tick(self, seconds) -> None:
         self.clock.advance(seconds)
@@ -353,7 +384,9 @@ class CoreModel(RuleBasedStateMachine):
 
     @invariant()
     def never_more_than_the_cluster(self) -> None:
-        assert sum(r.get("CPU", 0.0) for r in self.core.held.values()) <= CPUS + 1e-9, dict(self.core.held)
+        # what the nodes up now have (a runner on a lost node was lost with it)
+        held = sum(r.get("CPU", 0.0) for r in self.core.held.values())
+        assert held <= self.cluster.capacity()["CPU"] + 1e-9, (dict(self.core.held), self.cluster.down)
 
     @invariant()
     def a_sweep_runs_at_most_its_max_running(self) -> None:
@@ -393,6 +426,7 @@ class CoreModel(RuleBasedStateMachine):
         """The runners now do as asked and the clock moves: every job ends or stays paused by its user."""
         if self.shut:
             self.restart()
+        self.node_back()
         for _ in range(4 * len(self.jobs) + 10):
             if not self.live and not self.core.count(status="queued"):
                 break
