@@ -43,6 +43,7 @@ from scheduler.core import DrainNotice
 from scheduler.errors import TrainqError
 from scheduler.policy.accelerators import MARKER, typed
 from scheduler.policy.placement import STRATEGIES, place_gang
+from scheduler.policy.queue import add
 from scheduler.spec import parse_spec
 from scheduler.states import ACTIVE, TRANSITIONS, JobStatus
 from scheduler.users import parse_users
@@ -68,20 +69,13 @@ _dbs = itertools.count()
 MEETS = {"completed": {"completed"}, "failed": {"failed"}, "finished": {"completed", "failed", "cancelled"}}
 
 
-def _sum(nodes) -> dict[str, float]:
-    total: dict[str, float] = {}
-    for node in nodes:
-        total.update({r: total.get(r, 0.0) + v for r, v in node.items()})
-    return total
-
-
 class RayNodes(FakeCluster):
     """The ``NODES``; free on each is what Ray would report: less the gang of every runner alive,
     where Ray placed it (``used``)."""
 
     def __init__(self) -> None:
-        super().__init__(_sum(NODES.values()))
-        self.maximum = _sum(NODES.values())  # what the cluster has with every node up
+        super().__init__(add({}, *NODES.values()))
+        self.maximum = add({}, *NODES.values())  # what the cluster has with every node up
         self.used: dict[tuple[str, int], dict[str, dict[str, float]]] = {}  # runner -> resources per node
         self.down: set[str] = set()  # nodes lost (they may come back)
 
@@ -89,7 +83,7 @@ class RayNodes(FakeCluster):
         return {n: dict(r) for n, r in NODES.items() if n not in self.down}
 
     def capacity(self) -> dict[str, float]:
-        return _sum(self.up().values())
+        return add({}, *self.up().values())
 
     def nodes(self) -> list[dict[str, float]]:
         return list(self.up().values())
