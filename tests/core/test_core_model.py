@@ -99,6 +99,18 @@ class RayNodes(FakeCluster):
         return list(self.nodes_free_by_id().values())
 
 
+class ModelLauncher(FakeLauncher):
+    """Tells the model of each launch the moment the core makes it."""
+
+    def __init__(self, model: CoreModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def launch(self, job, attempt, run_root) -> None:
+        super().launch(job, attempt, run_root)
+        self.model._launched(job.job_id, attempt.attempt)
+
+
 class CoreModel(RuleBasedStateMachine):
     """The scheduler core and a model of its runners: which attempts are alive, and what each was told."""
 
@@ -107,14 +119,13 @@ class CoreModel(RuleBasedStateMachine):
         self.make_core = make_core
         self.db = f"model-{next(_dbs)}.db"
         self.clock, self.cluster = FakeClock(), RayNodes()
-        self.launcher = FakeLauncher()
+        self.launcher = ModelLauncher(self)
         self.core = self._open()
         self.jobs: list[str] = []
         self.specs: dict[str, dict] = {}
         self.sweeps: dict[str, int | None] = {}  # sweep id -> its max_running
         self.live: dict[tuple[str, int], RunnerSim] = {}  # runners alive (launched, not exited nor lost)
         self.stopped: set[tuple[str, int]] = set()  # told to stop: they exit "stopped"
-        self.seen_launches = 0
         self.paused_by_user: set[str] = set()
         self.started_runs: set[tuple[str, int]] = set()  # said "started" (a launch can no longer fail)
         self.shut = False  # shut down (``drain``): nothing starts until a restart
@@ -130,23 +141,25 @@ class CoreModel(RuleBasedStateMachine):
     # -- keeping the model in step with what the core did --------------------------------------------
     def _sync(self) -> None:
         self.stopped |= {s for s in self.launcher.stops if s in self.live}
-        for job_id, attempt, _ in self.launcher.launched[self.seen_launches:]:
-            # started only once what it waits for happened (again when requeued, a resize too: a
-            # job it needs may have been resumed since; docs/design.md)
-            if "after" in self.specs.get(job_id, {}):
-                after, on = self.specs[job_id]["after"]
-                status = self.core.get(after)["status"]
-                assert status in MEETS[on], f"{job_id} started while {after} is {status} (it waits for {on})"
-            for (j, a) in self.live:
-                # a new attempt while an older runner of the job is alive: only if that one was stopped
-                assert j != job_id or (j, a) in self.stopped, \
-                    f"{job_id} attempt {attempt} launched while attempt {a} still runs"
-            self.live[(job_id, attempt)] = RunnerSim(self.core, job_id, attempt)
-            self._place(job_id, attempt)
-        self.seen_launches = len(self.launcher.launched)
+
+    def _launched(self, job_id: str, attempt: int) -> None:
+        """The core launches a runner (checked as it happens: one verb may run several passes)."""
+        self._sync()
+        # started only once what it waits for happened (again when requeued, a resize too: a job
+        # it needs may have been resumed since; docs/design.md)
+        if "after" in self.specs.get(job_id, {}):
+            after, on = self.specs[job_id]["after"]
+            status = self.core.get(after)["status"]
+            assert status in MEETS[on], f"{job_id} started while {after} is {status} (it waits for {on})"
+        for (j, a) in self.live:
+            # a new attempt while an older runner of the job is alive: only if that one was stopped
+            assert j != job_id or (j, a) in self.stopped, \
+                f"{job_id} attempt {attempt} launched while attempt {a} still runs"
+        self.live[(job_id, attempt)] = RunnerSim(self.core, job_id, attempt)
+        self._place(job_id, attempt)
 
     def _place(self, job_id: str, attempt: int) -> None:
-        """Ray places the new run's gang at once: the core launched it only if the nodes hold it."""
+        """Ray places the new run's gang at once: the core launches it only if the nodes hold it."""
         launched = parse_spec(self.launcher.specs[(job_id, attempt)])
         kind = self.core.attempt(job_id, attempt).accelerator_type
         assert kind is None if not launched.accelerator_types() else kind in launched.accelerator_types(), kind
