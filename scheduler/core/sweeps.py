@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import InvalidSpec, TrainqError
 from ..policy import dependencies as rule
 from ..spec import SweepSpec
-from ..states import RESUMABLE, JobStatus, allowed
+from ..states import ACTIVE, RESUMABLE, JobStatus, allowed
 from ..verbs import SweepVerb
 
 if TYPE_CHECKING:
@@ -62,8 +62,14 @@ class Sweeps:
         do = verbs.get(verb)
         if do is None:
             raise InvalidSpec(f"a sweep takes pause, resume or cancel, not {verb!r}", "action")
+        members = core.dependencies.members(sweep_id)
+        if verb != "resume":
+            # The members not started first: each verb runs its pass, and the pass after an active
+            # member's pause would start a queued one only for the next step to stop it again.
+            members.sort(key=lambda j: j.status in ACTIVE)
         out = []
-        for job in core.dependencies.members(sweep_id):
+        for member in members:
+            job = core.job(member.job_id)  # as it is now: the pass of an earlier member's verb may have moved it
             if not applies(verb, job.status):
                 continue
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from fakes import FakeClock, FakeCluster, RunnerSim
+from fakes import FakeClock, FakeCluster, FakeLauncher, RunnerSim
 from helpers import spec
 
 from scheduler.config import Settings
@@ -125,6 +125,20 @@ def test_sweep_verbs_act_on_every_member_that_takes_them(make_core) -> None:
     assert core.sweeps.view(sweep_id)["counts"] == {"cancelled": 3}
     with pytest.raises(JobNotFound):
         core.sweeps.view("sweep_nope")
+
+
+@pytest.mark.parametrize("verb", ["pause", "cancel"])
+def test_a_sweeps_pause_or_cancel_starts_no_member_on_its_way(make_core, verb: str) -> None:
+    # Found with the model test: each member's verb runs its pass, and the pass after the running
+    # member's pause started a queued one, which the next step stopped again (a launch each).
+    launcher = FakeLauncher()
+    core = make_core(FakeCluster({"CPU": 8}), launcher=launcher)
+    sweep_id = core.submit(spec(sweep={"parameters": {"lr": [1, 2, 3]}, "max_running": 1}))["spec"]["sweep_id"]
+    assert len(launcher.launched) == 1
+    answer = core.sweeps.act(sweep_id, verb)
+    assert len(launcher.launched) == 1, launcher.launched
+    assert [j["error"] for j in answer["jobs"]] == [None] * 3
+    assert {j["status"] for j in core.sweeps.view(sweep_id)["jobs"]} == {"paused" if verb == "pause" else "cancelled"}
 
 
 def _registry(core: Any) -> tuple[Any, ...]:
