@@ -1,4 +1,4 @@
-"""The elastic benchmark's simulator counts each second of progress once (benchmarks/elastic.py).
+"""The elastic benchmark's simulator counts each second of progress once (benchmarks/elastic_sim.py).
 
 It once subtracted a run's progress since its last restart again at every event, so a job
 finished early whenever anything else happened meanwhile; the figures it printed were wrong.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.elastic import MIN_INTERVAL_S, RESTART_S, Job, run_trace, trace
+from benchmarks.elastic_sim import MIN_INTERVAL_S, RESTART_S, Job, run_trace, trace
 
 
 def _job(job_id: str, at: float, work: float, lo: int, hi: int, fixed: int, alpha: float = 0.8) -> Job:
