@@ -246,11 +246,29 @@ class JobSpec(BaseModel):
         raise ValueError(f'must be a whole number from 1 to {MAX_WORKERS}, or {{"min": m, "max": n}} for an'
                          f" elastic job, got {v!r}")
 
-    @field_validator("accelerator_type")
+    @field_validator("accelerator_type", mode="before")
     @classmethod
-    def _types_distinct(cls, v: str | list[str] | None) -> str | list[str] | None:
-        if isinstance(v, list) and len(set(v)) != len(v):
+    def _types_form(cls, v: Any) -> Any:
+        # Checked here so a bad value gets one message, not one per member of the union.
+        names = v if isinstance(v, list) else [v]
+        if v is not None and not (0 < len(names) <= 16 and all(
+                isinstance(t, str) and re.fullmatch(ACCELERATOR_PATTERN, t) for t in names)):
+            raise ValueError('must be an accelerator type as Ray names it ("A100", "TPU-V4": a letter or digit, then'
+                             f' up to 63 letters, digits, "_", "." or "-"), or a list of 1 to 16 of them, got {v!r}')
+        if len(set(names)) != len(names):
             raise ValueError("each accelerator type may appear once")
+        return v
+
+    @field_validator("depends_on", mode="before")
+    @classmethod
+    def _dependencies_form(cls, v: Any) -> Any:
+        # A bare job id is the likely slip: say what an entry looks like (a ValueError, which
+        # pydantic reports as the field's; a TypeError it would not).
+        for i, d in enumerate(v if isinstance(v, list) else []):
+            if not isinstance(d, dict):
+                raise ValueError(  # noqa: TRY004
+                    f'entry {i} must be {{"job_id": "job_…", "on": "completed", "failed" or "finished"}}'
+                    f" (on may be left out), got {d!r}")
         return v
 
     @field_validator("config")

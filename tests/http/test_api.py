@@ -126,6 +126,13 @@ def test_illegal_transition_is_409(http, service) -> None:
     ({"entrypoint": "m:f", "num_workers": 0}, "num_workers", "num_workers"),
     ({"entrypoint": "m:f", "bogus": 1}, "bogus", "bogus: unknown field"),
     ({"entrypoint": "not an entrypoint"}, "entrypoint", "package.module:function"),
+    # one message for a value neither a type nor a list of them, not one per member of the union
+    ({"entrypoint": "m:f", "accelerator_type": ""}, "accelerator_type",
+     'accelerator_type: must be an accelerator type as Ray names it ("A100", "TPU-V4"'),
+    ({"entrypoint": "m:f", "accelerator_type": ["A100", "no spaces"]}, "accelerator_type", "got ['A100', 'no spaces']"),
+    ({"entrypoint": "m:f", "accelerator_type": []}, "accelerator_type", "a list of 1 to 16 of them, got []"),
+    ({"entrypoint": "m:f", "depends_on": ["job_0123"]}, "depends_on",
+     'depends_on: entry 0 must be {"job_id": "job_…", "on": "completed", "failed" or "finished"}'),
 ])
 def test_invalid_spec_is_422_naming_the_field(http, payload: dict, field: str, words: str) -> None:
     r = http.post("/api/training/jobs", json=payload)
