@@ -74,6 +74,9 @@ class Snapshot:
         #: each attempt holding resources: the type and nodes admission chose (the core's model of
         #: where it runs, not a Ray lookup), dropped once the attempt releases what it held
         self.placed: dict[tuple[str, int], Placed] = {}
+        #: queued jobs within their owner's guarantee that room is being taken back from borrowers
+        #: for: other users' borrowing jobs leave them that room (``admission.admit_with_quotas``)
+        self.reclaims: dict[str, Entry] = {}
         #: the nodes Ray is draining, as the last drain notices described them (for why-pending)
         self.draining: tuple[str, ...] = ()
         #: attempts released lately, with known nodes: where they were, and when trainq saw them go
@@ -297,3 +300,8 @@ class PerUser(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._seen)
+
+    def __bool__(self) -> bool:
+        # Never empty, though ``len`` counts only the keys computed so far: a fresh one is falsy by
+        # ``__len__``, and a policy's ``quotas or {}`` then dropped every quota (grows past a max).
+        return True

@@ -289,6 +289,35 @@ users:
     assert core.get(theirs)["status"] == "pending" and core.get(job)["workers"] == 3
 
 
+@pytest.mark.parametrize("cap,types", [("{CPU: 2}", None), ('{CPU: 4, "CPU:A": 2}', ["A", "B"])])
+def test_an_elastic_job_never_grows_past_its_owners_max_and_so_is_never_relaunched_for_nothing(
+        make_core, cap: str, types: list[str] | None) -> None:
+    # Found by the model test: the grow ignored quotas (read through a lazy mapping that looked
+    # empty), planned a size the owner's max forbids, and the relaunch was admitted at the size it
+    # had: a pause and a relaunch every interval, for ever. With types, the cap is per type.
+    from scheduler.users import parse_users
+
+    core, launcher, clock, cluster = _core(make_core, cpus=4, nodes=1 if types else None, resize_min_interval_s=60)
+    if types:
+        cluster.total = {"CPU": 4.0, "accelerator_type:A": 1.0}
+        cluster.node_sizes, cluster.free_per_node = [dict(cluster.total)], [dict(cluster.total)]
+    core.users = parse_users(f"""
+users:
+  alice: {{token: "alice-token-123", quota: {{max: {cap}}}}}
+""")
+    extra = {"accelerator_type": types} if types else {}
+    job = core.submit(spec(num_workers={"min": 1, "max": 4}, min_runtime_s=0, **extra), owner="alice")["job_id"]
+    assert core.get(job)["workers"] == 2  # its owner's max, with two CPUs idle beside it
+    sim = RunnerSim(core, job, 1)
+    sim.started()
+    sim.report(0, "/s/a/ck0")
+    for _ in range(3):
+        clock.advance(100)
+        core.tick()
+        assert core.get(job)["status"] == "running", core.history(job)["transitions"][-1]["reason"]
+    assert core.get(job)["attempt"] == 1 and len(launcher.launched) == 1
+
+
 def test_with_time_slicing_a_slice_over_shrinks_an_elastic_job_rather_than_rotating_it_out_whole(
         make_core) -> None:
     core, launcher, clock, _ = _core(make_core, cpus=3, time_slice_s=60, resize_min_interval_s=300)
