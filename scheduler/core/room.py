@@ -64,6 +64,9 @@ def _reclaim_for(p: Pass, head: Entry, capacity: Resources, now: float) -> list[
     def why(job_id: str) -> Why:
         return Why.RECLAIM if job_id in borrowing and borrowing[job_id] != user else Why.PRIORITY
 
+    if any(why(j) is Why.RECLAIM for j in [*(s.job_id for s in shrinks), *decision.victims]):
+        p.snapshot.reclaims[head.job_id] = head  # other users' borrowers leave it this room
+
     out: list[Action] = [Resize(s.job_id, s.to_workers, head.job_id, s.expected_lost_work_s,
                                 _why_text(p, head, s.job_id, why(s.job_id))) for s in shrinks]
     return out + [MakeWay(v, head.job_id, why(v), decision.lost_work_s.get(v), _priorities(p, head, v))
@@ -105,8 +108,8 @@ def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
     for entry in p.writer.queue.in_order():
         if not policy.ready(entry, now):
             continue
-        shrinks, decision = resizing.room_for(entry, holders, sized, left, capacity, now, nodes,
-                                              lent_after_s=lent_after_s(p))
+        shrinks, decision = resizing.room_for(entry, _victims_for(p, entry, holders), sized, left, capacity, now,
+                                              nodes, lent_after_s=lent_after_s(p))
         for shrink in shrinks:  # elastic jobs give up workers before any job is paused whole
             out.append(Resize(shrink.job_id, shrink.to_workers, entry.job_id, shrink.expected_lost_work_s,
                               _why_text(p, entry, shrink.job_id, Why.PRIORITY)))
@@ -131,6 +134,20 @@ def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
                     nodes[node_id] = policy.subtract(nodes[node_id], {r: v * k for r, v in worker.items()})
         left = policy.subtract(left, entry.demand)
     return out
+
+
+def _victims_for(p: Pass, entry: Entry, holders: list[policy.preemption.Candidate]
+                 ) -> list[policy.preemption.Candidate]:
+    """``holders``, less what a job that would borrow may not take: another user's job within its
+    owner's guarantee is never paused for it, whatever the priorities (Kueue's borrowWithinCohort):
+    else the two take turns, the guarantee reclaimed and pre-empted again."""
+    users, owners = p.ctx.users, p.writer.owners
+    user = owners.get(entry.job_id, "")
+    if users is None or quota.check(entry.demand, p.snapshot.used_by_user().get(user, {}),
+                                    users.quota(user)).status != quota.BORROWING:
+        return holders
+    guaranteed = {j.job_id for j in p.writer.live.values() if not j.borrowing and owners.get(j.job_id, "") != user}
+    return [dataclasses.replace(h, preemptible=False) if h.job_id in guaranteed else h for h in holders]
 
 
 def lent_after_s(p: Pass) -> float:

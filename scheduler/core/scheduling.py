@@ -104,9 +104,12 @@ class Pass:
         """Who starts now, in admission order within quotas; and the node ids placements refer to."""
         snap = self.snapshot
         by_id = snap.nodes_by_id()
+        for job_id in [j for j in snap.reclaims if j not in self.writer.queue]:  # started, or gone
+            del snap.reclaims[job_id]
         adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
                                           used=snap.used_by_user(), quotas=snap.quotas(),
-                                          nodes_free=None if by_id is None else list(by_id.values()))
+                                          nodes_free=None if by_id is None else list(by_id.values()),
+                                          reclaimed_for=snap.reclaims)
         return adm, None if by_id is None else list(by_id)
 
     def make_room(self, head: Entry, capacity: Resources, now: float) -> list[Action]:

@@ -9,7 +9,11 @@ head, as ``queue.admit`` does:
   owner's quota allows and where its whole gang fits (on the nodes too, when they are known, with
   its placement strategy), and is marked ``borrowing`` when it takes its owner beyond their
   guarantee; a job whose every type is over its owner's max is held as above; the first job that
-  does not fit stops the pass (strict order: it is the head that preemption and backfill serve).
+  does not fit stops the pass (strict order: it is the head that preemption and backfill serve);
+- a job that would borrow is held too while another user's job, within its owner's guarantee,
+  waits for room taken back from borrowers (``reclaimed_for``), unless that room is left: else a
+  borrower of a higher priority, requeued by the reclaim, took the room back at once and the
+  reclaim began again (Kueue admits what fits the nominal quota before what borrows, too).
 An elastic job is admitted in its turn at its fewest workers; once the walk is over, the room the
 pass leaves (less what the blocked head needs) is dealt to the elastic jobs it started, in order, up
 to their most: workers beyond an elastic job's fewest never keep a job behind it from starting, as
@@ -60,14 +64,15 @@ class Admission:
 
 def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: float, *,
                       owners: Mapping[str, str], used: Mapping[str, Mapping[str, float]],
-                      quotas: Mapping[str, Quota], nodes_free: Sequence[Mapping[str, float]] | None = None
-                      ) -> Admission:
+                      quotas: Mapping[str, Quota], nodes_free: Sequence[Mapping[str, float]] | None = None,
+                      reclaimed_for: Mapping[str, Entry] | None = None) -> Admission:
     """Walk ``order`` (once, so it may be lazy) and decide who starts now.
 
     ``owners`` maps job ids to users (a job without one counts as user ``""``); ``used`` is what each
     user holds now (``quota.usage_by_user``); ``quotas`` each user's quota (a user without one has no
     limits and never borrows; with a users file every user has one, the file's default at least).
-    ``free`` and ``nodes_free`` as for ``queue.admit``.
+    ``free`` and ``nodes_free`` as for ``queue.admit``. ``reclaimed_for``: the queued jobs room is
+    being taken back from borrowers for (by job id).
     """
     start = Walk(free, nodes_free, used, owners, quotas)
     walk = start.copy()
@@ -86,6 +91,12 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
             choice = choose(entry, walk.left, walk.nodes, walk.within(entry.job_id, verdicts))
             if choice is not None and entry.max_workers is not None and entry.max_workers > entry.num_workers:
                 elastic.append(len(starts))
+        if choice is not None and verdicts[choice.accelerator_type].status == BORROWING and reclaimed_for:
+            owner = owners.get(entry.job_id, "")
+            need = [r for j, r in reclaimed_for.items() if owners.get(j, "") != owner and j not in walk.taken]
+            if need and not _leaves(walk, entry.job_id, choice, need):
+                out.held[entry.job_id] = f"it would borrow the room taken back for {need[0].job_id}"
+                continue
         if choice is None:
             if len(verdicts) == len(entry.types or (None,)) and all(v.status == OVER_MAX for v in verdicts.values()):
                 out.held[entry.job_id] = "; ".join(dict.fromkeys(v.message for v in verdicts.values()))
@@ -113,6 +124,19 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
     out.start.extend(_admitted(e.job_id, choice, verdicts, e.num_workers if e.max_workers is not None else None)
                      for e, choice, verdicts in starts)
     return Admission(out.start, out.held, head)
+
+
+def _leaves(walk: Walk, job_id: str, choice: Choice, need: Sequence[Entry]) -> bool:
+    """Whether the room left once the job takes ``choice`` still holds every gang of ``need``
+    (on the nodes too, with their types and strategies), each after the ones before it."""
+    trial = walk.copy()
+    trial.take(job_id, choice)
+    for entry in need:
+        got = choose(entry, trial.left, trial.nodes)
+        if got is None:
+            return False
+        trial.take(entry.job_id, got)
+    return True
 
 
 def _replay(starts: Sequence[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], walk: Walk
@@ -150,10 +174,13 @@ class Walk:
         self.nodes = [dict(n) for n in nodes_free] if nodes_free is not None else None
         self.holding = {user: dict(r) for user, r in used.items()}
         self.owners, self.quotas = owners, quotas
+        self.taken: set[str] = set()  # the jobs started so far
 
     def copy(self) -> Walk:
         """A walk from where this one is now."""
-        return Walk(self.left, self.nodes, self.holding, self.owners, self.quotas)
+        walk = Walk(self.left, self.nodes, self.holding, self.owners, self.quotas)
+        walk.taken = set(self.taken)
+        return walk
 
     def within(self, job_id: str, verdicts: dict[str | None, QuotaCheck]) -> Callable[[str | None, Resources], bool]:
         """The job's owner's quota as ``choose`` asks it; each verdict is kept in ``verdicts`` by type."""
@@ -172,6 +199,7 @@ class Walk:
         if self.nodes is not None and choice.placement is not None:
             take(self.nodes, {k: sign * v for k, v in choice.worker.items()}, choice.placement)
         self.left = subtract(self.left, {k: sign * v for k, v in choice.demand.items()})
+        (self.taken.add if sign > 0 else self.taken.discard)(job_id)
         mine = self.holding.setdefault(self.owners.get(job_id, ""), {})
         for name, amount in per_type(choice.demand, choice.accelerator_type).items():
             mine[name] = mine.get(name, 0.0) + sign * amount

@@ -58,6 +58,9 @@ SHAPES = st.tuples(st.sampled_from([1, 2]), st.sampled_from(STRATEGIES),
                  **({"accelerator_type": cst[2]} if cst[2] else {})})
 SIZES = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(2, 4)).map(
     lambda mm: {"min": mm[0], "max": max(mm)}))
+#: time limits: with them backfill starts jobs around a blocked head (to end, or make way, by its
+#: earliest start) and elastic jobs borrow a waiting head's room until then (loans)
+LIMITS = st.sampled_from([None, None, 100.0, 1000.0])
 USERS = parse_users("""
 users:
   alice: {token: "alice-token-123", quota: {guaranteed: {CPU: 1}, max: {CPU: 3, "CPU:A": 1}}}
@@ -192,9 +195,11 @@ class CoreModel(RuleBasedStateMachine):
         self.jobs.append(job_id)
         self.specs[job_id] = {"num_workers": size, "cpus": shape["resources_per_worker"]["CPU"], **more}
 
-    @rule(size=SIZES, shape=SHAPES, priority=st.integers(0, 2), owner=st.sampled_from(sorted(MAX_CPU)))
-    def submit(self, size, shape, priority, owner) -> None:
-        job = self._call(self.core.submit, spec(num_workers=size, priority=priority, **shape), owner=owner)
+    @rule(size=SIZES, shape=SHAPES, priority=st.integers(0, 2), owner=st.sampled_from(sorted(MAX_CPU)),
+          limit=LIMITS)
+    def submit(self, size, shape, priority, owner, limit) -> None:
+        job = self._call(self.core.submit, spec(num_workers=size, priority=priority, time_limit_s=limit, **shape),
+                         owner=owner)
         if job is not None:
             self._submitted(job["job_id"], size, shape)
 
@@ -210,10 +215,10 @@ class CoreModel(RuleBasedStateMachine):
             self._submitted(job["job_id"], size, shape, after=(after, on))
 
     @rule(size=SIZES, shape=SHAPES, values=st.integers(1, 4), max_running=st.sampled_from([None, 1, 2]),
-          owner=st.sampled_from(sorted(MAX_CPU)))
-    def submit_sweep(self, size, shape, values, max_running, owner) -> None:
+          owner=st.sampled_from(sorted(MAX_CPU)), limit=LIMITS)
+    def submit_sweep(self, size, shape, values, max_running, owner, limit) -> None:
         """A sweep: one job per value, at most ``max_running`` of them pending, running or pausing."""
-        first = self._call(self.core.submit, spec(num_workers=size, config={"base": 1}, sweep={
+        first = self._call(self.core.submit, spec(num_workers=size, config={"base": 1}, time_limit_s=limit, sweep={
             "parameters": {"lr": list(range(values))}, "max_running": max_running}, **shape), owner=owner)
         if first is not None:
             sweep_id = first["spec"]["sweep_id"]
@@ -456,7 +461,8 @@ class CoreModel(RuleBasedStateMachine):
         stuck = [(j, self.core.get(j)["status"]) for j in self.jobs
                  if self.core.get(j)["status"] not in ("completed", "failed", "cancelled", "paused")
                  and not self._waits_for_a_paused_job(j)]
-        assert not stuck, f"jobs that never end with runners doing as asked: {stuck}"
+        assert not stuck, "jobs that never end with runners doing as asked: " + "; ".join(
+            f"{j} {status} after {self.core.history(j)['transitions'][-1]['reason']!r}" for j, status in stuck)
         paused = {j for j in self.jobs if self.core.get(j)["status"] == "paused"}
         self.core.store.close()
         assert paused <= self.paused_by_user, f"paused without a user asking: {paused - self.paused_by_user}"
@@ -468,4 +474,4 @@ def test_the_core_keeps_its_invariants_under_random_verbs_events_and_restarts(ma
     hunt = os.environ.get("TRAINQ_MODEL_EXAMPLES")
     run_state_machine_as_test(lambda: CoreModel(make_core), settings=settings(
         max_examples=int(hunt or 60), stateful_step_count=80 if hunt else 50, deadline=None, database=None,
-        derandomize=not hunt, suppress_health_check=list(HealthCheck)))
+        derandomize=not hunt, suppress_health_check=list(HealthCheck), print_blob=True))

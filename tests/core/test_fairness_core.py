@@ -48,6 +48,18 @@ def test_two_users_submitting_ten_jobs_each_at_once_start_interleaved_in_one_pas
     assert _owners_of_starts(core, launcher) == ["alice", "bob"] * 10
 
 
+def test_fair_order_charges_each_job_placed_by_its_time_limit_where_it_has_one(make_core) -> None:
+    # A job placed is charged provisionally for its expected run time: its time limit, else an
+    # hour (fairshare.DEFAULT_PROVISIONAL_S). Alice's ten 1-minute jobs together weigh less than
+    # one of bob's: after his first, hers all go first. (The limits were read through a lazy
+    # per-job mapping that is empty until asked; an empty one read as "no limits known".)
+    users = USERS.replace("max: {CPU: 4}", "max: {CPU: 20}")
+    core, _, _, _ = _core(make_core, cpus=0, maximum=20, users=users)
+    for owner in ["alice"] * 10 + ["bob"] * 10:
+        core.submit(spec(time_limit_s=60.0) if owner == "alice" else spec(), owner=owner)
+    assert [j["owner"] for j in core.queue()] == ["alice", "bob"] + ["alice"] * 9 + ["bob"] * 9
+
+
 def test_users_take_turns_across_passes_as_their_usage_is_charged(make_core) -> None:
     core, launcher, clock, cluster = _core(make_core, cpus=0, maximum=1)
     for owner in ["alice"] * 3 + ["bob"] * 3:
@@ -103,6 +115,31 @@ def test_jobs_beyond_the_guarantee_borrow_and_are_reclaimed_first_for_a_guarante
     assert core.get(pausing[0])["status"] == "queued" and core.get(theirs)["status"] == "running"
     assert not [j for j in mine if core.get(j)["status"] == "pausing"]
     assert core.get(pausing[0])["pending_reason"]["code"] == "resources"
+
+
+def test_a_reclaimed_guarantee_goes_to_the_job_it_was_reclaimed_for_not_back_to_a_higher_priority_borrower(
+        make_core) -> None:
+    # Found by the model test: the borrowing victim, of a higher priority, came back ahead of bob's
+    # job in the queue and took the room again; the reclaim began again, each of alice's jobs paused
+    # in turn, for ever, and bob's job never started.
+    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+    core, _, clock, _ = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    big = core.submit(spec(resources_per_worker={"CPU": 2}, priority=1), owner="alice")["job_id"]
+    small = core.submit(spec(priority=2), owner="alice")["job_id"]
+    for job in (big, small):
+        sim = RunnerSim(core, job, 1)
+        sim.started()
+        sim.report(0, f"/s/{job}/ck0")
+    bobs = core.submit(spec(resources_per_worker={"CPU": 2}), owner="bob")["job_id"]  # within his guarantee
+    assert core.get(big)["status"] == "pausing" and core.get(big)["preempted_by"] == bobs
+    RunnerSim(core, big, 1).exit("paused")
+    assert core.get(bobs)["status"] == "pending"  # the room reclaimed is his
+    assert core.get(big)["status"] == "queued" and core.get(small)["status"] == "running"
+    RunnerSim(core, bobs, 1).started()
+    clock.advance(60)
+    core.tick()  # and a borrower of a higher priority does not pre-empt it back
+    assert core.get(bobs)["status"] == "running" and core.get(big)["status"] == "queued"
+    assert core.get(small)["status"] == "running" and core.get(small)["attempt"] == 1
 
 
 def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_others(make_core) -> None:
