@@ -104,8 +104,13 @@ class Pass:
         """Who starts now, in admission order within quotas; and the node ids placements refer to."""
         snap = self.snapshot
         by_id = snap.nodes_by_id()
-        for job_id in [j for j in snap.reclaims if j not in self.writer.queue]:  # started, or gone
-            del snap.reclaims[job_id]
+        # A reclaim holds its room for the job while it is on its way: until the job starts or leaves
+        # the queue, or its victims have stopped and the room still does not hold it.
+        stopping = {j.preempted_by for j in self.writer.live.values() if j.status is S.PAUSING}
+        for job_id, entry in list(snap.reclaims.items()):
+            if job_id not in self.writer.queue or (job_id not in stopping and accelerators.choose(
+                    entry, snap.free(), snap.nodes_free()) is None):
+                del snap.reclaims[job_id]
         adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,
                                           used=snap.used_by_user(), quotas=snap.quotas(),
                                           nodes_free=None if by_id is None else list(by_id.values()),
