@@ -262,8 +262,7 @@ class JobSpec(BaseModel):
     @field_validator("depends_on", mode="before")
     @classmethod
     def _dependencies_form(cls, v: Any) -> Any:
-        # A bare job id is the likely slip: say what an entry looks like (a ValueError, which
-        # pydantic reports as the field's; a TypeError it would not).
+        # A bare job id is the likely slip (a ValueError: pydantic reports it, not a TypeError).
         for i, d in enumerate(v if isinstance(v, list) else []):
             if not isinstance(d, dict):
                 raise ValueError(  # noqa: TRY004

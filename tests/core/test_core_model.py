@@ -59,7 +59,7 @@ SHAPES = st.tuples(st.sampled_from([1, 2]), st.sampled_from(STRATEGIES),
 SIZES = st.one_of(st.integers(1, 3), st.tuples(st.integers(1, 2), st.integers(2, 4)).map(
     lambda mm: {"min": mm[0], "max": max(mm)}))
 #: time limits: with them backfill starts jobs around a blocked head (to end, or make way, by its
-#: earliest start) and elastic jobs borrow a waiting head's room until then (loans)
+#: earliest start); loans of a waiting head's room need a grow, which the random steps hardly reach
 LIMITS = st.sampled_from([None, None, 100.0, 1000.0])
 USERS = parse_users("""
 users:
