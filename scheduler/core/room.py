@@ -104,12 +104,14 @@ def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
     left = p.snapshot.free()
     nodes = p.snapshot.nodes_by_id()
     sized = resizing.sizes(p.writer, p.snapshot)
+    used = p.snapshot.used_by_user() if p.ctx.users is not None else {}
+    within = {j.job_id for j in p.writer.live.values() if not j.borrowing}  # their owners' guarantee
     out: list[Action] = []
     for entry in p.writer.queue.in_order():
         if not policy.ready(entry, now):
             continue
-        shrinks, decision = resizing.room_for(entry, _victims_for(p, entry, holders), sized, left, capacity, now,
-                                              nodes, lent_after_s=lent_after_s(p))
+        shrinks, decision = resizing.room_for(entry, _victims_for(p, entry, holders, used, within), sized, left,
+                                              capacity, now, nodes, lent_after_s=lent_after_s(p))
         for shrink in shrinks:  # elastic jobs give up workers before any job is paused whole
             out.append(Resize(shrink.job_id, shrink.to_workers, entry.job_id, shrink.expected_lost_work_s,
                               _why_text(p, entry, shrink.job_id, Why.PRIORITY)))
@@ -136,18 +138,18 @@ def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
     return out
 
 
-def _victims_for(p: Pass, entry: Entry, holders: list[policy.preemption.Candidate]
-                 ) -> list[policy.preemption.Candidate]:
+def _victims_for(p: Pass, entry: Entry, holders: list[policy.preemption.Candidate],
+                 used: dict[str, Resources], within: set[str]) -> list[policy.preemption.Candidate]:
     """``holders``, less what a job that would borrow may not take: another user's job within its
-    owner's guarantee is never paused for it, whatever the priorities (Kueue's borrowWithinCohort):
-    else the two take turns, the guarantee reclaimed and pre-empted again."""
+    owner's guarantee (``within``) is never paused for it, whatever the priorities (Kueue's
+    borrowWithinCohort): else the two take turns, the guarantee reclaimed and pre-empted again.
+    ``used``: what each owner holds (read once per pass: the walk changes nobody's usage)."""
     users, owners = p.ctx.users, p.writer.owners
     user = owners.get(entry.job_id, "")
-    if users is None or quota.check(entry.demand, p.snapshot.used_by_user().get(user, {}),
-                                    users.quota(user)).status != quota.BORROWING:
+    if users is None or quota.check(entry.demand, used.get(user, {}), users.quota(user)).status != quota.BORROWING:
         return holders
-    guaranteed = {j.job_id for j in p.writer.live.values() if not j.borrowing and owners.get(j.job_id, "") != user}
-    return [dataclasses.replace(h, preemptible=False) if h.job_id in guaranteed else h for h in holders]
+    return [dataclasses.replace(h, preemptible=False) if h.job_id in within and owners.get(h.job_id, "") != user
+            else h for h in holders]
 
 
 def lent_after_s(p: Pass) -> float:
