@@ -85,7 +85,7 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
         verdicts: dict[str | None, QuotaCheck] = {}
         if entry.max_workers is not None and entry.resized:  # the size its resize planned, if it fits
             sized = start_size(entry, entry.num_workers, entry.max_workers, walk.left, walk.nodes,
-                               allowed=walk.within(entry.job_id, verdicts))
+                               allowed=walk.within(entry.job_id, verdicts), largest=True)
             choice, entry = (sized.choice, at_size(entry, sized.workers)) if sized is not None else (None, entry)
         else:
             choice = choose(entry, walk.left, walk.nodes, walk.within(entry.job_id, verdicts))

@@ -7,8 +7,9 @@ docs/design.md, "Why trainq decides the size"). Three decisions, each over a sna
 - ``start_size``: a job admitted at the head starts with the largest size that fits, at least
   ``min`` (``admission`` asks it once the pass has admitted the jobs behind, with the blocked
   head's demand as ``keep``): the first of its accelerator types on which ``min`` fits
-  (admission's preference order), then as many workers as fit there; the workers beyond ``min``
-  never take what ``keep`` holds back. A job backfilled around a blocked head that ends or makes
+  (admission's preference order), then as many workers as fit there (a job relaunched to
+  resize: on the type where the most fit); the workers beyond ``min`` never take what ``keep``
+  holds back. A job backfilled around a blocked head that ends or makes
   way before the head's earliest start is sized the same way, keeping back what the jobs
   backfilled after it need (``core.scheduling``).
 - ``plan_grow``: a running job below ``max`` grows into capacity that nothing queued can use: the
@@ -122,14 +123,19 @@ def at_size(entry: Entry, workers: int) -> Entry:
 
 def start_size(entry: Entry, min_workers: int, max_workers: int, free: Mapping[str, float],
                nodes: Sequence[Mapping[str, float]] | None = None, *, keep: Mapping[str, float] | None = None,
-               allowed: Callable[[str | None, Resources], bool] | None = None) -> Sized | None:
+               allowed: Callable[[str | None, Resources], bool] | None = None,
+               largest: bool = False) -> Sized | None:
     """The largest size in ``[min_workers, max_workers]`` to start with now, or None when ``min`` does not fit.
 
     ``free``, ``nodes`` and ``allowed`` (its owner's quota) as for ``accelerators.choose``; the
     workers beyond ``min`` must also fit ``free`` less ``keep``. Fit is monotone in the size for
-    every strategy, so the largest size is found by bisection.
+    every strategy, so the largest size is found by bisection. On the first of the job's types
+    where ``min`` fits, or with ``largest`` on the type where the most workers fit (the first in
+    the job's order on a tie): a job relaunched to resize starts at the size its resize was
+    planned for, which may be on another type than its first choice.
     """
     beyond = subtract(free, keep or {})
+    found: Sized | None = None
     for t in entry.types or (None,):
         one = dataclasses.replace(entry, types=(t,) if t else ())
         smallest = choose(at_size(one, min_workers), free, nodes, allowed)
@@ -143,8 +149,11 @@ def start_size(entry: Entry, min_workers: int, max_workers: int, free: Mapping[s
                 hi = mid - 1
             else:
                 best, lo = Sized(mid, got), mid + 1
-        return best
-    return None
+        if not largest:
+            return best
+        if found is None or best.workers > found.workers:
+            found = best
+    return found
 
 
 def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: Mapping[str, float], now: float, *,

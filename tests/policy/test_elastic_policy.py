@@ -132,6 +132,19 @@ def test_the_preferred_type_wins_when_its_min_fits_there() -> None:
     assert sized is not None and (sized.choice.accelerator_type, sized.workers) == ("T4", 4)
 
 
+def test_a_job_relaunched_to_resize_starts_where_the_most_workers_fit() -> None:
+    # A grow planned on its T4 node relaunches there: on the A100 node, first in its order, it
+    # would start smaller than before, be grown again, and so on (found by the model test).
+    e = entry(types=("A100", "T4"))
+    free = {"GPU": 6.0, "accelerator_type:A100": 1.0, "accelerator_type:T4": 1.0}
+    nodes = [{"GPU": 2.0, "accelerator_type:A100": 1.0}, {"GPU": 4.0, "accelerator_type:T4": 1.0}]
+    sized = start_size(e, 1, 8, free, nodes, largest=True)
+    assert sized is not None and (sized.choice.accelerator_type, sized.workers) == ("T4", 4)
+    nodes[1]["GPU"] = 2.0  # a tie: the job's order decides
+    sized = start_size(e, 1, 8, {**free, "GPU": 4.0}, nodes, largest=True)
+    assert sized is not None and (sized.choice.accelerator_type, sized.workers) == ("A100", 2)
+
+
 @settings(max_examples=300, deadline=None)
 @given(lo=st.integers(1, 6), span=st.integers(0, 6), node_gpus=st.lists(st.integers(0, 6), min_size=1, max_size=4),
        strategy=st.sampled_from(["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"]), keep=st.integers(0, 4))
