@@ -53,7 +53,7 @@ class DryRun:
             head = adm.head
             snap = self.passes.snapshot
             if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
-                preempts = [a.job_id for a in self.passes.make_room(head, capacity, now)
+                preempts = [a.job_id for a in self.passes.make_room(head, capacity, now, set(adm.held))
                             if isinstance(a, MakeWay | Resize) and a.for_job == job_id]  # a shrink too
             view = self.views.fresh(now)
             why = view.why(job_id)

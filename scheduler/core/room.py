@@ -32,14 +32,17 @@ if TYPE_CHECKING:
 S = JobStatus
 
 
-def make_room(p: Pass, head: Entry, capacity: Resources, now: float) -> list[Action]:
+def make_room(p: Pass, head: Entry, capacity: Resources, now: float, held: set[str]) -> list[Action]:
     """For a blocked head: other users' borrowing jobs to reclaim, else lower priorities to pause;
     elastic jobs give up workers above their fewest before any job is paused whole, and the
-    workers one of the head's own priority grew into once they have been lent long enough."""
+    workers one of the head's own priority grew into once they have been lent long enough.
+    ``held``: queued jobs admission held for their owner's quota (its ``max``, or room reclaimed
+    for another user): they pause nobody, or a job paused for one would start again in its place
+    (its owner's limit, not the room, holds it back) to be paused again, for ever."""
     reclaim = _reclaim_for(p, head, capacity, now)
     if reclaim is not None:
         return reclaim
-    return _preemptions(p, capacity, now) if _may_preempt(p, now) else []
+    return _preemptions(p, capacity, now, held) if _may_preempt(p, now, held) else []
 
 
 def _reclaim_for(p: Pass, head: Entry, capacity: Resources, now: float) -> list[Action] | None:
@@ -73,11 +76,11 @@ def _reclaim_for(p: Pass, head: Entry, capacity: Resources, now: float) -> list[
                   for v in decision.victims]
 
 
-def _may_preempt(p: Pass, now: float) -> bool:
+def _may_preempt(p: Pass, now: float, held: set[str]) -> bool:
     """Whether any queued job outranks a running one (a victim must have a lower priority), or
     may take back workers an elastic job of its priority has been lent: with thousands queued
     behind a full cluster, most passes stop here, reading no job."""
-    top = next(iter(p.writer.queue.in_order()), None)
+    top = next((e for e in p.writer.queue.in_order() if e.job_id not in held), None)
     if top is None:
         return False
     loan_s = lent_after_s(p)
@@ -93,7 +96,7 @@ def _may_preempt(p: Pass, now: float) -> bool:
     return False
 
 
-def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
+def _preemptions(p: Pass, capacity: Resources, now: float, held: set[str]) -> list[Action]:
     """Walk the queue from its head and choose what the preemption policy would pause.
 
     Room already promised to a job ahead (free now, or on its way from stopping jobs) is
@@ -108,7 +111,7 @@ def _preemptions(p: Pass, capacity: Resources, now: float) -> list[Action]:
     within = {j.job_id for j in p.writer.live.values() if not j.borrowing}  # their owners' guarantee
     out: list[Action] = []
     for entry in p.writer.queue.in_order():
-        if not policy.ready(entry, now):
+        if not policy.ready(entry, now) or entry.job_id in held:
             continue
         shrinks, decision = resizing.room_for(entry, _victims_for(p, entry, holders, used, within), sized, left,
                                               capacity, now, nodes, lent_after_s=lent_after_s(p))

@@ -72,7 +72,7 @@ class Pass:
         self.apply(resizing.give_backs(self, now))
         # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
         if head is not None and accelerators.choose(head, snap.free(), snap.nodes_free()) is None:
-            self.apply(self.make_room(head, capacity, now))
+            self.apply(self.make_room(head, capacity, now, set(adm.held)))
             if settings.backfill:
                 started += self.apply(self._backfills(head, capacity, now, quotas, set(adm.held)))
         if settings.time_slice_s > 0:
@@ -117,9 +117,10 @@ class Pass:
                                           reclaimed_for=snap.reclaims)
         return adm, None if by_id is None else list(by_id)
 
-    def make_room(self, head: Entry, capacity: Resources, now: float) -> list[Action]:
-        """What to pause or shrink so that a blocked head can start (``core.room``)."""
-        return room.make_room(self, head, capacity, now)
+    def make_room(self, head: Entry, capacity: Resources, now: float, held: set[str]) -> list[Action]:
+        """What to pause or shrink so that a blocked head can start (``core.room``); ``held``:
+        the jobs admission held for their owner's quota, which pause nobody."""
+        return room.make_room(self, head, capacity, now, held)
 
     # -- the one place actions are carried out ----------------------------------------------------
     def apply(self, actions: Sequence[Action]) -> list[str]:

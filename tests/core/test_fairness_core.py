@@ -155,6 +155,25 @@ def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_ot
     assert later["status"] == "pending"
 
 
+def test_a_job_held_by_its_owners_max_pauses_nobody(make_core) -> None:
+    # Found by the model test: alice's job over her max pre-empted bob's for its priority, could
+    # not start (her max, not the room, held it back), and bob's job started again in the room, to
+    # be pre-empted again at its next checkpoint, for ever.
+    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+    core, launcher, clock, _ = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    alices = core.submit(spec(num_workers=2, priority=1), owner="alice")["job_id"]
+    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]
+    for job in (alices, bobs):
+        RunnerSim(core, job, 1).started()
+    over = core.submit(spec(num_workers=2, priority=1), owner="alice")["job_id"]  # 4 CPUs: over her max
+    behind = core.submit(spec(), owner="alice")["job_id"]  # 3 CPUs: within it, but no room
+    clock.advance(60)
+    core.tick()
+    assert core.get(over)["pending_reason"]["code"] == "quota"
+    assert core.get(behind)["status"] == "queued"
+    assert core.get(bobs)["status"] == "running" and not launcher.pauses
+
+
 def test_a_job_larger_than_its_owners_max_is_refused_at_submit_with_the_numbers(make_core) -> None:
     core, _, _, _ = _core(make_core, cpus=8)
     with pytest.raises(InvalidSpec) as e:
