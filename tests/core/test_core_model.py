@@ -439,9 +439,18 @@ class CoreModel(RuleBasedStateMachine):
         if self.shut:
             self.restart()
         self.node_back()
-        for _ in range(4 * len(self.jobs) + 10):
+        for _ in range(8 * len(self.jobs) + 10):
             if not self.live and not self.core.count(status="queued"):
                 break
+            # every runner starts and runs a while before one ends: the queue drains, room stays
+            # idle, and elastic jobs grow into it (the random steps hardly ever leave it idle)
+            for key, sim in sorted(self.live.items()):
+                if key not in self.stopped and key not in self.started_runs:
+                    self.started_runs.add(key)
+                    sim.started()
+            self.clock.advance(400)
+            self.core.tick()
+            self._sync()
             for key, sim in sorted(self.live.items()):
                 if key in self.stopped:
                     outcome = "stopped"
