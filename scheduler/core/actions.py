@@ -86,4 +86,13 @@ class Resize:
     repays: str | None = None  # a shrink giving back the workers this waiting head lent it
 
 
-Action = Start | MakeWay | Resize | AskCapacity | Hold | CancelUnmet
+@dataclass(frozen=True)
+class MarkBorrowing:
+    """An active job's attempt now runs beyond its owner's guarantee, or no longer does: its owner's
+    usage changed (``Snapshot.borrowing``)."""
+
+    job_id: str
+    borrowing: bool
+
+
+Action = Start | MakeWay | Resize | AskCapacity | Hold | CancelUnmet | MarkBorrowing

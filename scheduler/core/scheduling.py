@@ -24,7 +24,7 @@ from ..jobs import Attempt, iso
 from ..policy import Entry, Resources, accelerators, admission, backfill, elastic, failure, quota, timeslice
 from ..states import JobStatus
 from . import resizing, room
-from .actions import Action, AskCapacity, CancelUnmet, Hold, MakeWay, Resize, Start, Why
+from .actions import Action, AskCapacity, CancelUnmet, Hold, MakeWay, MarkBorrowing, Resize, Start, Why
 from .attempts import Attempts
 from .dependencies import Dependencies
 from .snapshot import STOP_MARGIN_S, Snapshot
@@ -68,6 +68,7 @@ class Pass:
             started += self.apply([Start(a.job_id, a.borrowing, None, a.accelerator_type, a.placement, ids,
                                          a.workers) for a in adm.start])
         head = adm.head if adm.head is not None and adm.head.job_id in queue else None
+        self.apply(self.borrowing())
         self.apply(self._planned_due(now))
         self.apply(resizing.give_backs(self, now))
         # Blocked on the totals, or on the nodes (its types, its strategy): room may be made for it.
@@ -117,6 +118,14 @@ class Pass:
                                           reclaimed_for=snap.reclaims)
         return adm, None if by_id is None else list(by_id)
 
+    def borrowing(self) -> list[Action]:
+        """Active jobs whose ``borrowing`` mark no longer matches their owner's usage: reclaims and
+        pre-emptions read it, so a job an older one pushed beyond the guarantee is within it once
+        that one ends."""
+        beyond = self.snapshot.borrowing()
+        return [MarkBorrowing(j.job_id, j.job_id in beyond) for j in self.writer.live.values()
+                if j.borrowing != (j.job_id in beyond)]
+
     def make_room(self, head: Entry, capacity: Resources, now: float, held: set[str]) -> list[Action]:
         """What to pause or shrink so that a blocked head can start (``core.room``); ``held``:
         the jobs admission held for their owner's quota, which pause nobody."""
@@ -136,6 +145,8 @@ class Pass:
                 resizing.begin(self, action)
             elif isinstance(action, Hold):
                 self.writer.set_held(action.job_id, action.held, action.max_workers, action.resized)
+            elif isinstance(action, MarkBorrowing):
+                self.writer.update(self.writer.job(action.job_id), borrowing=action.borrowing)
             elif isinstance(action, CancelUnmet):
                 self.writer.transition(self.writer.job(action.job_id), S.CANCELLED, "cancel", action.reason,
                                        finished_at=self.ctx.clock(), error=action.reason)

@@ -171,6 +171,25 @@ class Snapshot:
             (owners.get(key[0], ""), accelerators.per_type(demand, self.placed_of(key).accelerator_type))
             for key, demand in self.writer.held.items())
 
+    def borrowing(self) -> set[str]:
+        """The live jobs whose attempt runs beyond its owner's guarantee now (``quota.beyond_guarantee``:
+        attempts counted in the order they started, those still releasing first)."""
+        if self.ctx.users is None:
+            return set()
+        owners, live, held = self.writer.owners, self.writer.live, self.writer.held
+
+        def current(key: tuple[str, int]) -> Job | None:
+            job = live.get(key[0])
+            return job if job is not None and job.attempt == key[1] else None
+
+        def age(key: tuple[str, int]) -> tuple[bool, float, tuple[str, int]]:
+            job = current(key)
+            return job is not None, 0.0 if job is None else self.attempts.started_at(job), key
+
+        beyond = quota.beyond_guarantee(((key, owners.get(key[0], ""), accelerators.per_type(
+            held[key], self.placed_of(key).accelerator_type)) for key in sorted(held, key=age)), self.quotas())
+        return {key[0] for key in beyond if isinstance(key, tuple) and current(key) is not None}
+
     def nodes_free(self) -> list[Resources] | None:
         """Free resources per node, less what pending jobs will take once Ray places them."""
         nodes = self.nodes_by_id()

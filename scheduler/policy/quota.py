@@ -2,7 +2,8 @@
 
 - A job that keeps its owner within the guarantee is admitted in the normal queue order.
 - Beyond the guarantee a job may borrow idle capacity up to the owner's ``max``; it is marked
-  ``borrowing`` for its attempt (decided once, at admission).
+  ``borrowing`` while its owner's guarantee does not cover it, the owner's attempts counted in
+  the order they started (``beyond_guarantee``: the mark follows the owner's usage).
 - A job that would take its owner past ``max`` waits (reason ``quota``) without blocking the
   jobs behind it: it is skipped, like a job in its requeue backoff, because it is the owner's
   limit, not the cluster, that holds it back.
@@ -20,7 +21,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .accelerators import is_typed, per_type
@@ -76,6 +77,31 @@ def check(demand: Mapping[str, float], used: Mapping[str, float], quota: Quota) 
         parts = [f"{_n(after[n])} {n} against a guarantee of {_n(quota.guaranteed.get(n, 0.0))}" for n in beyond]
         return QuotaCheck(BORROWING, "borrows idle capacity: " + "; ".join(parts))
     return QuotaCheck(GUARANTEED)
+
+
+def beyond_guarantee(holding: Iterable[tuple[Hashable, str, Mapping[str, float]]],
+                     quotas: Mapping[str, Quota]) -> set[Hashable]:
+    """The keys of ``holding`` that run beyond their owner's guarantee (borrowing) now.
+
+    ``holding``: ``(key, owner, demand)`` of every attempt holding resources (demand by type,
+    ``accelerators.per_type``), oldest first. Each owner's guarantee covers their attempts in that
+    order; one that does not fit what is left of it borrows. So the mark follows the owner's usage,
+    not the moment of admission: once an older job ends, a younger one it pushed beyond the
+    guarantee is within it, and is not reclaimed (nor pre-empted by a borrower) as if it borrowed.
+    """
+    out: set[Hashable] = set()
+    within: dict[str, Resources] = {}
+    for key, user, demand in holding:
+        q = quotas.get(user)
+        if q is None:
+            continue  # no quota: never borrowing
+        mine = within.setdefault(user, {})
+        if check(demand, mine, q).status == GUARANTEED:
+            for name, amount in demand.items():
+                mine[name] = mine.get(name, 0.0) + amount
+        else:
+            out.add(key)
+    return out
 
 
 def never_fits_quota(demand: Mapping[str, float], quota: Quota, user: str, types: Sequence[str] = ()) -> str | None:

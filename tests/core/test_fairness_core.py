@@ -155,6 +155,30 @@ def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_ot
     assert later["status"] == "pending"
 
 
+def test_a_job_is_borrowing_while_its_owners_guarantee_does_not_cover_it_not_for_ever(make_core) -> None:
+    # The mark was set at admission: a job admitted beyond alice's guarantee kept it once her older
+    # jobs ended, and bob's borrowing job of a higher priority paused it (a borrower may pause no
+    # other user's job within its guarantee), for it to reclaim its room back, and so on.
+    users = USERS.replace("max: {CPU: 4}}", "max: {CPU: 5}}", 1)
+    core, launcher, clock, _ = _core(make_core, cpus=5, users=users, min_runtime_s=0)
+    older = core.submit(spec(), owner="alice")["job_id"]  # 1 CPU of her 2 guaranteed
+    mid = core.submit(spec(num_workers=2), owner="alice")["job_id"]  # 3: beyond them
+    young = core.submit(spec(num_workers=2), owner="alice")["job_id"]
+    for job in (older, mid, young):
+        RunnerSim(core, job, 1).started()
+    assert [core.get(j)["borrowing"] for j in (older, mid, young)] == [False, True, True]
+    RunnerSim(core, older, 1).exit("completed")  # her guarantee covers the older of the two now
+    assert [core.get(j)["borrowing"] for j in (mid, young)] == [False, True]
+    RunnerSim(core, young, 1).exit("completed")
+    bobs = core.submit(spec(num_workers=2, priority=1), owner="bob")["job_id"]
+    RunnerSim(core, bobs, 1).started()
+    borrower = core.submit(spec(num_workers=2, priority=1), owner="bob")["job_id"]  # beyond his
+    clock.advance(60)
+    core.tick()
+    assert core.get(borrower)["status"] == "queued"
+    assert core.get(mid)["status"] == "running" and not launcher.pauses
+
+
 def test_a_job_held_by_its_owners_max_pauses_nobody(make_core) -> None:
     # Found by the model test: alice's job over her max pre-empted bob's for its priority, could
     # not start (her max, not the room, held it back), and bob's job started again in the room, to

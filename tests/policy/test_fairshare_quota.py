@@ -24,6 +24,7 @@ from scheduler.policy.quota import (
     OVER_MAX,
     RECLAIM_PRIORITY,
     Quota,
+    beyond_guarantee,
     check,
     never_fits_quota,
     reclaim_victims,
@@ -101,6 +102,33 @@ def test_a_users_own_borrowing_jobs_and_protected_ones_are_not_reclaimed() -> No
 
 
 # -- the usage ledger ----------------------------------------------------------------------------
+def test_the_borrowing_mark_follows_what_each_owner_holds_oldest_first() -> None:
+    quotas = {"alice": Quota(guaranteed={"GPU": 2.0}), "bob": Quota(guaranteed={"GPU": 1.0})}
+    holding = [("a1", "alice", {"GPU": 1.0}), ("a2", "alice", {"GPU": 2.0}), ("b1", "bob", {"GPU": 1.0}),
+               ("a3", "alice", {"GPU": 1.0}), ("x", "nobody-with-a-quota", {"GPU": 8.0})]
+    assert beyond_guarantee(holding, quotas) == {"a2"}  # a3 fits what a2 left of alice's guarantee
+    assert beyond_guarantee(holding[1:], quotas) == {"a3"}  # a1 ended: a2 is within it now
+    assert beyond_guarantee([("a4", "alice", {"GPU": 3.0}), *holding[:2]], quotas) == {"a4", "a2"}
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["alice", "bob"]), st.integers(1, 4)), max_size=8),
+       st.integers(0, 6))
+def test_the_jobs_within_a_guarantee_never_exceed_it_and_a_borrower_would_not_fit_it(jobs, guaranteed) -> None:
+    quotas = {u: Quota(guaranteed={"GPU": float(guaranteed)}) for u in ("alice", "bob")}
+    holding = [(i, user, {"GPU": float(n)}) for i, (user, n) in enumerate(jobs)]
+    beyond = beyond_guarantee(holding, quotas)
+    for user in ("alice", "bob"):
+        within = 0.0
+        for i, owner, demand in holding:
+            if owner != user:
+                continue
+            # in start order: a borrower is one that would not fit what the older ones left
+            assert (i in beyond) == (within + demand["GPU"] > guaranteed)
+            within += 0.0 if i in beyond else demand["GPU"]
+        assert within <= guaranteed
+
+
 def test_usage_is_dominant_share_seconds_and_halves_every_half_life() -> None:
     ledger = UsageLedger(half_life_s=DAY)
     ledger.charge("alice", {"GPU": 4.0, "CPU": 8.0}, 3600, NOW, CAP)  # half the GPUs for an hour
