@@ -155,6 +155,26 @@ def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_ot
     assert later["status"] == "pending"
 
 
+def test_room_reclaimed_for_a_job_is_held_for_it_only_while_it_is_on_its_way(make_core) -> None:
+    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+    core, _, _, cluster = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    within = core.submit(spec(), owner="alice")["job_id"]
+    borrower = core.submit(spec(num_workers=2), owner="alice")["job_id"]
+    for job in (within, borrower):
+        RunnerSim(core, job, 1).started()
+    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]  # within his guarantee: reclaims
+    assert core.get(borrower)["preempted_by"] == bobs
+    # While the borrower pauses, alice's next borrowing job waits, ahead of bob's in the queue:
+    # it would take his room.
+    later = core.submit(spec(priority=1), owner="alice")["job_id"]
+    assert core.get(later)["status"] == "queued"
+    cluster.total = {"CPU": 2.0}  # a node goes: the room reclaimed no longer holds bob's job
+    RunnerSim(core, borrower, 1).exit("paused")
+    # Its victim stopped and the room still does not hold it: the hold ends, and the CPU left is
+    # used (kept for bob's job it would idle until the cluster grows again).
+    assert core.get(bobs)["status"] == "queued" and core.get(later)["status"] == "pending"
+
+
 def test_a_job_is_borrowing_while_its_owners_guarantee_does_not_cover_it_not_for_ever(make_core) -> None:
     # The mark was set at admission: a job admitted beyond alice's guarantee kept it once her older
     # jobs ended, and bob's borrowing job of a higher priority paused it (a borrower may pause no
