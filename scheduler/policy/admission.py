@@ -83,18 +83,19 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
         if not ready(entry, now):
             continue
         verdicts: dict[str | None, QuotaCheck] = {}
+        may_take_more = False
         if entry.max_workers is not None and entry.resized:  # the size its resize planned, if it fits
             sized = start_size(entry, entry.num_workers, entry.max_workers, walk.left, walk.nodes,
                                allowed=walk.within(entry.job_id, verdicts), largest=True)
             choice, entry = (sized.choice, at_size(entry, sized.workers)) if sized is not None else (None, entry)
         else:
             choice = choose(entry, walk.left, walk.nodes, walk.within(entry.job_id, verdicts))
-            if choice is not None and entry.max_workers is not None and entry.max_workers > entry.num_workers:
-                elastic.append(len(starts))
+            may_take_more = entry.max_workers is not None and entry.max_workers > entry.num_workers
         if choice is not None and verdicts[choice.accelerator_type].status == BORROWING and reclaimed_for:
-            owner = owners.get(entry.job_id, "")
-            need = [r for j, r in reclaimed_for.items() if owners.get(j, "") != owner and j not in walk.taken]
-            if need and not _leaves(walk, entry.job_id, choice, need):
+            need = _reclaims_of_others(reclaimed_for, owners, entry.job_id, walk)
+            trial = walk.copy()
+            trial.take(entry.job_id, choice)
+            if need and not _holds(trial, need):
                 out.held[entry.job_id] = f"it would borrow the room taken back for {need[0].job_id}"
                 continue
         if choice is None:
@@ -104,6 +105,8 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
             head = entry
             break
         walk.take(entry.job_id, choice)
+        if may_take_more:
+            elastic.append(len(starts))
         starts.append((dataclasses.replace(entry, types=(choice.accelerator_type,) if choice.accelerator_type else ()),
                        choice, verdicts))
     keep = head.demand if head is not None else {}
@@ -115,7 +118,8 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
         while lo <= hi:
             mid = (lo + hi) // 2
             tried = _replay(starts[:i] + [(at_size(entry, mid), *starts[i][1:])] + starts[i + 1:], start)
-            if tried is not None and fits(keep, tried[1]):
+            if tried is not None and fits(keep, tried[1].left) \
+                    and not _borrows_reclaimed(tried, i, reclaimed_for, owners):
                 best, lo = tried[0], mid + 1
             else:
                 hi = mid - 1
@@ -126,11 +130,28 @@ def admit_with_quotas(order: Iterable[Entry], free: Mapping[str, float], now: fl
     return Admission(out.start, out.held, head)
 
 
-def _leaves(walk: Walk, job_id: str, choice: Choice, need: Sequence[Entry]) -> bool:
-    """Whether the room left once the job takes ``choice`` still holds every gang of ``need``
-    (on the nodes too, with their types and strategies), each after the ones before it."""
+def _reclaims_of_others(reclaimed_for: Mapping[str, Entry], owners: Mapping[str, str], job_id: str,
+                        walk: Walk) -> list[Entry]:
+    """The jobs room is taken back for, of other users than ``job_id``'s, not started in this pass."""
+    owner = owners.get(job_id, "")
+    return [r for j, r in reclaimed_for.items() if owners.get(j, "") != owner and j not in walk.taken]
+
+
+def _borrows_reclaimed(tried: tuple[list[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], Walk], i: int,
+                       reclaimed_for: Mapping[str, Entry] | None, owners: Mapping[str, str]) -> bool:
+    """Whether the ``i``-th start, grown, borrows room taken back for another user's job: what the
+    pass leaves once every start is placed no longer holds that job."""
+    entry, choice, verdicts = tried[0][i]
+    if not reclaimed_for or verdicts[choice.accelerator_type].status != BORROWING:
+        return False
+    need = _reclaims_of_others(reclaimed_for, owners, entry.job_id, tried[1])
+    return bool(need) and not _holds(tried[1], need)
+
+
+def _holds(walk: Walk, need: Sequence[Entry]) -> bool:
+    """Whether the room ``walk`` leaves holds every gang of ``need`` (on the nodes too, with their
+    types and strategies), each after the ones before it."""
     trial = walk.copy()
-    trial.take(job_id, choice)
     for entry in need:
         got = choose(entry, trial.left, trial.nodes)
         if got is None:
@@ -140,10 +161,10 @@ def _leaves(walk: Walk, job_id: str, choice: Choice, need: Sequence[Entry]) -> b
 
 
 def _replay(starts: Sequence[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], walk: Walk
-            ) -> tuple[list[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], Resources] | None:
+            ) -> tuple[list[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], Walk] | None:
     """The starts placed again one by one in launch order from ``walk`` (the pass's start), as Ray
     will place them: each gang where ``choose`` puts it on what the ones before it leave, within its
-    owner's quota; with what is left in total. None when one no longer fits."""
+    owner's quota; with what is left. None when one no longer fits."""
     walk = walk.copy()
     out = []
     for entry, _, _ in starts:
@@ -153,7 +174,7 @@ def _replay(starts: Sequence[tuple[Entry, Choice, dict[str | None, QuotaCheck]]]
             return None
         walk.take(entry.job_id, choice)
         out.append((entry, choice, verdicts))
-    return out, walk.left
+    return out, walk
 
 
 def _admitted(job_id: str, choice: Choice, verdicts: Mapping[str | None, QuotaCheck], workers: int | None) -> Admitted:

@@ -237,6 +237,27 @@ def test_quotas_in_a_pass_borrowing_marked_and_over_max_skipped_without_blocking
     assert got.head is not None and got.head.job_id == "bob-3" and set(got.held) == {"alice-1", "alice-2"}
 
 
+def test_an_elastic_job_held_for_room_reclaimed_for_another_user_is_not_grown_in_its_place() -> None:
+    # Held after being counted among the elastic starts to grow, it made the pass grow the wrong
+    # start, or fail on one that was not there (found by the model test).
+    def elastic(job_id: str, seq: int) -> Entry:
+        return Entry(job_id, 0, seq, {"GPU": 1.0}, worker={"GPU": 1.0}, num_workers=1, max_workers=4)
+
+    owners = {"alice-e": "alice", "bob-e": "bob", "bob-r": "bob"}
+    quotas = {"alice": Quota({}, {"GPU": 8.0}), "bob": Quota({"GPU": 8.0})}
+    reclaimed = {"bob-r": Entry("bob-r", 0, 9, {"GPU": 2.0})}  # room taken back for bob's job
+    got = admit_with_quotas([elastic("alice-e", 0)], {"GPU": 2.0}, NOW, owners=owners, used={}, quotas=quotas,
+                            reclaimed_for=reclaimed)
+    assert got.start == [] and set(got.held) == {"alice-e"}
+    got = admit_with_quotas([elastic("alice-e", 0), elastic("bob-e", 1)], {"GPU": 2.0}, NOW, owners=owners,
+                            used={}, quotas=quotas, reclaimed_for=reclaimed)
+    assert [(a.job_id, a.workers) for a in got.start] == [("bob-e", 2)] and set(got.held) == {"alice-e"}
+    # Room enough for both: hers starts, but grows only into what bob's reclaimed job leaves.
+    got = admit_with_quotas([elastic("alice-e", 0)], {"GPU": 5.0}, NOW, owners=owners, used={}, quotas=quotas,
+                            reclaimed_for=reclaimed)
+    assert [(a.job_id, a.workers) for a in got.start] == [("alice-e", 3)]
+
+
 def test_a_pass_respects_nodes_and_backoff() -> None:
     entries = [Entry("later", 0, 0, {"GPU": 1.0}, not_before=NOW + 5),
                Entry("gang", 0, 1, {"GPU": 2.0}, worker={"GPU": 2.0}, num_workers=1)]
