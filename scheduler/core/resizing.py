@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..jobs import iso
-from ..policy import Entry, Resources, backfill, elastic, failure, preemption, quota
+from ..policy import Entry, Resources, admission, backfill, elastic, failure, preemption, quota
 from ..states import JobStatus
 from .actions import Hold, Resize
 from .snapshot import STOP_MARGIN_S, Resizing, Snapshot
@@ -156,9 +156,12 @@ def holds(p: Pass, now: float) -> list[Hold]:
         # Ray's view of the nodes may not show its room yet, and the two must not split it.
         first = for_job is not None and p.writer.queue.get(for_job) is not None
         by_id = snap.nodes_by_id()
+        nodes = None if by_id is None else list(by_id.values())
+        # Within its owner's quota too: its previous attempt still counts there while it releases.
+        within = admission.Walk(snap.free(), nodes, snap.used_by_user(), p.writer.owners, snap.quotas()).within
         room = not first and entry.max_workers is not None and elastic.start_size(
-            dataclasses.replace(entry, held=None), to, entry.max_workers, snap.free(),
-            None if by_id is None else list(by_id.values())) is not None
+            dataclasses.replace(entry, held=None), to, entry.max_workers, snap.free(), nodes,
+            allowed=within(job_id, {})) is not None
         if waited or room:  # kept until it starts (above): a pass that does not start it holds it again
             # A shrunk job starts again at the size planned, not with all it finds free: the room
             # it gave up is for the job it shrank for, which may be behind it in the queue; a job

@@ -318,6 +318,31 @@ users:
     assert core.get(job)["attempt"] == 1 and len(launcher.launched) == 1
 
 
+def test_after_a_grow_it_waits_while_its_stopping_attempt_still_counts_against_its_owners_max(make_core) -> None:
+    # Found by the model test: a run stopped at its pause deadline is requeued before it has
+    # released its workers; the room was there, so the grown job started again at once, smaller
+    # than before (its old attempt still counted against its owner's max), and grew again, for ever.
+    from scheduler.users import parse_users
+
+    core, launcher, clock, _ = _core(make_core, cpus=8, resize_min_interval_s=0)
+    core.users = parse_users('users:\n  alice: {token: "alice-token-123", quota: {max: {CPU: 3}}}\n')
+    fixed = core.submit(spec(), owner="alice")["job_id"]
+    job = core.submit(spec(num_workers={"min": 1, "max": 4}, min_runtime_s=0), owner="alice")["job_id"]
+    assert core.get(job)["workers"] == 2  # her max
+    RunnerSim(core, fixed, 1).started()
+    RunnerSim(core, job, 1).started()
+    RunnerSim(core, fixed, 1).exit("completed")
+    assert core.get(job)["status"] == "pausing"  # growing to 3
+    clock.advance(600)
+    core.tick()  # no checkpoint in time: stopped, requeued, its workers not yet released
+    assert launcher.stops == [(job, 1)]
+    held = core.get(job)
+    assert held["status"] == "queued" and held["pending_reason"]["code"] == "resizing", held
+    RunnerSim(core, job, 1).exit("stopped")
+    again = core.get(job)
+    assert again["status"] == "pending" and again["workers"] == 3, again
+
+
 def test_with_time_slicing_a_slice_over_shrinks_an_elastic_job_rather_than_rotating_it_out_whole(
         make_core) -> None:
     core, launcher, clock, _ = _core(make_core, cpus=3, time_slice_s=60, resize_min_interval_s=300)
