@@ -81,6 +81,7 @@ class RayNodes(FakeCluster):
         self.maximum = add({}, *NODES.values())  # what the cluster has with every node up
         self.used: dict[tuple[str, int], dict[str, dict[str, float]]] = {}  # runner -> resources per node
         self.down: set[str] = set()  # nodes lost (they may come back)
+        self.draining: set[str] = set()  # nodes Ray drains: nothing new is placed there
 
     def up(self) -> dict[str, dict[str, float]]:
         return {n: dict(r) for n, r in NODES.items() if n not in self.down}
@@ -92,11 +93,12 @@ class RayNodes(FakeCluster):
         return list(self.up().values())
 
     def nodes_free_by_id(self) -> dict[str, dict[str, float]]:
+        """Free room on the nodes up and not draining (as the shell reports it: ``actor.RayCluster``)."""
         free = self.up()
         for use in self.used.values():
             for node, resources in use.items():
                 free[node] = {r: v - resources.get(r, 0.0) for r, v in free[node].items()}
-        return free
+        return {n: r for n, r in free.items() if n not in self.draining}
 
     def nodes_free(self) -> list[dict[str, float]]:
         return list(self.nodes_free_by_id().values())
@@ -326,6 +328,7 @@ class CoreModel(RuleBasedStateMachine):
     @rule(node=st.sampled_from(sorted(NODES)), deadline_s=st.sampled_from([None, 60.0]), over=st.booleans())
     def drain(self, node, deadline_s, over) -> None:
         """Ray drains a node (each live runner's workers are where Ray placed them), or no longer does."""
+        self.cluster.draining = set() if over else {node}
         deadline = None if deadline_s is None else self.clock() + deadline_s
         notices = [] if over else [DrainNotice(node, deadline, "preemption")]
         self._call(self.core.on_drains, notices, {key: set(self.cluster.used[key]) for key in self.live})
@@ -439,6 +442,8 @@ class CoreModel(RuleBasedStateMachine):
         if self.shut:
             self.restart()
         self.node_back()
+        if self.cluster.draining:  # the drain is over (or the node went and came back)
+            self.drain(min(self.cluster.draining), None, over=True)
         rotated: set[str] = set()  # jobs paused once already for time slicing in this phase
         for _ in range(8 * len(self.jobs) + 10):
             if not self.live and not self.core.count(status="queued"):
