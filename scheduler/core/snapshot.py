@@ -188,7 +188,7 @@ class Snapshot:
 
         beyond = quota.beyond_guarantee(((key, owners.get(key[0], ""), accelerators.per_type(
             held[key], self.placed_of(key).accelerator_type)) for key in sorted(held, key=age)), self.quotas())
-        return {key[0] for key in beyond if isinstance(key, tuple) and current(key) is not None}
+        return {key[0] for key in beyond if current(key) is not None}
 
     def nodes_free(self) -> list[Resources] | None:
         """Free resources per node, less what pending jobs will take once Ray places them."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .accelerators import is_typed, per_type
 from .preemption import Candidate, Preemption, choose_victims
@@ -33,6 +34,7 @@ _EPS = 1e-9
 RECLAIM_PRIORITY = -(1 << 62)
 
 GUARANTEED, BORROWING, OVER_MAX = "guaranteed", "borrowing", "over_max"
+K = TypeVar("K", bound=Hashable)
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,7 @@ def check(demand: Mapping[str, float], used: Mapping[str, float], quota: Quota) 
     return QuotaCheck(GUARANTEED)
 
 
-def beyond_guarantee(holding: Iterable[tuple[Hashable, str, Mapping[str, float]]],
-                     quotas: Mapping[str, Quota]) -> set[Hashable]:
+def beyond_guarantee(holding: Iterable[tuple[K, str, Mapping[str, float]]], quotas: Mapping[str, Quota]) -> set[K]:
     """The keys of ``holding`` that run beyond their owner's guarantee (borrowing) now.
 
     ``holding``: ``(key, owner, demand)`` of every attempt holding resources (demand by type,
@@ -89,7 +90,7 @@ def beyond_guarantee(holding: Iterable[tuple[Hashable, str, Mapping[str, float]]
     not the moment of admission: once an older job ends, a younger one it pushed beyond the
     guarantee is within it, and is not reclaimed (nor pre-empted by a borrower) as if it borrowed.
     """
-    out: set[Hashable] = set()
+    out: set[K] = set()
     within: dict[str, Resources] = {}
     for key, user, demand in holding:
         q = quotas.get(user)
