@@ -22,7 +22,7 @@ from .. import policy
 from ..config import train_run_name
 from ..jobs import Attempt, iso
 from ..policy import Entry, Resources, accelerators, admission, backfill, elastic, failure, quota, timeslice
-from ..states import JobStatus
+from ..states import ACTIVE, JobStatus
 from . import resizing, room
 from .actions import Action, AskCapacity, CancelUnmet, Hold, MakeWay, MarkBorrowing, Resize, Start, Why
 from .attempts import Attempts
@@ -106,8 +106,8 @@ class Pass:
         snap = self.snapshot
         by_id = snap.nodes_by_id()
         # A reclaim holds its room for the job while it is on its way: until the job starts or leaves
-        # the queue, or its victims have stopped and the room still does not hold it.
-        stopping = {j.preempted_by for j in self.writer.live.values() if j.status is S.PAUSING}
+        # the queue, or its victims have released their workers and the room still does not hold it.
+        stopping = self._making_room_for() if snap.reclaims else set()
         for job_id, entry in list(snap.reclaims.items()):
             if job_id not in self.writer.queue or (job_id not in stopping and accelerators.choose(
                     entry, snap.free(), snap.nodes_free()) is None):
@@ -117,6 +117,18 @@ class Pass:
                                           nodes_free=None if by_id is None else list(by_id.values()),
                                           reclaimed_for=snap.reclaims)
         return adm, None if by_id is None else list(by_id)
+
+    def _making_room_for(self) -> set[str]:
+        """The jobs room is on its way for: victims still pausing for them, or stopped and still
+        releasing (a run stopped at its pause deadline is requeued at once, and frees its workers
+        only when it exits)."""
+        out = set()
+        for job_id, attempt in self.writer.held:
+            job = self.writer.live.get(job_id) or self.writer.find(job_id)
+            if job is not None and job.preempted_by and (
+                    job.status is S.PAUSING or job.status not in ACTIVE or job.attempt != attempt):
+                out.add(job.preempted_by)
+        return out
 
     def borrowing(self) -> list[Action]:
         """Active jobs whose ``borrowing`` mark no longer matches their owner's usage: reclaims and

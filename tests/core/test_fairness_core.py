@@ -175,6 +175,25 @@ def test_room_reclaimed_for_a_job_is_held_for_it_only_while_it_is_on_its_way(mak
     assert core.get(bobs)["status"] == "queued" and core.get(later)["status"] == "pending"
 
 
+def test_room_reclaimed_is_held_until_a_victim_stopped_at_its_deadline_has_released_it(make_core) -> None:
+    # Found by the model test: a victim stopped at its pause deadline is requeued at once while its
+    # run still holds its workers; the hold ended then (no victim pausing, no room yet), the victim
+    # of a higher priority was admitted again into the room as it freed, and reclaimed again.
+    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+    core, launcher, clock, _ = _core(make_core, cpus=3, users=users, min_runtime_s=0)
+    within = core.submit(spec(), owner="alice")["job_id"]
+    borrower = core.submit(spec(priority=1), owner="alice")["job_id"]
+    for job in (within, borrower):
+        RunnerSim(core, job, 1).started()
+    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]
+    assert core.get(borrower)["preempted_by"] == bobs
+    clock.advance(600)
+    core.tick()  # no checkpoint in time: stopped and requeued; its run is still releasing
+    assert launcher.stops == [(borrower, 1)] and core.get(borrower)["status"] == "queued"
+    RunnerSim(core, borrower, 1).exit("stopped")
+    assert core.get(bobs)["status"] == "pending" and core.get(borrower)["status"] == "queued"
+
+
 def test_a_job_is_borrowing_while_its_owners_guarantee_does_not_cover_it_not_for_ever(make_core) -> None:
     # The mark was set at admission: a job admitted beyond alice's guarantee kept it once her older
     # jobs ended, and bob's borrowing job of a higher priority paused it (a borrower may pause no
