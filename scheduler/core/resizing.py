@@ -74,12 +74,16 @@ def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Qu
         return []
     snap, settings = p.snapshot, p.ctx.settings
     free = snap.free()
-    reservation, lenders = None, set()
+    reservation, lenders, reclaimer = None, set(), None
     if head is not None:
         lenders = {job_id for job_id in sized if _ahead(p, job_id, head)}
         if not lenders:
             return []
         reservation = backfill.reserve(head.job_id, head.demand, free, snap.releases(now), now)
+        owner = p.writer.owners.get(head.job_id, "")
+        if p.ctx.users is not None and quota.within_guarantee(
+                head.demand, snap.used_by_user().get(owner, {}), quotas[owner], head.types):
+            reclaimer = owner
     keep: Resources = {}
     for entry in itertools.islice(p.writer.queue.in_order(), 500):  # jobs waiting out a backoff keep their room
         if entry.not_before is not None and entry.not_before > now:
@@ -88,7 +92,7 @@ def grows(p: Pass, head: Entry | None, now: float, quotas: Mapping[str, quota.Qu
                               waiting=head is not None, reservation=reservation, lenders=lenders,
                               give_back_s=settings.preempt_grace_s + STOP_MARGIN_S, keep=keep,
                               nodes=snap.nodes_by_id(), owners=p.writer.owners, used=snap.used_by_user(),
-                              quotas=quotas)
+                              quotas=quotas, reclaimer=reclaimer)
     return [Resize(g.job_id, g.to_workers, loan=g.loan) for g in plans]
 
 

@@ -162,7 +162,7 @@ def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: 
               give_back_s: float = 0.0, keep: Mapping[str, float] | None = None,
               nodes: Mapping[str, Mapping[str, float]] | None = None, owners: Mapping[str, str] | None = None,
               used: Mapping[str, Mapping[str, float]] | None = None,
-              quotas: Mapping[str, Quota] | None = None) -> list[Grow]:
+              quotas: Mapping[str, Quota] | None = None, reclaimer: str | None = None) -> list[Grow]:
     """The running elastic jobs (``holders`` named in ``sizes``) to grow now, and to what size.
 
     Call it after admission and backfill in a pass, with what is still ``free``. ``waiting``: a
@@ -172,7 +172,9 @@ def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: 
     the rest of the free room when they can give it back ``give_back_s`` (their pause's bound)
     before the head's earliest start and keep it ``min_interval_s`` first. ``nodes`` free
     per node id; ``owners``, ``used`` and ``quotas`` as for ``admission.admit_with_quotas`` (a
-    grow never takes its owner past ``max``).
+    grow never takes its owner past ``max``). ``reclaimer``: the owner of a waiting head within
+    their guarantee; no grow takes another user beyond theirs (the head would reclaim it at once,
+    the whole job paused, to come back within the guarantee and grow again).
     """
     room: Resources = subtract(free, keep or {})
     lendable: Resources = {}
@@ -206,7 +208,8 @@ def plan_grow(holders: Sequence[Candidate], sizes: Mapping[str, Elastic], free: 
                 continue
             q = quotas.get(user)
             verdict = check(per_type(c.worker, size.accelerator_type), holding.get(user, {}), q) if q else None
-            if verdict is not None and verdict.status == OVER_MAX:
+            if verdict is not None and (verdict.status == OVER_MAX or (
+                    verdict.status == BORROWING and reclaimer is not None and reclaimer != user)):
                 continue
             target[c.job_id] += 1
             if on_loan:

@@ -145,11 +145,17 @@ def reclaim_ranked(head_demand: Mapping[str, float], head_user: str, head_used: 
     are. The head is within its guarantee when it is on one of its types (``GPU`` and
     ``GPU:<type>`` both within).
     """
-    types = gang.types if gang is not None and gang.types else (None,)
-    if any(check(per_type(head_demand, t), head_used, head_quota).status == GUARANTEED for t in types):
+    if within_guarantee(head_demand, head_used, head_quota, gang.types if gang is not None else ()):
         return [dataclasses.replace(c, priority=RECLAIM_PRIORITY)
                 if borrowing.get(c.job_id, head_user) != head_user else c for c in holders]
     return list(holders)
+
+
+def within_guarantee(demand: Mapping[str, float], used: Mapping[str, float], quota: Quota,
+                     types: Sequence[str] = ()) -> bool:
+    """Whether starting ``demand`` keeps its owner, who holds ``used``, within their guarantee on
+    one of its accelerator ``types`` (``GPU`` and ``GPU:<type>`` both within)."""
+    return any(check(per_type(demand, t), used, quota).status == GUARANTEED for t in types or (None,))
 
 
 def _n(x: float) -> str:

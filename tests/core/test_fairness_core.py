@@ -194,6 +194,30 @@ def test_room_reclaimed_is_held_until_a_victim_stopped_at_its_deadline_has_relea
     assert core.get(bobs)["status"] == "pending" and core.get(borrower)["status"] == "queued"
 
 
+def test_an_elastic_job_does_not_grow_beyond_its_owners_guarantee_while_a_guarantee_waits(make_core) -> None:
+    # Found by the model test: bob's job, within his guarantee, reclaimed alice's borrowing elastic
+    # job (whole: it needs both CPUs); it came back within her guarantee at one worker, grew into
+    # the idle CPU bob's job could not use before it ended, borrowing again, and was reclaimed again.
+    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+    core, launcher, clock, _ = _core(make_core, cpus=2, users=users, min_runtime_s=0, resize_min_interval_s=60)
+    elastic = core.submit(spec(num_workers={"min": 1, "max": 2}, priority=1, time_limit_s=1000), owner="alice")
+    job = elastic["job_id"]
+    assert core.get(job)["workers"] == 2 and core.get(job)["borrowing"]
+    RunnerSim(core, job, 1).started()
+    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]
+    assert core.get(job)["preempted_by"] == bobs
+    RunnerSim(core, job, 1).report(3, "/s/e/ck3")
+    RunnerSim(core, job, 1).exit("paused")
+    again = core.get(job)  # back first (its priority), within her guarantee
+    assert again["status"] == "pending" and again["workers"] == 1 and not again["borrowing"]
+    RunnerSim(core, job, 2).started()
+    for _ in range(3):
+        clock.advance(100)
+        core.tick()
+    assert core.get(job)["status"] == "running" and core.get(job)["attempt"] == 2
+    assert launcher.pauses == [(job, 1)] and core.get(bobs)["status"] == "queued"
+
+
 def test_a_job_is_borrowing_while_its_owners_guarantee_does_not_cover_it_not_for_ever(make_core) -> None:
     # The mark was set at admission: a job admitted beyond alice's guarantee kept it once her older
     # jobs ended, and bob's borrowing job of a higher priority paused it (a borrower may pause no
