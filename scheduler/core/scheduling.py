@@ -77,7 +77,7 @@ class Pass:
             if settings.backfill:
                 started += self.apply(self._backfills(head, capacity, now, quotas, set(adm.held)))
         if settings.time_slice_s > 0:
-            self.apply(self._rotations(capacity, now))
+            self.apply(self._rotations(capacity, now, set(adm.held)))
         head = head if head is not None and head.job_id in queue else None
         self.apply(resizing.grows(self, head, now, quotas))
         # The ask names the head's first type, so an autoscaler adds a node of that type.
@@ -305,10 +305,13 @@ class Pass:
                 snap.planned[b.job_id] = backfill.PlannedPause(b.job_id, head.job_id, b.preempt_at)
         return out
 
-    def _rotations(self, capacity: Resources, now: float) -> list[Action]:
-        """Time slicing: running jobs whose slice is over, to pause (at a checkpoint) for waiting ones."""
+    def _rotations(self, capacity: Resources, now: float, held: set[str]) -> list[Action]:
+        """Time slicing: running jobs whose slice is over, to pause (at a checkpoint) for waiting ones
+        (not for one admission held for its owner's quota: it could not take the turn, and the job
+        rotated out would start again in its place, to be rotated out again)."""
         snap, queue = self.snapshot, self.writer.queue
-        waiting = [e for e in itertools.islice(queue.in_order(), BACKFILL_DEPTH) if policy.ready(e, now)]
+        waiting = [e for e in itertools.islice(queue.in_order(), BACKFILL_DEPTH)
+                   if policy.ready(e, now) and e.job_id not in held]
         if not waiting:
             return []
         running = []

@@ -349,6 +349,20 @@ def test_a_job_without_a_time_limit_is_never_backfilled_in_front_of_a_head_it_co
 
 
 # -- time slicing --------------------------------------------------------------------------------------------
+def test_time_slicing_rotates_nobody_out_for_a_job_held_by_its_owners_max(make_core) -> None:
+    # Found by the model test: bob's job rotated out for his own job over his max, which could not
+    # take the turn; the one rotated out started again in its place, to be rotated out again.
+    core, launcher, clock, _ = _core(make_core, cpus=6, time_slice_s=60)
+    running = [core.submit(spec(num_workers=2, min_runtime_s=0), owner="bob")["job_id"] for _ in range(2)]
+    for job in running:
+        RunnerSim(core, job, 1).started()
+    over = core.submit(spec(num_workers=3), owner="bob")["job_id"]  # 4 + 3: over his max of 4
+    clock.advance(61)
+    core.tick()
+    assert core.get(over)["pending_reason"]["code"] == "quota"
+    assert [core.get(j)["status"] for j in running] == ["running", "running"] and not launcher.pauses
+
+
 def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(make_core) -> None:
     core, launcher, clock, _ = _core(make_core, cpus=1, users=None, time_slice_s=60)
     first = core.submit(spec(min_runtime_s=0))["job_id"]
