@@ -373,6 +373,9 @@ class CoreModel(RuleBasedStateMachine):
         self._call(self.core.recover, set(self.live))
         self.shut = False
 
+    def _elastic(self, job_id: str) -> bool:
+        return isinstance(self.specs[job_id]["num_workers"], dict)
+
     def _waits_for_a_paused_job(self, job_id: str) -> bool:
         """Whether the job waits, as it should, for a job its user paused (or for one that does)."""
         after = self.specs[job_id].get("after")
@@ -457,7 +460,8 @@ class CoreModel(RuleBasedStateMachine):
             self.clock.advance(400)
             self.core.tick()
             self._sync()
-            for key, sim in sorted(self.live.items()):
+            # fixed-size jobs end first, so elastic ones find room freed around them and grow
+            for key, sim in sorted(self.live.items(), key=lambda kv: (self._elastic(kv[0][0]), kv[0])):
                 rotating = key in self.launcher.pauses and self.core.get(key[0]).get("pause_reason") == "timeslice"
                 if key in self.stopped:
                     outcome = "stopped"
