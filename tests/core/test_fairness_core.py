@@ -218,6 +218,25 @@ def test_an_elastic_job_does_not_grow_beyond_its_owners_guarantee_while_a_guaran
     assert launcher.pauses == [(job, 1)] and core.get(bobs)["status"] == "queued"
 
 
+def test_a_borrowing_head_pauses_by_priority_only_and_never_another_users_guaranteed_job(make_core) -> None:
+    # Found by the model test: a head beyond its owner's guarantee went through the reclaim path,
+    # which chose victims by priority without the rule that a borrower pauses no other user's job
+    # within its guarantee, and called the pause a reclaim; the two users' jobs paused each other.
+    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+    core, _, clock, _ = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    guaranteed = core.submit(spec(num_workers=2, priority=1), owner="bob")["job_id"]
+    borrowing = core.submit(spec(num_workers=2, priority=1), owner="bob")["job_id"]
+    for job in (guaranteed, borrowing):
+        RunnerSim(core, job, 1).started()
+    clock.advance(600)
+    RunnerSim(core, guaranteed, 1).report(9, "/s/g/ck9")  # the cheaper one to pause
+    alices = core.submit(spec(num_workers=2, priority=2), owner="alice")["job_id"]  # beyond her guarantee
+    assert core.get(guaranteed)["status"] == "running"
+    paused = core.get(borrowing)
+    assert paused["status"] == "pausing" and paused["preempted_by"] == alices
+    assert "priority 2 > 1" in core.history(borrowing)["transitions"][-1]["reason"]
+
+
 def test_a_job_is_borrowing_while_its_owners_guarantee_does_not_cover_it_not_for_ever(make_core) -> None:
     # The mark was set at admission: a job admitted beyond alice's guarantee kept it once her older
     # jobs ended, and bob's borrowing job of a higher priority paused it (a borrower may pause no
