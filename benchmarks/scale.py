@@ -54,6 +54,9 @@ class _Cluster:
     def nodes_free(self) -> None:
         return None
 
+    def nodes_free_by_id(self) -> None:
+        return None
+
     def request(self, bundles: list[dict[str, float]]) -> None:
         pass
 

@@ -15,7 +15,9 @@ every step:
 - a job that waits for another starts only once that one's end meets its ``on``;
 - every answer to a bad request is a ``TrainqError`` (never another exception);
 - a restart over the same registry shows the same jobs (nothing acknowledged was only in memory);
-- at the end, once the runners do as they are asked, every job ends or stays paused by its user.
+- at the end, once the runners do as they are asked, every job ends or stays paused by its user
+  (each round every runner starts and the clock moves before one ends, fixed-size jobs first: the
+  queue drains and elastic jobs grow, so a job relaunched, paused or rotated out for ever shows).
 
 Fakes for the launcher, the cluster and the clock (``tests/fakes.py``); a real SQLite registry.
 """
