@@ -382,6 +382,28 @@ def test_time_slicing_rotates_nobody_out_for_a_job_held_by_its_owners_max(make_c
     assert [core.get(j)["status"] for j in running] == ["running", "running"] and not launcher.pauses
 
 
+def test_time_slicing_rotates_nobody_out_whose_place_the_waiting_job_could_not_use(make_core) -> None:
+    # Found by the model test: a job on a node of type A was rotated out for one that needs B; the
+    # waiting job could not start, the one rotated out was started again in its place, and so on.
+    core, launcher, clock, cluster = _core(make_core, cpus=2, users=None, time_slice_s=60, min_runtime_s=0)
+    cluster.total = {"CPU": 2.0, "accelerator_type:A": 1.0, "accelerator_type:B": 1.0}
+    cluster.node_sizes = [{"CPU": 1.0, "accelerator_type:A": 1.0}, {"CPU": 1.0, "accelerator_type:B": 1.0}]
+    cluster.free_per_node = [dict(n) for n in cluster.node_sizes]
+    on_a = core.submit(spec(accelerator_type="A"))["job_id"]
+    cluster.free_per_node[0]["CPU"] = 0.0
+    RunnerSim(core, on_a, 1).started()
+    clock.advance(100)  # it has had more service than the job on B
+    on_b = core.submit(spec(accelerator_type="B"))["job_id"]
+    cluster.free_per_node[1]["CPU"] = 0.0
+    RunnerSim(core, on_b, 1).started()
+    waiting = core.submit(spec(accelerator_type="B"))["job_id"]
+    clock.advance(100)
+    core.tick()
+    assert core.get(waiting)["status"] == "queued"
+    assert core.get(on_a)["status"] == "running", core.history(on_a)["transitions"][-1]["reason"]
+    assert not launcher.pauses
+
+
 def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(make_core) -> None:
     core, launcher, clock, _ = _core(make_core, cpus=1, users=None, time_slice_s=60)
     first = core.submit(spec(min_runtime_s=0))["job_id"]
