@@ -21,6 +21,9 @@ users:
     quota: {guaranteed: {CPU: 2}, max: {CPU: 4}}
 """
 
+#: alice guaranteed 1 CPU and at most 3: her second job borrows
+ALICE_SMALL = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
+
 
 def _core(make_core, cpus: float = 4, users: str | None = USERS, maximum: float | None = None, **settings):
     launcher, clock = FakeLauncher(), FakeClock()
@@ -122,8 +125,7 @@ def test_a_reclaimed_guarantee_goes_to_the_job_it_was_reclaimed_for_not_back_to_
     # Found by the model test: the borrowing victim, of a higher priority, came back ahead of bob's
     # job in the queue and took the room again; the reclaim began again, each of alice's jobs paused
     # in turn, for ever, and bob's job never started.
-    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
-    core, _, clock, _ = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    core, _, clock, _ = _core(make_core, cpus=4, users=ALICE_SMALL, min_runtime_s=0)
     big = core.submit(spec(resources_per_worker={"CPU": 2}, priority=1), owner="alice")["job_id"]
     small = core.submit(spec(priority=2), owner="alice")["job_id"]
     for job in (big, small):
@@ -155,15 +157,21 @@ def test_a_job_over_its_owners_max_waits_with_reason_quota_and_does_not_block_ot
     assert later["status"] == "pending"
 
 
-def test_room_reclaimed_for_a_job_is_held_for_it_only_while_it_is_on_its_way(make_core) -> None:
-    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
-    core, _, _, cluster = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+def _bob_reclaims_from_alice(make_core, cpus: float, borrowing: dict):
+    """Alice's job within her guarantee and her ``borrowing`` one run; bob's job of 2 CPUs, within
+    his guarantee, reclaims from the second: (core, launcher, clock, cluster, her borrower, his job)."""
+    core, launcher, clock, cluster = _core(make_core, cpus=cpus, users=ALICE_SMALL, min_runtime_s=0)
     within = core.submit(spec(), owner="alice")["job_id"]
-    borrower = core.submit(spec(num_workers=2), owner="alice")["job_id"]
+    borrower = core.submit(borrowing, owner="alice")["job_id"]
     for job in (within, borrower):
         RunnerSim(core, job, 1).started()
-    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]  # within his guarantee: reclaims
+    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]
     assert core.get(borrower)["preempted_by"] == bobs
+    return core, launcher, clock, cluster, borrower, bobs
+
+
+def test_room_reclaimed_for_a_job_is_held_for_it_only_while_it_is_on_its_way(make_core) -> None:
+    core, _, _, cluster, borrower, bobs = _bob_reclaims_from_alice(make_core, 4, spec(num_workers=2))
     # While the borrower pauses, alice's next borrowing job waits, ahead of bob's in the queue:
     # it would take his room.
     later = core.submit(spec(priority=1), owner="alice")["job_id"]
@@ -179,14 +187,7 @@ def test_room_reclaimed_is_held_until_a_victim_stopped_at_its_deadline_has_relea
     # Found by the model test: a victim stopped at its pause deadline is requeued at once while its
     # run still holds its workers; the hold ended then (no victim pausing, no room yet), the victim
     # of a higher priority was admitted again into the room as it freed, and reclaimed again.
-    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
-    core, launcher, clock, _ = _core(make_core, cpus=3, users=users, min_runtime_s=0)
-    within = core.submit(spec(), owner="alice")["job_id"]
-    borrower = core.submit(spec(priority=1), owner="alice")["job_id"]
-    for job in (within, borrower):
-        RunnerSim(core, job, 1).started()
-    bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]
-    assert core.get(borrower)["preempted_by"] == bobs
+    core, launcher, clock, _, borrower, bobs = _bob_reclaims_from_alice(make_core, 3, spec(priority=1))
     clock.advance(600)
     core.tick()  # no checkpoint in time: stopped and requeued; its run is still releasing
     assert launcher.stops == [(borrower, 1)] and core.get(borrower)["status"] == "queued"
@@ -198,8 +199,7 @@ def test_an_elastic_job_does_not_grow_beyond_its_owners_guarantee_while_a_guaran
     # Found by the model test: bob's job, within his guarantee, reclaimed alice's borrowing elastic
     # job (whole: it needs both CPUs); it came back within her guarantee at one worker, grew into
     # the idle CPU bob's job could not use before it ended, borrowing again, and was reclaimed again.
-    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
-    core, launcher, clock, _ = _core(make_core, cpus=2, users=users, min_runtime_s=0, resize_min_interval_s=60)
+    core, launcher, clock, _ = _core(make_core, cpus=2, users=ALICE_SMALL, min_runtime_s=0, resize_min_interval_s=60)
     elastic = core.submit(spec(num_workers={"min": 1, "max": 2}, priority=1, time_limit_s=1000), owner="alice")
     job = elastic["job_id"]
     assert core.get(job)["workers"] == 2 and core.get(job)["borrowing"]
@@ -222,8 +222,7 @@ def test_a_borrowing_head_pauses_by_priority_only_and_never_another_users_guaran
     # Found by the model test: a head beyond its owner's guarantee went through the reclaim path,
     # which chose victims by priority without the rule that a borrower pauses no other user's job
     # within its guarantee, and called the pause a reclaim; the two users' jobs paused each other.
-    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
-    core, _, clock, _ = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    core, _, clock, _ = _core(make_core, cpus=4, users=ALICE_SMALL, min_runtime_s=0)
     guaranteed = core.submit(spec(num_workers=2, priority=1), owner="bob")["job_id"]
     borrowing = core.submit(spec(num_workers=2, priority=1), owner="bob")["job_id"]
     for job in (guaranteed, borrowing):
@@ -265,8 +264,7 @@ def test_a_job_held_by_its_owners_max_pauses_nobody(make_core) -> None:
     # Found by the model test: alice's job over her max pre-empted bob's for its priority, could
     # not start (her max, not the room, held it back), and bob's job started again in the room, to
     # be pre-empted again at its next checkpoint, for ever.
-    users = USERS.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 1}, max: {CPU: 3}}", 1)
-    core, launcher, clock, _ = _core(make_core, cpus=4, users=users, min_runtime_s=0)
+    core, launcher, clock, _ = _core(make_core, cpus=4, users=ALICE_SMALL, min_runtime_s=0)
     alices = core.submit(spec(num_workers=2, priority=1), owner="alice")["job_id"]
     bobs = core.submit(spec(num_workers=2), owner="bob")["job_id"]
     for job in (alices, bobs):
