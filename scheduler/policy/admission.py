@@ -139,11 +139,16 @@ def _reclaims_of_others(reclaimed_for: Mapping[str, Entry], owners: Mapping[str,
 
 def _borrows_reclaimed(tried: tuple[list[tuple[Entry, Choice, dict[str | None, QuotaCheck]]], Walk], i: int,
                        reclaimed_for: Mapping[str, Entry] | None, owners: Mapping[str, str]) -> bool:
-    """Whether the ``i``-th start, grown, borrows room taken back for another user's job: what the
-    pass leaves once every start is placed no longer holds that job."""
+    """Whether the ``i``-th start, grown, borrows room taken back for another user's job (what the
+    pass leaves once every start is placed no longer holds that job), or is the job room was taken
+    back for and would borrow."""
     entry, choice, verdicts = tried[0][i]
     if not reclaimed_for or verdicts[choice.accelerator_type].status != BORROWING:
         return False
+    if entry.job_id in reclaimed_for:
+        # Room was taken back for its guarantee: beyond it, a higher priority borrower may pause
+        # it again at once, to have its guarantee reclaimed again, for ever.
+        return True
     need = _reclaims_of_others(reclaimed_for, owners, entry.job_id, tried[1])
     return bool(need) and not _holds(tried[1], need)
 

@@ -256,6 +256,12 @@ def test_an_elastic_job_held_for_room_reclaimed_for_another_user_is_not_grown_in
     got = admit_with_quotas([elastic("alice-e", 0)], {"GPU": 5.0}, NOW, owners=owners, used={}, quotas=quotas,
                             reclaimed_for=reclaimed)
     assert [(a.job_id, a.workers) for a in got.start] == [("alice-e", 3)]
+    # The job the room was taken back for grows no further than its owner's guarantee: beyond it,
+    # a borrower of a higher priority paused it again at once, and it reclaimed again (model test).
+    guaranteed_one = {**quotas, "alice": Quota({"GPU": 1.0}, {"GPU": 8.0})}
+    got = admit_with_quotas([elastic("alice-e", 0)], {"GPU": 4.0}, NOW, owners=owners, used={},
+                            quotas=guaranteed_one, reclaimed_for={"alice-e": elastic("alice-e", 0)})
+    assert [(a.job_id, a.workers, a.borrowing) for a in got.start] == [("alice-e", 1, False)]
 
 
 def test_a_pass_respects_nodes_and_backoff() -> None:
