@@ -59,9 +59,10 @@ def _reclaim_for(p: Pass, head: Entry, capacity: Resources, now: float) -> list[
     mine = p.snapshot.used_by_user().get(user, {})
     # Only a head within its owner's guarantee reclaims: a borrowing one may pause only by priority,
     # with its limits (``_victims_for``), or it would pause another user's guaranteed job.
-    if not quota.within_guarantee(head.demand, mine, users.quota(user), head.types):
+    theirs = users.quota(user)
+    if not quota.within_guarantee(head.demand, mine, theirs, head.types):
         return None
-    holders = quota.reclaim_ranked(head.demand, user, mine, users.quota(user),
+    holders = quota.reclaim_ranked(head.demand, user, mine, theirs,
                                    p.snapshot.holders(now) + p.snapshot.settling_room(), borrowing, head)
     shrinks, decision = resizing.room_for(head, holders, resizing.sizes(p.writer, p.snapshot), p.snapshot.free(),
                                           capacity, now, p.snapshot.nodes_by_id())
