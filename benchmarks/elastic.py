@@ -22,8 +22,10 @@ while the head waits with no start in sight, the jobs ahead of it grow into the 
 each given back (a shrink) the moment the head would fit with it. And once more with every start,
 resume and resize free and instant and no churn bound, in both runs: what the price of a resize
 takes from the gain. And the elastic run once more with each elastic job's ``max`` up to the whole
-cluster (the fixed run unchanged): what the trace's cap takes. The simulator is
-``benchmarks/elastic_sim.py``.
+cluster (the fixed run unchanged): what the trace's cap takes. And last, under the same rules, an
+ideal elastic scheduler (``benchmarks/elastic_ideal.py``: resizes free, instant and at any moment,
+no head's start protected): what any elastic policy that keeps queue order could reach on the
+trace. The simulator is ``benchmarks/elastic_sim.py``.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .common import Row
+from .elastic_ideal import ideal_mean_jct
 from .elastic_sim import Job, Outcome, run_trace, trace
 
 
@@ -62,6 +65,9 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
         # one free to grow to the whole cluster; the fixed run is the one above.
         wide = [trace(s, gpus, n, whole_cluster_max=True) for s in seeds]
         widened = [run_trace(tr, gpus, elastic=True) for tr in wide] if wide != traces else grown
+        # What any elastic policy that keeps queue order could reach here (``elastic_ideal``).
+        ideal = statistics.fmean(ideal_mean_jct(tr, gpus) for tr in traces) / 3600
+        ideal_wide = statistics.fmean(ideal_mean_jct(tr, gpus) for tr in wide) / 3600
         rows += [
             Row(f"elastic: mean job completion time, {n} mixed jobs on {gpus} GPUs ({len(traces)} traces)", jct, jct0,
                 "h", "≤ 0.75 × fixed", jct <= 0.75 * jct0,
@@ -88,6 +94,11 @@ def run(client: Any, ws: Any, quick: bool) -> list[Row]:
                 _mean(widened, wide, _all), jct0, "h", "context", None,
                 "baseline: the fixed run above (the same sizes); the trace caps max at half the cluster"
                 + ("" if wide != traces else ", which never binds here")),
+            Row(f"elastic: mean job completion time, an ideal elastic scheduler, {gpus} GPUs", ideal, jct0, "h",
+                "context", None, "baseline: the fixed run above; resizes free, instant and at any moment, no head's"
+                " start protected, spare GPUs by marginal speed (benchmarks/elastic_ideal.py)"),
+            Row(f"elastic: the same, elastic jobs' max up to the whole cluster, {gpus} GPUs", ideal_wide, jct0, "h",
+                "context", None, "baseline: the fixed run above"),
         ]
     return rows
 
