@@ -308,9 +308,9 @@ class Pass:
     def _rotations(self, capacity: Resources, now: float, held: set[str], head: Entry | None) -> list[Action]:
         """Time slicing: running jobs whose slice is over, to pause (at a checkpoint) for waiting ones
         that would then start: in admission order up to the blocked ``head`` (the jobs behind it wait
-        for it), not one admission ``held`` for its owner's quota, and only where the room the
-        rotation frees holds its gang on the nodes. Else the job rotated out starts again in its
-        place (backfilled, or in its turn), to be rotated out again at its next slice, for ever."""
+        for it), not one admission ``held`` for its owner's quota, and only jobs whose places hold
+        its gang on the nodes (``_holds``). Else the job rotated out starts again in its place
+        (backfilled, or in its turn), to be rotated out again at its next slice, for ever."""
         snap = self.snapshot
         waiting = []
         for e in itertools.islice(snap.order(now, capacity), BACKFILL_DEPTH):
@@ -332,36 +332,30 @@ class Pass:
         # Room on its way (a pause or a shrink this pass or an earlier one asked for) is counted as
         # free: the waiting job it is for is not given a second job's place as well.
         free = policy.add(snap.free(), *(h.demand for h in snap.holders(now) if h.stopping))
-        rotations = timeslice.rotate_out(waiting, attained, running, free, now, self.ctx.settings.time_slice_s)
-        return [MakeWay(r.job_id, r.for_jobs[0] if r.for_jobs else None, Why.TIME_SLICE)
-                for r in self._placeable(rotations, {e.job_id: e for e in waiting}, now)]
+        rotations = timeslice.rotate_out(waiting, attained, running, free, now, self.ctx.settings.time_slice_s,
+                                         self._holds(now))
+        return [MakeWay(r.job_id, r.for_jobs[0] if r.for_jobs else None, Why.TIME_SLICE) for r in rotations]
 
-    def _placeable(self, rotations: Sequence[timeslice.Rotation], waiting: Mapping[str, Entry],
-                   now: float) -> list[timeslice.Rotation]:
-        """The rotations whose jobs' places, where admission put them, hold the gang of the job
-        they make way for on the nodes (its types, its strategy); all of them when nodes are
-        unknown (``rotate_out`` counts totals)."""
+    def _holds(self, now: float) -> timeslice.Holds | None:
+        """Whether running jobs' places, where admission put them, with what is free, hold a
+        waiting job's gang on the nodes (its types, its strategy); None when nodes are unknown
+        (the totals decide), and True for a job whose place is unknown."""
         snap = self.snapshot
         nodes = snap.nodes_by_id()
         if nodes is None:
-            return list(rotations)
+            return None
         placed = {h.job_id: h for h in snap.holders(now) if not h.stopping}
-        out: list[timeslice.Rotation] = []
-        for for_job, group in itertools.groupby(sorted(rotations, key=lambda r: r.for_jobs[:1]),
-                                                key=lambda r: r.for_jobs[:1]):
-            mine = list(group)
+
+        def holds(entry: Entry, chosen: Sequence[timeslice.Sliced]) -> bool:
             trial, room = {n: dict(r) for n, r in nodes.items()}, snap.free()
-            for r in mine:
+            for r in chosen:
                 h = placed.get(r.job_id)
                 if h is None or h.nodes is None:
-                    out += mine  # where it runs is unknown: the totals decide
-                    break
+                    return True  # where it runs is unknown: the totals decide
                 room = policy.add(room, h.demand)
                 for node_id, k in h.nodes.items():
                     if node_id in trial:
                         trial[node_id] = policy.add(trial[node_id], {x: v * k for x, v in h.worker.items()})
-            else:
-                entry = waiting.get(for_job[0]) if for_job else None
-                if entry is None or accelerators.choose(entry, room, list(trial.values())) is not None:
-                    out += mine
-        return out
+            return accelerators.choose(entry, room, list(trial.values())) is not None
+
+        return holds

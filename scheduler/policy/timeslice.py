@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .queue import Entry, Resources, fits, subtract
@@ -59,16 +59,26 @@ class Rotation:
     for_jobs: list[str] = field(default_factory=list)
 
 
+#: Whether the places of these running jobs, with what is free, hold the waiting job on the nodes
+#: (its accelerator types, its placement strategy); the totals alone decide without one.
+Holds = Callable[[Entry, Sequence[Sliced]], bool]
+
+
 def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running: Sequence[Sliced],
-               free: Mapping[str, float], now: float, slice_s: float) -> list[Rotation]:
+               free: Mapping[str, float], now: float, slice_s: float, holds: Holds | None = None) -> list[Rotation]:
     """Which running jobs to rotate out now so that waiting jobs of equal priority get a turn.
 
     ``waiting`` are the queued jobs that did not start in this pass; ``attained`` their service
     so far (0 when absent). Each waiting job, least attained first, may take the place of
     running jobs of its priority that ran at least ``slice_s`` in this attempt (since their workers
     started) and had strictly more service than it, most served first; only if their places (with
-    what is free) hold it.
+    what is free) hold it, in total and, given ``holds``, on the nodes: a job whose place the
+    waiting one could not use (another accelerator type, another node) is passed over for one
+    whose place it can, rather than the waiting job going without a turn.
     """
+    def enough(w: Entry, chosen: Sequence[Sliced], trial: Resources) -> bool:
+        return fits(w.demand, trial) and (holds is None or holds(w, chosen))
+
     room: Resources = dict(free)
     pool = sorted((r for r in running if r.preemptible and not r.stopping and r.resumable is not False
                    and now - r.running_since >= slice_s), key=lambda r: (-r.attained, r.job_id))
@@ -85,13 +95,13 @@ def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running:
                 continue
             chosen.append(r)
             trial = {**trial, **{k: trial.get(k, 0.0) + v for k, v in r.demand.items()}}
-            if fits(w.demand, trial):
+            if enough(w, chosen, trial):
                 break
         else:
             continue
         for r in list(reversed(chosen[:-1])):  # drop the ones not needed, least served first
             without = subtract(trial, r.demand)
-            if fits(w.demand, without):
+            if enough(w, [c for c in chosen if c is not r], without):
                 chosen.remove(r)
                 trial = without
         for r in chosen:

@@ -380,9 +380,8 @@ def test_time_slicing_rotates_nobody_out_for_a_job_held_by_its_owners_max(make_c
     assert [core.get(j)["status"] for j in running] == ["running", "running"] and not launcher.pauses
 
 
-def test_time_slicing_rotates_nobody_out_whose_place_the_waiting_job_could_not_use(make_core) -> None:
-    # Found by the model test: a job on a node of type A was rotated out for one that needs B; the
-    # waiting job could not start, the one rotated out was started again in its place, and so on.
+def _on_typed_nodes(make_core) -> tuple:
+    """Two 1-CPU nodes of types A and B, a job running on each: the one on A has had more service."""
     core, launcher, clock, cluster = _core(make_core, cpus=2, users=None, time_slice_s=60, min_runtime_s=0)
     cluster.total = {"CPU": 2.0, "accelerator_type:A": 1.0, "accelerator_type:B": 1.0}
     cluster.node_sizes = [{"CPU": 1.0, "accelerator_type:A": 1.0}, {"CPU": 1.0, "accelerator_type:B": 1.0}]
@@ -394,12 +393,34 @@ def test_time_slicing_rotates_nobody_out_whose_place_the_waiting_job_could_not_u
     on_b = core.submit(spec(accelerator_type="B"))["job_id"]
     cluster.free_per_node[1]["CPU"] = 0.0
     RunnerSim(core, on_b, 1).started()
+    return core, launcher, clock, on_a, on_b
+
+
+def test_time_slicing_rotates_nobody_out_whose_place_the_waiting_job_could_not_use(make_core) -> None:
+    # Found by the model test: a job on a node of type A was rotated out for one that needs B; the
+    # waiting job could not start, the one rotated out was started again in its place, and so on.
+    core, launcher, clock, on_a, on_b = _on_typed_nodes(make_core)
     waiting = core.submit(spec(accelerator_type="B"))["job_id"]
-    clock.advance(100)
+    clock.advance(30)  # the job on A is past its slice, the one on B not yet
     core.tick()
     assert core.get(waiting)["status"] == "queued"
     assert core.get(on_a)["status"] == "running", core.history(on_a)["transitions"][-1]["reason"]
-    assert not launcher.pauses
+    assert core.get(on_b)["status"] == "running" and not launcher.pauses
+
+
+def test_time_slicing_rotates_out_the_job_whose_place_the_waiting_one_can_use_not_the_most_served(
+        make_core) -> None:
+    # The job on A, the most served, is passed over: its place would not hold a job that needs B,
+    # and the job on B, served more than the waiting one, makes way instead (it once went without
+    # a turn for as long as the job on A ran).
+    core, launcher, clock, on_a, on_b = _on_typed_nodes(make_core)
+    waiting = core.submit(spec(accelerator_type="B"))["job_id"]
+    clock.advance(100)
+    core.tick()
+    assert core.get(on_a)["status"] == "running"
+    rotated = core.get(on_b)
+    assert rotated["status"] == "pausing" and rotated["pause_reason"] == "timeslice", rotated
+    assert launcher.pauses == [(on_b, 1)] and core.get(waiting)["status"] == "queued"
 
 
 def test_time_slicing_rotates_a_job_out_at_a_checkpoint_and_requeues_it_behind(make_core) -> None:

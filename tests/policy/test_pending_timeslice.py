@@ -179,6 +179,20 @@ def test_free_room_is_used_before_anyone_is_rotated_out() -> None:
     assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, running, {"GPU": 2.0}, NOW, 300) == []
 
 
+def test_a_job_whose_place_would_not_hold_the_waiting_one_on_the_nodes_is_passed_over() -> None:
+    # "a" (most served) runs where the waiting job cannot (another type, say): "b" makes way instead
+    running = [sl("a", 2, 9000), sl("b", 2, 5000), sl("c", 2, 4000)]
+    on_its_nodes = {"b", "c"}
+
+    def holds(w: Entry, chosen) -> bool:
+        return any(r.job_id in on_its_nodes for r in chosen)
+
+    w = Entry("w", 0, 9, {"GPU": 2.0})
+    assert rotate_out([w], {}, running, {}, NOW, 300) == [Rotation("a", ["w"])]  # the totals alone
+    assert rotate_out([w], {}, running, {}, NOW, 300, holds) == [Rotation("b", ["w"])]
+    assert rotate_out([w], {}, running, {}, NOW, 300, lambda w, chosen: False) == []  # no place holds it
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.integers(1, 4), st.floats(0, 1e4), st.integers(0, 1), st.floats(0, 2000)), max_size=8),
        st.lists(st.tuples(st.integers(1, 4), st.floats(0, 1e4), st.integers(0, 1)), max_size=6),
