@@ -179,6 +179,30 @@ def test_free_room_is_used_before_anyone_is_rotated_out() -> None:
     assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, running, {"GPU": 2.0}, NOW, 300) == []
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 4), st.floats(0, 1e4), st.sampled_from("xy")), max_size=8),
+       st.lists(st.tuples(st.integers(1, 4), st.floats(0, 1e4), st.sampled_from("xy")), max_size=6),
+       st.integers(0, 3))
+def test_with_nodes_each_waiting_job_gets_places_that_hold_it_and_none_it_does_not_need(run_raw, wait_raw,
+                                                                                          free) -> None:
+    # Each running job sits on node x or y and each waiting job can only use places on its own node.
+    running = [sl(f"r{i}", g, a) for i, (g, a, _) in enumerate(run_raw)]
+    node = {f"r{i}": n for i, (_, _, n) in enumerate(run_raw)} | {f"w{i}": n for i, (_, _, n) in enumerate(wait_raw)}
+    waiting = [Entry(f"w{i}", 0, i, {"GPU": float(g)}) for i, (g, _, _) in enumerate(wait_raw)]
+    attained = {f"w{i}": a for i, (_, a, _) in enumerate(wait_raw)}
+
+    def holds(w: Entry, chosen) -> bool:
+        return sum(r.demand["GPU"] for r in chosen if node[r.job_id] == node[w.job_id]) >= w.demand["GPU"]
+
+    rotations = rotate_out(waiting, attained, running, {"GPU": float(free)}, NOW, 300, holds)
+    by_id = {r.job_id: r for r in running}
+    for w in waiting:
+        group = [by_id[r.job_id] for r in rotations if r.for_jobs == [w.job_id]]
+        if group:
+            assert holds(w, group)
+            assert all(not holds(w, [r for r in group if r is not dropped]) for dropped in group), group
+
+
 def test_a_job_whose_place_would_not_hold_the_waiting_one_on_the_nodes_is_passed_over() -> None:
     # "a" (most served) runs where the waiting job cannot (another type, say): "b" makes way instead
     running = [sl("a", 2, 9000), sl("b", 2, 5000), sl("c", 2, 4000)]
