@@ -345,9 +345,10 @@ class Pass:
         if nodes is None:
             return None
         placed = {h.job_id: h for h in snap.holders(now) if not h.stopping}
+        free = snap.free()
 
         def holds(entry: Entry, chosen: Sequence[timeslice.Sliced]) -> bool:
-            trial, room = {n: dict(r) for n, r in nodes.items()}, snap.free()
+            trial, room = {n: dict(r) for n, r in nodes.items()}, free
             for r in chosen:
                 h = placed.get(r.job_id)
                 if h is None or h.nodes is None:

@@ -76,9 +76,6 @@ def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running:
     waiting one could not use (another accelerator type, another node) is passed over for one
     whose place it can, rather than the waiting job going without a turn.
     """
-    def enough(w: Entry, chosen: Sequence[Sliced], trial: Resources) -> bool:
-        return fits(w.demand, trial) and (holds is None or holds(w, chosen))
-
     room: Resources = dict(free)
     pool = sorted((r for r in running if r.preemptible and not r.stopping and r.resumable is not False
                    and now - r.running_since >= slice_s), key=lambda r: (-r.attained, r.job_id))
@@ -88,23 +85,45 @@ def rotate_out(waiting: Sequence[Entry], attained: Mapping[str, float], running:
         if fits(w.demand, room):  # room freed for an earlier waiting job is not counted twice
             room = subtract(room, w.demand)
             continue
-        chosen: list[Sliced] = []
-        trial = dict(room)
-        for r in pool:
-            if r.job_id in taken or r.priority != w.priority or r.attained <= mine:
-                continue
-            chosen.append(r)
-            trial = {**trial, **{k: trial.get(k, 0.0) + v for k, v in r.demand.items()}}
-            if enough(w, chosen, trial):
-                break
-        else:
+        eligible = [r for r in pool if r.job_id not in taken and r.priority == w.priority and r.attained > mine]
+        places = _places(w, eligible, room, holds)
+        if places is None:
             continue
-        for r in list(reversed(chosen[:-1])):  # drop the ones not needed, least served first
-            without = subtract(trial, r.demand)
-            if enough(w, [c for c in chosen if c is not r], without):
-                chosen.remove(r)
-                trial = without
+        chosen, trial = places
         for r in chosen:
             taken[r.job_id] = [w.job_id]
         room = subtract(trial, w.demand)
     return [Rotation(job_id, for_jobs) for job_id, for_jobs in taken.items()]
+
+
+#: How many sets of places, each enough in total, are checked on the nodes for one waiting job
+#: before it goes without a turn this pass: the check walks the nodes, and a pass must stay
+#: about linear in the queue when many waiting jobs fit no running job's place.
+NODE_CHECKS = 8
+
+
+def _places(w: Entry, eligible: Sequence[Sliced], room: Resources,
+            holds: Holds | None) -> tuple[list[Sliced], Resources] | None:
+    """The running jobs, most served first, whose places with ``room`` hold ``w`` (and the room
+    they leave with it), each of them needed; None when none do."""
+    chosen: list[Sliced] = []
+    trial = dict(room)
+    checks = 0
+    for r in eligible:
+        chosen.append(r)
+        trial = {**trial, **{k: trial.get(k, 0.0) + v for k, v in r.demand.items()}}
+        if not fits(w.demand, trial):
+            continue
+        if holds is None or holds(w, chosen):
+            break
+        checks += 1
+        if checks >= NODE_CHECKS:
+            return None
+    else:
+        return None
+    for r in list(reversed(chosen[:-1])):  # drop the ones not needed, least served first
+        without = subtract(trial, r.demand)
+        rest = [c for c in chosen if c is not r]
+        if fits(w.demand, without) and (holds is None or holds(w, rest)):
+            chosen, trial = rest, without
+    return chosen, trial

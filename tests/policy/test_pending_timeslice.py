@@ -21,7 +21,7 @@ from scheduler.policy.pending import (
 )
 from scheduler.policy.queue import Entry
 from scheduler.policy.simulate import SimJob, eta_error, simulate
-from scheduler.policy.timeslice import Rotation, Sliced, rotate_out, slice_from_env
+from scheduler.policy.timeslice import NODE_CHECKS, Rotation, Sliced, rotate_out, slice_from_env
 
 NOW = 1000.0
 
@@ -177,6 +177,21 @@ def test_a_job_that_never_reads_its_checkpoint_is_never_rotated_out() -> None:
 def test_free_room_is_used_before_anyone_is_rotated_out() -> None:
     running = [sl("a", 2, 5000)]
     assert rotate_out([Entry("w", 0, 9, {"GPU": 2.0})], {}, running, {"GPU": 2.0}, NOW, 300) == []
+
+
+def test_the_node_checks_for_one_waiting_job_are_bounded() -> None:
+    # Many waiting jobs that no running job's place holds (a type nobody runs on): each costs at
+    # most NODE_CHECKS walks of the nodes, not one per running job, so a pass stays about linear.
+    running = [sl(f"r{i}", 1, 9000 - i) for i in range(200)]
+    waiting = [Entry(f"w{i}", 0, i, {"GPU": 1.0}) for i in range(50)]
+    calls = []
+
+    def never(w: Entry, chosen) -> bool:
+        calls.append(w.job_id)
+        return False
+
+    assert rotate_out(waiting, {}, running, {}, NOW, 300, never) == []
+    assert len(calls) == 50 * NODE_CHECKS
 
 
 @settings(max_examples=200, deadline=None)
