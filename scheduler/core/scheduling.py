@@ -106,10 +106,13 @@ class Pass:
         snap = self.snapshot
         by_id = snap.nodes_by_id()
         # A reclaim holds its room for the job while it is on its way: until the job starts or leaves
-        # the queue, or its victims have released their workers and the room still does not hold it.
+        # the queue, or its victims and the other stopped runs it counted on (a time limit's, a
+        # cancel's) have released their workers and the room still does not hold it.
         stopping = self._making_room_for() if snap.reclaims else set()
+        releasing = policy.add({}, *(h.demand for h in snap.holders(now) if h.stopping)) if snap.reclaims else {}
         for job_id, entry in list(snap.reclaims.items()):
-            if job_id not in self.writer.queue or (job_id not in stopping and accelerators.choose(
+            coming = job_id in stopping or (releasing and policy.fits(entry.demand, policy.add(snap.free(), releasing)))
+            if job_id not in self.writer.queue or (not coming and accelerators.choose(
                     entry, snap.free(), snap.nodes_free()) is None):
                 del snap.reclaims[job_id]
         adm = admission.admit_with_quotas(snap.order(now, capacity), snap.free(), now, owners=self.writer.owners,

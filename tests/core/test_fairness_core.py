@@ -195,6 +195,36 @@ def test_room_reclaimed_is_held_until_a_victim_stopped_at_its_deadline_has_relea
     assert core.get(bobs)["status"] == "pending" and core.get(borrower)["status"] == "queued"
 
 
+def test_room_reclaimed_is_held_while_another_stopped_run_it_counts_on_still_releases(make_core) -> None:
+    # Found by the model test: bob's job counted on the room of alice's run stopped at its time
+    # limit (on its way) and on her borrower's; the borrower paused, the hold ended while the
+    # stopped run still held its workers (no victim of this reclaim left), the borrower was admitted
+    # again into the room and reclaimed again, for as long as the stopped run took to release.
+    users = ALICE_SMALL.replace("guaranteed: {CPU: 2}, max: {CPU: 4}}", "guaranteed: {CPU: 4}, max: {CPU: 5}}")
+    core, launcher, clock, _ = _core(make_core, cpus=5, users=users, min_runtime_s=0)
+    within = core.submit(spec(priority=1), owner="alice")["job_id"]
+    limited = core.submit(spec(time_limit_s=100), owner="alice")["job_id"]
+    borrower = core.submit(spec(priority=1), owner="alice")["job_id"]
+    for job in (within, limited, borrower):
+        RunnerSim(core, job, 1).started()
+    clock.advance(101)
+    core.tick()  # its time limit: stopped, its run still releasing
+    assert launcher.stops == [(limited, 1)] and core.get(limited)["status"] == "failed"
+    bobs = core.submit(spec(num_workers=4), owner="bob")["job_id"]
+    # the released run's room and one of her borrowers' (both ahead of his in the queue) make up his 4 CPUs
+    victims = [j for j in (within, borrower) if core.get(j)["preempted_by"] == bobs]
+    assert len(victims) == 1
+    victim = victims[0]
+    RunnerSim(core, victim, 1).report(1, f"/s/{victim}/ck1")
+    RunnerSim(core, victim, 1).exit("paused")
+    for _ in range(3):
+        clock.advance(1)
+        core.tick()
+    assert core.get(victim)["status"] == "queued" and launcher.pauses == [(victim, 1)]
+    RunnerSim(core, limited, 1).exit("stopped")
+    assert core.get(bobs)["status"] == "pending" and core.get(victim)["status"] == "queued"
+
+
 def test_an_elastic_job_does_not_grow_beyond_its_owners_guarantee_while_a_guarantee_waits(make_core) -> None:
     # Found by the model test: bob's job, within his guarantee, reclaimed alice's borrowing elastic
     # job (whole: it needs both CPUs); it came back within her guarantee at one worker, grew into
