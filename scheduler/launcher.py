@@ -77,6 +77,7 @@ class AttemptRef:
         self.host, self.name, self.slot = host, name, slot
         self._started = started  # the host's ``start`` call, for an attempt launched by us
         self.found = started is None  # found alive on a host (not launched by this launcher)
+        self.placement_group: Any = None  # the run's, once reserved: removed here if the host dies
 
     async def ready(self) -> None:
         """Wait until the host has the attempt: Ray does not run an async actor's calls in the
@@ -104,6 +105,13 @@ class AttemptRef:
 
     def forget(self) -> Any:
         return self.host.forget.remote(self.name)
+
+    async def learn_placement_group(self) -> None:
+        """Keep the run's placement group once its workers reserved it (the host answers then)."""
+        try:
+            self.placement_group = await self.host.placement_group.remote(self.name)
+        except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError):
+            pass  # the host died, or forgot an attempt that ended: ``_watch`` sees to both
 
 
 class RayLauncher:
@@ -199,14 +207,20 @@ class RayLauncher:
     async def _watch(self, job_id: str, attempt: int, ref: AttemptRef) -> None:
         """Wait for a runner to finish; if it dies without a word, or its exit never reached the
         scheduler (the runner gives up on an event the scheduler raised on), say so."""
+        learning = None
         try:
             await ref.ready()
+            learning = asyncio.ensure_future(ref.learn_placement_group())
             exit_event = await ref.wait()
         except ray.exceptions.RayActorError as e:
             # The host died with the attempts on it (and only those): the next launch that needs
-            # its slot starts a new one.
+            # its slot starts a new one. Its controllers died with it, their placement groups not.
             if self._hosts.get(ref.slot) is ref.host:
                 self._hosts.pop(ref.slot, None)
+            if learning is not None:
+                await asyncio.wait({learning})
+            if ref.placement_group is not None:
+                await asyncio.to_thread(raycompat.remove_placement_group, ref.placement_group)
             self._outcomes.runner_lost(job_id, attempt, f"its runner host {runner_host_name(ref.slot)} died:"
                                                         f" {type(e).__name__}")
         except ray.exceptions.RayTaskError as e:  # the host does not carry it (any more)
@@ -220,6 +234,8 @@ class RayLauncher:
                     self._outcomes.runner_lost(job_id, attempt, f"its exit could not be recorded: {e}")
             ref.forget()  # its exit is recorded
         finally:
+            if learning is not None:
+                learning.cancel()
             self.handles.pop((job_id, attempt), None)
             self._slots.pop((job_id, attempt), None)
             self._outcomes.runner_ended()

@@ -72,11 +72,14 @@ def upload_local_dirs(runtime_env: dict[str, Any]) -> dict[str, Any]:
 
 
 def lifecycle_callback(on_controller_start: Callable[[Any], None], on_training_start: Callable[[], None],
-                       on_workers_released: Callable[[], None] | None = None) -> Any:
-    """A Ray Train callback that runs in the controller and reports three moments.
+                       on_workers_released: Callable[[], None] | None = None,
+                       on_placement_group: Callable[[Any], None] | None = None) -> Any:
+    """A Ray Train callback that runs in the controller and reports four moments.
 
     ``on_controller_start(controller_handle)`` when the controller starts (so the runner can
-    ask it to abort later), ``on_training_start()`` once the workers train, and
+    ask it to abort later), ``on_placement_group(pg)`` when a worker group has reserved its
+    placement group (so the runner can remove it if the controller dies without doing so:
+    ``trainer_class``), ``on_training_start()`` once the workers train, and
     ``on_workers_released()`` each time the worker group was shut down or aborted (its workers
     killed, its placement group removed: the run's resources are Ray's again). Ray has no public
     hooks for these; the controller and worker-group callbacks are internal.
@@ -86,6 +89,10 @@ def lifecycle_callback(on_controller_start: Callable[[Any], None], on_training_s
     class _Lifecycle(ControllerCallback, WorkerGroupCallback):
         def after_controller_start(self, train_run_context: Any) -> None:
             on_controller_start(current_controller())
+
+        def after_worker_group_start(self, worker_group: Any) -> None:
+            if on_placement_group is not None:
+                on_placement_group(worker_group.get_worker_group_state().placement_group_handle.placement_group)
 
         def after_worker_group_training_start(self, worker_group: Any) -> None:
             on_training_start()
@@ -168,25 +175,42 @@ def lazy_torch_config(use_gpu: bool) -> Any:
 
 
 def trainer_class() -> type:
-    """Ray Train's ``DataParallelTrainer``, less the Ray Data machinery when a run has no datasets.
+    """Ray Train's ``DataParallelTrainer``, less two helper actors each run would start.
 
-    Ray Train adds its datasets callback to every run: one more actor per run (a
-    ``DatasetManager``, about 200 MB resident on the head node, started and stopped with the run)
-    and a copy of Ray Data's context pushed to every worker, even when no dataset is given.
-    trainq's specs never pass datasets, so its runs leave that callback out: one process fewer to
-    start and to stop per attempt. With datasets the trainer is Ray Train's own.
+    - Ray Train adds its datasets callback to every run: one more actor per run (a
+      ``DatasetManager``, about 200 MB resident on the head node, started and stopped with the
+      run) and a copy of Ray Data's context pushed to every worker, even when no dataset is given.
+      trainq's specs never pass datasets, so its runs leave that callback out (with datasets the
+      callback stays).
+    - Its placement group cleaner: a detached actor per run on the head node (about 115 MB
+      resident) that asks Ray's state API every second whether the controller still lives, to
+      remove the run's placement group if the controller dies without doing so (a placement group
+      outlives its creator while the creator's job lives). trainq does that itself: the runner
+      removes its attempt's placement group once ``fit()`` has ended, and the launcher removes
+      those of a runner host that died (``lifecycle_callback``'s ``on_placement_group``).
     """
     from ray.train.v2._internal.callbacks import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
     from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     class Trainer(DataParallelTrainer):
         def _create_default_callbacks(self) -> list[Any]:
-            callbacks = super()._create_default_callbacks()
-            if self.datasets:
-                return callbacks
-            return [c for c in callbacks if not isinstance(c, DatasetsCallback)]
+            left_out = (PlacementGroupCleanerCallback,) if self.datasets else (PlacementGroupCleanerCallback,
+                                                                              DatasetsCallback)
+            return [c for c in super()._create_default_callbacks() if not isinstance(c, left_out)]
 
     return Trainer
+
+
+def remove_placement_group(pg: Any) -> None:
+    """Remove a run's placement group (``ray.util.placement_group``'s handle); nothing when Ray has
+    removed it already (removing twice is harmless) or it cannot be reached (logged)."""
+    from ray.util.placement_group import remove_placement_group as remove
+
+    try:
+        remove(pg)
+    except Exception as e:  # noqa: BLE001 - a cleanup: the run is over either way
+        logger.warning("could not remove placement group %s: %s", getattr(pg, "id", pg), e)
 
 
 def draining_nodes() -> dict[str, float | None]:

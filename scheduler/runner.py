@@ -19,7 +19,8 @@ its key, ``runner:<job_id>:<attempt>`` (``config.runner_name``).
 Hard stops (cancel, a pause deadline, a pause while starting) come from the scheduler as
 ``abort``: the runner asks the controller to abort, so Ray Train shuts the workers down and
 frees the placement group itself; the scheduler then ``forget``s the attempt (or ``kill``s its
-controller if the abort hung).
+controller if the abort hung: the runner removes the placement group once ``fit()`` has ended,
+as Ray Train's per-run cleaner would have; ``raycompat.trainer_class``).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
-from ray.train import UserCallback
 
 from . import logs, raycompat, workloads
 from . import train as train_helpers
@@ -41,6 +41,14 @@ from .config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, join_path, runn
 from .core.runner_events import Exited, HookSeen, Reported, RunnerEvent, Started
 from .errors import NotReady
 from .hook_mailbox import HookMailbox
+from .run_callbacks import (
+    ReportRelay,
+    checkpoint_uri,
+    tell_controller,
+    tell_placement_group,
+    tell_released,
+    tell_started,
+)
 from .run_failures import describe_failure, failure_kind
 from .spec import JobSpec
 
@@ -48,46 +56,6 @@ logger = logging.getLogger("trainq.runner")
 
 #: How long a cooperative loop that was told to pause may take to return after its checkpoint.
 COOPERATIVE_STOP_S = 3.0
-
-
-def checkpoint_uri(checkpoint: Any) -> str:
-    """A checkpoint's location as a path (local) or a URI (``s3://...``)."""
-    kind = getattr(checkpoint.filesystem, "type_name", "local")
-    return checkpoint.path if kind == "local" else f"{kind}://{checkpoint.path}"
-
-
-class ReportRelay(UserCallback):
-    """Runs in Ray Train's controller: hands each report to the runner, aborts when told."""
-
-    def __init__(self, runner: str, host: str = RUNNER_HOST_NAME) -> None:
-        self.runner, self.host = runner, host
-        self._handle: Any = None  # looked up in the controller on the first report
-
-    def after_report(self, run_context: Any, metrics: list[dict[str, Any]], checkpoint: Any) -> None:
-        if self._handle is None:
-            self._handle = host_handle(self.host)
-        path = checkpoint_uri(checkpoint) if checkpoint is not None else None
-        stop = ray.get(self._handle.on_report.remote(self.runner, metrics[0] if metrics else {}, path, time.time()))
-        if stop:
-            # The checkpoint is persisted and registered; end the run here, gracefully.
-            raycompat.current_controller().abort.remote()
-
-
-def host_handle(host: str = RUNNER_HOST_NAME) -> Any:
-    """A runner host, by name (from the scheduler, Ray Train's controller or a worker)."""
-    return ray.get_actor(host, namespace=NAMESPACE)
-
-
-def _tell_controller(host: str, runner: str, controller: Any) -> None:
-    ray.get(host_handle(host).attach_controller.remote(runner, controller))
-
-
-def _tell_started(host: str, runner: str) -> None:
-    host_handle(host).on_started.remote(runner)
-
-
-def _tell_released(host: str, runner: str) -> None:
-    host_handle(host).on_workers_released.remote(runner)
 
 
 class Runner:
@@ -119,6 +87,8 @@ class Runner:
         self.aborting = False
         self.killing = False
         self._controller: Any = None
+        self.placement_group: Any = None  # the run's, removed once fit() ends (raycompat.trainer_class)
+        self._placed = asyncio.Event()
         self.seq = 0
         self.exit_event: Exited | None = None
         self._pool = pool
@@ -224,7 +194,24 @@ class Runner:
         except ray.exceptions.RayActorError:
             pass  # abort ends the controller; its death is the answer
 
+    async def placement_group_of(self) -> Any:
+        """The run's placement group once reserved, None if the attempt ended first (the launcher's)."""
+        await self.start()
+        assert self._done is not None
+        waits = {asyncio.ensure_future(self._placed.wait()), asyncio.ensure_future(self._done.wait())}
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for w in waits:
+            w.cancel()
+        return self.placement_group
+
     # -- called from Ray Train's controller -------------------------------------------------------
+    async def on_placement_group(self, pg: Any) -> None:
+        """A worker group reserved ``pg`` (a new one after each restart of the group)."""
+        self.placement_group = pg
+        self._placed.set()
+        if self.killing:  # killed before this arrived: nothing will remove it now
+            await asyncio.to_thread(raycompat.remove_placement_group, pg)
+
     async def on_started(self) -> None:
         self._emit(Started(self.job_id, self.attempt))
 
@@ -280,6 +267,10 @@ class Runner:
             logs.route(handler, attach=False)
             if handler is not None:
                 handler.close()
+        if self.placement_group is not None:
+            # A controller that ended well removed it already (removing again is harmless); one
+            # that was killed or died did not, and its job's lifetime would keep it.
+            await asyncio.to_thread(raycompat.remove_placement_group, self.placement_group)
         if self.exit_event is None:  # not already ended when its workers were released
             await self._exit(**event)
 
@@ -332,9 +323,10 @@ class Runner:
                 failure_config=FailureConfig(max_failures=spec.max_failures, max_preemption_failures=0),
                 worker_runtime_env=self.worker_env,
                 callbacks=[ReportRelay(self.name, self.host), raycompat.lifecycle_callback(
-                    functools.partial(_tell_controller, self.host, self.name),
-                    functools.partial(_tell_started, self.host, self.name),
-                    functools.partial(_tell_released, self.host, self.name))],
+                    functools.partial(tell_controller, self.host, self.name),
+                    functools.partial(tell_started, self.host, self.name),
+                    functools.partial(tell_released, self.host, self.name),
+                    functools.partial(tell_placement_group, self.host, self.name))],
             ),
         )
 

@@ -81,6 +81,11 @@ class RunnerHost:
     async def abort(self, name: str, timeout_s: float = 30.0) -> bool:
         return await self._get(name).abort(timeout_s)
 
+    async def placement_group(self, name: str) -> Any:
+        """The attempt's placement group once reserved (None if it ended first): the launcher
+        keeps it, to remove it should this host die with the attempt's controller."""
+        return await self._get(name).placement_group_of()
+
     async def forget(self, name: str) -> None:
         """Drop an ended attempt (its exit was recorded)."""
         self._runners.pop(name, None)
@@ -118,6 +123,9 @@ class RunnerHost:
 
     async def on_started(self, name: str) -> None:
         await self._get(name).on_started()
+
+    async def on_placement_group(self, name: str, pg: Any) -> None:
+        await self._get(name).on_placement_group(pg)
 
     async def on_workers_released(self, name: str) -> None:
         runner = self._runners.get(name)

@@ -74,9 +74,10 @@ def test_failures_are_told_apart_the_way_ray_train_reports_them() -> None:
     assert failure_kind(ImportError("no module")) == "user"
 
 
-def test_runs_without_datasets_start_no_dataset_manager(tmp_path) -> None:
+def test_runs_start_no_placement_group_cleaner_and_without_datasets_no_dataset_manager(tmp_path) -> None:
     from ray.train import RunConfig, ScalingConfig
     from ray.train.v2._internal.callbacks import DatasetsCallback
+    from ray.train.v2._internal.callbacks.placement_group_callback import PlacementGroupCleanerCallback
 
     from scheduler import raycompat
 
@@ -87,7 +88,9 @@ def test_runs_without_datasets_start_no_dataset_manager(tmp_path) -> None:
         return {type(c) for c in trainer._create_default_callbacks()}
 
     assert DatasetsCallback not in kinds()
-    assert DatasetsCallback in kinds(train=[1, 2, 3])  # with datasets, Ray Train's own trainer
+    assert DatasetsCallback in kinds(train=[1, 2, 3])  # with datasets, Ray Train's callback stays
+    # trainq removes a run's placement group itself (tests/e2e/test_reliability_e2e.py)
+    assert PlacementGroupCleanerCallback not in kinds() | kinds(train=[1, 2, 3])
 
 
 def test_the_drain_listing_and_ray_trains_state_reads_still_exist() -> None:

@@ -21,7 +21,7 @@ from helpers import JOBS_DIR, RAY_CPUS, wait_until
 from test_ray_e2e import _step_of_checkpoint
 
 from benchmarks.launch_stall import POLLER  # another client's process, asking every 50 ms
-from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name
+from scheduler.config import NAMESPACE, RUNNER_HOST_NAME, SCHEDULER_NAME, parse_runner_name, runner_name
 from scheduler.states import JobStatus, allowed
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -186,6 +186,37 @@ def _host_of(job_id: str) -> str:
     raise AssertionError(f"no runner host carries {job_id}")
 
 
+def _placement_group(job_id: str, attempt: int = 1):
+    """The placement group of the job's attempt, as its runner keeps it (once its workers reserved it)."""
+    host = ray.get_actor(_host_of(job_id), namespace=NAMESPACE)
+    return ray.get(host.placement_group.remote(runner_name(job_id, attempt)), timeout=60)
+
+
+def _removed(pg) -> bool:
+    return ray.util.placement_group_table(pg)["state"] == "REMOVED"
+
+
+def test_a_controller_that_dies_leaves_no_placement_group_behind(tq) -> None:
+    """trainq, not Ray Train's per-run cleaner actor, removes the placement group of a run whose
+    controller was killed (it outlives its creator while the creator's job lives)."""
+    c = tq.c
+    job = tq.submit(tq.steps_spec("doomed", total=100_000, every=3, step_s=0.1))["job_id"]
+    c.wait(job, "running", timeout_s=120)
+    pg = _placement_group(job)
+    assert not _removed(pg)
+
+    def kill_controller(host) -> None:
+        ray.kill(host._runners[runner_name(job, 1)]._controller, no_restart=True)
+
+    ray.get(ray.get_actor(_host_of(job), namespace=NAMESPACE).__ray_call__.remote(kill_controller))
+    wait_until(lambda: _removed(pg), 60, "the dead controller's placement group removed")
+    again = wait_until(lambda: (j := c.get(job))["attempt"] == 2 and j["status"] == "running" and j, 180,
+                       "the job running again")
+    assert again["retries"] == 1  # an infrastructure failure, retried from its last checkpoint
+    c.cancel(job)
+    wait_until(lambda: ray.available_resources().get("CPU", 0) >= RAY_CPUS, 60, "CPUs free again")
+
+
 def test_a_runner_host_that_dies_takes_only_its_own_runs(tq) -> None:
     """With one run per host, two jobs run on two hosts: killing one host requeues its job alone
     (a retry from its last checkpoint, naming the host), while the other runs on untouched."""
@@ -212,7 +243,10 @@ def test_a_runner_host_that_dies_takes_only_its_own_runs(tq) -> None:
         victim = hosts[b] if hosts[b] != RUNNER_HOST_NAME else hosts[a]  # spare the shared first host
         lost, kept = (b, a) if victim == hosts[b] else (a, b)
         wait_until(lambda: c.checkpoints(lost), timeout_s=60, what="a checkpoint of the job to lose")
+        pg = _placement_group(lost)
         ray.kill(ray.get_actor(victim, namespace=NAMESPACE), no_restart=True)
+        # Its controller died with it; the launcher removes the placement group the run held.
+        wait_until(lambda: _removed(pg), 60, "the lost run's placement group removed")
         again = wait_until(lambda: (j := c.get(lost))["status"] == "running" and j["attempt"] == 2 and j,
                            timeout_s=180, what="the lost job running again")
         untouched = c.get(kept)
@@ -225,6 +259,7 @@ def test_a_runner_host_that_dies_takes_only_its_own_runs(tq) -> None:
     assert any(f"runner host {victim} died" in t["reason"] for t in history["transitions"])
     for job_id in (a, b):
         c.cancel(job_id)
+    wait_until(lambda: ray.available_resources().get("CPU", 0) >= RAY_CPUS, 60, "CPUs free again")
     name = {a: "host-a", b: "host-b"}
     steps = tq.steps_run(name[kept])
     assert steps == list(range(len(steps))) and len(steps) > 10  # each step once, in order: never interrupted
