@@ -6,6 +6,7 @@ Kept apart from ``scheduler.runner``: the controller imports this module, not th
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -14,6 +15,8 @@ from ray.train import UserCallback
 
 from . import raycompat
 from .config import NAMESPACE, RUNNER_HOST_NAME
+
+logger = logging.getLogger("trainq.runner")
 
 
 def checkpoint_uri(checkpoint: Any) -> str:
@@ -62,4 +65,7 @@ def tell_released(host: str, runner: str) -> None:
 def tell_placement_group(host: str, runner: str, pg: Any) -> None:
     """The worker group's placement group, for the runner to remove should the controller die
     (waited for, as Ray Train told its own cleaner: the runner knows it before the workers train)."""
-    ray.get(host_handle(host).on_placement_group.remote(runner, pg))
+    try:
+        ray.get(host_handle(host).on_placement_group.remote(runner, pg))
+    except Exception as e:  # noqa: BLE001 - as Ray Train's own cleaner: the run goes on regardless
+        logger.warning("could not tell %s of its placement group %s: %s", runner, getattr(pg, "id", pg), e)

@@ -9,10 +9,12 @@ workers call back in, to the host by its name, with an attempt's key (``runner:<
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import raycompat
 from .config import RUNNER_HOST_NAME, SCHEDULER_NAME, runner_name
 from .core.runner_events import Exited
 from .runner import Runner
@@ -125,7 +127,11 @@ class RunnerHost:
         await self._get(name).on_started()
 
     async def on_placement_group(self, name: str, pg: Any) -> None:
-        await self._get(name).on_placement_group(pg)
+        runner = self._runners.get(name)
+        if runner is not None:  # an attempt already forgotten: its controller is on its way out
+            await runner.on_placement_group(pg)
+        else:
+            await asyncio.to_thread(raycompat.remove_placement_group, pg)
 
     async def on_workers_released(self, name: str) -> None:
         runner = self._runners.get(name)
